@@ -1,0 +1,199 @@
+/**
+ * `npm run demo`: the whole path on one machine. Redis (REDIS_URL, or a private redis-server),
+ * the sandbox with faults injected, two worker processes, one campaign per operation type with
+ * live progress, then a summary per campaign. Stops everything it started and exits 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { enqueueCampaign } from '../src/producer/index.js';
+import { SANDBOX_KEYS, startSandbox, type SandboxFixtures } from '../src/sandbox/index.js';
+import { eventsChannel, readStatus, streamReport, type CampaignStatus } from '../src/shared/index.js';
+import { startPrivateRedis, type TestRedis } from './lib/private-redis.js';
+
+const CREDENTIALS = {
+  DEMO_ALLOY_KEY: SANDBOX_KEYS.alloy,
+  DEMO_CONDUCTOR_KEY: SANDBOX_KEYS.conductor,
+  DEMO_TALLYFY_KEY: SANDBOX_KEYS.tallyfy,
+  DEMO_NECTED_KEY: SANDBOX_KEYS.nected,
+};
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+async function getRedis(): Promise<TestRedis> {
+  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, how: 'REDIS_URL', stop: async () => undefined };
+  try {
+    return await startPrivateRedis();
+  } catch (err) {
+    throw new Error(
+      `the demo needs Redis: set REDIS_URL, or install redis-server (Debian/Ubuntu: sudo apt-get install redis-server; ` +
+        `macOS: brew install redis). (${(err as Error).message})`,
+    );
+  }
+}
+
+function fixtures(): SandboxFixtures {
+  const def = (name: string, version: number) => ({ name, version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'team@acme.test' });
+  return {
+    alloy: {
+      workflows: { 'wf-onboarding': { latestVersion: 3 } },
+      installs: range(1500).map((i) => ({
+        workflowId: 'wf-onboarding',
+        userId: `user-${i}`,
+        version: 2,
+        ...(i % 97 === 0 ? { reinstallRequired: true } : {}),
+        ...(i % 331 === 0 ? { forbidden: true } : {}),
+      })),
+    },
+    conductor: {
+      definitions: [def('order-flow', 1), def('order-flow', 2), ...range(40).map((i) => def(`flow-${i}`, 1))],
+      executions: range(800).map((i) => ({
+        workflowId: `exec-${i}`,
+        workflowName: i % 101 === 0 ? 'billing-flow' : 'order-flow',
+        workflowVersion: i % 10 === 0 ? 2 : 1,
+        status: i % 7 === 0 ? 'COMPLETED' : i % 13 === 0 ? 'PAUSED' : 'RUNNING',
+      })),
+    },
+    tallyfy: { runs: range(500).map((i) => ({ orgId: 'org-acme', id: `run-${i}`, name: `Onboarding ${i}`, ...(i % 50 === 0 ? { forbidden: true } : {}) })) },
+    nected: {
+      workflows: range(300).map((i) => ({
+        entityId: `rule-${i}`,
+        graph: { name: `rule ${i}`, description: 'v1', startNode: '1', nodes: [{ id: '1', type: 'trigger', data: { nodeType: 'apiTrigger' } }], edges: [], settings: { auditIO: i % 25 === 0 } },
+      })),
+    },
+  };
+}
+
+function campaigns(baseUrl: string) {
+  const conn = (ref: keyof typeof CREDENTIALS) => ({ baseUrl, credentialRef: ref, timeoutMs: 5000 });
+  const retry = { attempts: 6, backoffMs: 50 };
+  return [
+    {
+      spec: { id: 'demo-alloy', name: 'Onboarding users to v3', connection: conn('DEMO_ALLOY_KEY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-onboarding' }, retry },
+      targets: [...range(1500).map((i) => ({ userId: `user-${i}`, tenant: `t${i % 20}` })), { userId: 'user-that-left' }],
+    },
+    {
+      spec: { id: 'demo-conductor-exec', name: 'Running orders to order-flow v2', connection: conn('DEMO_CONDUCTOR_KEY'), operation: { type: 'conductor.upgradeExecution', name: 'order-flow', version: 2 }, retry },
+      targets: range(800).map((i) => ({ workflowId: `exec-${i}` })),
+    },
+    {
+      spec: {
+        id: 'demo-conductor-defs',
+        name: 'Add a 1 h timeout to every flow',
+        connection: conn('DEMO_CONDUCTOR_KEY'),
+        operation: { type: 'conductor.updateDefinition', ownerEmail: 'platform@acme.test', patch: [{ op: 'replace', path: '/timeoutSeconds', value: 3600 }] },
+        retry,
+      },
+      targets: [...range(40).map((i) => ({ name: `flow-${i}` })), { name: 'flow-0' }, { name: 'retired-flow' }],
+    },
+    {
+      spec: { id: 'demo-tallyfy', name: 'Rename onboarding runs', connection: conn('DEMO_TALLYFY_KEY'), operation: { type: 'tallyfy.updateRun', orgId: 'org-acme', changes: { summary: 'Migrated to the 2026 process', tags: ['migrated'] } }, retry },
+      targets: range(500).map((i) => ({ runId: `run-${i}` })),
+    },
+    {
+      spec: { id: 'demo-nected', name: 'Turn on audit logging', connection: conn('DEMO_NECTED_KEY'), operation: { type: 'nected.updateWorkflow', patch: [{ op: 'replace', path: '/settings/auditIO', value: true }] }, retry },
+      targets: range(300).map((i) => ({ entityId: `rule-${i}` })),
+    },
+  ];
+}
+
+async function startWorkerProcess(env: Record<string, string>): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, [cli, 'worker', '--concurrency', '25'], {
+    env: { ...process.env, ...CREDENTIALS, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => d.toString().includes('upshift worker ready') && resolve());
+    proc.once('exit', (code) => reject(new Error(`worker exited with ${code} before it was ready`)));
+  });
+  return proc;
+}
+
+function progressLine(statuses: CampaignStatus[]): string {
+  return statuses
+    .map((s) => {
+      const done = s.upgraded + s.skipped + s.failed;
+      return `${s.id.replace('demo-', '')} ${Math.floor((100 * done) / Math.max(1, s.total))}%`;
+    })
+    .join('  ');
+}
+
+async function main(): Promise<void> {
+  const redisInfo = await getRedis();
+  const prefix = `demo-${Date.now().toString(36)}`;
+  console.log(`Redis: ${redisInfo.how}; key prefix ${prefix}`);
+  const redis = new Redis(redisInfo.url, { maxRetriesPerRequest: null });
+  const sub = new Redis(redisInfo.url, { maxRetriesPerRequest: null });
+  const sandbox = await startSandbox({ latencyMs: 5, failRate: 0.03, throttleRate: 0.002, retryAfterS: 1, conflictRate: 0.2, seed: 42 });
+  sandbox.load(fixtures());
+  console.log(`Sandbox: ${sandbox.url} (3% 5xx, 0.2% 429; both with Retry-After: 1, which pauses that connection for 1 s; 20% Nected checksum conflicts, 5 ms latency)`);
+
+  const workers: ChildProcess[] = [];
+  try {
+    const env = { REDIS_URL: redisInfo.url, UPSHIFT_PREFIX: prefix };
+    workers.push(await startWorkerProcess(env), await startWorkerProcess(env));
+    console.log('Workers: 2 processes, concurrency 25 each\n');
+
+    const list = campaigns(sandbox.url);
+    const pending = new Set(list.map((c) => c.spec.id));
+    const allDone = new Promise<void>((resolve) => {
+      sub.on('message', (_ch, msg: string) => {
+        const event = JSON.parse(msg) as { id: string; state: string };
+        if (event.state === 'completed') pending.delete(event.id);
+        if (pending.size === 0) resolve();
+      });
+    });
+    await sub.subscribe(eventsChannel(prefix));
+    const started = Date.now();
+    for (const c of list) {
+      const res = await enqueueCampaign(c.spec, c.targets, { redis, prefix });
+      console.log(`enqueued ${res.campaignId}: ${res.total} targets (${c.spec.operation.type})`);
+      const s = await readStatus(redis, prefix, res.campaignId);
+      if (s?.state === 'completed') pending.delete(res.campaignId);
+    }
+    console.log('');
+    const tty = process.stdout.isTTY;
+    const timer = setInterval(async () => {
+      const statuses = (await Promise.all(list.map((c) => readStatus(redis, prefix, c.spec.id)))).filter((s): s is CampaignStatus => s !== null);
+      const line = progressLine(statuses);
+      if (tty) process.stdout.write(`\r${line}   `);
+      else console.log(line);
+    }, 500);
+    if (pending.size > 0) await allDone;
+    clearInterval(timer);
+    if (tty) process.stdout.write('\n');
+    console.log(`\nall campaigns completed in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+
+    for (const c of list) {
+      const s = (await readStatus(redis, prefix, c.spec.id))!;
+      const reasons = new Map<string, number>();
+      for await (const line of streamReport(redis, prefix, c.spec.id)) {
+        const k = `${line.outcome}/${line.reason}`;
+        reasons.set(k, (reasons.get(k) ?? 0) + 1);
+      }
+      console.log(`${s.id} (${s.operation}): ${s.total} targets, upgraded ${s.upgraded}, skipped ${s.skipped}, failed ${s.failed}; retries ${s.retries}, conflicts ${s.conflicts}`);
+      for (const [k, n] of [...reasons].sort()) console.log(`    ${k.padEnd(40)} ${n}`);
+    }
+    const stats = sandbox.stats();
+    console.log(`\nsandbox: ${stats.requests} requests; injected ${stats.faults.failed} 5xx, ${stats.faults.throttled} 429, ${stats.faults.conflicts} conflicts`);
+    if (process.env.REDIS_URL) {
+      console.log(`\ninspect: UPSHIFT_PREFIX=${prefix} npx upshift report demo-alloy --outcome failed`);
+    }
+  } finally {
+    for (const w of workers) w.kill('SIGTERM');
+    await Promise.all(workers.map((w) => (w.exitCode === null ? once(w, 'exit') : undefined)));
+    await sandbox.close();
+    sub.disconnect();
+    redis.disconnect();
+    await redisInfo.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`demo failed: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

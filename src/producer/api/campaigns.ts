@@ -1,0 +1,343 @@
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  csvHeader,
+  csvLine,
+  InputError,
+  readStatus,
+  ScriptError,
+  streamReport,
+  UpshiftError,
+  validateSpec,
+  type HttpClient,
+  type Redis,
+} from '../../shared/index.js';
+import { cancelCampaign, listCampaigns, pauseCampaign, promoteCampaign, resumeCampaign, retryCampaign } from '../control.js';
+import { enqueueSourced, type EnqueueResult, type SourcedTarget } from '../enqueue.js';
+import { readNdjsonTargets } from '../ndjson.js';
+import { conflict, HttpError, inputErrorBody, notFound, plainMessage } from './errors.js';
+import { readLimitUsage } from './limits.js';
+import {
+  campaignList,
+  campaignSpecSchema,
+  campaignStatus,
+  controlResult,
+  enqueueResult,
+  idParams,
+  jsonSchema,
+  limitUsage,
+  parseInput,
+  reportQuery,
+  retryBody,
+} from './schemas.js';
+
+export interface CampaignRouteDeps {
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly retentionMs: number;
+  readonly streamLimitBytes: number;
+  readonly http?: HttpClient;
+}
+
+/** Named in errors about a streamed body's lines. */
+const NDJSON_SOURCE = 'request body';
+const NDJSON = 'application/x-ndjson';
+
+const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { $ref: 'ApiError#' }]));
+const tags = ['campaigns'];
+const params = jsonSchema(idParams, 'input');
+
+export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRouteDeps): void {
+  const { redis, prefix } = deps;
+  const opts = { redis, prefix };
+
+  // The body stays a stream: targets are validated and staged as they arrive, never buffered.
+  app.addContentTypeParser(NDJSON, (_request, payload, done) => done(null, payload));
+
+  app.post(
+    '/campaigns',
+    {
+      schema: {
+        tags,
+        operationId: 'createCampaign',
+        summary: 'Create a campaign',
+        description:
+          'application/json: the campaign spec with inline `targets` (or a discovery query). ' +
+          'application/x-ndjson: the spec on the first line, then one target per line, streamed. ' +
+          'Invalid input is 400 naming every issue (and the line); nothing is enqueued then. ' +
+          'The same spec under an existing id is 200 with `created: false`; another spec under it is 409.',
+        body: {
+          content: {
+            'application/json': { schema: campaignSpecSchema() },
+            [NDJSON]: { schema: { type: 'string', description: 'line 1: the spec (without targets); then one target object per line' } },
+          },
+        },
+        response: {
+          200: jsonSchema(enqueueResult),
+          201: jsonSchema(enqueueResult),
+          ...errors(400, 401, 409, 413, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const type = mediaType(request);
+      let result: EnqueueResult;
+      if (type === 'application/json') result = await enqueue(() => validateSpec(request.body, 'spec'), undefined, deps);
+      else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
+      else {
+        throw new HttpError(415, {
+          error: 'unsupported_media_type',
+          message: `send the spec as application/json, or the spec and targets as ${NDJSON}`,
+        });
+      }
+      return reply.code(result.created ? 201 : 200).send(result);
+    },
+  );
+
+  app.get(
+    '/campaigns',
+    { schema: { tags, operationId: 'listCampaigns', summary: 'Every campaign still in Redis, newest first', response: { 200: jsonSchema(campaignList), ...errors(401) } } },
+    async () => ({ campaigns: await listCampaigns(opts) }),
+  );
+
+  app.get(
+    '/campaigns/:id',
+    { schema: { tags, operationId: 'getCampaign', summary: "A campaign's status hash", params, response: { 200: jsonSchema(campaignStatus), ...errors(401, 404) } } },
+    async (request) => {
+      const { id } = campaignId(request);
+      const status = await readStatus(redis, prefix, id);
+      if (status === null) throw notFound(`no campaign "${id}"`);
+      return status;
+    },
+  );
+
+  app.get(
+    '/campaigns/:id/limits',
+    {
+      schema: {
+        tags,
+        operationId: 'getCampaignLimits',
+        summary: "Slots in use vs. concurrency on each of the campaign's limit key values",
+        params,
+        response: { 200: jsonSchema(limitUsage), ...errors(401, 404) },
+      },
+    },
+    async (request) => {
+      const { id } = campaignId(request);
+      const usage = await readLimitUsage(redis, prefix, id);
+      if (usage === null) throw notFound(`no campaign "${id}"`);
+      return usage;
+    },
+  );
+
+  app.get(
+    '/campaigns/:id/report',
+    {
+      schema: {
+        tags,
+        operationId: 'getCampaignReport',
+        summary: 'One record per target, streamed',
+        params,
+        querystring: jsonSchema(reportQuery, 'input'),
+        response: {
+          200: {
+            description: 'NDJSON (one report line a line) or CSV (`target,outcome,reason,attempts,error,at`)',
+            content: { [NDJSON]: { schema: { type: 'string' } }, 'text/csv': { schema: { type: 'string' } } },
+          },
+          ...errors(400, 401, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = campaignId(request);
+      const query = parseInput(reportQuery, request.query, 'query');
+      if ((await readStatus(redis, prefix, id)) === null) throw notFound(`no campaign "${id}"`);
+      const csv = query.format === 'csv';
+      reply.type(csv ? 'text/csv; charset=utf-8' : `${NDJSON}; charset=utf-8`);
+      const lines = streamReport(redis, prefix, id, query.outcome === undefined ? {} : { outcome: query.outcome });
+      return reply.send(Readable.from(batched(lines, csv)));
+    },
+  );
+
+  const control = (action: 'pause' | 'resume' | 'promote', run: typeof pauseCampaign, summary: string) =>
+    app.post(
+      `/campaigns/:id/${action}`,
+      { schema: { tags, operationId: `${action}Campaign`, summary, params, response: { 200: jsonSchema(controlResult), ...errors(401, 404, 409) } } },
+      async (request) => {
+        const { id } = campaignId(request);
+        return { campaignId: id, state: await controlled(id, () => run(id, opts)) };
+      },
+    );
+  control('pause', pauseCampaign, 'Pause: no new target starts once this answers; targets in flight finish');
+  control('resume', resumeCampaign, 'Resume a paused campaign where it stopped');
+  control('promote', promoteCampaign, 'Start the next step of a staged rollout waiting at a manual gate');
+
+  app.post(
+    '/campaigns/:id/cancel',
+    {
+      schema: {
+        tags,
+        operationId: 'cancelCampaign',
+        summary: 'Cancel: every target not started is recorded skipped/CANCELLED; again finishes an interrupted cancel',
+        params,
+        response: { 200: jsonSchema(controlResult), ...errors(401, 404, 409) },
+      },
+    },
+    async (request) => {
+      const { id } = campaignId(request);
+      const drained = await controlled(id, () => cancelCampaign(id, opts));
+      return { campaignId: id, state: 'cancelled', drained };
+    },
+  );
+
+  app.post(
+    '/campaigns/:id/retry',
+    {
+      schema: {
+        tags,
+        operationId: 'retryCampaign',
+        summary: "Run the campaign's failed targets again (only those of `reason`, when given)",
+        params,
+        body: { content: { 'application/json': { schema: jsonSchema(retryBody, 'input') } } },
+        response: { 200: jsonSchema(controlResult), ...errors(400, 401, 404, 409) },
+      },
+    },
+    async (request) => {
+      const { id } = campaignId(request);
+      const { reason } = parseInput(retryBody, request.body, 'body');
+      const retried = await controlled(id, () => retryCampaign(id, { ...opts, ...(reason === undefined ? {} : { reason }) }));
+      const status = await readStatus(redis, prefix, id);
+      return { campaignId: id, state: status?.state ?? 'unknown', retried };
+    },
+  );
+}
+
+/** The path's campaign id; an id that cannot exist (wrong shape) is as unknown as a missing one. */
+function campaignId(request: FastifyRequest): { id: string } {
+  try {
+    return parseInput(idParams, request.params, 'path');
+  } catch {
+    throw notFound(`no campaign "${(request.params as { id?: string }).id ?? ''}"`);
+  }
+}
+
+function mediaType(request: FastifyRequest): string {
+  return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** Control errors as HTTP: an unknown id is 404, an action the campaign's state forbids is 409. */
+async function controlled<T>(id: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof InputError && err.source === 'campaign' && err.field === 'id') throw notFound(`no campaign "${id}"`);
+    if (err instanceof InputError && err.source === 'campaign' && err.field === 'state') throw conflict(plainMessage(err));
+    if (err instanceof ScriptError && err.returnCode === -2) throw conflict(`campaign "${id}": ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * Validation (`spec`) errors are 400; after that, the library's own refusals are mapped: an id
+ * taken by another spec, or being enqueued right now by another producer, is 409.
+ */
+async function enqueue(
+  spec: () => ReturnType<typeof validateSpec>,
+  sourced: AsyncIterable<SourcedTarget> | undefined,
+  deps: CampaignRouteDeps,
+  specLine?: number,
+): Promise<EnqueueResult> {
+  let validated;
+  try {
+    validated = spec();
+  } catch (err) {
+    if (err instanceof InputError) throw new HttpError(400, inputErrorBody(err, specLine === undefined ? {} : { line: specLine }));
+    throw err;
+  }
+  try {
+    return await enqueueSourced(validated, sourced, {
+      redis: deps.redis,
+      prefix: deps.prefix,
+      retentionMs: deps.retentionMs,
+      source: NDJSON_SOURCE,
+      ...(deps.http === undefined ? {} : { http: deps.http }),
+    });
+  } catch (err) {
+    if (err instanceof InputError && err.source === 'spec' && err.field === 'id') throw conflict(plainMessage(err));
+    if (err instanceof UpshiftError && err.code === 'INVALID_REQUEST') throw conflict(err.message);
+    throw err;
+  }
+}
+
+class TooLarge extends Error {}
+
+/**
+ * Line 1 is the spec, the rest are targets, read as they stream in. A body over the limit is
+ * 413 (and whatever was staged is discarded by the library, as on any error). A body left
+ * unread after an error is not drained: the connection closes after the answer.
+ */
+async function enqueueNdjson(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: CampaignRouteDeps,
+): Promise<EnqueueResult> {
+  const limit = deps.streamLimitBytes;
+  const tooLarge = () =>
+    new HttpError(413, { error: 'payload_too_large', message: `the body is larger than ${limit} bytes; split the targets over campaigns or raise the limit` });
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    reply.header('connection', 'close');
+    throw tooLarge();
+  }
+  const body = request.body as Readable;
+  const lines = readNdjsonTargets(Readable.from(capped(body, limit)), NDJSON_SOURCE)[Symbol.asyncIterator]();
+  try {
+    const first = await lines.next();
+    if (first.done) {
+      throw new InputError(NDJSON_SOURCE, 'is empty: the first line must be the campaign spec', { line: 1 });
+    }
+    const specLine = first.value.line;
+    const spec = () => validateSpec(first.value.value, 'spec');
+    // Peek: a spec that carries its own targets (inline or discovery) must come alone.
+    const second = await lines.next();
+    const sourced = second.done ? undefined : rest(second.value, lines);
+    return await enqueue(spec, sourced, deps, specLine);
+  } catch (err) {
+    reply.header('connection', 'close');
+    if (err instanceof TooLarge || (err instanceof Error && err.cause instanceof TooLarge)) throw tooLarge();
+    throw err;
+  } finally {
+    await lines.return?.();
+  }
+}
+
+async function* rest(first: SourcedTarget, more: AsyncIterator<SourcedTarget>): AsyncIterable<SourcedTarget> {
+  yield first;
+  for (let next = await more.next(); !next.done; next = await more.next()) yield next.value;
+}
+
+/**
+ * The request's chunks, failing past `limit` bytes. The request is not destroyed when reading
+ * stops early (that would close the socket before the error answer is written).
+ */
+async function* capped(body: Readable, limit: number): AsyncIterable<Buffer> {
+  let bytes = 0;
+  for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    if (bytes > limit) throw new TooLarge();
+    yield chunk;
+  }
+}
+
+/** Report lines joined into ~64 KiB writes. */
+async function* batched(lines: AsyncIterable<Parameters<typeof csvLine>[0]>, csv: boolean): AsyncIterable<string> {
+  let buf = csv ? csvHeader() + '\n' : '';
+  for await (const line of lines) {
+    buf += (csv ? csvLine(line) : JSON.stringify(line)) + '\n';
+    if (buf.length >= 64 * 1024) {
+      yield buf;
+      buf = '';
+    }
+  }
+  if (buf !== '') yield buf;
+}

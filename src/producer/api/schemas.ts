@@ -1,0 +1,138 @@
+import { z } from 'zod';
+import { CAMPAIGN_ID, InputError, REASONS, REPORT_OUTCOMES, specJsonSchema } from '../../shared/index.js';
+
+/**
+ * The API's zod schemas. Handlers validate with them; the OpenAPI document is generated from
+ * them (and from the campaign spec's own schema), so the two cannot drift apart.
+ */
+
+/** What `?outcome=` accepts: the same values as `upshift report --outcome`. */
+export const OUTCOME_FILTERS = REPORT_OUTCOMES;
+
+export const idParams = z.strictObject({
+  id: z.string().regex(CAMPAIGN_ID, 'must match ^[A-Za-z0-9_-]{1,64}$').describe('campaign id'),
+});
+
+export const reportQuery = z.strictObject({
+  outcome: z.enum(OUTCOME_FILTERS).optional().describe('only targets with this outcome'),
+  format: z.enum(['ndjson', 'csv']).default('ndjson').describe('one JSON object a line, or CSV with a header'),
+});
+
+export const retryBody = z
+  .strictObject({
+    reason: z
+      .enum(Object.keys(REASONS) as [string, ...string[]])
+      .optional()
+      .describe('only targets that failed with this reason code (docs/REASONS.md)'),
+  })
+  .describe('optional: without a body every failed target runs again');
+
+export const enqueueResult = z.object({
+  campaignId: z.string(),
+  total: z.number().int().describe('distinct targets'),
+  created: z.boolean().describe('false when the id existed already with the same spec: nothing new was enqueued'),
+});
+
+const count = z.number().int();
+const ms = z.number().int().optional();
+
+export const campaignStatus = z.object({
+  id: z.string(),
+  state: z.enum(['running', 'paused', 'gated', 'cancelled', 'completed', 'unknown']),
+  operation: z.string(),
+  name: z.string(),
+  total: count,
+  upgraded: count,
+  skipped: count,
+  failed: count,
+  wouldUpgrade: count,
+  wouldSkip: count,
+  wouldFail: count,
+  dryRun: z.boolean(),
+  pending: count.describe('waiting to start'),
+  active: count.describe('dispatched, holding their slots'),
+  retries: count,
+  conflicts: count,
+  reclaimed: count,
+  retryAfterWaits: count,
+  retryAfterWaitMs: count,
+  pausedReason: z.string().optional().describe('OPERATOR or FAILURE_BUDGET_EXCEEDED'),
+  rolloutStep: count.optional(),
+  rolloutSteps: count.optional(),
+  rolloutLimit: count.optional(),
+  breach: z.object({ failed: count, samples: count, ratio: z.number() }).optional(),
+  createdAt: ms,
+  updatedAt: ms,
+  finishedAt: ms,
+  reasons: z.record(z.string(), count).describe('targets not upgraded, by reason code'),
+});
+
+export const campaignList = z.object({
+  campaigns: z.array(campaignStatus.extend({ ageMs: count })).describe('newest first'),
+});
+
+export const limitUsage = z.object({
+  keys: z.array(
+    z.object({
+      key: z.string(),
+      inUse: count.describe('live slots on the key, every campaign sharing it'),
+      concurrency: count.nullable().describe("this campaign's figure; null for a rate-only limit"),
+      atCapacity: z.boolean(),
+    }),
+  ),
+  truncated: z.boolean().describe('the campaign has more keys than were read'),
+});
+
+export const controlResult = z.object({
+  campaignId: z.string(),
+  state: z.string().describe('the state after the action'),
+  drained: count.optional().describe('cancel: targets not started, recorded skipped/CANCELLED'),
+  retried: count.optional().describe('retry: failed targets put back to run'),
+});
+
+export const errorBody = z.object({
+  error: z.enum([
+    'invalid_input',
+    'unauthorized',
+    'forbidden',
+    'not_found',
+    'conflict',
+    'payload_too_large',
+    'unsupported_media_type',
+    'unavailable',
+    'internal',
+  ]),
+  message: z.string(),
+  source: z.string().optional(),
+  line: count.optional(),
+  field: z.string().optional(),
+  issues: z
+    .array(z.object({ path: z.array(z.union([z.string(), z.number()])), message: z.string(), line: count.optional() }))
+    .optional(),
+});
+
+export const health = z.object({ status: z.enum(['ok', 'unavailable']) });
+
+/** A zod schema as the JSON Schema the OpenAPI 3.0 document embeds. */
+export function jsonSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): Record<string, unknown> {
+  return z.toJSONSchema(schema, { target: 'openapi-3.0', io, unrepresentable: 'any' }) as Record<string, unknown>;
+}
+
+let specSchemaCache: Record<string, unknown> | undefined;
+/** The campaign spec's schema, generated once. */
+export function campaignSpecSchema(): Record<string, unknown> {
+  specSchemaCache ??= specJsonSchema();
+  return specSchemaCache;
+}
+
+/** Validates a request part; a failure is an `InputError` carrying every zod issue. */
+export function parseInput<T extends z.ZodType>(schema: T, value: unknown, source: string): z.output<T> {
+  const parsed = schema.safeParse(value ?? {});
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => ({
+    path: i.path.map((p) => (typeof p === 'number' ? p : String(p))),
+    message: i.message,
+  }));
+  const first = issues[0]!;
+  throw new InputError(source, first.message, { field: first.path.join('.'), issues });
+}

@@ -1,0 +1,221 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import { Queue } from 'bullmq';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import {
+  createApiMetrics,
+  DEFAULTS,
+  InputError,
+  RedisUnavailableError,
+  TARGET_QUEUE,
+  type HttpClient,
+  type Logger,
+  type Redis,
+} from '../../shared/index.js';
+import { authGuard } from './auth.js';
+import { registerCampaignRoutes } from './campaigns.js';
+import { registerDashboard } from './dashboard.js';
+import { HttpError, inputErrorBody, type ApiErrorBody } from './errors.js';
+import { errorBody, health, jsonSchema } from './schemas.js';
+
+export interface ApiOptions {
+  /** The API's connection: commands, scripts, and Bull Board's queue. The caller owns (and closes) it. */
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly log: Logger;
+  /** The bearer token every non-public route demands (`UPSHIFT_API_TOKEN`). */
+  readonly apiToken: string | undefined;
+  /** Serve without any authentication. Only with this set may `apiToken` be missing. */
+  readonly insecureNoAuth?: boolean;
+  /** How long an ended campaign's data is kept (default `DEFAULTS.retentionMs`). */
+  readonly retentionMs?: number;
+  /** Largest JSON body (default `DEFAULTS.apiBodyLimitBytes`); larger is 413. */
+  readonly bodyLimitBytes?: number;
+  /** Largest NDJSON body, counted as it streams (default `DEFAULTS.apiStreamLimitBytes`); larger is 413. */
+  readonly streamLimitBytes?: number;
+  /** `/readyz` answers 503 when Redis has not answered a PING within this (default `DEFAULTS.apiReadyTimeoutMs`). */
+  readonly readyTimeoutMs?: number;
+  /** HTTP client for discovery's search calls (one of its own when absent). */
+  readonly http?: HttpClient;
+}
+
+const MIN_TOKEN_CHARS = 16;
+
+/** Why the API refuses to start without a token: the one-line fix, for the CLI and for library callers. */
+export const NO_TOKEN_MESSAGE =
+  'UPSHIFT_API_TOKEN is not set; set it to a secret of at least 16 characters, or pass --insecure-no-auth to serve without authentication';
+
+/**
+ * The token to demand, or undefined to serve without authentication (only when asked to).
+ * Throws `InputError` naming UPSHIFT_API_TOKEN and --insecure-no-auth when there is no token
+ * to demand, or when the token is too short to be a secret.
+ */
+export function checkAuthConfig(apiToken: string | undefined, insecureNoAuth: boolean): string | undefined {
+  const token = apiToken === '' ? undefined : apiToken;
+  if (token === undefined && !insecureNoAuth) throw new InputError('environment', NO_TOKEN_MESSAGE);
+  if (token !== undefined && token.length < MIN_TOKEN_CHARS) {
+    throw new InputError('environment', `UPSHIFT_API_TOKEN is too short; use a secret of at least ${MIN_TOKEN_CHARS} characters`);
+  }
+  return token;
+}
+
+/** Headers and cookies that carry the token; scrubbed from every log line the API writes. */
+const REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers.cookie',
+  '*.headers.authorization',
+  '*.headers.cookie',
+];
+
+/**
+ * The HTTP producer API, the dashboard and Bull Board, as a Fastify instance that is ready but
+ * not listening (tests call `inject`, `upshift serve` calls `listen`). Refuses (InputError)
+ * without a token unless `insecureNoAuth` is set.
+ */
+export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
+  const token = checkAuthConfig(opts.apiToken, opts.insecureNoAuth === true);
+  const log = opts.log.child({ component: 'api' }, { redact: { paths: REDACT, censor: '[redacted]' } });
+  if (token === undefined) log.warn('serving WITHOUT authentication (--insecure-no-auth): anyone who can reach this port controls campaigns');
+
+  const { redis, prefix } = opts;
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // The dashboard polls every second; a line per request would drown everything else.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimitBytes ?? DEFAULTS.apiBodyLimitBytes,
+  });
+  // Routes validate with zod (whose issues the answers carry); their JSON schemas only document,
+  // and answers are sent as they are (a schema-driven serializer would drop undeclared fields).
+  app.setValidatorCompiler(() => (data) => ({ value: data }));
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ method: request.method, url: request.routeOptions.url, statusCode: reply.statusCode }, 'request');
+  });
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof HttpError) return reply.code(err.statusCode).send(err.body);
+    if (err instanceof InputError) return reply.code(400).send(inputErrorBody(err));
+    const status = err.statusCode;
+    if (status === 413) return reply.code(413).send(errorOf('payload_too_large', err.message));
+    if (status === 415) return reply.code(415).send(errorOf('unsupported_media_type', err.message));
+    if (status !== undefined && status >= 400 && status < 500) return reply.code(status).send(errorOf('invalid_input', err.message));
+    if (err instanceof RedisUnavailableError || err.name === 'MaxRetriesPerRequestError' || (err as { code?: string }).code === 'ECONNREFUSED') {
+      request.log.warn({ err: err.message }, 'Redis unavailable');
+      return reply.code(503).send(errorOf('unavailable', 'Redis is unreachable; try again'));
+    }
+    request.log.error({ err }, 'request failed');
+    return reply.code(500).send(errorOf('internal', 'internal error (logged on the server)'));
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorOf('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)));
+
+  if (token !== undefined) app.addHook('onRequest', authGuard(token));
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Upshift',
+        version: '1',
+        description:
+          'Create, watch and control upgrade campaigns. Every route except /healthz and /readyz needs ' +
+          '`Authorization: Bearer <UPSHIFT_API_TOKEN>` (or the dashboard\'s `upshift_token` cookie). See docs/API.md.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          cookie: { type: 'apiKey', in: 'cookie', name: 'upshift_token' },
+        },
+      },
+      security: token === undefined ? [] : [{ bearer: [] }, { cookie: [] }],
+      tags: [
+        { name: 'campaigns', description: 'create, read and control campaigns' },
+        { name: 'operations', description: 'health, readiness, metrics' },
+      ],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  app.addSchema({ $id: 'ApiError', ...jsonSchema(errorBody) });
+  // validatorUrl null: Swagger UI would otherwise send the document to validator.swagger.io.
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { validatorUrl: null } });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULTS.apiReadyTimeoutMs;
+  const publicOps = { tags: ['operations'], security: [], response: { 200: jsonSchema(health) } };
+  app.get('/healthz', { config: { public: true }, schema: { ...publicOps, operationId: 'healthz', summary: 'The process is up' } }, async () => ({ status: 'ok' }));
+  app.get(
+    '/readyz',
+    {
+      config: { public: true },
+      schema: { ...publicOps, operationId: 'readyz', summary: 'Redis answers a PING', response: { 200: jsonSchema(health), 503: jsonSchema(health) } },
+    },
+    async (_request, reply) => {
+      const ok = await pingWithin(redis, readyTimeoutMs);
+      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'unavailable' });
+    },
+  );
+
+  const metrics = createApiMetrics({ redis, prefix });
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['operations'],
+        operationId: 'metrics',
+        summary: 'Prometheus metrics',
+        response: { 200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: { type: 'string' } } } } },
+      },
+    },
+    async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()),
+  );
+
+  registerCampaignRoutes(app, {
+    redis,
+    prefix,
+    retentionMs: opts.retentionMs ?? DEFAULTS.retentionMs,
+    streamLimitBytes: opts.streamLimitBytes ?? DEFAULTS.apiStreamLimitBytes,
+    ...(opts.http === undefined ? {} : { http: opts.http }),
+  });
+  registerDashboard(app);
+
+  // Bull Board shows BullMQ's side only (dispatched targets); pending ones live in the
+  // scheduler's lists. Read-only: removing or retrying a job by hand would bypass the scheduler.
+  const queue = new Queue(TARGET_QUEUE, { connection: redis, prefix });
+  queue.on('error', (err) => log.debug({ err: err.message }, 'bull board queue error'));
+  const board = new FastifyAdapter();
+  board.setBasePath('/admin/queues');
+  // @bull-board/fastify pins its own copy of @bull-board/api: the same shapes, distinct declarations.
+  const serverAdapter = board as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'];
+  createBullBoard({ queues: [new BullMQAdapter(queue, { readOnlyMode: true })], serverAdapter });
+  await app.register(board.registerPlugin(), { prefix: '/admin/queues' });
+  app.addHook('onClose', async () => {
+    await metrics.close();
+    await queue.close();
+  });
+
+  await app.ready();
+  return app;
+}
+
+function errorOf(error: ApiErrorBody['error'], message: string): ApiErrorBody {
+  return { error, message };
+}
+
+/** True when Redis answers a PING within `timeoutMs`; a connection that is down answers false at once. */
+async function pingWithin(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status !== 'ready') return false;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([redis.ping().then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,157 @@
+import type { Redis } from 'ioredis';
+import pRetry from 'p-retry';
+import { campaignMeta, GroupTable } from './groups.js';
+import {
+  campaignKeys,
+  classifyError,
+  DEFAULTS,
+  errorFromResponse,
+  eventsChannel,
+  HttpClient,
+  isSuccess,
+  loadScripts,
+  operationFor,
+  parseJson,
+  UpshiftError,
+  validateTarget,
+  type CampaignSpec,
+  type DiscoverSpec,
+} from '../shared/index.js';
+
+export interface DiscoverOptions {
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly retentionMs?: number;
+  /** Tries per search page for transient errors (p-retry, exponential). */
+  readonly pageAttempts?: number;
+  readonly http?: HttpClient;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+interface Summary {
+  workflowId: string;
+  version?: number;
+  status?: string;
+}
+
+/** The Conductor query for a discovery spec: `workflowType IN (X) AND status IN (...) [AND version IN (n)]`. */
+export function discoveryQuery(d: DiscoverSpec): string {
+  const clauses = [`workflowType IN (${d.workflowName})`, `status IN (${d.status.join(',')})`];
+  if (d.version !== undefined) clauses.push(`version IN (${d.version})`);
+  return clauses.join(' AND ');
+}
+
+/**
+ * Creates (or resumes) a campaign whose targets are found by Conductor's search API, paging
+ * `size` at a time and adding each page to the live campaign as it arrives, so workers start on
+ * the first page while the next is fetched. The offset after each added page is stored with it:
+ * after a crash, enqueueing the same spec again resumes from there (a page re-read after the
+ * crash adds nothing twice: targets are deduplicated). Executions leave the result set while we
+ * page (we upgrade them; they end), which shifts later offsets, so discovery repeats passes over
+ * the results until a whole pass finds nothing new. The search index can lag behind the
+ * store, so a listed execution may have ended or moved on: the operation reads every execution
+ * before it upgrades it, and skips what is no longer RUNNING or already current.
+ *
+ * The producer reads the credential named by `connection.credentialRef` from its environment.
+ */
+export async function discoverCampaign(
+  stored: CampaignSpec & { readonly id: string },
+  discover: DiscoverSpec,
+  opts: DiscoverOptions,
+): Promise<{ total: number; created: boolean }> {
+  const { redis, prefix } = opts;
+  const campaignId = stored.id;
+  const keys = campaignKeys(prefix, campaignId);
+  const scripts = loadScripts(redis, prefix);
+  const channel = eventsChannel(prefix);
+  const op = operationFor(stored.operation.type);
+  const env = opts.env ?? process.env;
+  const credential = env[stored.connection.credentialRef];
+  if (!credential) {
+    throw new UpshiftError('CREDENTIAL_MISSING', `discovery needs ${stored.connection.credentialRef} in the producer's environment`);
+  }
+
+  let created = false;
+  const [state, discovering, startRaw] = await redis.hmget(keys.status, 'state', 'discovering', 'discoverStart');
+  let start = Number(startRaw ?? 0);
+  if (state === null) {
+    // New campaign: it exists from the start with no targets and grows page by page.
+    await redis.hset(keys.groups, campaignMeta(stored, opts.retentionMs));
+    await redis.zadd(`${prefix}:sched:staging`, Date.now() + DEFAULTS.stagingTtlMs, campaignId);
+    const res = await scripts.commitCampaign({
+      campaignId,
+      specJson: JSON.stringify(stored),
+      operation: op.type,
+      name: stored.name ?? '',
+      total: 0,
+      groups: 0,
+      channel,
+      discovering: true,
+    });
+    created = res.created;
+    start = 0;
+  } else if (discovering === null) {
+    // Discovery ended before: nothing to add.
+    return { total: Number(await redis.hget(keys.status, 'total')), created: false };
+  }
+
+  const groups = await GroupTable.load(redis, prefix, stored);
+  const http = opts.http ?? new HttpClient();
+  try {
+    for (;;) {
+      const page = await pRetry(() => searchPage(http, stored, discover, credential, start), {
+        retries: (opts.pageAttempts ?? 5) - 1,
+        minTimeout: 200,
+        shouldRetry: ({ error }) => classifyError(error).retryable,
+      });
+      const triples: (string | number)[] = [];
+      page.results.forEach((summary, i) => {
+        // The index can hold versions or statuses the query excluded a moment later; the
+        // operation checks each execution anyway, so a stray one costs a read, nothing more.
+        const line = start + i + 1;
+        const target = validateTarget({ workflowId: summary.workflowId }, op.type, 'search results', line);
+        triples.push(op.targetKey(target), groups.gidOf(target, 'search results', line), JSON.stringify(target));
+      });
+      await groups.save(redis, prefix, campaignId);
+      const next = start + page.results.length;
+      const endsPass = page.results.length < discover.pageSize || next >= page.totalHits;
+      const { ended } = await scripts.appendTargets(campaignId, next, endsPass, channel, triples);
+      if (ended) break;
+      start = endsPass ? 0 : next;
+    }
+  } finally {
+    if (!opts.http) await http.close();
+  }
+  return { total: Number(await redis.hget(keys.status, 'total')), created };
+}
+
+async function searchPage(
+  http: HttpClient,
+  spec: CampaignSpec,
+  d: DiscoverSpec,
+  credential: string,
+  start: number,
+): Promise<{ totalHits: number; results: Summary[] }> {
+  const res = await http.send(
+    spec.connection.baseUrl,
+    {
+      method: 'GET',
+      segments: ['api', 'workflow', 'search'],
+      query: { query: discoveryQuery(d), start: String(start), size: String(d.pageSize), sort: 'startTime:ASC' },
+      headers: { 'x-authorization': credential, accept: 'application/json' },
+    },
+    spec.connection.timeoutMs,
+  );
+  if (!isSuccess(res.status)) throw errorFromResponse(res, 'conductor search');
+  const body = parseJson(res, 'conductor search') as { totalHits?: unknown; results?: unknown };
+  if (typeof body !== 'object' || body === null || typeof body.totalHits !== 'number' || !Array.isArray(body.results)) {
+    throw new UpshiftError('UNEXPECTED_RESPONSE', `conductor search: unexpected body: ${res.text.slice(0, 200)}`);
+  }
+  const results = body.results.filter(
+    (r): r is Summary => typeof r === 'object' && r !== null && typeof (r as Summary).workflowId === 'string',
+  );
+  if (results.length !== body.results.length) {
+    throw new UpshiftError('UNEXPECTED_RESPONSE', 'conductor search: a result without a workflowId');
+  }
+  return { totalHits: body.totalHits, results };
+}

@@ -1,0 +1,95 @@
+import type { Redis } from 'ioredis';
+import {
+  campaignKeys,
+  compileLimits,
+  connectionId,
+  DEFAULTS,
+  InputError,
+  LimitKeyError,
+  operationFor,
+  type CampaignSpec,
+  type Target,
+} from '../shared/index.js';
+
+/**
+ * What the scheduler scripts read from a campaign's groups hash besides the groups: its
+ * connection (the Retry-After unit), how to compute a target's key in Lua, and its retention.
+ */
+export function campaignMeta(spec: CampaignSpec, retentionMs = DEFAULTS.retentionMs): Record<string, string | number> {
+  const op = operationFor(spec.operation.type);
+  return {
+    conn: connectionId(spec.connection.baseUrl, spec.connection.credentialRef),
+    tk: JSON.stringify([op.targetIdField, ...(op.targetVersionField ? [op.targetVersionField] : [])]),
+    retentionMs,
+  };
+}
+
+/**
+ * A campaign's groups: targets whose limit keys resolve to the same values share a gid (and a
+ * pending list). Numbered in the order first seen; the table in Redis
+ * (`<p>:campaign:<id>:groups`, gid -> resolved limits JSON) is the same numbering, so enqueue,
+ * discovery and retry all place a target in the same group.
+ */
+export class GroupTable {
+  private readonly gids = new Map<string, number>();
+  private unsaved: (string | number)[] = [];
+  private readonly limitsOf;
+
+  constructor(spec: CampaignSpec & { readonly id: string }) {
+    this.limitsOf = compileLimits(spec.limits ?? [], {
+      campaignId: spec.id,
+      baseUrl: spec.connection.baseUrl,
+      operation: spec.operation,
+    });
+  }
+
+  /** The table with the groups a campaign already has (a resumed discovery, a retry). */
+  static async load(redis: Redis, prefix: string, spec: CampaignSpec & { readonly id: string }): Promise<GroupTable> {
+    const table = new GroupTable(spec);
+    for (const [field, value] of Object.entries(await redis.hgetall(campaignKeys(prefix, spec.id).groups))) {
+      if (/^\d+$/.test(field)) table.gids.set(value, Number(field));
+    }
+    return table;
+  }
+
+  get size(): number {
+    return this.gids.size;
+  }
+
+  /**
+   * The target's gid, numbering a new group when its key values are new. A key the target
+   * cannot fill is an `InputError` naming `source`, `line` and `limits[i].key`.
+   */
+  gidOf(target: Target, source: string, line: number): number {
+    const json = this.resolve(target, source, line);
+    let gid = this.gids.get(json);
+    if (gid === undefined) {
+      gid = this.gids.size;
+      this.gids.set(json, gid);
+      this.unsaved.push(gid, json);
+    }
+    return gid;
+  }
+
+  /** The target's gid among the groups known, or undefined. */
+  find(target: Target): number | undefined {
+    return this.gids.get(this.resolve(target, 'targets', 0));
+  }
+
+  /** Writes the groups numbered since the last save (before any target of theirs is staged). */
+  async save(redis: Redis, prefix: string, campaignId: string): Promise<void> {
+    if (this.unsaved.length === 0) return;
+    const fields = this.unsaved;
+    this.unsaved = [];
+    await redis.hset(campaignKeys(prefix, campaignId).groups, ...fields);
+  }
+
+  private resolve(target: Target, source: string, line: number): string {
+    try {
+      return JSON.stringify(this.limitsOf(target));
+    } catch (err) {
+      if (!(err instanceof LimitKeyError)) throw err;
+      throw new InputError(source, `limit key ${err.message}`, { line, field: `limits[${err.limitIndex}].key` });
+    }
+  }
+}

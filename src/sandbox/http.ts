@@ -1,0 +1,124 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { FaultInjector } from './faults.js';
+import type { SandboxConfig, SandboxKeys } from './options.js';
+import type { SandboxState } from './state.js';
+
+/** What a handler decides; the server adds latency and writes it. `body: undefined` = empty body. */
+export interface Reply {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** One platform request, already read and split. */
+export interface PlatformRequest {
+  method: string;
+  /** Path parameters, each segment percent-decoded on its own (an encoded '/' stays inside). */
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: IncomingHttpHeaders;
+  /** Raw body as UTF-8 text ('' when none). */
+  body: string;
+}
+
+/** What handlers may touch besides the request. */
+export interface HandlerEnv {
+  state: SandboxState;
+  keys: SandboxKeys;
+  config: Required<SandboxConfig>;
+  faults: FaultInjector;
+  /** Counts one successful state change for a target key. */
+  applied(targetKey: string): void;
+  /** Counts one simulated concurrent edit; returns how many there have been. */
+  conflictInjected(): number;
+}
+
+export interface Operation {
+  handle(req: PlatformRequest, env: HandlerEnv): Reply;
+  /** The target key this request addresses, for `requestsByTarget`; undefined when not knowable. */
+  target?(req: PlatformRequest): string | undefined;
+}
+
+/** Each platform words its errors differently; routes share one of these per platform. */
+export interface Platform {
+  name: 'alloy' | 'conductor' | 'tallyfy' | 'nected';
+  error(status: number, message: string): unknown;
+}
+
+export interface Route {
+  /** Path segments after the leading '/'; ':name' captures one decoded segment. */
+  pattern: readonly string[];
+  platform: Platform;
+  methods: Readonly<Record<string, Operation>>;
+}
+
+/* Helpers ------------------------------------------------------------------------------------ */
+
+/** A header as one string (Node joins repeated custom headers with ', ', which then fails exact checks, as it should). */
+export function header(req: PlatformRequest, name: string): string | undefined {
+  const v = req.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/**
+ * True when `Authorization` is `<scheme> <key>` with the scheme matched case-insensitively
+ * (RFC 9110: auth schemes are case-insensitive) and the key matched exactly.
+ */
+export function hasAuthScheme(req: PlatformRequest, scheme: string, key: string): boolean {
+  const m = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +(.*)$/.exec(header(req, 'authorization') ?? '');
+  return m !== null && m[1]!.toLowerCase() === scheme.toLowerCase() && m[2] === key;
+}
+
+/** Media type without parameters, lower-cased: 'application/json; charset=utf-8' -> 'application/json'. */
+function mediaType(value: string): string {
+  return (value.split(';')[0] ?? '').trim().toLowerCase();
+}
+
+/** Content-Type is application/json (parameters such as charset allowed; +json variants are not). */
+export function isJsonContentType(req: PlatformRequest): boolean {
+  return mediaType(header(req, 'content-type') ?? '') === 'application/json';
+}
+
+/** Accept lists application/json itself (wildcards do not count: the platform asks for it by name). */
+export function acceptsJson(req: PlatformRequest): boolean {
+  const accept = header(req, 'accept');
+  if (accept === undefined) return false;
+  return accept.split(',').some((range) => mediaType(range) === 'application/json');
+}
+
+export type JsonParse = { ok: true; value: unknown } | { ok: false; message: string };
+
+export function parseJson(text: string): JsonParse {
+  if (text.trim() === '') return { ok: false, message: 'request body required' };
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (err) {
+    return { ok: false, message: `invalid JSON body: ${(err as Error).message}` };
+  }
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}
+
+/** Name of a JSON value's type, for error messages. */
+export function jsonType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (Number.isInteger(v)) return 'integer';
+  return typeof v;
+}
+
+/** Writes a reply as JSON (or empty); does nothing when the client is already gone. */
+export function writeReply(res: ServerResponse, reply: Reply): void {
+  if (res.destroyed || res.writableEnded) return;
+  const payload = reply.body === undefined ? '' : JSON.stringify(reply.body);
+  const headers: Record<string, string | number> = { ...reply.headers, 'content-length': Buffer.byteLength(payload) };
+  if (reply.body !== undefined) headers['content-type'] = 'application/json';
+  res.writeHead(reply.status, headers);
+  res.end(payload);
+}

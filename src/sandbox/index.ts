@@ -1,0 +1,19 @@
+/**
+ * In-memory stand-in for Alloy Embedded, Conductor (Orkes), Tallyfy and Nected, for tests, the
+ * demo and benchmarks: one node:http server, strict like the real APIs, with seeded faults.
+ *
+ * Where the platform docs are silent, the sandbox decides (and clients must cope with the real
+ * platform possibly differing):
+ * - Alloy: 401 `{"message":"Unauthorized"}`, 403 forbidden, 404 `{"message":"not found"}`;
+ *   the documented 400 (reinstall needed) is an empty `{}`; already-on-latest answers 200 upgraded.
+ * - Conductor upgrade: 404 unknown execution, 409 not RUNNING/PAUSED, 400 name mismatch or unknown
+ *   definition version; definition update: `overwrite` defaults to true (as documented), 409 when
+ *   `overwrite=false` would replace an existing name+version; `newVersion=true` never conflicts.
+ * - Tallyfy: Laravel order — 404/403 before 422 body validation; Accept must name application/json.
+ * - Nected: a stale checksum gets `conflictStatus` (409 CONFLICT, or 400 CHECKSUM_MISMATCH).
+ * - Faults act like a proxy in front of the platform: before auth, before any state change.
+ */
+export { startSandbox, type Sandbox } from './server.js';
+export { SANDBOX_KEYS, type SandboxOptions } from './options.js';
+export type { SandboxFixtures } from './state.js';
+export type { SandboxStats } from './stats.js';

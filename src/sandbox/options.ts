@@ -1,0 +1,181 @@
+import { z } from 'zod';
+
+/** The API keys the sandbox accepts by default, one per platform. Not secrets: test values. */
+export const SANDBOX_KEYS = {
+  alloy: 'sandbox-alloy-key',
+  conductor: 'sandbox-conductor-key',
+  tallyfy: 'sandbox-tallyfy-key',
+  nected: 'sandbox-nected-key',
+} as const;
+
+export interface SandboxKeys {
+  alloy: string;
+  conductor: string;
+  tallyfy: string;
+  nected: string;
+}
+
+export interface SandboxOptions {
+  /** TCP port on 127.0.0.1; 0 picks a free one. */
+  port: number;
+  /** Interface to bind; loopback unless a container needs it reachable (`0.0.0.0`). */
+  host: string;
+  /** Added before writing every platform answer (never to `/__sandbox/*`). */
+  latencyMs: number;
+  /**
+   * Share of platform requests whose connection is reset (TCP RST, no answer at all) once the
+   * request body has been read and before anything is applied: the client sees a network error
+   * and the platform's state is unchanged. Drawn before `throttleRate` and `failRate`. Counted
+   * in `stats.faults.resets`; the recorded request has no `status` and `fault: 'reset'`.
+   */
+  resetRate: number;
+  /**
+   * Share of platform requests that reach the platform (no reset, throttle or injected failure)
+   * whose answer is held back by `slowMs` on top of `latencyMs`. The state change is applied
+   * first, so a client whose timeout fires meanwhile has changed the target without hearing of
+   * it. Counted in `stats.faults.slow`; the recorded request has `fault: 'slow'`.
+   */
+  slowRate: number;
+  /** Extra delay of a slow answer (`slowRate`), in ms (at most one hour); 30000 by default, past a typical client timeout. */
+  slowMs: number;
+  /** Share of platform requests answered 500/502/503 `{"message":"injected fault","retryable":true}`. */
+  failRate: number;
+  /** Share of platform requests answered 429 with `Retry-After: <retryAfterS>`. */
+  throttleRate: number;
+  /** Integer seconds sent in Retry-After (on 429 and injected 503). */
+  retryAfterS: number;
+  /** Share of Nected PATCHes that meet a simulated concurrent edit just before the checksum check. */
+  conflictRate: number;
+  /** Status for a stale Nected checksum; the docs leave it open (409, or 400 naming the checksum). */
+  conflictStatus: 409 | 400;
+  /** PRNG seed: the same seed and the same request sequence give the same faults. */
+  seed: number;
+  keys: SandboxKeys;
+  /** Keep every platform request in `Sandbox.received`. */
+  record: boolean;
+  /**
+   * A regular expression applied to each request's target key (the same key as
+   * `requestsByTarget`, e.g. `alloy:<workflowId>:<userId>`); its first capture group is the value
+   * whose concurrency `maxInFlightByKey` records. Lets a test map targets to limit keys (e.g.
+   * `^alloy:[^:]+:(t\d+)-`) without the client sending anything the real platform would not get.
+   *
+   * Compiled as `new RegExp(pattern)` (no flags) and must hold at least one capture group.
+   * Requests with no target key, whose key does not match, or whose first group did not take
+   * part in the match are not counted per key. Null (the default): nothing is counted per key.
+   */
+  limitKeyPattern: string | null;
+}
+
+/** What can change on a running sandbox, programmatically or via `POST /__sandbox/config`. */
+export type SandboxConfig = Partial<
+  Pick<
+    SandboxOptions,
+    | 'latencyMs'
+    | 'resetRate'
+    | 'slowRate'
+    | 'slowMs'
+    | 'failRate'
+    | 'throttleRate'
+    | 'retryAfterS'
+    | 'conflictRate'
+    | 'conflictStatus'
+    | 'limitKeyPattern'
+  >
+>;
+
+export const DEFAULT_OPTIONS: Readonly<SandboxOptions> = Object.freeze({
+  port: 0,
+  host: '127.0.0.1',
+  latencyMs: 0,
+  resetRate: 0,
+  slowRate: 0,
+  slowMs: 30_000,
+  failRate: 0,
+  throttleRate: 0,
+  retryAfterS: 1,
+  conflictRate: 0,
+  conflictStatus: 409,
+  seed: 1,
+  keys: { ...SANDBOX_KEYS },
+  record: false,
+  limitKeyPattern: null,
+});
+
+const rate = z.number().min(0).max(1);
+
+/**
+ * Compiles a `limitKeyPattern`; throws a readable error when it is not a valid JavaScript regular
+ * expression or has no capture group (without one there is no limit key to extract).
+ */
+export function compileLimitKeyPattern(pattern: string): RegExp {
+  let re: RegExp;
+  try {
+    re = new RegExp(pattern);
+  } catch (err) {
+    throw new Error(`limitKeyPattern is not a valid regular expression: ${(err as Error).message}`);
+  }
+  // An added empty alternative always matches, and leaves one (undefined) slot per capture group.
+  const groups = new RegExp(`${pattern}|`).exec('')!.length - 1;
+  if (groups < 1) throw new Error(`limitKeyPattern needs a capture group around the limit key: ${pattern}`);
+  return re;
+}
+
+const limitKeyPattern = z
+  .string()
+  .min(1)
+  .nullable()
+  .superRefine((pattern, ctx) => {
+    if (pattern === null || pattern === '') return; // '' is already refused by min(1)
+    try {
+      compileLimitKeyPattern(pattern);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+
+const configShape = {
+  latencyMs: z.number().int().min(0),
+  resetRate: rate,
+  slowRate: rate,
+  slowMs: z.number().int().min(0).max(3_600_000),
+  failRate: rate,
+  throttleRate: rate,
+  retryAfterS: z.number().int().min(0),
+  conflictRate: rate,
+  conflictStatus: z.union([z.literal(409), z.literal(400)]),
+  limitKeyPattern,
+};
+
+/** Strict: an unknown option is a typo the caller should hear about. */
+export const configSchema = z.strictObject(configShape).partial();
+
+const optionsSchema = z
+  .strictObject({
+    ...configShape,
+    port: z.number().int().min(0).max(65535),
+    host: z.string().min(1),
+    seed: z.number().int(),
+    keys: z.strictObject({ alloy: z.string(), conductor: z.string(), tallyfy: z.string(), nected: z.string() }).partial(),
+    record: z.boolean(),
+  })
+  .partial();
+
+/** Merges caller options over the defaults; throws a readable error on a bad value. */
+export function resolveOptions(opts: Partial<SandboxOptions> = {}): SandboxOptions {
+  const parsed = optionsSchema.safeParse(opts);
+  if (!parsed.success) throw new Error(`invalid sandbox options: ${z.prettifyError(parsed.error)}`);
+  const { keys, ...rest } = parsed.data;
+  return { ...DEFAULT_OPTIONS, ...definedOnly(rest), keys: { ...SANDBOX_KEYS, ...definedOnly(keys ?? {}) } };
+}
+
+/** Validates a runtime configuration change; throws a readable error on a bad value. */
+export function parseConfig(input: unknown): SandboxConfig {
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) throw new Error(`invalid sandbox config: ${z.prettifyError(parsed.error)}`);
+  return definedOnly(parsed.data);
+}
+
+/** Drops keys whose value is `undefined`, so `{ latencyMs: undefined }` does not erase a default. */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,396 @@
+/**
+ * One node:http server standing in for Alloy, Conductor, Tallyfy and Nected on one port (their
+ * paths do not collide). Every platform request goes through the same pipeline, in the order a
+ * load balancer in front of a real platform would impose:
+ *
+ *   arrive (in-flight++) -> read body -> target key known (per-key in-flight++) -> reset?
+ *   -> throttle? -> fail? -> too large? -> route -> handler -> slow? -> latency (+ slowMs) ->
+ *   write (both in-flights-- when the answer ends, or the connection closes)
+ *
+ * A reset destroys the connection with a TCP RST and answers nothing; nothing was applied.
+ * A slow answer was applied and is merely late.
+ *
+ * `/__sandbox/*` is the control plane and skips all of it.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { alloyRoutes } from './alloy.js';
+import { conductorRoutes } from './conductor.js';
+import { controlAnswer } from './control.js';
+import { FaultInjector, type TransportFault } from './faults.js';
+import { writeReply, type HandlerEnv, type Operation, type PlatformRequest, type Reply, type Route } from './http.js';
+import { nectedRoutes } from './nected.js';
+import {
+  compileLimitKeyPattern,
+  parseConfig,
+  resolveOptions,
+  type SandboxConfig,
+  type SandboxOptions,
+} from './options.js';
+import { SandboxState, type SandboxFixtures } from './state.js';
+import { StatsRecorder, type SandboxStats } from './stats.js';
+import { tallyfyRoutes } from './tallyfy.js';
+
+/** Platform request bodies above this are refused with 413. */
+const MAX_BODY_BYTES = 1024 * 1024;
+/** The control plane takes big fixture files (benchmarks load whole fleets). */
+const MAX_CONTROL_BODY_BYTES = 256 * 1024 * 1024;
+
+const ROUTES: readonly Route[] = [...alloyRoutes, ...conductorRoutes, ...tallyfyRoutes, ...nectedRoutes];
+
+export interface ReceivedRequest {
+  method: string;
+  /** As received: percent-encoding and query string included. */
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  /** `Date.now()` when the request arrived (before its body was read). */
+  at: number;
+  /** The status answered (set once the answer is decided, before the latency wait); absent for a reset. */
+  status?: number;
+  /** Set when the request met a fault that its status does not show: reset, or answered `slowMs` late. */
+  fault?: 'reset' | 'slow';
+}
+
+export interface Sandbox {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  /** Adds or replaces records. Throws on fixtures of the wrong shape. */
+  load(fixtures: SandboxFixtures): void;
+  /** Clears state, stats and recorded requests, and restarts the fault sequence from the seed. */
+  reset(): void;
+  configure(config: SandboxConfig): void;
+  stats(): SandboxStats;
+  /** Deep copy of the current state, in fixture shape. */
+  state(): SandboxFixtures;
+  /** Every platform request, when started with `record: true`; otherwise null. */
+  received: ReceivedRequest[] | null;
+  /** Resolves once `n` platform requests have arrived since start (or the last reset). */
+  requestsReached(n: number): Promise<void>;
+  /** Stops listening and drops every connection, keep-alive ones included. */
+  close(): Promise<void>;
+}
+
+export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<Sandbox> {
+  const options = resolveOptions(opts);
+  const config: Required<SandboxConfig> = {
+    latencyMs: options.latencyMs,
+    resetRate: options.resetRate,
+    slowRate: options.slowRate,
+    slowMs: options.slowMs,
+    failRate: options.failRate,
+    throttleRate: options.throttleRate,
+    retryAfterS: options.retryAfterS,
+    conflictRate: options.conflictRate,
+    conflictStatus: options.conflictStatus,
+    limitKeyPattern: options.limitKeyPattern,
+  };
+  const waiters: { n: number; resolve: () => void }[] = [];
+  const wakeWaiters = (): void => {
+    const seen = stats.snapshotRequests();
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (seen >= waiters[i]!.n) waiters.splice(i, 1)[0]!.resolve();
+    }
+  };
+  /** `config.limitKeyPattern`, compiled once per change rather than per request. */
+  let limitKeyRe = compile(config.limitKeyPattern);
+  const state = new SandboxState();
+  const stats = new StatsRecorder();
+  const faults = new FaultInjector(options.seed);
+  const received: ReceivedRequest[] | null = options.record ? [] : null;
+
+  const controls = {
+    load: (fixtures: unknown) => state.load(fixtures as SandboxFixtures),
+    reset: () => {
+      state.clear();
+      stats.reset();
+      faults.reseed();
+      received?.splice(0);
+    },
+    configure: (input: unknown) => {
+      const change = parseConfig(input);
+      // Compiled before anything is assigned, so a change is applied whole or not at all.
+      const re = change.limitKeyPattern === undefined ? limitKeyRe : compile(change.limitKeyPattern);
+      Object.assign(config, change);
+      limitKeyRe = re;
+    },
+    stats: () => stats.snapshot(),
+    state: () => state.snapshot(),
+  };
+
+  const env: HandlerEnv = {
+    state,
+    keys: options.keys,
+    config,
+    faults,
+    applied: (key) => stats.applied(key),
+    conflictInjected: () => stats.conflict(),
+  };
+
+  async function onPlatformRequest(req: IncomingMessage, res: ServerResponse, rawUrl: string): Promise<void> {
+    const at = Date.now();
+    let closed = false;
+    let endKey: (() => void) | undefined;
+    const end = stats.begin();
+    wakeWaiters();
+    res.once('close', () => {
+      closed = true;
+      end();
+      endKey?.();
+    });
+
+    const body = await readBody(req, MAX_BODY_BYTES);
+    const record: ReceivedRequest = { method: req.method ?? '', path: rawUrl, headers: { ...req.headers }, body: body.text, at };
+    received?.push(record);
+
+    const onTarget = (target: string): void => {
+      stats.target(target);
+      const limitKey = limitKeyRe?.exec(target)?.[1];
+      // A client already gone would never 'close' again: counting it now would never end.
+      if (limitKey !== undefined && !closed) endKey = stats.beginKey(limitKey);
+    };
+    const decision = answer(req.method ?? '', rawUrl, req.headers, body, config, faults, stats, env, onTarget);
+    if (decision.kind === 'reset') {
+      record.fault = 'reset';
+      resetConnection(req);
+      return;
+    }
+    const { reply } = decision;
+    record.status = reply.status;
+    if (decision.slow) record.fault = 'slow';
+    // State already changed; the answer is merely late, like a slow network after a commit.
+    const delayMs = config.latencyMs + (decision.slow ? config.slowMs : 0);
+    if (delayMs > 0) await delayUnlessClosed(delayMs, res);
+    if (!res.destroyed && !res.writableEnded) stats.status(reply.status);
+    writeReply(res, reply);
+  }
+
+  const server = createServer((req, res) => {
+    const rawUrl = req.url ?? '/';
+    const rawPath = rawUrl.split('?', 1)[0] ?? '';
+    const pending = rawPath.startsWith('/__sandbox/')
+      ? readBody(req, MAX_CONTROL_BODY_BYTES).then((body) =>
+          writeReply(
+            res,
+            body.tooLarge
+              ? { status: 413, body: { message: 'payload too large' } }
+              : controlAnswer(controls, req.method ?? '', rawPath, body.text),
+          ),
+        )
+      : onPlatformRequest(req, res, rawUrl);
+    pending.catch((err: unknown) => {
+      // A client that hangs up mid-body ends here; anything else is a sandbox bug worth seeing.
+      writeReply(res, { status: 500, body: { message: `sandbox error: ${(err as Error).message}` } });
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://${options.host === '0.0.0.0' ? '127.0.0.1' : options.host}:${port}`,
+    load: (fixtures) => controls.load(fixtures),
+    reset: controls.reset,
+    configure: (c) => void controls.configure(c),
+    stats: controls.stats,
+    state: controls.state,
+    received,
+    requestsReached: (n) =>
+      new Promise<void>((resolve) => {
+        waiters.push({ n, resolve });
+        wakeWaiters();
+      }),
+    close: () => closeServer(server),
+  };
+}
+
+/* Pipeline ----------------------------------------------------------------------------------- */
+
+interface Body {
+  text: string;
+  tooLarge: boolean;
+}
+
+/** What becomes of one platform request: reset without an answer, or answered (maybe late). */
+type Decision = { kind: 'reset' } | { kind: 'reply'; reply: Reply; slow: boolean };
+
+/**
+ * The fate of one platform request, computed synchronously so a state change and its answer
+ * (and every fault draw) can never be interleaved with another request's: the same seed and the
+ * same request sequence give the same faults.
+ */
+function answer(
+  method: string,
+  rawUrl: string,
+  headers: IncomingMessage['headers'],
+  body: Body,
+  config: Required<SandboxConfig>,
+  faults: FaultInjector,
+  stats: StatsRecorder,
+  env: HandlerEnv,
+  onTarget: (target: string) => void,
+): Decision {
+  const queryAt = rawUrl.indexOf('?');
+  const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
+  const query = new URLSearchParams(queryAt === -1 ? '' : rawUrl.slice(queryAt + 1));
+  const segments = splitPath(rawPath);
+  const match = segments === null ? undefined : matchRoute(segments);
+  const op: Operation | undefined = match && Object.hasOwn(match.route.methods, method) ? match.route.methods[method] : undefined;
+  const req: PlatformRequest = { method, params: match?.params ?? {}, query, headers, body: body.text };
+
+  // Counted before faults: a throttled or failed attempt still reached (the front of) the target.
+  const target = op?.target?.(req);
+  if (target !== undefined) onTarget(target);
+
+  const fault = faults.transportFault(config);
+  if (fault?.kind === 'reset') {
+    stats.connectionReset();
+    return { kind: 'reset' };
+  }
+  if (fault) return { kind: 'reply', reply: faultReply(fault, config, stats), slow: false };
+
+  const reply = platformAnswer(body, segments, match, op, req, env);
+  const slow = faults.slowAnswer(config);
+  if (slow) stats.slowed();
+  return { kind: 'reply', reply, slow };
+}
+
+/** The platform's own answer, once the request got past the transport faults. */
+function platformAnswer(
+  body: Body,
+  segments: string[] | null,
+  match: { route: Route; params: Record<string, string> } | undefined,
+  op: Operation | undefined,
+  req: PlatformRequest,
+  env: HandlerEnv,
+): Reply {
+  const platformError = (status: number, message: string): Reply => ({
+    status,
+    body: match ? match.route.platform.error(status, message) : { message },
+  });
+  if (body.tooLarge) return platformError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+  if (segments === null) return { status: 400, body: { message: 'malformed percent-encoding in path' } };
+  if (!match) return { status: 404, body: { message: 'no route' } };
+  if (!op) {
+    return { ...platformError(405, 'method not allowed'), headers: { allow: Object.keys(match.route.methods).join(', ') } };
+  }
+  try {
+    return op.handle(req, env);
+  } catch (err) {
+    // A sandbox bug: answer it visibly (and count it) rather than hang the client.
+    return { status: 500, body: { message: `sandbox error: ${(err as Error).message}` } };
+  }
+}
+
+function compile(pattern: string | null): RegExp | null {
+  return pattern === null ? null : compileLimitKeyPattern(pattern);
+}
+
+function faultReply(fault: Exclude<TransportFault, { kind: 'reset' }>, config: Required<SandboxConfig>, stats: StatsRecorder): Reply {
+  const retryAfter = { 'retry-after': String(config.retryAfterS) };
+  if (fault.kind === 'throttle') {
+    stats.throttled();
+    return { status: 429, body: { message: 'too many requests', retryable: true }, headers: retryAfter };
+  }
+  stats.failed();
+  return {
+    status: fault.status,
+    body: { message: 'injected fault', retryable: true },
+    ...(fault.status === 503 ? { headers: retryAfter } : {}),
+  };
+}
+
+/**
+ * Splits the raw path on '/' first and only then decodes each segment, so an id holding an
+ * encoded '/', '?', '#' or '%' stays one segment and is looked up literally. Null when a
+ * segment is not valid percent-encoding, or the path is not origin-form.
+ */
+function splitPath(rawPath: string): string[] | null {
+  if (!rawPath.startsWith('/')) return null;
+  try {
+    return rawPath.slice(1).split('/').map(decodeURIComponent);
+  } catch {
+    return null;
+  }
+}
+
+function matchRoute(segments: string[]): { route: Route; params: Record<string, string> } | undefined {
+  for (const route of ROUTES) {
+    if (route.pattern.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    const fits = route.pattern.every((part, i) => {
+      const seg = segments[i]!;
+      if (!part.startsWith(':')) return part === seg;
+      params[part.slice(1)] = seg;
+      return seg !== ''; // '/api/workflow//upgrade' names no execution
+    });
+    if (fits) return { route, params };
+  }
+  return undefined;
+}
+
+/* I/O ---------------------------------------------------------------------------------------- */
+
+/** Reads the whole body (draining past the limit, so the answer can still be written on the same connection). */
+function readBody(req: IncomingMessage, limit: number): Promise<Body> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+    });
+    req.once('end', () => {
+      const tooLarge = size > limit;
+      resolve({ text: tooLarge ? '' : Buffer.concat(chunks).toString('utf8'), tooLarge });
+    });
+    req.once('error', reject);
+  });
+}
+
+/** setTimeout's longest delay; anything above it fires at once (with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Waits `ms`, or less if the client hangs up first (its timeout fired): there is nobody left to
+ * answer, and a long `slowMs` must not hold the request (or a closing sandbox) for nothing.
+ */
+function delayUnlessClosed(ms: number, res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      res.off('close', done);
+      resolve();
+    };
+    // unref: a sandbox closed mid-delay must not keep the process alive; the write is skipped then.
+    const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS)).unref();
+    res.once('close', done);
+  });
+}
+
+/**
+ * Drops the connection with a TCP RST (no FIN, no answer), as a crashing proxy or a middlebox
+ * would. Falls back to a plain destroy where a reset is not possible (not a TCP socket).
+ */
+function resetConnection(req: IncomingMessage): void {
+  const socket = req.socket;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy();
+  }
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve()); // also calls back (with an error) when already closed
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,95 @@
+/**
+ * Tallyfy: `PUT /organizations/{org_id}/runs/{run_id}`, a partial update of a process run.
+ * Tallyfy is a Laravel API: route binding (404) and authorization (403) come before body
+ * validation (422, `{"message","errors":{field:[...]}}`), as in Laravel.
+ */
+import {
+  acceptsJson,
+  hasAuthScheme,
+  header,
+  isJsonContentType,
+  isPlainObject,
+  isStringArray,
+  parseJson,
+  type Operation,
+  type Platform,
+  type Reply,
+  type Route,
+} from './http.js';
+import { compositeKey, type TallyfyRunFixture } from './state.js';
+
+const tallyfy: Platform = {
+  name: 'tallyfy',
+  error: (_status, message) => ({ message }),
+};
+
+const fail = (status: number, message: string): Reply => ({ status, body: tallyfy.error(status, message) });
+
+export const tallyfyTarget = (orgId: string, runId: string): string => `tallyfy:${orgId}:${runId}`;
+
+/** The updatable fields the doc lists, each with its type check. Nothing else is accepted. */
+const FIELDS: Record<string, { valid: (v: unknown) => boolean; expected: string }> = {
+  name: { valid: (v) => typeof v === 'string', expected: 'a string' },
+  summary: { valid: (v) => typeof v === 'string', expected: 'a string' },
+  owner_id: { valid: (v) => Number.isInteger(v), expected: 'an integer' },
+  tags: { valid: isStringArray, expected: 'an array of strings' },
+  folders: { valid: isStringArray, expected: 'an array of strings' },
+  prerun: { valid: Array.isArray, expected: 'an array' },
+};
+
+type RunUpdate = Partial<Pick<TallyfyRunFixture, 'name' | 'summary' | 'owner_id' | 'tags' | 'folders' | 'prerun'>>;
+
+/** Laravel-style validation: every problem, grouped by field. */
+function validateUpdate(v: unknown): { update: RunUpdate } | { errors: Record<string, string[]> } {
+  if (!isPlainObject(v)) return { errors: { body: ['The body must be a JSON object.'] } };
+  const errors: Record<string, string[]> = {};
+  for (const [field, value] of Object.entries(v)) {
+    const rule = Object.hasOwn(FIELDS, field) ? FIELDS[field] : undefined; // not 'constructor' & co.
+    if (!rule) errors[field] = [`The ${field} field is not updatable.`];
+    else if (!rule.valid(value)) errors[field] = [`The ${field} must be ${rule.expected}.`];
+  }
+  if (Object.keys(v).length === 0) {
+    errors.body = [`At least one of ${Object.keys(FIELDS).join(', ')} is required.`];
+  }
+  return Object.keys(errors).length > 0 ? { errors } : { update: v as RunUpdate };
+}
+
+function unprocessable(errors: Record<string, string[]>): Reply {
+  const all = Object.values(errors).flat();
+  const more = all.length > 1 ? ` (and ${all.length - 1} more error${all.length > 2 ? 's' : ''})` : '';
+  return { status: 422, body: { message: `${all[0] ?? 'The given data was invalid.'}${more}`, errors } };
+}
+
+/** The run as Tallyfy shows it: its own fields, not the sandbox's flags. */
+function view(run: TallyfyRunFixture): Record<string, unknown> {
+  const { orgId: _org, forbidden: _forbidden, ...visible } = run;
+  return structuredClone(visible);
+}
+
+const updateRun: Operation = {
+  target: (req) => tallyfyTarget(req.params.orgId!, req.params.runId!),
+  handle(req, env) {
+    if (!hasAuthScheme(req, 'bearer', env.keys.tallyfy)) return fail(401, 'Unauthenticated.');
+    if (header(req, 'x-tallyfy-client') !== 'APIClient') return fail(400, 'X-Tallyfy-Client header must be APIClient');
+    if (!acceptsJson(req)) return fail(406, 'Accept must include application/json');
+    if (!isJsonContentType(req)) return fail(415, 'Content-Type must be application/json');
+    const parsed = parseJson(req.body);
+    if (!parsed.ok) return fail(400, parsed.message);
+
+    const { orgId, runId } = req.params as { orgId: string; runId: string };
+    const run = env.state.tallyfyRuns.get(compositeKey(orgId, runId));
+    if (!run) return fail(404, 'not found');
+    if (run.forbidden) return fail(403, 'This action is unauthorized.');
+
+    const checked = validateUpdate(parsed.value);
+    if ('errors' in checked) return unprocessable(checked.errors);
+
+    Object.assign(run, structuredClone(checked.update), { last_updated: new Date().toISOString() });
+    env.applied(tallyfyTarget(orgId, runId));
+    return { status: 200, body: { data: view(run) } };
+  },
+};
+
+export const tallyfyRoutes: Route[] = [
+  { pattern: ['organizations', ':orgId', 'runs', ':runId'], platform: tallyfy, methods: { PUT: updateRun } },
+];

@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { InputError } from './errors.js';
+
+/**
+ * Every tunable of Upshift, with its default, in one place. Read from the environment once
+ * (`loadConfig`), validated with zod and frozen; components take the parts they need.
+ * Units are in the names.
+ */
+export const DEFAULTS = Object.freeze({
+  redisUrl: 'redis://127.0.0.1:6379',
+  prefix: 'upshift',
+  logLevel: 'info',
+  /** Worker: jobs processed at once per process. */
+  concurrency: 10,
+  /** Worker: how long a job's lock lasts before BullMQ may consider it stalled. */
+  lockDurationMs: 30_000,
+  /** Worker: how often stalled jobs are looked for. */
+  stalledIntervalMs: 30_000,
+  /**
+   * Worker: times BullMQ re-delivers a job from a dead worker before failing it. A re-delivered
+   * job only finds its lease gone (the scheduler requeues the target itself), so one is enough.
+   */
+  maxStalledCount: 1,
+  /**
+   * Scheduler: a slot is a lease this long, renewed by its holder every third of it. A killed
+   * worker's slots return within this time; a live worker that cannot renew aborts its call first.
+   */
+  leaseMs: 30_000,
+  /** Scheduler: most targets one dispatch step picks. */
+  dispatchBatch: 256,
+  /** Worker: Retry-After waits one target may sit out before it fails as RETRIES_EXHAUSTED. */
+  maxRetryAfterWaits: 20,
+  /** Worker: bounded wait for in-flight jobs on SIGTERM/SIGINT. */
+  shutdownTimeoutMs: 30_000,
+  /** Worker: longest Retry-After honoured; longer asks are clipped to this. */
+  maxRetryAfterMs: 300_000,
+  /** Worker: cap on one exponential backoff step. */
+  maxBackoffMs: 600_000,
+  /** HTTP: answer bodies are read up to this size, then cut off. */
+  maxResponseBytes: 1024 * 1024,
+  /** HTTP: idle keep-alive sockets per origin are kept this long. */
+  keepAliveTimeoutMs: 30_000,
+  /** Producer: targets staged per Redis round trip. */
+  stageChunkSize: 1000,
+  /** Producer: a staging campaign whose producer wrote nothing for this long counts as abandoned. */
+  stagingTtlMs: 600_000,
+  /** A completed or cancelled campaign's data expires this long after it ended. */
+  retentionMs: 7 * 24 * 3_600_000,
+  /** Report: error text kept per target. */
+  maxErrorChars: 500,
+  /** Metrics: limit keys reported by name in the slot gauges (the most used); the rest are summed. */
+  metricsTopKeys: 20,
+  /** Metrics: newest campaigns read per scrape for the campaign and pending-target gauges. */
+  metricsMaxCampaigns: 1000,
+  /** Metrics: a scrape's Redis reads give up after this long (the other metrics are still served). */
+  metricsRedisTimeoutMs: 2000,
+  /** API (`upshift serve`): where it listens; loopback unless told otherwise. */
+  apiHost: '127.0.0.1',
+  apiPort: 3000,
+  /** API: largest JSON request body (a spec with inline targets); larger is 413. */
+  apiBodyLimitBytes: 16 * 1024 * 1024,
+  /** API: largest streamed NDJSON body (spec line + targets); counted as it streams, larger is 413. */
+  apiStreamLimitBytes: 1024 * 1024 * 1024,
+  /** API: `/readyz` is 503 when Redis has not answered a PING within this. */
+  apiReadyTimeoutMs: 1000,
+});
+
+const envSchema = z.object({
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default(DEFAULTS.redisUrl),
+  UPSHIFT_PREFIX: z
+    .string()
+    .regex(
+      /^(?=.{1,64}$)[A-Za-z0-9_.-]*(\{[A-Za-z0-9_.-]+\})?[A-Za-z0-9_.-]*$/,
+      'letters, digits, _ . - and at most one {hash tag}, at most 64 characters',
+    )
+    .default(DEFAULTS.prefix),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  UPSHIFT_RETENTION_MS: z.coerce.number().int().min(1000, 'at least 1000 (ms)').default(DEFAULTS.retentionMs),
+  UPSHIFT_API_TOKEN: z.string().optional(),
+});
+
+export interface UpshiftConfig {
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly logLevel: string;
+  /** How long an ended campaign's data is kept. */
+  readonly retentionMs: number;
+  /** Bearer token the HTTP API demands (`UPSHIFT_API_TOKEN`); undefined when not set. Never log it. */
+  readonly apiToken: string | undefined;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig {
+  const parsed = envSchema.safeParse({
+    REDIS_URL: env.REDIS_URL || undefined,
+    UPSHIFT_PREFIX: env.UPSHIFT_PREFIX || undefined,
+    LOG_LEVEL: env.LOG_LEVEL || undefined,
+    UPSHIFT_RETENTION_MS: env.UPSHIFT_RETENTION_MS || undefined,
+    UPSHIFT_API_TOKEN: env.UPSHIFT_API_TOKEN || undefined,
+  });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError('environment', issue.message, { field: issue.path.join('.') });
+  }
+  if (isClusterUrl(parsed.data.REDIS_URL) && !/\{.+\}/.test(parsed.data.UPSHIFT_PREFIX)) {
+    // Every script touches keys of many campaigns at once (shared limits, the round robin), so
+    // in a Redis Cluster the deployment's keys must share one slot: the prefix's hash tag.
+    throw new InputError('environment', `on a Redis Cluster the prefix needs a hash tag so the scheduler's keys share a slot; set UPSHIFT_PREFIX={${parsed.data.UPSHIFT_PREFIX}}`, {
+      field: 'UPSHIFT_PREFIX',
+    });
+  }
+  return Object.freeze({
+    redisUrl: parsed.data.REDIS_URL,
+    prefix: parsed.data.UPSHIFT_PREFIX,
+    logLevel: parsed.data.LOG_LEVEL,
+    retentionMs: parsed.data.UPSHIFT_RETENTION_MS,
+    apiToken: parsed.data.UPSHIFT_API_TOKEN,
+  });
+}
+
+/** A Redis URL fit for logs: the password replaced. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<invalid redis url>';
+  }
+}
+
+/**
+ * `REDIS_URL=redis://host:port?cluster=true`: the URL names one seed node of a Redis Cluster
+ * (the others are discovered). Any other URL is a single Redis.
+ */
+export function isClusterUrl(url: string): boolean {
+  try {
+    const v = new URL(url).searchParams.get('cluster');
+    return v === 'true' || v === '1';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,16 @@
+export { DEFAULTS, isClusterUrl, loadConfig, redactRedisUrl, type UpshiftConfig } from './config.js';
+export { classifyError, InputError, UpshiftError, type Classification, type InputIssue } from './errors.js';
+export { HttpClient, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse } from './http.js';
+export { type TargetJobData } from './jobs.js';
+export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';
+export { compileLimits, connectionId, LimitKeyError, MAX_LIMITS, type LimitSpec, type ResolvedLimit } from './limits.js';
+export { createLogger, type Logger } from './logger.js';
+export { OPERATIONS, operationFor, type ApplyContext, type OperationModule, type Target } from './operations/index.js';
+export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutcome, type RecordedOutcome, type Outcome, type PauseReason, type ReasonCode, type ReasonInfo } from './reasons.js';
+export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type Redis } from './redis.js';
+export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type DispatchResult, type Pick, type Scripts } from './scripts/index.js';
+export { CAMPAIGN_ID, parseSpec, parseTargetLine, rolloutLimits, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
+export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';
+export { readStatus, type CampaignStatus } from './status.js';
+export { createApiMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics } from './metrics.js';
+export { flushTracing, initTracing, shutdownTracing, TRACER_NAME, tracingActive, upshiftTracer, withSpan, type ServiceName } from './tracing.js';

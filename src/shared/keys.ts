@@ -1,0 +1,72 @@
+/**
+ * Every Redis key Upshift writes, built in one place (the Lua scripts derive the same names from
+ * the prefix; see scripts/_scheduler.lua). `prefix` is `UPSHIFT_PREFIX`.
+ * The status hash's name is public contract: `<prefix>:campaign:<id>:status`.
+ */
+export interface CampaignKeys {
+  /** Hash: the public progress record (state, counters, timestamps). */
+  readonly status: string;
+  /** String: the validated spec as JSON (no secrets: only `credentialRef`). */
+  readonly spec: string;
+  /** Hash: target key -> outcome record JSON, written once per target. */
+  readonly outcomes: string;
+  /** Hash: gid -> the group's limit keys as JSON; `conn` -> connection id; `seq` -> holder counter. */
+  readonly groups: string;
+  /** List per group: the pending targets' JSON. */
+  group(gid: number): string;
+  /** Hash: target key -> attempts made, `ra:<target key>` -> Retry-After waits. */
+  readonly attempts: string;
+  readonly ready: string;
+  readonly gstate: string;
+  /** Set: target keys seen while staging (dedup); deleted at commit. */
+  readonly seen: string;
+}
+
+export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
+  const base = `${prefix}:campaign:${campaignId}`;
+  return {
+    status: `${base}:status`,
+    spec: `${base}:spec`,
+    outcomes: `${base}:outcomes`,
+    groups: `${base}:groups`,
+    group: (gid) => `${base}:g:${gid}`,
+    attempts: `${base}:attempts`,
+    ready: `${base}:ready`,
+    gstate: `${base}:gstate`,
+    seen: `${base}:seen`,
+  };
+}
+
+/** Sorted set: every campaign id, scored by its creation time (for `upshift list`). */
+export function campaignIndexKey(prefix: string): string {
+  return `${prefix}:campaigns`;
+}
+
+/** Scheduler keys shared by all campaigns (documented in scripts/_scheduler.lua). */
+export function schedulerKeys(prefix: string) {
+  const s = `${prefix}:sched:`;
+  return {
+    /** ZSET: campaign id -> deadline of the producer staging it. */
+    staging: `${s}staging`,
+    /** LIST: campaigns with ready groups, round robin; also the key every script declares. */
+    ring: `${s}ring`,
+    inflight: `${s}inflight`,
+    leases: `${s}leases`,
+    workers: `${s}workers`,
+    pause: `${s}pause`,
+    retry: `${s}retry`,
+    slot: (key: string) => `${s}slot:${key}`,
+    rate: (key: string) => `${s}rate:${key}`,
+  } as const;
+}
+
+/** The BullMQ queue every dispatched target goes through (BullMQ adds `<prefix>:<queue>:` keys). */
+export const TARGET_QUEUE = 'targets';
+
+/**
+ * Pub/sub channel where campaign state changes are announced (`{"id","state"}` JSON): a new
+ * `running` campaign wakes the workers' dispatchers, `completed` tells waiting services.
+ */
+export function eventsChannel(prefix: string): string {
+  return `${prefix}:campaign-events`;
+}

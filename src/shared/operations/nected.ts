@@ -1,0 +1,66 @@
+import { z } from 'zod';
+import { UpshiftError } from '../errors.js';
+import { errorFromResponse, isSuccess, parseJson, type HttpResponse } from '../http.js';
+import { isPlainObject, nameString } from './common.js';
+import { applyJsonPatch, patchSchema } from './patch.js';
+import type { ApplyContext, OperationModule } from './types.js';
+
+const schema = z.strictObject({
+  type: z.literal('nected.updateWorkflow'),
+  patch: patchSchema,
+  branch: nameString.optional(),
+  /** Fetch-patch-send rounds after a stale checksum before the target fails. */
+  conflictRetries: z.number().int().min(0).max(50).default(5),
+});
+type Op = z.infer<typeof schema>;
+
+/** The document leaves the stale-checksum status open: 409, or a 400 that names the checksum. */
+function isStaleChecksum(res: HttpResponse): boolean {
+  return res.status === 409 || (res.status === 400 && /checksum/i.test(res.text));
+}
+
+function headers({ operation, credential }: ApplyContext<Op>): Record<string, string> {
+  return {
+    'nected-api-key': credential(),
+    accept: 'application/json',
+    ...(operation.branch === undefined ? {} : { 'nected-branch': operation.branch }),
+  };
+}
+
+/**
+ * Nected: `PATCH /dev/v1/workflow/{entity-id}` replaces the full graph under optimistic locking
+ * (reference 004). Each round reads the graph and its checksum, patches it, and sends it back;
+ * a stale checksum starts another round.
+ */
+export const nectedUpdateWorkflow: OperationModule<Op> = {
+  type: 'nected.updateWorkflow',
+  platform: 'nected',
+  schema,
+  targetIdField: 'entityId',
+  targetKey: (t) => String(t.entityId),
+
+  async apply(ctx) {
+    const { operation, target, send, onConflict } = ctx;
+    const segments = ['dev', 'v1', 'workflow', String(target.entityId)];
+    for (let round = 0; round <= operation.conflictRetries; round++) {
+      const got = await send({ method: 'GET', segments, headers: headers(ctx) });
+      if (!isSuccess(got.status)) throw errorFromResponse(got, 'nected get workflow');
+      const body = parseJson(got, 'nected get workflow');
+      if (!isPlainObject(body) || !isPlainObject(body.data) || typeof body.data.checksum !== 'string') {
+        throw new UpshiftError('UNEXPECTED_RESPONSE', `nected get workflow: no data.checksum: ${got.text.slice(0, 200)}`);
+      }
+      const { checksum, ...graph } = body.data;
+      const { result, changed } = applyJsonPatch(graph, operation.patch);
+      if (!changed) return { outcome: 'skipped', reason: 'ALREADY_CURRENT' };
+
+      const res = await send({ method: 'PATCH', segments, headers: headers(ctx), json: { ...result, checksum } });
+      if (isSuccess(res.status)) return { outcome: 'upgraded', reason: 'UPGRADED' };
+      if (!isStaleChecksum(res)) throw errorFromResponse(res, 'nected update workflow');
+      onConflict();
+    }
+    throw new UpshiftError(
+      'CONFLICT_RETRIES_EXHAUSTED',
+      `checksum still stale after ${operation.conflictRetries + 1} rounds`,
+    );
+  },
+};

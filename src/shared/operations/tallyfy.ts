@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { UpshiftError } from '../errors.js';
+import { errorFromResponse, isSuccess, parseJson } from '../http.js';
+import { isPlainObject, nameString } from './common.js';
+import type { OperationModule } from './types.js';
+
+const changes = z
+  .strictObject({
+    name: z.string().min(1).optional(),
+    summary: z.string().optional(),
+    owner_id: z.number().int().optional(),
+    tags: z.array(z.string()).optional(),
+    folders: z.array(z.string()).optional(),
+    prerun: z.array(z.unknown()).optional(),
+  })
+  .refine((c) => Object.values(c).some((v) => v !== undefined), { message: 'needs at least one field to change' });
+
+const schema = z.strictObject({
+  type: z.literal('tallyfy.updateRun'),
+  orgId: nameString,
+  changes,
+});
+
+/** Tallyfy: `PUT /organizations/{org_id}/runs/{run_id}`, a partial update (reference 003). */
+export const tallyfyUpdateRun: OperationModule<z.infer<typeof schema>> = {
+  type: 'tallyfy.updateRun',
+  platform: 'tallyfy',
+  schema,
+  targetIdField: 'runId',
+  targetKey: (t) => String(t.runId),
+
+  async apply({ operation, target, send, credential }) {
+    const res = await send({
+      method: 'PUT',
+      segments: ['organizations', operation.orgId, 'runs', String(target.runId)],
+      headers: {
+        authorization: `Bearer ${credential()}`,
+        accept: 'application/json',
+        'x-tallyfy-client': 'APIClient',
+      },
+      json: operation.changes,
+    });
+    if (!isSuccess(res.status)) throw errorFromResponse(res, 'tallyfy update run');
+    const body = parseJson(res, 'tallyfy update run');
+    // "200 with an error body" is not success: the document promises the run under `data`.
+    if (!isPlainObject(body) || !isPlainObject(body.data)) {
+      throw new UpshiftError('UNEXPECTED_RESPONSE', `tallyfy update run: 200 without data: ${res.text.slice(0, 200)}`);
+    }
+    return { outcome: 'upgraded', reason: 'UPGRADED' };
+  },
+};

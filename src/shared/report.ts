@@ -1,0 +1,132 @@
+import type { Redis } from 'ioredis';
+import { campaignKeys, schedulerKeys } from './keys.js';
+import { operationFor } from './operations/index.js';
+import { DRY_RUN_OUTCOME, type Outcome, type RecordedOutcome, type ReasonCode } from './reasons.js';
+
+/** One target's record in the outcomes hash, written once by the worker. */
+export interface OutcomeRecord {
+  readonly target: Record<string, string | number>;
+  readonly outcome: RecordedOutcome;
+  readonly reason: ReasonCode;
+  readonly attempts: number;
+  /** Retry-After waits sat out before this outcome (absent when none). */
+  readonly retryAfterWaits?: number;
+  /** Stale-checksum rejections met in the final attempt (absent when none). */
+  readonly conflicts?: number;
+  /** The last error seen for this target, truncated and scrubbed; null when there was none. */
+  readonly error: string | null;
+  /** ms since epoch */
+  readonly at: number;
+}
+
+/** The outcomes a report can be filtered by (`upshift report --outcome`, the API's `?outcome=`). */
+export const REPORT_OUTCOMES = [
+  ...(Object.keys(DRY_RUN_OUTCOME) as Outcome[]),
+  ...Object.values(DRY_RUN_OUTCOME),
+  'pending',
+] as const satisfies readonly (RecordedOutcome | 'pending')[];
+
+/** A line of the report: a finished target's record, or a target still `pending`. */
+export interface ReportLine {
+  readonly target: string;
+  readonly fields: Record<string, string | number>;
+  readonly outcome: RecordedOutcome | 'pending';
+  readonly reason: ReasonCode | null;
+  readonly attempts: number;
+  readonly retryAfterWaits: number;
+  readonly error: string | null;
+  readonly at: number | null;
+}
+
+/**
+ * Streams one line per target of a campaign, in batches, so a million-target report never sits
+ * in memory: first the finished targets (the outcomes hash), then the ones still `pending`
+ * (waiting in their groups, parked for a retry, or running). `outcome` filters.
+ */
+export async function* streamReport(
+  redis: Redis,
+  prefix: string,
+  campaignId: string,
+  opts: { outcome?: string; batch?: number } = {},
+): AsyncIterable<ReportLine> {
+  const keys = campaignKeys(prefix, campaignId);
+  const batch = opts.batch ?? 1000;
+  if (opts.outcome !== 'pending') {
+    let cursor = '0';
+    do {
+      const [next, flat] = await redis.hscan(keys.outcomes, cursor, 'COUNT', batch);
+      cursor = next;
+      for (let i = 0; i < flat.length; i += 2) {
+        const line = toLine(flat[i]!, JSON.parse(flat[i + 1]!) as OutcomeRecord);
+        if (opts.outcome === undefined || line.outcome === opts.outcome) yield line;
+      }
+    } while (cursor !== '0');
+  }
+  if (opts.outcome !== undefined && opts.outcome !== 'pending') return;
+  const specJson = await redis.get(keys.spec);
+  if (specJson === null) return;
+  const op = operationFor((JSON.parse(specJson) as { operation: { type: string } }).operation.type);
+  for await (const entry of pendingEntries(redis, prefix, campaignId, batch)) {
+    const fields = JSON.parse(entry) as Record<string, string | number>;
+    const target = op.targetKey(fields);
+    // A target that finished while we read is reported once, from the outcomes above.
+    if ((await redis.hexists(keys.outcomes, target)) === 1) continue;
+    yield { target, fields, outcome: 'pending', reason: null, attempts: 0, retryAfterWaits: 0, error: null, at: null };
+  }
+}
+
+/** Every target entry of a campaign that has no outcome yet, wherever the scheduler holds it. */
+async function* pendingEntries(redis: Redis, prefix: string, campaignId: string, batch: number): AsyncIterable<string> {
+  const keys = campaignKeys(prefix, campaignId);
+  const sched = schedulerKeys(prefix);
+  for (const gid of (await redis.hkeys(keys.groups)).filter((f) => /^\d+$/.test(f))) {
+    for (let start = 0; ; start += batch) {
+      const entries = await redis.lrange(keys.group(Number(gid)), start, start + batch - 1);
+      yield* entries;
+      if (entries.length < batch) break;
+    }
+  }
+  let cursor = '0';
+  do {
+    const [next, members] = await redis.zscan(sched.retry, cursor, 'MATCH', `${campaignId}|*`, 'COUNT', batch);
+    cursor = next;
+    for (let i = 0; i < members.length; i += 2) yield members[i]!.slice(members[i]!.indexOf('|', campaignId.length + 1) + 1);
+  } while (cursor !== '0');
+  cursor = '0';
+  do {
+    const [next, flat] = await redis.hscan(sched.inflight, cursor, 'MATCH', `${campaignId}.*`, 'COUNT', batch);
+    cursor = next;
+    for (let i = 1; i < flat.length; i += 2) yield flat[i]!.replace(/^\d+\|[^|]*\|/, '');
+  } while (cursor !== '0');
+}
+
+function toLine(target: string, r: OutcomeRecord): ReportLine {
+  return {
+    target,
+    fields: r.target,
+    outcome: r.outcome,
+    reason: r.reason,
+    attempts: r.attempts,
+    retryAfterWaits: r.retryAfterWaits ?? 0,
+    error: r.error,
+    at: r.at,
+  };
+}
+
+const CSV_COLUMNS = ['target', 'outcome', 'reason', 'attempts', 'error', 'at'] as const;
+
+export function csvHeader(): string {
+  return CSV_COLUMNS.join(',');
+}
+
+export function csvLine(l: ReportLine): string {
+  return CSV_COLUMNS.map((c) => csvCell(l[c])).join(',');
+}
+
+function csvCell(v: string | number | null): string {
+  if (v === null) return '';
+  const s = String(v);
+  // Quote, and defuse cells a spreadsheet would run as a formula.
+  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
+  return /[",\n\r]/.test(safe) || safe !== s ? `"${safe.replace(/"/g, '""')}"` : safe;
+}

@@ -1,0 +1,63 @@
+--[[
+  Add one page of discovered targets to a live campaign: each target not seen before goes to
+  the end of its group and counts in `total` and `pending` at once, so workers start on a page
+  while the next is fetched. The page's end offset is stored with it, in the same step, so a
+  producer that dies resumes after the last page it added.
+
+  Offset paging over a result set that shrinks while we page (executions we upgrade, or that
+  end, leave it) skips items, so discovery makes passes: a page that ends a pass starts another
+  from offset 0 if the pass found anything new; a pass that found nothing new ends discovery
+  (every execution that matches now is in the campaign): the dedup set goes and the campaign
+  may complete.
+
+  Input:
+    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
+            node of the prefix's hash tag slot, where every key this script touches lives
+    ARGV[1] key prefix
+    ARGV[2] campaign id
+    ARGV[3] offset to resume from after this page
+    ARGV[4] 'page', or 'pass-end' when this page ended a pass
+    ARGV[5] events channel
+    ARGV[6..] target key, gid, target JSON, ...
+
+  Output:
+    { added, ended }  targets new to the campaign; ended 1 when discovery is over
+    -1   no such campaign
+    -2   the campaign is not discovering (discovery already ended)
+]]
+-- @include _scheduler.lua
+
+local c = ARGV[2]
+local status = ck(c, 'status')
+local state = redis.call('HGET', status, 'state')
+if not state then return -1 end
+if redis.call('HEXISTS', status, 'discovering') == 0 then return -2 end
+local now = now_ms()
+local added = 0
+for i = 6, #ARGV, 3 do
+  if redis.call('SADD', ck(c, 'seen'), ARGV[i]) == 1 then
+    local gid = ARGV[i + 1]
+    redis.call('RPUSH', ck(c, 'g:' .. gid), ARGV[i + 2])
+    make_ready(c, gid)
+    added = added + 1
+  end
+end
+redis.call('HINCRBY', status, 'total', added)
+redis.call('HINCRBY', status, 'pending', added)
+local passAdded = redis.call('HINCRBY', status, 'discoverPassAdded', added)
+redis.call('HSET', status, 'discoverStart', ARGV[3], 'updatedAt', now)
+local ended = 0
+if ARGV[4] == 'pass-end' then
+  redis.call('HINCRBY', status, 'discoverPasses', 1)
+  if passAdded == 0 then
+    redis.call('HDEL', status, 'discovering', 'discoverStart', 'discoverPassAdded')
+    redis.call('HSET', status, 'discoveredAt', now)
+    redis.call('UNLINK', ck(c, 'seen'))
+    complete_if_done(c, now, ARGV[5])
+    ended = 1
+  else
+    redis.call('HSET', status, 'discoverStart', 0, 'discoverPassAdded', 0)
+  end
+end
+if added > 0 then redis.call('PUBLISH', ARGV[5], cjson.encode({ id = c, state = state })) end
+return { added, ended }

@@ -1,0 +1,61 @@
+--[[
+  An operator's control of a campaign: pause, resume, cancel or promote. The dispatch step serves
+  only `running` campaigns, and `claim` holds back a paused or gated campaign's dispatched
+  targets, so after this returns no new target of a paused campaign starts.
+
+  Input:
+    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
+            node of the prefix's hash tag slot, where every key this script touches lives
+    ARGV[1] key prefix
+    ARGV[2] campaign id
+    ARGV[3] action: pause | resume | cancel | promote
+    ARGV[4] reason recorded as `pausedReason` (pause only)
+    ARGV[5] events channel: `{"id","state"}` is published on every change
+
+  Output:
+    { 1, state }   changed (or already so: pausing a paused campaign changes nothing)
+    { -2, state }  not allowed from the campaign's current state
+    -1             no such campaign
+]]
+-- @include _scheduler.lua
+
+local c, action = ARGV[2], ARGV[3]
+local status = ck(c, 'status')
+local state = redis.call('HGET', status, 'state')
+if not state then return -1 end
+local now = now_ms()
+
+local function set(newState)
+  redis.call('HSET', status, 'state', newState, 'updatedAt', now)
+  redis.call('PUBLISH', ARGV[5], cjson.encode({ id = c, state = newState }))
+  return { 1, newState }
+end
+
+if action == 'pause' then
+  if state == 'paused' then return { 1, state } end
+  if state ~= 'running' and state ~= 'gated' then return { -2, state } end
+  redis.call('HSET', status, 'pausedReason', ARGV[4], 'pausedAt', now)
+  return set('paused')
+elseif action == 'resume' then
+  if state == 'running' then return { 1, state } end
+  if state ~= 'paused' then return { -2, state } end
+  redis.call('HDEL', status, 'pausedReason', 'pausedAt', 'breachFailed', 'breachSamples', 'breachRatio')
+  -- The failure budget is judged afresh from here on, not at once on the same figures.
+  local n = redis.call('HMGET', status, 'upgraded', 'failed')
+  redis.call('HSET', status, 'budgetFailed0', n[2] or '0',
+    'budgetSamples0', tonumber(n[1] or '0') + tonumber(n[2] or '0'))
+  back_on_ring(c)
+  return set('running')
+elseif action == 'cancel' then
+  if state == 'cancelled' then return { 1, state } end
+  if state == 'completed' then return { -2, state } end
+  return set('cancelled')
+elseif action == 'promote' then
+  if state ~= 'gated' then return { -2, state } end
+  local step = tonumber(redis.call('HINCRBY', status, 'rolloutStep', 1))
+  local steps = cjson.decode(redis.call('HGET', ck(c, 'groups'), 'rollout'))
+  redis.call('HSET', status, 'rolloutLimit', steps[step + 1] or steps[#steps])
+  back_on_ring(c)
+  return set('running')
+end
+return { -2, state }

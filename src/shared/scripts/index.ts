@@ -1,0 +1,259 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { schedulerKeys } from '../keys.js';
+import type { ReasonCode, RecordedOutcome } from '../reasons.js';
+
+/**
+ * Typed wrappers over the Lua scripts beside this file. Each script is one atomic state
+ * change, named `<name>-<numKeys>.lua`, with its KEYS, ARGV and return codes in its header. The
+ * scheduler scripts derive their keys from the prefix (ARGV[1]) and share `_scheduler.lua`,
+ * pasted in where a script says `-- @include _scheduler.lua`. Each declares one key, the
+ * scheduler ring: a Redis Cluster client routes a call by its keys, and every key the script
+ * touches shares the prefix's hash tag (see docs/SCALING.md), so the ring's node holds them all.
+ * Negative return codes become errors here and nowhere else.
+ */
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export class ScriptError extends Error {
+  constructor(
+    readonly script: string,
+    readonly returnCode: number,
+    message: string,
+  ) {
+    super(`${script}: ${message} (code ${returnCode})`);
+    this.name = 'ScriptError';
+  }
+}
+
+const SCRIPT_ERRORS: Record<string, Record<number, string>> = {
+  commitCampaign: {
+    [-1]: 'the staged targets are gone (the staging expired and was discarded); nothing was enqueued',
+    [-2]: 'the staged targets do not match what this producer wrote; nothing was enqueued',
+  },
+  finish: {
+    [-1]: "the campaign's status hash is missing (deleted or expired)",
+  },
+  control: { [-1]: 'no such campaign' },
+  cancelPending: { [-1]: 'no such campaign', [-2]: 'the campaign is not cancelled' },
+  retryFailed: { [-1]: 'no such campaign', [-2]: 'a cancelled campaign cannot run again' },
+  appendTargets: { [-1]: 'no such campaign', [-2]: 'the campaign is not discovering any more' },
+};
+
+function check(script: string, code: unknown): void {
+  if (typeof code === 'number' && code < 0) {
+    throw new ScriptError(script, code, SCRIPT_ERRORS[script]?.[code] ?? 'unknown error');
+  }
+}
+
+/** Script name -> file. The number of KEYS is read from the file name. */
+const FILES = {
+  commitCampaign: 'commitCampaign-1.lua',
+  stage: 'stage-1.lua',
+  dispatch: 'dispatch-1.lua',
+  claim: 'claim-1.lua',
+  renew: 'renew-1.lua',
+  finish: 'finish-1.lua',
+  retryLater: 'retryLater-1.lua',
+  throttle: 'throttle-1.lua',
+  control: 'control-1.lua',
+  cancelPending: 'cancelPending-1.lua',
+  retryFailed: 'retryFailed-1.lua',
+  appendTargets: 'appendTargets-1.lua',
+} as const;
+
+function source(file: string): string {
+  return readFileSync(join(here, file), 'utf8').replace(/^-- @include (\S+)$/m, (_, inc: string) =>
+    readFileSync(join(here, inc), 'utf8'),
+  );
+}
+
+type Raw = (...args: (string | number)[]) => Promise<unknown>;
+
+export interface CommitResult {
+  readonly created: boolean;
+  readonly total: number;
+}
+
+export interface Pick {
+  readonly holder: string;
+  readonly entry: string;
+}
+
+export interface DispatchResult {
+  /** Redis's clock when the script ran (ms). */
+  readonly nowMs: number;
+  /** When the next lease expiry, retry or delay falls due (Redis clock), or null. */
+  readonly nextWakeMs: number | null;
+  readonly reclaimed: number;
+  readonly picks: Pick[];
+}
+
+export type ClaimResult =
+  | { readonly kind: 'claimed'; readonly attemptsMade: number; readonly retryAfterWaits: number; readonly lastError: string | null }
+  | { readonly kind: 'lost' | 'duplicate' | 'done' }
+  | { readonly kind: 'paused'; readonly untilMs: number };
+
+export type ControlAction = 'pause' | 'resume' | 'cancel' | 'promote';
+
+export interface Scripts {
+  commitCampaign(a: {
+    campaignId: string;
+    specJson: string;
+    operation: string;
+    name: string;
+    total: number;
+    groups: number;
+    channel: string;
+    discovering?: boolean;
+  }): Promise<CommitResult>;
+  /** Adds a discovered page (`[targetKey, gid, targetJson]` triples); `ended` when discovery is over. */
+  appendTargets(
+    campaignId: string,
+    nextStart: number,
+    endsPass: boolean,
+    channel: string,
+    triples: readonly (string | number)[],
+  ): Promise<{ added: number; ended: boolean }>;
+  /** Stages `[targetKey, gid, targetJson]` triples; returns how many were new to the campaign. */
+  stage(campaignId: string, deadlineMs: number, triples: readonly (string | number)[]): Promise<number>;
+  dispatch(maxPicks: number, leaseMs: number): Promise<DispatchResult>;
+  claim(holder: string, token: string, leaseMs: number, targetKey: string, channel: string): Promise<ClaimResult>;
+  /** Heartbeat; returns the holders whose lease is no longer this run's. concurrency 0 deregisters. */
+  renew(leaseMs: number, workerId: string, concurrency: number, held: ReadonlyArray<readonly [string, string]>): Promise<string[]>;
+  /** Records, releases and dispatches; `recorded` is false when the outcome was recorded before. */
+  finish(a: {
+    holder: string;
+    token: string;
+    campaignId: string;
+    targetKey: string;
+    outcome: RecordedOutcome;
+    reason: ReasonCode;
+    recordJson: string;
+    channel: string;
+    maxPicks: number;
+    leaseMs: number;
+    /** A run token: the first pick is claimed for this worker with it (its claim in `ownClaim`). */
+    nextToken?: string;
+  }): Promise<DispatchResult & { readonly recorded: boolean; readonly ownClaim: ClaimResult | undefined }>;
+  /** `false` when the lease was lost meanwhile (the target is back in its group already). */
+  retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string): Promise<boolean>;
+  /** `changed: false` when the action is not allowed in the campaign's current `state`. */
+  control(campaignId: string, action: ControlAction, reason: string, channel: string): Promise<{ changed: boolean; state: string }>;
+  /** Records up to `max` never-started targets of a cancelled campaign as skipped/CANCELLED. */
+  cancelPending(campaignId: string, max: number, channel: string): Promise<number>;
+  /** Puts failed targets (`[targetKey, gid, targetJson]` triples) back to run; returns how many. */
+  retryFailed(campaignId: string, reason: string, channel: string, triples: readonly (string | number)[]): Promise<number>;
+  /** The pause end, or null when the lease was lost meanwhile. */
+  throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string): Promise<number | null>;
+}
+
+/** claim-1.lua's output (also finish-1.lua's, for the target it claims for the same worker). */
+function claimResult(res: (number | string)[]): ClaimResult {
+  switch (Number(res[0])) {
+    case 1:
+      return { kind: 'claimed', attemptsMade: Number(res[1]), retryAfterWaits: Number(res[2]), lastError: res[3] === '' ? null : String(res[3]) };
+    case 2:
+      return { kind: 'duplicate' };
+    case 3:
+      return { kind: 'paused', untilMs: Number(res[1]) };
+    case 4:
+      return { kind: 'done' };
+    default:
+      return { kind: 'lost' };
+  }
+}
+
+function dispatchResult(res: (number | string)[]): DispatchResult {
+  const picks: Pick[] = [];
+  for (let i = 3; i < res.length; i += 2) picks.push({ holder: String(res[i]), entry: String(res[i + 1]) });
+  const next = Number(res[1]);
+  return { nowMs: Number(res[0]), nextWakeMs: next < 0 ? null : next, reclaimed: Number(res[2]), picks };
+}
+
+/** Registers the scripts on a connection (EVALSHA with a transparent EVAL fallback). */
+export function loadScripts(redis: Redis, prefix: string): Scripts {
+  for (const [name, file] of Object.entries(FILES)) {
+    if (name in redis) continue;
+    redis.defineCommand(name, { lua: source(file), numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)![1]) });
+  }
+  const anchor = schedulerKeys(prefix).ring;
+  const cmd = (name: keyof typeof FILES): Raw => {
+    const fn = (redis as unknown as Record<string, Raw>)[name]!.bind(redis);
+    return (...args) => fn(anchor, prefix, ...args);
+  };
+  const commit = cmd('commitCampaign');
+  const stage = cmd('stage');
+  const dispatch = cmd('dispatch');
+  const claim = cmd('claim');
+  const renew = cmd('renew');
+  const finish = cmd('finish');
+  const retryLater = cmd('retryLater');
+  const throttle = cmd('throttle');
+  const control = cmd('control');
+  const cancelPending = cmd('cancelPending');
+  const retryFailed = cmd('retryFailed');
+  const appendTargets = cmd('appendTargets');
+
+  return {
+    async commitCampaign(a) {
+      const res = await commit(a.campaignId, a.specJson, a.operation, a.name, a.total, a.groups, a.channel, a.discovering ? '1' : '0');
+      check('commitCampaign', res);
+      const [created, total] = res as [number, number];
+      return { created: created === 1, total };
+    },
+    async stage(campaignId, deadlineMs, triples) {
+      return Number(await stage(campaignId, deadlineMs, ...triples));
+    },
+    async dispatch(maxPicks, leaseMs) {
+      return dispatchResult((await dispatch(maxPicks, leaseMs)) as (number | string)[]);
+    },
+    async claim(holder, token, leaseMs, targetKey, channel) {
+      return claimResult((await claim(holder, token, leaseMs, targetKey, channel)) as (number | string)[]);
+    },
+    async renew(leaseMs, workerId, concurrency, held) {
+      const res = (await renew(leaseMs, workerId, concurrency, ...held.flat())) as (number | string)[];
+      return res.slice(1).map(String);
+    },
+    async finish(a) {
+      const res = await finish(
+        a.holder, a.token, a.campaignId, a.targetKey, a.outcome, a.recordJson, a.channel, a.maxPicks, a.leaseMs, a.reason, a.nextToken ?? '',
+      );
+      check('finish', res);
+      const [recorded, ...rest] = res as (number | string)[];
+      const ownClaim = rest[0] === 5 ? undefined : claimResult(rest.slice(0, 4));
+      return { ...dispatchResult(rest.slice(4)), recorded: recorded === 1, ownClaim };
+    },
+    async retryLater(holder, token, targetKey, backoffMs, error) {
+      return (await retryLater(holder, token, targetKey, backoffMs, error)) === 1;
+    },
+    async control(campaignId, action, reason, channel) {
+      const res = await control(campaignId, action, reason, channel);
+      check('control', res);
+      const [code, state] = res as [number, string];
+      return { changed: code === 1, state };
+    },
+    async cancelPending(campaignId, max, channel) {
+      const res = await cancelPending(campaignId, max, channel);
+      check('cancelPending', res);
+      return res as number;
+    },
+    async appendTargets(campaignId, nextStart, endsPass, channel, triples) {
+      const res = await appendTargets(campaignId, nextStart, endsPass ? 'pass-end' : 'page', channel, ...triples);
+      check('appendTargets', res);
+      const [added, ended] = res as [number, number];
+      return { added, ended: ended === 1 };
+    },
+    async retryFailed(campaignId, reason, channel, triples) {
+      const res = await retryFailed(campaignId, reason, channel, ...triples);
+      check('retryFailed', res);
+      return res as number;
+    },
+    async throttle(holder, token, targetKey, waitMs, error, channel) {
+      const res = (await throttle(holder, token, targetKey, waitMs, error, channel)) as number[];
+      return res[0] === 1 ? res[1]! : null;
+    },
+  };
+}

@@ -1,0 +1,57 @@
+--[[
+  Run failed targets again: each named target whose recorded outcome is still `failed` (and, when
+  given, has the reason asked for) loses that outcome, starts over with fresh attempts, and goes
+  back to the end of its group. Counters move with it (failed -1, pending +1), so they stay exact.
+  A completed campaign runs again and its retention clock stops.
+
+  Input:
+    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
+            node of the prefix's hash tag slot, where every key this script touches lives
+    ARGV[1] key prefix
+    ARGV[2] campaign id
+    ARGV[3] reason to match ('' for any failed target)
+    ARGV[4] events channel
+    ARGV[5..] target key, gid, target JSON, ...
+
+  Output:
+    n    targets put back (those no longer failed, or of another reason, are left alone)
+    -1   no such campaign
+    -2   the campaign is cancelled
+]]
+-- @include _scheduler.lua
+
+local c, reason = ARGV[2], ARGV[3]
+local status = ck(c, 'status')
+local state = redis.call('HGET', status, 'state')
+if not state then return -1 end
+if state == 'cancelled' then return -2 end
+local now = now_ms()
+local n = 0
+for i = 5, #ARGV, 3 do
+  local key, gid, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local rec = redis.call('HGET', ck(c, 'outcomes'), key)
+  if rec then
+    local r = cjson.decode(rec)
+    if r.outcome == 'failed' and (reason == '' or r.reason == reason) then
+      redis.call('HDEL', ck(c, 'outcomes'), key)
+      redis.call('HDEL', ck(c, 'attempts'), key, 'ra:' .. key, 'e:' .. key)
+      redis.call('RPUSH', ck(c, 'g:' .. gid), entry)
+      redis.call('HINCRBY', status, 'failed', -1)
+      redis.call('HINCRBY', status, 'r:' .. r.reason, -1)
+      redis.call('HINCRBY', status, 'pending', 1)
+      redis.call('HINCRBY', status, 'admitted', -1)
+      make_ready(c, gid)
+      n = n + 1
+    end
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', status, 'retriedByOperator', n)
+  if state == 'completed' then
+    for _, k in ipairs(CAMPAIGN_KEYS) do redis.call('PERSIST', ck(c, k)) end
+    redis.call('HDEL', status, 'finishedAt')
+    redis.call('HSET', status, 'state', 'running', 'updatedAt', now)
+    redis.call('PUBLISH', ARGV[4], cjson.encode({ id = c, state = 'running' }))
+  end
+end
+return n

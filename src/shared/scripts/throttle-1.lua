@@ -1,0 +1,45 @@
+--[[
+  The platform answered 429 (or 503 with Retry-After) for this connection: no call to the
+  connection starts before the time named. The target goes back to the head of its group
+  without using an attempt; its waits are counted (and bounded by the worker).
+
+  Input:
+    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
+            node of the prefix's hash tag slot, where every key this script touches lives
+    ARGV[1] key prefix
+    ARGV[2] holder
+    ARGV[3] run token
+    ARGV[4] target key
+    ARGV[5] wait, ms (Retry-After, already clipped to the configured maximum)
+    ARGV[6] the answer's error (scrubbed, bounded): kept for the target's final record
+    ARGV[7] events channel: `{"pause": connection, "until": ms, "now": ms}` tells every worker,
+            so targets already running hold their next call too
+
+  Output:
+    { 1, pausedUntil }  requeued; the connection is paused until then (a later pause wins)
+    { 0 }               the lease was lost meanwhile: nothing changed
+]]
+-- @include _scheduler.lua
+
+local holder, token, targetKey, waitMs = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local v = redis.call('HGET', S .. 'inflight', holder)
+if not v then return { 0 } end
+local _, held = parse_inflight(v)
+if held ~= token then return { 0 } end
+
+local c = campaign_of(holder)
+local now = now_ms()
+local conn = redis.call('HGET', ck(c, 'groups'), 'conn')
+local untilMs = math.max(now + waitMs, tonumber(redis.call('HGET', S .. 'pause', conn) or '0'))
+redis.call('HSET', S .. 'pause', conn, untilMs)
+redis.call('PUBLISH', ARGV[7], cjson.encode({ pause = conn, ['until'] = untilMs, now = now }))
+
+local gid, _, entry = release(holder)
+local status = ck(c, 'status')
+if redis.call('EXISTS', status) == 0 then return { 0 } end
+redis.call('HINCRBY', ck(c, 'attempts'), 'ra:' .. targetKey, 1)
+redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[6])
+redis.call('HINCRBY', status, 'retryAfterWaits', 1)
+redis.call('HINCRBY', status, 'retryAfterWaitMs', waitMs)
+requeue(c, gid, entry, untilMs, now)
+return { 1, untilMs }

@@ -1,0 +1,265 @@
+import { z } from 'zod';
+import { InputError, type InputIssue } from './errors.js';
+import { limitSchema, MAX_LIMITS, type LimitSpec } from './limits.js';
+import { isWellFormed } from './operations/common.js';
+import { OPERATIONS, operationFor, type OperationModule, type Target } from './operations/index.js';
+
+/**
+ * The campaign spec: the public contract of the producer (documented in README.md).
+ * Objects are strict, so a misspelt field is an error rather than a silently ignored option.
+ */
+
+export const CAMPAIGN_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+const connectionSchema = z.strictObject({
+  baseUrl: z
+    .string()
+    .refine((s) => {
+      try {
+        const u = new URL(s);
+        return (u.protocol === 'http:' || u.protocol === 'https:') && u.search === '' && u.hash === '' && u.username === '' && u.password === '';
+      } catch {
+        return false;
+      }
+    }, 'must be an http(s) URL without query, fragment or credentials'),
+  credentialRef: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be the name of an environment variable'),
+  timeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+});
+
+const retrySchema = z.strictObject({
+  attempts: z.number().int().min(1).max(100).default(5),
+  backoffMs: z.number().int().min(0).max(3_600_000).default(1000),
+});
+
+const rolloutStep = z.union([
+  z.number().gt(0, 'a percentage above 0').max(100, 'a percentage of at most 100'),
+  z.strictObject({ count: z.number().int().min(1) }),
+]);
+
+const rolloutSchema = z
+  .strictObject({
+    steps: z.array(rolloutStep).min(1).max(20),
+    maxFailureRatio: z.number().min(0).max(1).optional(),
+    minSamples: z.number().int().min(1).default(20),
+    gate: z.enum(['auto', 'manual']).default('auto'),
+  })
+  .refine(
+    (r) => r.steps.every((s, i) => i === 0 || typeof s !== 'number' || typeof r.steps[i - 1] !== 'number' || s > (r.steps[i - 1] as number)),
+    'percentages must increase from step to step (they are cumulative)',
+  );
+
+const CONDUCTOR_STATUSES = ['RUNNING', 'PAUSED', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'TERMINATED'] as const;
+
+/** Targets found by Conductor's search API instead of listed (conductor.upgradeExecution only). */
+const discoverSchema = z.strictObject({
+  workflowName: z.string().min(1).max(256).regex(/^[^,()\s]+$/, 'must not contain spaces, commas or parentheses'),
+  version: z.number().int().min(0).optional(),
+  status: z.array(z.enum(CONDUCTOR_STATUSES)).min(1).default(['RUNNING', 'PAUSED']),
+  pageSize: z.number().int().min(1).max(5000).default(5000),
+});
+
+export type DiscoverSpec = z.infer<typeof discoverSchema>;
+
+const operationSchema = z.discriminatedUnion(
+  'type',
+  OPERATIONS.map((o) => o.schema) as unknown as [z.ZodObject, ...z.ZodObject[]],
+);
+
+const specSchema = z.strictObject({
+  id: z.string().regex(CAMPAIGN_ID, 'must match ^[A-Za-z0-9_-]{1,64}$').optional(),
+  name: z.string().max(200).optional(),
+  connection: connectionSchema,
+  operation: operationSchema,
+  retry: retrySchema.default({ attempts: 5, backoffMs: 1000 }),
+  limits: z.array(limitSchema).max(MAX_LIMITS, `at most ${MAX_LIMITS} limits per campaign`).default([]),
+  rollout: rolloutSchema.optional(),
+  dryRun: z.boolean().default(false),
+  targets: z.union([z.array(z.unknown()), z.strictObject({ discover: discoverSchema })]).optional(),
+});
+
+export interface CampaignSpec {
+  readonly id?: string;
+  readonly name?: string;
+  readonly connection: { readonly baseUrl: string; readonly credentialRef: string; readonly timeoutMs: number };
+  readonly operation: { readonly type: string } & Record<string, unknown>;
+  readonly retry: { readonly attempts: number; readonly backoffMs: number };
+  readonly limits: readonly LimitSpec[];
+  readonly rollout?: RolloutSpec;
+  /** Only the read calls are made; outcomes are recorded as would-upgrade / would-skip / would-fail. */
+  readonly dryRun: boolean;
+  readonly targets?: unknown[] | { readonly discover: DiscoverSpec };
+}
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+}
+
+/** Parses spec text. Errors name the JSON line (syntax) or the field (schema). */
+export function parseSpec(text: string, source = 'spec'): CampaignSpec {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(source, `not valid JSON: ${(err as Error).message}`, { line: jsonErrorLine(text, err) });
+  }
+  return validateSpec(raw, source);
+}
+
+export interface RolloutSpec {
+  /** Cumulative: a percentage of the targets, or `{count}` targets. */
+  readonly steps: readonly (number | { readonly count: number })[];
+  readonly maxFailureRatio?: number;
+  readonly minSamples: number;
+  readonly gate: 'auto' | 'manual';
+}
+
+/**
+ * A rollout's steps as cumulative target counts for a campaign of `total` targets: rounded up,
+ * never decreasing, duplicates dropped, and a last step of every target added when missing.
+ */
+export function rolloutLimits(rollout: RolloutSpec, total: number): number[] {
+  const out: number[] = [];
+  for (const step of rollout.steps) {
+    const n = Math.min(total, typeof step === 'number' ? Math.ceil((total * step) / 100) : step.count);
+    if (n > (out.at(-1) ?? 0)) out.push(n);
+  }
+  if ((out.at(-1) ?? 0) < total) out.push(total);
+  return out;
+}
+
+const checkedSpecSchema = specSchema.superRefine((spec, ctx) => {
+  const t = spec.targets;
+  if (t === undefined || Array.isArray(t)) return;
+  if (spec.operation.type !== 'conductor.upgradeExecution') {
+    ctx.addIssue({ code: 'custom', path: ['targets', 'discover'], message: 'discovery is for conductor.upgradeExecution only' });
+  }
+  if (spec.rollout !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['rollout'], message: 'a staged rollout needs the target count up front: list the targets instead of discovering them' });
+  }
+});
+
+/**
+ * The path of the first value JSON cannot hold (a cycle, a BigInt, a function) in what a library
+ * caller passed, or undefined. The spec is stored as JSON, so it must survive the round trip.
+ */
+function notJson(value: unknown, path: PropertyKey[] = [], seen = new Set<object>()): PropertyKey[] | undefined {
+  if (typeof value === 'bigint' || typeof value === 'function' || typeof value === 'symbol') return path;
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (seen.has(value)) return path;
+  seen.add(value);
+  for (const [k, v] of Object.entries(value)) {
+    const bad = notJson(v, [...path, Array.isArray(value) ? Number(k) : k], seen);
+    if (bad) return bad;
+  }
+  seen.delete(value);
+  return undefined;
+}
+
+export function validateSpec(raw: unknown, source = 'spec'): CampaignSpec {
+  const bad = notJson(raw);
+  if (bad !== undefined) {
+    const message = 'must be JSON data (no cycles, BigInt or functions)';
+    throw new InputError(source, message, { field: fieldPath(bad) || 'spec', issues: [{ path: issuePath(bad), message }] });
+  }
+  const parsed = checkedSpecSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError(source, issue.message, {
+      field: fieldPath(issue.path),
+      line: lineOfField(raw, issue.path),
+      issues: parsed.error.issues.map((i) => ({ path: issuePath(i.path), message: i.message })),
+    });
+  }
+  return parsed.data as unknown as CampaignSpec;
+}
+
+function issuePath(path: readonly PropertyKey[]): (string | number)[] {
+  return path.map((p) => (typeof p === 'number' ? p : String(p)));
+}
+
+/**
+ * The spec's JSON Schema (OpenAPI 3.0 dialect, as a request body accepts it: defaulted fields
+ * optional), generated from the same zod schema `validateSpec` uses. Refinements that JSON
+ * Schema cannot say (increasing rollout steps, limit key placeholders) are checked only by
+ * `validateSpec`.
+ */
+export function specJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(specSchema, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}
+
+/** Inline targets have no line of their own in the NDJSON sense: report their 1-based index. */
+function lineOfField(_raw: unknown, path: readonly PropertyKey[]): number | undefined {
+  return path[0] === 'targets' && typeof path[1] === 'number' ? path[1] + 1 : undefined;
+}
+
+function jsonErrorLine(text: string, err: unknown): number | undefined {
+  const m = /position (\d+)/.exec((err as Error).message);
+  if (!m) return undefined;
+  return text.slice(0, Number(m[1])).split('\n').length;
+}
+
+// Target ids become path segments or query values on the platforms. Everything printable is
+// allowed (and percent-encoded on the way out) except what could change a request's shape.
+const targetId = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(512, 'must be at most 512 characters')
+  .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters')
+  .regex(/^[^/\\]*$/, 'must not contain "/" or "\\"')
+  .refine((s) => s !== '.' && s !== '..', 'must not be "." or ".."')
+  // A lone surrogate would be sent as U+FFFD, naming another target than the one reported.
+  .refine(isWellFormed, 'must be well-formed Unicode (no lone surrogates)');
+
+const extraValue = z.union([z.string().max(1024), z.number().refine(Number.isFinite, 'must be a finite number')], {
+  error: 'extra target fields must be strings or numbers',
+});
+
+const targetSchemas = new Map<string, z.ZodType<Target>>();
+
+export function targetSchemaFor(op: OperationModule<any>): z.ZodType<Target> {
+  let schema = targetSchemas.get(op.type);
+  if (!schema) {
+    schema = z
+      .object({ [op.targetIdField]: targetId, ...(op.targetFields ?? {}) })
+      .catchall(extraValue) as unknown as z.ZodType<Target>;
+    targetSchemas.set(op.type, schema);
+  }
+  return schema;
+}
+
+/** Validates one target; `line` is the 1-based NDJSON line (or inline index) for the message. */
+export function validateTarget(raw: unknown, operationType: string, source: string, line: number): Target {
+  const op = operationFor(operationType);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    const message = `a target must be a JSON object with "${op.targetIdField}"`;
+    throw new InputError(source, message, { line, issues: [{ path: [], message }] });
+  }
+  const parsed = targetSchemaFor(op).safeParse(raw);
+  if (!parsed.success) {
+    const messageOf = (issue: z.core.$ZodIssue): string =>
+      issue.code === 'invalid_type' && (raw as Record<string, unknown>)[fieldPath(issue.path) || op.targetIdField] === undefined
+        ? `is required for ${op.type}`
+        : issue.message;
+    const issue = parsed.error.issues[0]!;
+    const field = fieldPath(issue.path) || op.targetIdField;
+    throw new InputError(source, messageOf(issue), {
+      line,
+      field,
+      issues: parsed.error.issues.map((i) => ({ path: issuePath(i.path.length > 0 ? i.path : [op.targetIdField]), message: messageOf(i) })),
+    });
+  }
+  return parsed.data;
+}
+
+/** Parses one NDJSON line into a target. Blank lines are the caller's to skip. */
+export function parseTargetLine(text: string, operationType: string, source: string, line: number): Target {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(source, `not valid JSON: ${(err as Error).message}`, { line });
+  }
+  return validateTarget(raw, operationType, source, line);
+}

@@ -1,0 +1,89 @@
+import type { Redis } from 'ioredis';
+import { campaignKeys } from './keys.js';
+
+/** The status hash, typed. Counters are numbers; absent timestamps are undefined. */
+export interface CampaignStatus {
+  readonly id: string;
+  readonly state: string;
+  readonly operation: string;
+  readonly name: string;
+  readonly total: number;
+  readonly upgraded: number;
+  readonly skipped: number;
+  readonly failed: number;
+  /** Dry run: what would have happened. */
+  readonly wouldUpgrade: number;
+  readonly wouldSkip: number;
+  readonly wouldFail: number;
+  readonly dryRun: boolean;
+  /** Targets waiting to start (in their groups, or parked for a retry or a Retry-After). */
+  readonly pending: number;
+  /** Targets dispatched and not finished (holding their slots). */
+  readonly active: number;
+  readonly retries: number;
+  readonly conflicts: number;
+  /** Leases that expired (a worker died) and whose targets were requeued. */
+  readonly reclaimed: number;
+  /** Retry-After waits sat out, and their total length. */
+  readonly retryAfterWaits: number;
+  readonly retryAfterWaitMs: number;
+  /** Why a `paused` campaign paused: `OPERATOR` or `FAILURE_BUDGET_EXCEEDED`. */
+  readonly pausedReason: string | undefined;
+  /** Staged rollout: the current step (0-based) of `rolloutSteps`, and how many targets it admits in all. */
+  readonly rolloutStep: number | undefined;
+  readonly rolloutSteps: number | undefined;
+  readonly rolloutLimit: number | undefined;
+  /** A failure budget breach: failed targets, finished samples and their ratio when it paused. */
+  readonly breach: { readonly failed: number; readonly samples: number; readonly ratio: number } | undefined;
+  readonly createdAt: number | undefined;
+  readonly updatedAt: number | undefined;
+  readonly finishedAt: number | undefined;
+  /** Targets not upgraded, by reason code (skipped, failed and dry-run outcomes). */
+  readonly reasons: Readonly<Record<string, number>>;
+}
+
+const num = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
+const time = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+
+/** Reads a campaign's status hash; `null` when there is no such campaign. */
+export async function readStatus(redis: Redis, prefix: string, id: string): Promise<CampaignStatus | null> {
+  const h = await redis.hgetall(campaignKeys(prefix, id).status);
+  if (Object.keys(h).length === 0) return null;
+  return {
+    id,
+    state: h.state ?? 'unknown',
+    operation: h.operation ?? '',
+    name: h.name ?? '',
+    total: num(h.total),
+    upgraded: num(h.upgraded),
+    skipped: num(h.skipped),
+    failed: num(h.failed),
+    wouldUpgrade: num(h['would-upgrade']),
+    wouldSkip: num(h['would-skip']),
+    wouldFail: num(h['would-fail']),
+    dryRun: h.dryRun === '1',
+    pending: num(h.pending),
+    active: num(h.active),
+    retries: num(h.retries),
+    conflicts: num(h.conflicts),
+    reclaimed: num(h.reclaimed),
+    retryAfterWaits: num(h.retryAfterWaits),
+    retryAfterWaitMs: num(h.retryAfterWaitMs),
+    pausedReason: h.pausedReason || undefined,
+    rolloutStep: time(h.rolloutStep),
+    rolloutSteps: time(h.rolloutSteps),
+    rolloutLimit: time(h.rolloutLimit),
+    breach:
+      h.breachRatio === undefined
+        ? undefined
+        : { failed: num(h.breachFailed), samples: num(h.breachSamples), ratio: Number(h.breachRatio) },
+    createdAt: time(h.createdAt),
+    updatedAt: time(h.updatedAt),
+    finishedAt: time(h.finishedAt),
+    reasons: Object.fromEntries(
+      Object.entries(h)
+        .filter(([k, v]) => k.startsWith('r:') && Number(v) > 0)
+        .map(([k, v]) => [k.slice(2), Number(v)]),
+    ),
+  };
+}

@@ -1,0 +1,54 @@
+import type { Redis } from 'ioredis';
+import { campaignKeys, connectionId, operationFor, type CampaignSpec, type CampaignKeys, type OperationModule } from '../shared/index.js';
+
+export interface Campaign {
+  readonly id: string;
+  readonly spec: CampaignSpec;
+  readonly op: OperationModule<any>;
+  readonly keys: CampaignKeys;
+  /** The Retry-After unit: base URL and credential name. */
+  readonly connection: string;
+}
+
+/**
+ * Campaign specs are immutable once committed, so each worker reads one once and keeps it.
+ * Bounded: the oldest entries go first when many campaigns pass through one process.
+ */
+export class CampaignCache {
+  private readonly entries = new Map<string, Promise<Campaign | null>>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly maxEntries = 1000,
+  ) {}
+
+  get(id: string): Promise<Campaign | null> {
+    let entry = this.entries.get(id);
+    if (!entry) {
+      entry = this.load(id);
+      this.entries.set(id, entry);
+      if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+      // A failed or missing read is not cached: the next job asks again.
+      entry.then(
+        (c) => c === null && this.entries.delete(id),
+        () => this.entries.delete(id),
+      );
+    }
+    return entry;
+  }
+
+  private async load(id: string): Promise<Campaign | null> {
+    const keys = campaignKeys(this.prefix, id);
+    const json = await this.redis.get(keys.spec);
+    if (json === null) return null;
+    const spec = JSON.parse(json) as CampaignSpec;
+    return {
+      id,
+      spec,
+      op: operationFor(spec.operation.type),
+      keys,
+      connection: connectionId(spec.connection.baseUrl, spec.connection.credentialRef),
+    };
+  }
+}

@@ -1,0 +1,161 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Queue, Worker } from 'bullmq';
+import {
+  connectRedis,
+  createRedis,
+  DEFAULTS,
+  eventsChannel,
+  flushTracing,
+  HttpClient,
+  loadScripts,
+  TARGET_QUEUE,
+  upshiftTracer,
+  type Logger,
+  type TargetJobData,
+  type UpshiftConfig,
+} from '../shared/index.js';
+import { CampaignCache } from './campaigns.js';
+import { Dispatcher } from './dispatcher.js';
+import { LeaseKeeper } from './leases.js';
+import { serveMetrics, WorkerMetrics } from './metrics.js';
+import { PauseBoard } from './pauses.js';
+import { createProcessor } from './processor.js';
+
+export interface WorkerOptions {
+  readonly concurrency: number;
+  readonly lockDurationMs: number;
+  readonly stalledIntervalMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly maxRetryAfterMs: number;
+  readonly maxRetryAfterWaits: number;
+  readonly maxBackoffMs: number;
+  readonly maxErrorChars: number;
+  readonly maxStalledCount: number;
+  readonly leaseMs: number;
+  readonly dispatchBatch: number;
+  /** Serve GET /metrics and /healthz on this port (0: any free one); none when undefined. */
+  readonly metricsPort?: number;
+}
+
+export interface RunningWorker {
+  readonly worker: Worker<TargetJobData>;
+  /** Registration id in the scheduler (`<host>:<pid>:<random>`). */
+  readonly id: string;
+  /** This worker's counters and the fleet gauges (`render()` gives what /metrics serves). */
+  readonly metrics: WorkerMetrics;
+  /** The port /metrics and /healthz are served on, when `metricsPort` was given. */
+  readonly metricsPort: number | undefined;
+  /** Takes no new job, waits up to `shutdownTimeoutMs` for in-flight ones, then disconnects. */
+  close(): Promise<void>;
+}
+
+export async function startWorker(
+  config: Pick<UpshiftConfig, 'redisUrl' | 'prefix'> & Partial<UpshiftConfig>,
+  log: Logger,
+  options: Partial<WorkerOptions> = {},
+): Promise<RunningWorker> {
+  const opts: WorkerOptions = { ...DEFAULTS, ...stripUndefined(options) };
+  const redis = createRedis(config.redisUrl);
+  redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+  await connectRedis(redis, config.redisUrl, {
+    retries: 10,
+    onRetry: (n, err) => log.warn({ attempt: n, err: (err as Error).message }, 'waiting for Redis'),
+  });
+  const metrics = new WorkerMetrics({ redis, prefix: config.prefix, tracer: upshiftTracer(), processMetrics: opts.metricsPort !== undefined });
+  // /healthz is 200 only between "ready" and the start of close().
+  let serving: 'starting' | 'running' | 'closing' = 'starting';
+  const metricsServer =
+    opts.metricsPort === undefined
+      ? undefined
+      : await serveMetrics(metrics, opts.metricsPort, () => serving === 'running').catch((err: Error) => {
+          redis.disconnect();
+          throw err;
+        });
+  const sub = redis.duplicate();
+  sub.on('error', (err) => log.debug({ err: err.message }, 'redis subscriber error'));
+
+  const id = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const scripts = loadScripts(redis, config.prefix);
+  const queue = new Queue<TargetJobData>(TARGET_QUEUE, { connection: redis, prefix: config.prefix });
+  const leases = new LeaseKeeper(scripts, log, id, opts.concurrency, opts.leaseMs);
+  const dispatcher = new Dispatcher(scripts, queue, log, opts.dispatchBatch, opts.leaseMs);
+  const http = new HttpClient();
+  const channel = eventsChannel(config.prefix);
+  const pauses = new PauseBoard();
+  let closing: Promise<void> | undefined;
+  const processor = createProcessor({
+    redis,
+    scripts,
+    campaigns: new CampaignCache(redis, config.prefix),
+    leases,
+    http,
+    log,
+    limits: opts,
+    channel,
+    pauses,
+    dispatcher,
+    dispatchBatch: opts.dispatchBatch,
+    continuing: () => closing === undefined,
+    metrics,
+  });
+
+  const worker = new Worker<TargetJobData>(TARGET_QUEUE, processor, {
+    connection: redis,
+    prefix: config.prefix,
+    concurrency: opts.concurrency,
+    lockDuration: opts.lockDurationMs,
+    stalledInterval: opts.stalledIntervalMs,
+    maxStalledCount: opts.maxStalledCount,
+  });
+  worker.on('error', (err) => log.error({ err: err.message }, 'worker error'));
+  await worker.waitUntilReady();
+
+  // A new or resumed campaign announces itself; this worker then looks for work at once. A
+  // Retry-After pause is announced too: running targets hold their next call on that connection.
+  sub.on('message', (_channel, message: string) => {
+    const event = JSON.parse(message) as { pause?: string; until?: number; now?: number };
+    if (event.pause !== undefined) pauses.note(event.pause, event.until!, event.now!);
+    else dispatcher.trigger();
+  });
+  await sub.subscribe(channel);
+  await leases.register();
+  dispatcher.trigger();
+  serving = 'running';
+
+  return {
+    worker,
+    id,
+    metrics,
+    metricsPort: metricsServer?.port,
+    close() {
+      closing ??= (async () => {
+        serving = 'closing';
+        dispatcher.stop();
+        await sub.quit().catch(() => sub.disconnect());
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), opts.shutdownTimeoutMs);
+        });
+        const result = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
+        clearTimeout(timer);
+        if (result === 'timeout') {
+          log.warn({ shutdownTimeoutMs: opts.shutdownTimeoutMs }, 'in-flight jobs did not finish in time; closing anyway');
+          await worker.close(true);
+        }
+        await leases.leave().catch((err: Error) => log.warn({ err: err.message }, 'could not deregister'));
+        await queue.close();
+        await http.close();
+        await metricsServer?.close();
+        await metrics.close();
+        await flushTracing();
+        await redis.quit().catch(() => redis.disconnect());
+      })();
+      return closing;
+    },
+  };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

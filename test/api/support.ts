@@ -1,0 +1,71 @@
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { buildApi, type ApiOptions } from '../../src/producer/api/index.js';
+import { deletePrefix, keysUnder, newRedis, testPrefix } from '../support/harness.js';
+
+/** A token as an operator would set it (never logged: see the log capture). */
+export const TOKEN = 'test-token-0123456789abcdef';
+export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
+
+export interface TestApi {
+  readonly app: FastifyInstance;
+  readonly redis: Redis;
+  readonly prefix: string;
+  /** Every log line the API wrote, as text. */
+  logs(): string;
+  close(): Promise<void>;
+}
+
+/** An API over real Redis under a fresh prefix, logging at trace level into memory. */
+export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise<TestApi> {
+  const redis = newRedis();
+  const prefix = testPrefix();
+  let text = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      text += chunk.toString();
+      done();
+    },
+  });
+  const log = pino({ level: 'trace' }, sink);
+  try {
+    const app = await buildApi({ redis, prefix, log, apiToken: TOKEN, ...overrides });
+    return {
+      app,
+      redis,
+      prefix,
+      logs: () => text,
+      async close() {
+        await app.close();
+        await deletePrefix(redis, prefix);
+        redis.disconnect();
+      },
+    };
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+}
+
+/** Polls `read` until `ok` holds (for state that announces nothing, e.g. staged list lengths). */
+export async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** NDJSON text: one JSON value a line. */
+export function ndjson(values: readonly unknown[]): string {
+  return values.map((v) => JSON.stringify(v)).join('\n') + '\n';
+}
+
+/** Every key under the prefix but BullMQ's own queue keys (Bull Board's queue writes its meta at start). */
+export async function campaignData(redis: Redis, prefix: string): Promise<string[]> {
+  return (await keysUnder(redis, prefix)).filter((k) => !k.startsWith(`${prefix}:targets:`));
+}

@@ -1,0 +1,370 @@
+/**
+ * The deployment files: docker-compose.yml validated by Debian's docker-compose 1.29 (which needs
+ * no Docker engine), its normalized form checked service by service, the Dockerfile's stages,
+ * and the sample campaign (examples/) run against the real API, sandbox and a worker.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { enqueueCampaign } from '../../src/producer/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { createLogger, DEFAULTS, loadConfig, parseSpec, readStatus } from '../../src/shared/index.js';
+import { startWorker, type RunningWorker } from '../../src/worker/index.js';
+import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const cli = join(root, 'dist/src/cli/main.js');
+const examples = join(root, 'examples');
+const log = createLogger('silent');
+
+/** Debian's docker-compose on the PATH; the test fails (never skips) without it. */
+function dockerCompose(): string {
+  const found = (process.env.PATH ?? '')
+    .split(delimiter)
+    .concat('/usr/bin')
+    .map((dir) => join(dir, 'docker-compose'))
+    .find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(
+      'docker-compose not found: install Debian\'s docker-compose package (apt-get install docker-compose; version 1.29 validates without a Docker engine)',
+    );
+  }
+  return found;
+}
+
+/**
+ * Runs docker-compose on the repository's file with an empty environment and an empty env file,
+ * so every `${VAR:-default}` shows its default whatever the developer's shell or .env holds.
+ */
+function compose(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const envFile = join(mkdtempSync(join(tmpdir(), 'upshift-compose-')), 'empty.env');
+  writeFileSync(envFile, '');
+  const r = spawnSync(dockerCompose(), ['--env-file', envFile, '-f', 'docker-compose.yml', ...args], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir() },
+    encoding: 'utf8',
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface Healthcheck {
+  test: string[] | string;
+  disable?: boolean;
+}
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: { published: number | string; target: number }[];
+  volumes?: string[];
+  deploy?: { replicas?: number };
+  healthcheck?: Healthcheck;
+  stop_grace_period?: string;
+}
+interface ComposeConfig {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+}
+
+/** `docker-compose config` prints YAML; PyYAML (a dependency of Debian's docker-compose) reads it. */
+function normalizedConfig(): ComposeConfig {
+  const out = compose(['config']);
+  expect(out.status, out.stderr).toBe(0);
+  const python = readFileSync(dockerCompose(), 'utf8').split('\n')[0]!.match(/^#!\s*(\S+)/)?.[1] ?? 'python3';
+  const json = spawnSync(python, ['-c', 'import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'], {
+    input: out.stdout,
+    encoding: 'utf8',
+  });
+  expect(json.status, `PyYAML could not read docker-compose config's output: ${json.stderr}`).toBe(0);
+  return JSON.parse(json.stdout) as ComposeConfig;
+}
+
+/** The value after `--flag` in a command. */
+function flag(command: string[] | undefined, name: string): string | undefined {
+  const i = (command ?? []).indexOf(name);
+  return i === -1 ? undefined : command![i + 1];
+}
+
+/** Compose durations as `docker-compose config` prints them (`40s`, `1m30s`, `500ms`) in ms. */
+function durationMs(d: string): number {
+  let ms = 0;
+  for (const [, n, unit] of d.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)) ms += Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms']!;
+  return ms;
+}
+
+const nodeProbe = (hc: Healthcheck | undefined): string | undefined =>
+  Array.isArray(hc?.test) && hc.test[0] === 'CMD' && hc.test[1] === 'node' && hc.test[2] === '-e' ? hc.test[3] : undefined;
+
+function runProbe(script: string): Promise<number | null> {
+  const p = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+  return once(p, 'exit').then(([code]) => code as number | null);
+}
+
+describe('docker-compose.yml', () => {
+  let config: ComposeConfig;
+  beforeAll(() => {
+    config = normalizedConfig();
+  });
+
+  it('validates with docker-compose config -q', () => {
+    const r = compose(['config', '-q']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('has redis, api, worker and sandbox, each with a healthcheck', () => {
+    expect(Object.keys(config.services).sort()).toEqual(['api', 'redis', 'sandbox', 'worker']);
+    for (const [name, s] of Object.entries(config.services)) {
+      expect(s.healthcheck?.disable, name).not.toBe(true);
+      expect(Array.isArray(s.healthcheck?.test) && s.healthcheck.test.length > 1, `${name} has no healthcheck`).toBe(true);
+    }
+  });
+
+  it('runs Redis 7 with AOF (fsync every second) on a named volume', () => {
+    const redis = config.services.redis!;
+    expect(redis.image).toMatch(/^redis:7(\.|$|-)/);
+    expect(flag(redis.command, '--appendonly')).toBe('yes');
+    expect(flag(redis.command, '--appendfsync')).toBe('everysec');
+    const data = (redis.volumes ?? []).map((v) => v.split(':')).find(([, target]) => target === '/data');
+    expect(data, 'a volume mounted at /data').toBeDefined();
+    expect(Object.keys(config.volumes ?? {})).toContain(data![0]);
+  });
+
+  it('publishes the API on port 3000, with a token from the environment and a marked development default', () => {
+    const api = config.services.api!;
+    expect(api.command?.slice(0, 1)).toEqual(['serve']);
+    expect(flag(api.command, '--host')).toBe('0.0.0.0');
+    expect(flag(api.command, '--port')).toBe('3000');
+    expect(api.command).not.toContain('--insecure-no-auth');
+    expect(api.ports).toContainEqual({ published: 3000, target: 3000 });
+    expect(api.environment?.UPSHIFT_API_TOKEN).toMatch(/insecure|change-me|dev/i);
+    const raw = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
+    expect(raw).toMatch(/UPSHIFT_API_TOKEN: \$\{UPSHIFT_API_TOKEN:-[^}]+\}/);
+  });
+
+  it('runs two workers with metrics, stopped no sooner than their shutdown timeout allows', () => {
+    const worker = config.services.worker!;
+    expect(worker.deploy?.replicas).toBe(2);
+    expect(worker.command?.[0]).toBe('worker');
+    expect(flag(worker.command, '--metrics-port')).toBe('9464');
+    const shutdownMs = Number(flag(worker.command, '--shutdown-timeout-ms') ?? DEFAULTS.shutdownTimeoutMs);
+    expect(worker.stop_grace_period, 'stop_grace_period').toBeDefined();
+    expect(durationMs(worker.stop_grace_period!)).toBeGreaterThan(shutdownMs);
+  });
+
+  it('probes each service where its command listens', () => {
+    const { api, worker, sandbox } = config.services;
+    expect(nodeProbe(api!.healthcheck)).toContain(`http://127.0.0.1:${flag(api!.command, '--port')}/healthz`);
+    expect(nodeProbe(worker!.healthcheck)).toContain(`http://127.0.0.1:${flag(worker!.command, '--metrics-port')}/healthz`);
+    expect(sandbox!.command?.[0]).toBe('sandbox');
+    expect(flag(sandbox!.command, '--host')).toBe('0.0.0.0');
+    expect(nodeProbe(sandbox!.healthcheck)).toContain(`http://127.0.0.1:${flag(sandbox!.command, '--port')}/__sandbox/`);
+    expect(config.services.redis!.healthcheck!.test).toContain('redis-cli ping | grep -q PONG');
+  });
+
+  it('has node probes that pass on 2xx and fail on an error status or no answer', async () => {
+    let healthy = true;
+    const server = createServer((_req, res) => res.writeHead(healthy ? 200 : 503).end());
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    try {
+      for (const name of ['api', 'worker', 'sandbox']) {
+        const script = nodeProbe(config.services[name]!.healthcheck);
+        expect(script, name).toBeDefined();
+        const local = script!.replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`);
+        healthy = true;
+        expect(await runProbe(local), `${name} probe, healthy`).toBe(0);
+        healthy = false;
+        expect(await runProbe(local), `${name} probe, 503`).toBe(1);
+        expect(await runProbe(script!.replace(/127\.0\.0\.1:\d+/, '127.0.0.1:1')), `${name} probe, refused`).toBe(1);
+      }
+    } finally {
+      server.close();
+    }
+  });
+
+  it('gives every Upshift service a command and environment the CLI accepts', () => {
+    for (const name of ['api', 'worker', 'sandbox']) {
+      const s = config.services[name]!;
+      // `--help` after the service's own flags: the CLI rejects an unknown command or flag (exit 2)
+      // before it would print the help (exit 0).
+      const r = spawnSync(process.execPath, [cli, ...s.command!, '--help'], { encoding: 'utf8', env: { ...process.env, ...s.environment } });
+      expect(r.stderr, `${name}: upshift ${s.command!.join(' ')}`).toBe('');
+      expect(r.status, `${name}: upshift ${s.command!.join(' ')}`).toBe(0);
+      expect(() => loadConfig(s.environment ?? {}), name).not.toThrow();
+      expect(s.image).toBe(config.services.api!.image);
+    }
+  });
+
+  it('gives the workers the credential the sample spec names, with the sandbox\'s key', async () => {
+    const spec = parseSpec(readFileSync(join(examples, 'sample-spec.json'), 'utf8'), 'examples/sample-spec.json');
+    const { SANDBOX_KEYS } = await import('../../src/sandbox/index.js');
+    expect(config.services.worker!.environment?.[spec.connection.credentialRef]).toBe(SANDBOX_KEYS.alloy);
+    const url = new URL(spec.connection.baseUrl);
+    expect(url.hostname).toBe('sandbox');
+    expect(url.port).toBe(flag(config.services.sandbox!.command, '--port'));
+  });
+});
+
+describe('Dockerfile', () => {
+  const text = readFileSync(join(root, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const stages: string[][] = [];
+  for (const l of lines) {
+    if (/^FROM\s/i.test(l)) stages.push([l]);
+    else stages.at(-1)?.push(l);
+  }
+  const final = stages.at(-1) ?? [];
+  const instr = (stage: string[], name: string) => stage.filter((l) => l.toUpperCase().startsWith(`${name} `));
+
+  it('builds in one stage and runs from another, both on a slim Node LTS image', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const stage of stages) {
+      const m = /^FROM\s+node:(\d+)[\w.]*-(?:bookworm|trixie)-slim\b/i.exec(stage[0]!);
+      expect(m, stage[0]).not.toBeNull();
+      // Even majors are Node's LTS lines; the project targets 20 (package.json engines).
+      expect(Number(m![1]) % 2, stage[0]).toBe(0);
+      expect(Number(m![1]), stage[0]).toBeGreaterThanOrEqual(20);
+    }
+    expect(stages.slice(0, -1).some((s) => instr(s, 'RUN').some((r) => r.includes('npm run build')))).toBe(true);
+  });
+
+  it('installs production dependencies only in the final stage and runs as a non-root user', () => {
+    expect(instr(final, 'RUN').some((r) => /npm ci\b.*--omit=dev/.test(r))).toBe(true);
+    expect(instr(final, 'COPY').some((c) => /--from=\w+.*\bdist\b/.test(c))).toBe(true);
+    const users = instr(final, 'USER');
+    expect(users.length).toBeGreaterThan(0);
+    expect(users.at(-1)).not.toMatch(/^USER\s+(root|0)(:|\s|$)/i);
+    // The user is set before the entrypoint runs, i.e. no later stage switches back.
+    expect(final.indexOf(users.at(-1)!)).toBeLessThan(final.findIndex((l) => /^ENTRYPOINT\s/i.test(l)));
+  });
+
+  it('has a HEALTHCHECK and the CLI as its entrypoint', () => {
+    expect(instr(final, 'HEALTHCHECK').join('')).toMatch(/CMD .*node.*fetch\(/);
+    const entry = instr(final, 'ENTRYPOINT')[0];
+    const bin = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.upshift;
+    expect(entry).toBe(`ENTRYPOINT ["node", "${bin}"]`);
+  });
+
+  it('keeps node_modules, dist, .git, test artifacts and bench results out of the build context', () => {
+    const ignored = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+    for (const p of ['node_modules', 'dist', '.git', 'test-artifacts']) expect(ignored).toContain(p);
+    expect(ignored.some((l) => l.startsWith('bench/results'))).toBe(true);
+  });
+});
+
+describe('the sample campaign (examples/)', () => {
+  let redis: Redis;
+  let prefix: string;
+  let sandbox: Sandbox;
+  let workers: RunningWorker[];
+  let workerEnv: Record<string, string>;
+  const savedEnv = { ...process.env };
+
+  beforeAll(() => {
+    // The workers' credential values as the compose file gives them, so the sample only works
+    // when docker-compose.yml and the sandbox agree.
+    workerEnv = normalizedConfig().services.worker!.environment ?? {};
+    Object.assign(process.env, workerEnv);
+  });
+  afterAll(() => {
+    for (const k of Object.keys(workerEnv)) {
+      if (savedEnv[k] === undefined) delete process.env[k];
+      else process.env[k] = savedEnv[k];
+    }
+  });
+  beforeEach(async () => {
+    redis = newRedis();
+    prefix = testPrefix();
+    sandbox = await startSandbox();
+    workers = [];
+  });
+  afterEach(async () => {
+    await Promise.all(workers.map((w) => w.close()));
+    await sandbox.close();
+    await deletePrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  const sampleSpec = () => JSON.parse(readFileSync(join(examples, 'sample-spec.json'), 'utf8')) as Record<string, any>;
+  const sampleTargets = () =>
+    readFileSync(join(examples, 'sample-targets.ndjson'), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as unknown);
+
+  it('upgrades most users and fails the rest with named reasons', async () => {
+    sandbox.load(JSON.parse(readFileSync(join(examples, 'sample-fixtures.json'), 'utf8')));
+    const spec = sampleSpec();
+    spec.connection.baseUrl = sandbox.url;
+    // The sample is paced for watching (a rate on the connection); the outcomes do not depend on pace.
+    spec.limits = (spec.limits as { rate?: unknown }[]).map(({ rate: _rate, ...rest }) => rest);
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 20 }));
+    const { campaignId, total } = await enqueueCampaign(spec, sampleTargets(), { redis, prefix });
+    expect(total).toBe(600);
+    const done = await waitForCompletion(prefix, campaignId);
+    expect(done).toMatchObject({ state: 'completed', upgraded: 575, skipped: 0, failed: 25 });
+    expect(done.reasons).toEqual({ REINSTALL_REQUIRED: 14, FORBIDDEN: 6, NOT_FOUND: 5 });
+  });
+
+  it('sample-campaign.sh loads the fixtures and enqueues through the API', async () => {
+    const token = `test-${prefix}`;
+    const api = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
+      env: { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_API_TOKEN: token, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let apiErr = '';
+    api.stderr.on('data', (d: Buffer) => (apiErr += d.toString()));
+    const apiExited = once(api, 'exit');
+    try {
+      const apiUrl = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        api.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /upshift api listening on (\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        void apiExited.then(([code]) => reject(new Error(`upshift serve exited (${code}) before listening: ${apiErr}`)));
+      });
+      const run = (env: Record<string, string>) => {
+        const p = spawn('bash', [join(examples, 'sample-campaign.sh')], {
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), API_URL: apiUrl, SANDBOX_URL: sandbox.url, WAIT_S: '30', ...env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        return once(p, 'exit').then(([code]) => ({ code: code as number | null, stdout, stderr }));
+      };
+
+      const refused = await run({ UPSHIFT_API_TOKEN: 'wrong', CAMPAIGN_ID: 'refused' });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('the API refused the token (HTTP 401); export UPSHIFT_API_TOKEN');
+
+      const ok = await run({ UPSHIFT_API_TOKEN: token, SPEC_BASE_URL: sandbox.url, CAMPAIGN_ID: 'sample-test' });
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toContain('Campaign sample-test is running');
+      expect(ok.stdout).toContain('dashboard   http://localhost:3000');
+      expect(sandbox.state().alloy?.installs).toHaveLength(595);
+      const status = await readStatus(redis, prefix, 'sample-test');
+      expect(status).toMatchObject({ id: 'sample-test', total: 600, state: 'running' });
+      expect(await readStatus(redis, prefix, 'refused')).toBeNull();
+      const stored = await fetch(`${apiUrl}/campaigns/sample-test`, { headers: { authorization: `Bearer ${token}` } });
+      expect(stored.status).toBe(200);
+    } finally {
+      api.kill('SIGTERM');
+      await apiExited;
+    }
+  });
+});

@@ -1,0 +1,210 @@
+import type { Redis } from 'ioredis';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  cancelCampaign,
+  enqueueCampaign,
+  listCampaigns,
+  pauseCampaign,
+  promoteCampaign,
+  resumeCampaign,
+  retryCampaign,
+} from '../../src/producer/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { campaignKeys, createLogger, InputError, readStatus, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { startWorker, type RunningWorker } from '../../src/worker/index.js';
+import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
+import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion, waitForState } from '../support/harness.js';
+
+const log = createLogger('silent');
+
+async function report(redis: Redis, prefix: string, id: string): Promise<ReportLine[]> {
+  const out: ReportLine[] = [];
+  for await (const line of streamReport(redis, prefix, id)) out.push(line);
+  return out;
+}
+
+function sumsToTotal(s: { total: number; upgraded: number; skipped: number; failed: number; pending: number; active: number }): boolean {
+  return s.upgraded + s.skipped + s.failed + s.pending + s.active === s.total;
+}
+
+describe('campaign control', () => {
+  let redis: Redis;
+  let prefix: string;
+  let sandbox: Sandbox;
+  let workers: RunningWorker[];
+
+  beforeAll(() => setCredentialEnv());
+  beforeEach(async () => {
+    redis = newRedis();
+    prefix = testPrefix();
+    sandbox = await startSandbox({ record: true, latencyMs: 20 });
+    workers = [];
+  });
+  afterEach(async () => {
+    await Promise.all(workers.map((w) => w.close()));
+    await sandbox.close();
+    await deletePrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  const work = async (concurrency = 10) => {
+    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency });
+    workers.push(w);
+    return w;
+  };
+  const spec = (id: string, extra: Record<string, unknown> = {}) => ({
+    id,
+    connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+    operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
+    ...extra,
+  });
+  const opts = () => ({ redis, prefix });
+  const arrivalsAfter = (t: number) => sandbox.received!.filter((r) => r.at > t).length;
+
+  it('pause under load: nothing new starts within 1 s; resume finishes with exact counters', async () => {
+    const fleet = alloyFleet(600);
+    sandbox.load(fleet.fixtures);
+    await work(10);
+    await enqueueCampaign(spec('pausable'), fleet.targets, opts());
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => sandbox.received!.length >= 50 && (clearInterval(t), resolve()), 5);
+    });
+    expect(await pauseCampaign('pausable', opts())).toBe('paused');
+    const pausedAt = Date.now();
+    await waitForState(prefix, 'pausable', ['paused']);
+    // In-flight calls (sent before the pause) end within a latency; nothing starts after.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(arrivalsAfter(pausedAt + 50)).toBe(0);
+    const paused = (await readStatus(redis, prefix, 'pausable'))!;
+    expect(paused).toMatchObject({ state: 'paused', pausedReason: 'OPERATOR', active: 0 });
+    expect(paused.pending).toBeGreaterThan(0);
+    expect(sumsToTotal(paused)).toBe(true);
+
+    expect(await resumeCampaign('pausable', opts())).toBe('running');
+    const done = await waitForCompletion(prefix, 'pausable');
+    expect(done).toMatchObject({ state: 'completed', upgraded: 600, failed: 0, pending: 0, active: 0 });
+    expect(Object.values(sandbox.stats().appliedByTarget).every((n) => n === 1)).toBe(true);
+  });
+
+  it('cancel during a run: every target not started ends skipped/CANCELLED, counters add up', async () => {
+    const fleet = alloyFleet(500);
+    sandbox.load(fleet.fixtures);
+    await work(5);
+    await enqueueCampaign(spec('doomed', { retry: { attempts: 3, backoffMs: 60_000 } }), fleet.targets, opts());
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => sandbox.received!.length >= 20 && (clearInterval(t), resolve()), 5);
+    });
+    const ended = waitForCompletion(prefix, 'doomed');
+    const drained = await cancelCampaign('doomed', opts());
+    const s = await ended;
+    expect(s.state).toBe('cancelled');
+    expect(s.finishedAt).toBeDefined();
+    expect(s).toMatchObject({ total: 500, pending: 0, active: 0, failed: 0 });
+    expect(s.upgraded + s.skipped).toBe(500);
+    expect(s.skipped).toBeGreaterThanOrEqual(drained);
+    const lines = await report(redis, prefix, 'doomed');
+    expect(lines).toHaveLength(500);
+    const cancelled = lines.filter((l) => l.reason === 'CANCELLED');
+    expect(cancelled.length).toBe(s.skipped);
+    expect(s.reasons).toEqual({ CANCELLED: s.skipped });
+    // A cancelled target was never called.
+    const applied = sandbox.stats().appliedByTarget;
+    expect(cancelled.every((l) => applied[`alloy:wf-1:${l.target}`] === undefined)).toBe(true);
+    await expect(resumeCampaign('doomed', opts())).rejects.toThrow(/cannot resume campaign "doomed": it is cancelled/);
+  });
+
+  it('retry runs failed targets again, by reason, replacing their outcome with exact counters', async () => {
+    const fleet = alloyFleet(40);
+    sandbox.load(fleet.fixtures);
+    sandbox.load({ alloy: { installs: [{ workflowId: 'wf-1', userId: 'locked', version: 1, forbidden: true }] } });
+    sandbox.configure({ failRate: 1, retryAfterS: 0 });
+    await work(10);
+    await enqueueCampaign(spec('again', { retry: { attempts: 1, backoffMs: 1 } }), [...fleet.targets, { userId: 'locked' }], opts());
+    const first = await waitForCompletion(prefix, 'again');
+    // The forbidden install also meets the injected 5xx first: everything failed transiently.
+    expect(first).toMatchObject({ state: 'completed', failed: 41, upgraded: 0 });
+    expect(first.reasons).toEqual({ RETRIES_EXHAUSTED: 41 });
+
+    sandbox.configure({ failRate: 0 });
+    // The retry clears `finishedAt` at once, so waiting afterwards cannot see the old end.
+    expect(await retryCampaign('again', { ...opts(), reason: 'RETRIES_EXHAUSTED' })).toBe(41);
+    const second = await waitForCompletion(prefix, 'again');
+    expect(second).toMatchObject({ state: 'completed', total: 41, upgraded: 40, failed: 1, pending: 0, active: 0 });
+    // Counts by reason move with the outcomes they count.
+    expect(second.reasons).toEqual({ FORBIDDEN: 1 });
+    const lines = await report(redis, prefix, 'again');
+    expect(lines).toHaveLength(41);
+    expect(lines.find((l) => l.target === 'locked')).toMatchObject({ outcome: 'failed', reason: 'FORBIDDEN', attempts: 1 });
+    expect(lines.filter((l) => l.outcome === 'upgraded').every((l) => l.attempts === 1)).toBe(true);
+
+    // Only the reason asked for is retried; an unknown reason is an input error.
+    expect(await retryCampaign('again', { ...opts(), reason: 'NOT_FOUND' })).toBe(0);
+    await expect(retryCampaign('again', { ...opts(), reason: 'NOPE' })).rejects.toBeInstanceOf(InputError);
+  });
+
+  it('lists campaigns, and a finished campaign keeps its data for the retention only', async () => {
+    const fleet = alloyFleet(3);
+    sandbox.load(fleet.fixtures);
+    await work(3);
+    await enqueueCampaign(spec('short'), fleet.targets, { ...opts(), retentionMs: 60_000 });
+    await waitForCompletion(prefix, 'short');
+    await pauseCampaign('short', opts()).catch((err: Error) => expect(err.message).toMatch(/it is completed/));
+    const list = await listCampaigns(opts());
+    expect(list.map((c) => c.id)).toEqual(['short']);
+    expect(list[0]).toMatchObject({ state: 'completed', total: 3, upgraded: 3 });
+    const ttl = await redis.pttl(campaignKeys(prefix, 'short').status);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    expect(await redis.pttl(campaignKeys(prefix, 'short').outcomes)).toBeGreaterThan(50_000);
+    await expect(pauseCampaign('nope', opts())).rejects.toThrow(/no campaign "nope"/);
+  });
+
+  it('staged rollout, manual gate: each step finishes before the next; cancel while gated', async () => {
+    const fleet = alloyFleet(100);
+    sandbox.load(fleet.fixtures);
+    await work(5);
+    const gated = waitForState(prefix, 'staged', ['gated']);
+    await enqueueCampaign(spec('staged', { rollout: { steps: [10, 50], gate: 'manual' } }), fleet.targets, opts());
+    const first = await gated;
+    expect(first).toMatchObject({ state: 'gated', rolloutStep: 0, rolloutSteps: 3, rolloutLimit: 10, upgraded: 10, pending: 90, active: 0 });
+    expect(sandbox.stats().requests).toBe(10); // not one call past the step
+
+    const gatedAgain = waitForState(prefix, 'staged', ['gated']);
+    expect(await promoteCampaign('staged', opts())).toBe('running');
+    expect(await gatedAgain).toMatchObject({ rolloutStep: 1, rolloutLimit: 50, upgraded: 50, pending: 50 });
+    expect(sandbox.stats().requests).toBe(50);
+
+    const ended = waitForCompletion(prefix, 'staged');
+    await cancelCampaign('staged', opts());
+    const s = await ended;
+    expect(s).toMatchObject({ state: 'cancelled', upgraded: 50, skipped: 50, pending: 0, active: 0, total: 100 });
+    expect(sandbox.stats().requests).toBe(50);
+  });
+
+  it('staged rollout, auto gate: steps open by themselves while the budget holds', async () => {
+    const fleet = alloyFleet(60);
+    sandbox.load(fleet.fixtures);
+    await work(5);
+    await enqueueCampaign(spec('auto', { rollout: { steps: [{ count: 5 }, 50], maxFailureRatio: 0.2, minSamples: 5 } }), fleet.targets, opts());
+    const s = await waitForCompletion(prefix, 'auto');
+    expect(s).toMatchObject({ state: 'completed', upgraded: 60, rolloutStep: 2, rolloutSteps: 3 });
+  });
+
+  it('a failure budget breach pauses the campaign mid-step, with the figures', async () => {
+    const fleet = alloyFleet(200);
+    sandbox.load(fleet.fixtures);
+    // Every third install refuses the change (403): a permanent failure.
+    sandbox.load({ alloy: { installs: fleet.targets.filter((_, i) => i % 3 === 0).map((t) => ({ workflowId: 'wf-1', userId: t.userId, version: 1, forbidden: true })) } });
+    await work(5);
+    const paused = waitForState(prefix, 'budget', ['paused']);
+    await enqueueCampaign(spec('budget', { rollout: { steps: [60, 100], maxFailureRatio: 0.1, minSamples: 20 } }), fleet.targets, opts());
+    const s = await paused;
+    expect(s.pausedReason).toBe('FAILURE_BUDGET_EXCEEDED');
+    expect(s.breach!.samples).toBeGreaterThanOrEqual(20);
+    expect(s.breach!.ratio).toBeGreaterThan(0.1);
+    expect(s.breach!.failed / s.breach!.samples).toBeCloseTo(s.breach!.ratio, 3);
+    // Mid-step: far fewer than the step's 120 targets ran.
+    expect(s.upgraded + s.failed).toBeLessThan(60);
+    expect(sumsToTotal(s)).toBe(true);
+  });
+});

@@ -1,0 +1,65 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { SANDBOX_KEYS, type SandboxFixtures } from '../../src/sandbox/index.js';
+
+/** Environment variables holding the sandbox's keys, as `credentialRef` names them. */
+export const CREDENTIAL_ENV = {
+  UPSHIFT_TEST_ALLOY_KEY: SANDBOX_KEYS.alloy,
+  UPSHIFT_TEST_CONDUCTOR_KEY: SANDBOX_KEYS.conductor,
+  UPSHIFT_TEST_TALLYFY_KEY: SANDBOX_KEYS.tallyfy,
+  UPSHIFT_TEST_NECTED_KEY: SANDBOX_KEYS.nected,
+} as const;
+
+export function setCredentialEnv(): void {
+  Object.assign(process.env, CREDENTIAL_ENV);
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** `n` Alloy users of workflow `wf` on version 1 of 2. */
+export function alloyFleet(n: number, wf = 'wf-1'): { fixtures: SandboxFixtures; targets: { userId: string }[] } {
+  return {
+    fixtures: {
+      alloy: {
+        workflows: { [wf]: { latestVersion: 2 } },
+        installs: range(n).map((i) => ({ workflowId: wf, userId: `user-${i}`, version: 1 })),
+      },
+    },
+    targets: range(n).map((i) => ({ userId: `user-${i}` })),
+  };
+}
+
+export { nectedGraph } from '../../scripts/lib/fixtures.js';
+
+const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+
+export interface WorkerProcess {
+  readonly proc: ChildProcess;
+  /** Resolves with the exit code (or signal) when the process ends. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr(): string;
+}
+
+/**
+ * Starts `upshift worker` from the build (`npm test` builds first) and resolves once it
+ * prints that it is ready.
+ */
+export async function spawnWorker(env: Record<string, string>, args: string[] = []): Promise<WorkerProcess> {
+  const proc = spawn(process.execPath, [cliPath, 'worker', ...args], {
+    env: { ...process.env, ...CREDENTIAL_ENV, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = once(proc, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('upshift worker ready')) resolve();
+    });
+    exited.then(({ code }) => reject(new Error(`worker exited (${code}) before it was ready: ${err}`)));
+  });
+  return { proc, exited, stderr: () => err };
+}

@@ -1,0 +1,194 @@
+import { describe, expect, it } from 'vitest';
+import { operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+
+type Reply = { status: number; body?: unknown; headers?: Record<string, string> };
+
+/** Runs an operation against scripted answers, recording every request it makes. */
+async function run(type: string, operation: Record<string, unknown>, target: Record<string, string | number>, replies: Reply[]) {
+  const spec = validateSpec({
+    connection: { baseUrl: 'https://platform.test', credentialRef: 'KEY' },
+    operation: { type, ...operation },
+  });
+  const sent: HttpRequest[] = [];
+  let conflicts = 0;
+  const queue = [...replies];
+  const result = await operationFor(type)
+    .apply({
+      operation: spec.operation,
+      target,
+      credential: () => 'sekret',
+      onConflict: () => void conflicts++,
+      send: async (req): Promise<HttpResponse> => {
+        sent.push(req);
+        const r = queue.shift();
+        if (!r) throw new Error('no scripted reply left');
+        const text = r.body === undefined ? '' : typeof r.body === 'string' ? r.body : JSON.stringify(r.body);
+        return { status: r.status, headers: r.headers ?? {}, text, truncated: false };
+      },
+    })
+    .then(
+      (value) => ({ value, error: undefined }),
+      (error: unknown) => ({ value: undefined, error: error as UpshiftError }),
+    );
+  return { ...result, sent, conflicts };
+}
+
+describe('alloy.upgradeWorkflow', () => {
+  const op = { workflowId: 'wf 1' };
+  it('sends the documented request', async () => {
+    const { value, sent } = await run('alloy.upgradeWorkflow', op, { userId: 'u?1' }, [{ status: 200, body: { upgraded: true } }]);
+    expect(value).toEqual({ outcome: 'upgraded', reason: 'UPGRADED' });
+    expect(sent).toEqual([
+      {
+        method: 'PUT',
+        segments: ['workflows', 'wf 1', 'upgrade'],
+        query: { userId: 'u?1' },
+        headers: { authorization: 'bearer sekret', 'x-api-version': '2025-09', accept: 'application/json' },
+      },
+    ]);
+  });
+  it.each([
+    [400, 'REINSTALL_REQUIRED', false],
+    [401, 'UNAUTHORIZED', false],
+    [403, 'FORBIDDEN', false],
+    [404, 'NOT_FOUND', false],
+    [409, 'STATE_CONFLICT', false],
+    [422, 'INVALID_REQUEST', false],
+    [429, 'THROTTLED', true],
+    [500, 'SERVER_ERROR', true],
+  ] as const)('classifies %i as %s', async (status, code, retryable) => {
+    const { error } = await run('alloy.upgradeWorkflow', op, { userId: 'u' }, [{ status, body: {} }]);
+    expect(error).toBeInstanceOf(UpshiftError);
+    expect([error!.code, error!.retryable]).toEqual([code, retryable]);
+  });
+  it('reads upgraded:false as skipped and a non-JSON 200 as unexpected', async () => {
+    expect((await run('alloy.upgradeWorkflow', op, { userId: 'u' }, [{ status: 200, body: { upgraded: false } }])).value?.reason).toBe('NOT_UPGRADED');
+    expect((await run('alloy.upgradeWorkflow', op, { userId: 'u' }, [{ status: 200, body: '<html>' }])).error?.code).toBe('UNEXPECTED_RESPONSE');
+  });
+});
+
+describe('conductor.upgradeExecution', () => {
+  const op = { name: 'flow', version: 3, workflowInput: { a: 1 } };
+  const exec = (status: string, version = 2, name = 'flow') => ({ status: 200, body: { workflowId: 'e1', workflowName: name, workflowVersion: version, status } });
+
+  it('reads the execution, then upgrades it', async () => {
+    const { value, sent } = await run('conductor.upgradeExecution', op, { workflowId: 'e/1' }, [exec('RUNNING'), { status: 200 }]);
+    expect(value?.reason).toBe('UPGRADED');
+    expect(sent[0]).toMatchObject({ method: 'GET', segments: ['api', 'workflow', 'e/1'], query: { includeTasks: 'false' }, headers: { 'x-authorization': 'sekret' } });
+    expect(sent[1]).toMatchObject({ method: 'POST', segments: ['api', 'workflow', 'e/1', 'upgrade'], json: { name: 'flow', version: 3, workflowInput: { a: 1 } } });
+  });
+  it.each([
+    ['COMPLETED', 2, 'flow', 'NOT_RUNNING'],
+    ['TERMINATED', 2, 'flow', 'NOT_RUNNING'],
+    ['RUNNING', 3, 'flow', 'ALREADY_CURRENT'],
+  ])('skips a %s execution on v%i of %s as %s without upgrading', async (status, version, name, reason) => {
+    const { value, sent } = await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec(status, version, name)]);
+    expect(value).toEqual({ outcome: 'skipped', reason });
+    expect(sent).toHaveLength(1);
+  });
+  it('fails an execution of another workflow', async () => {
+    expect((await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec('RUNNING', 2, 'other')])).error?.code).toBe('WRONG_WORKFLOW');
+  });
+  it('reads again after a 409 and skips an execution that ended meanwhile', async () => {
+    const { value, sent } = await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec('RUNNING'), { status: 409, body: { message: 'not running' } }, exec('COMPLETED')]);
+    expect(value?.reason).toBe('NOT_RUNNING');
+    expect(sent).toHaveLength(3);
+  });
+  it('fails with the 400 when the second read changes nothing', async () => {
+    const { error } = await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec('RUNNING'), { status: 400, body: { message: 'bad' } }, exec('RUNNING')]);
+    expect(error?.code).toBe('INVALID_REQUEST');
+  });
+  it('fails a 404 read as NOT_FOUND', async () => {
+    expect((await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [{ status: 404, body: { message: 'x' } }])).error?.code).toBe('NOT_FOUND');
+  });
+});
+
+describe('conductor.updateDefinition', () => {
+  const op = { patch: [{ op: 'replace', path: '/timeoutSeconds', value: 60 }], ownerEmail: 'ops@acme.test', newVersion: true };
+  const def = { name: 'flow', version: 2, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'old@acme.test' };
+
+  it('reads, patches and writes the whole definition', async () => {
+    const { value, sent } = await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: def }, { status: 200 }]);
+    expect(value?.reason).toBe('UPGRADED');
+    expect(sent[0]).toMatchObject({ method: 'GET', segments: ['api', 'metadata', 'workflow', 'flow'], query: { version: '2' } });
+    expect(sent[1]).toMatchObject({
+      method: 'PUT',
+      segments: ['api', 'metadata', 'workflow'],
+      query: { overwrite: 'true', newVersion: 'true' },
+      json: { ...def, timeoutSeconds: 60, ownerEmail: 'ops@acme.test' },
+    });
+  });
+  it('skips a no-op patch, fails a failing test op and an unresolvable path', async () => {
+    expect((await run('conductor.updateDefinition', op, { name: 'flow' }, [{ status: 200, body: { ...def, timeoutSeconds: 60 } }])).value?.reason).toBe('ALREADY_CURRENT');
+    const test = { ...op, patch: [{ op: 'test', path: '/timeoutSeconds', value: 5 }, ...op.patch] };
+    expect((await run('conductor.updateDefinition', test, { name: 'flow' }, [{ status: 200, body: def }])).error?.code).toBe('PRECONDITION_FAILED');
+    const bad = { ...op, patch: [{ op: 'remove', path: '/nope/deeper' }] };
+    expect((await run('conductor.updateDefinition', bad, { name: 'flow' }, [{ status: 200, body: def }])).error?.code).toBe('PATCH_NOT_APPLICABLE');
+  });
+  it('keys targets by name and version', () => {
+    const m = operationFor('conductor.updateDefinition');
+    expect(m.targetKey({ name: 'flow' })).toBe('flow');
+    expect(m.targetKey({ name: 'flow', version: 3 })).toBe('flow@3');
+  });
+});
+
+describe('tallyfy.updateRun', () => {
+  const op = { orgId: 'org 1', changes: { name: 'New', tags: ['t1'] } };
+  it('sends the documented headers and body', async () => {
+    const { value, sent } = await run('tallyfy.updateRun', op, { runId: 'r#1' }, [{ status: 200, body: { data: { id: 'r#1' } } }]);
+    expect(value?.reason).toBe('UPGRADED');
+    expect(sent[0]).toEqual({
+      method: 'PUT',
+      segments: ['organizations', 'org 1', 'runs', 'r#1'],
+      headers: { authorization: 'Bearer sekret', accept: 'application/json', 'x-tallyfy-client': 'APIClient' },
+      json: { name: 'New', tags: ['t1'] },
+    });
+  });
+  it.each([
+    [400, 'INVALID_REQUEST'],
+    [403, 'FORBIDDEN'],
+    [404, 'NOT_FOUND'],
+    [422, 'INVALID_REQUEST'],
+    [503, 'SERVER_ERROR'],
+  ] as const)('classifies %i as %s', async (status, code) => {
+    expect((await run('tallyfy.updateRun', op, { runId: 'r' }, [{ status, body: { message: 'x' } }])).error?.code).toBe(code);
+  });
+  it('treats a 200 without data as unexpected', async () => {
+    expect((await run('tallyfy.updateRun', op, { runId: 'r' }, [{ status: 200, body: { error: 'nope' } }])).error?.code).toBe('UNEXPECTED_RESPONSE');
+  });
+});
+
+describe('nected.updateWorkflow', () => {
+  const op = { patch: [{ op: 'replace', path: '/name', value: 'v2' }], branch: 'dev', conflictRetries: 2 };
+  const graph = (checksum: string, name = 'v1') => ({ status: 200, body: { code: 'success', data: { name, nodes: [], edges: [], checksum } } });
+
+  it('reads, patches and sends the full graph with the checksum and branch', async () => {
+    const { value, sent } = await run('nected.updateWorkflow', op, { entityId: 'w1' }, [graph('c1'), { status: 200, body: { data: { checksum: 'c2' } } }]);
+    expect(value?.reason).toBe('UPGRADED');
+    expect(sent[0]).toMatchObject({ method: 'GET', segments: ['dev', 'v1', 'workflow', 'w1'], headers: { 'nected-api-key': 'sekret', 'nected-branch': 'dev' } });
+    expect(sent[1]).toMatchObject({ method: 'PATCH', json: { name: 'v2', nodes: [], edges: [], checksum: 'c1' } });
+  });
+  it('fetches, patches and sends again on a stale checksum (409 or 400 naming it), counting conflicts', async () => {
+    const r = await run('nected.updateWorkflow', op, { entityId: 'w1' }, [
+      graph('c1'),
+      { status: 409, body: { message: 'stale' } },
+      graph('c2'),
+      { status: 400, body: { message: 'checksum mismatch' } },
+      graph('c3'),
+      { status: 200, body: { data: { checksum: 'c4' } } },
+    ]);
+    expect(r.value?.reason).toBe('UPGRADED');
+    expect(r.conflicts).toBe(2);
+    expect(r.sent[5]).toMatchObject({ json: { checksum: 'c3' } });
+  });
+  it('gives up after conflictRetries rounds', async () => {
+    const stale = { status: 409, body: {} };
+    const r = await run('nected.updateWorkflow', op, { entityId: 'w1' }, [graph('a'), stale, graph('b'), stale, graph('c'), stale]);
+    expect(r.error?.code).toBe('CONFLICT_RETRIES_EXHAUSTED');
+    expect(r.conflicts).toBe(3);
+  });
+  it('fails a 400 that does not name the checksum, and skips a no-op patch', async () => {
+    expect((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('a'), { status: 400, body: { message: 'bad node' } }])).error?.code).toBe('INVALID_REQUEST');
+    expect((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('a', 'v2')])).value?.reason).toBe('ALREADY_CURRENT');
+  });
+});
