@@ -4,15 +4,19 @@ import {
   campaignIndexKey,
   campaignKeys,
   eventsChannel,
+  flushOutbox,
   InputError,
   isReasonCode,
   loadScripts,
   operationFor,
+  parseMarker,
+  readRecordJson,
   readStatus,
   UpshiftError,
   type CampaignSpec,
   type CampaignStatus,
   type ControlAction,
+  type Marker,
   type OutcomeRecord,
 } from '../shared/index.js';
 
@@ -63,6 +67,8 @@ export async function cancelCampaign(id: string, opts: ControlOptions, chunk = 5
   for (;;) {
     const n = await scripts.cancelPending(id, chunk, eventsChannel(opts.prefix));
     drained += n;
+    // The skipped records went to the outbox; move them out of the deployment's slot now.
+    await flushOutbox(opts.redis, scripts, opts.prefix, id);
     if (n === 0) return drained;
   }
 }
@@ -88,18 +94,29 @@ export async function retryCampaign(id: string, opts: ControlOptions & { reason?
   do {
     const [next, flat] = await redis.hscan(keys.outcomes, cursor, 'COUNT', opts.chunk ?? 1000);
     cursor = next;
-    const triples: (string | number)[] = [];
+    const marked: [string, Marker][] = [];
     for (let i = 0; i < flat.length; i += 2) {
-      const rec = JSON.parse(flat[i + 1]!) as OutcomeRecord;
-      if (rec.outcome !== 'failed' || (opts.reason !== undefined && rec.reason !== opts.reason)) continue;
+      const m = parseMarker(flat[i + 1]!);
+      if (m.outcome === 'failed' && (opts.reason === undefined || m.reason === opts.reason)) marked.push([flat[i]!, m]);
+    }
+    const records = await readRecordJson(redis, prefix, id, marked);
+    const triples: (string | number)[] = [];
+    marked.forEach(([key], i) => {
+      const json = records[i];
+      // No record: it expired under us (retention); that target cannot be run again.
+      if (json === undefined) return;
+      const rec = JSON.parse(json) as OutcomeRecord;
       const gid = groups.find(rec.target);
       if (gid === undefined) throw new UpshiftError('INTERNAL_ERROR', `target ${op.targetKey(rec.target)} has no group`);
-      triples.push(flat[i]!, gid, JSON.stringify(rec.target));
-    }
+      triples.push(key, gid, JSON.stringify(rec.target));
+    });
     // Outcomes change under the scan; a target retried twice by this loop is harmless, the
     // script only takes targets whose outcome is still `failed`.
     if (triples.length > 0) retried += await scripts.retryFailed(id, opts.reason ?? '', eventsChannel(prefix), triples);
   } while (cursor !== '0');
+  // A completed campaign runs again: its records keep no retention expiry (the script did the
+  // same for the keys in the deployment's slot).
+  if (retried > 0) await redis.persist(keys.records);
   return retried;
 }
 

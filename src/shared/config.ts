@@ -26,6 +26,11 @@ export const DEFAULTS = Object.freeze({
    * worker's slots return within this time; a live worker that cannot renew aborts its call first.
    */
   leaseMs: 30_000,
+  /**
+   * Worker: how often it moves outcome records that a killed worker left in the deployment's
+   * slot to their campaign's own (shared/records.ts). Live workers move their own at once.
+   */
+  outboxSweepMs: 5_000,
   /** Scheduler: most targets one dispatch step picks. */
   dispatchBatch: 256,
   /** Worker: Retry-After waits one target may sit out before it fails as RETRIES_EXHAUSTED. */

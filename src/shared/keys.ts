@@ -8,8 +8,16 @@ export interface CampaignKeys {
   readonly status: string;
   /** String: the validated spec as JSON (no secrets: only `credentialRef`). */
   readonly spec: string;
-  /** Hash: target key -> outcome record JSON, written once per target. */
+  /** Hash: target key -> `<seq>|<outcome>|<reason>`, written once per outcome (the record is in `records`). */
   readonly outcomes: string;
+  /** Hash: target key -> `<seq>|<record JSON>`, records not yet copied to `records`. */
+  readonly outbox: string;
+  /**
+   * Hash: target key -> `<seq>|<record JSON>`, the outcome records. The only key of a campaign in
+   * the campaign's own hash tag (`{<id>}`), so on a Redis Cluster the records, the bulk of a
+   * finished campaign, spread over the cluster instead of sitting in the deployment's slot.
+   */
+  readonly records: string;
   /** Hash: gid -> the group's limit keys as JSON; `conn` -> connection id; `seq` -> holder counter. */
   readonly groups: string;
   /** List per group: the pending targets' JSON. */
@@ -28,6 +36,10 @@ export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
     status: `${base}:status`,
     spec: `${base}:spec`,
     outcomes: `${base}:outcomes`,
+    outbox: `${base}:outbox`,
+    // The prefix's own hash tag (on a cluster) loses its braces here: the first `{...}` of a key
+    // is the one that places it.
+    records: `${prefix.replace(/[{}]/g, '')}:campaign:{${campaignId}}:records`,
     groups: `${base}:groups`,
     group: (gid) => `${base}:g:${gid}`,
     attempts: `${base}:attempts`,
@@ -55,6 +67,8 @@ export function schedulerKeys(prefix: string) {
     workers: `${s}workers`,
     pause: `${s}pause`,
     retry: `${s}retry`,
+    /** SET: campaigns whose outbox may hold records not yet archived (or whose records need their TTL). */
+    outboxes: `${s}outboxes`,
     slot: (key: string) => `${s}slot:${key}`,
     rate: (key: string) => `${s}rate:${key}`,
   } as const;

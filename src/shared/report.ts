@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis';
 import { campaignKeys, schedulerKeys } from './keys.js';
+import { parseMarker, readRecordJson, type Marker } from './records.js';
 import { operationFor } from './operations/index.js';
 import { DRY_RUN_OUTCOME, type Outcome, type RecordedOutcome, type ReasonCode } from './reasons.js';
 
-/** One target's record in the outcomes hash, written once by the worker. */
+/** One target's outcome record (see records.ts for where it is kept). */
 export interface OutcomeRecord {
   readonly target: Record<string, string | number>;
   readonly outcome: RecordedOutcome;
@@ -56,9 +57,15 @@ export async function* streamReport(
     do {
       const [next, flat] = await redis.hscan(keys.outcomes, cursor, 'COUNT', batch);
       cursor = next;
+      const marked: [string, Marker][] = [];
       for (let i = 0; i < flat.length; i += 2) {
-        const line = toLine(flat[i]!, JSON.parse(flat[i + 1]!) as OutcomeRecord);
-        if (opts.outcome === undefined || line.outcome === opts.outcome) yield line;
+        const m = parseMarker(flat[i + 1]!);
+        if (opts.outcome === undefined || m.outcome === opts.outcome) marked.push([flat[i]!, m]);
+      }
+      const json = await readRecordJson(redis, prefix, campaignId, marked);
+      for (let i = 0; i < marked.length; i++) {
+        const [target, m] = marked[i]!;
+        yield json[i] === undefined ? markerLine(target, m) : toLine(target, JSON.parse(json[i]!) as OutcomeRecord);
       }
     } while (cursor !== '0');
   }
@@ -98,6 +105,11 @@ async function* pendingEntries(redis: Redis, prefix: string, campaignId: string,
     cursor = next;
     for (let i = 1; i < flat.length; i += 2) yield flat[i]!.replace(/^\d+\|[^|]*\|/, '');
   } while (cursor !== '0');
+}
+
+/** A finished target whose record expired while the report read it: what the marker says. */
+function markerLine(target: string, m: Marker): ReportLine {
+  return { target, fields: {}, outcome: m.outcome, reason: m.reason, attempts: 0, retryAfterWaits: 0, error: null, at: null };
 }
 
 function toLine(target: string, r: OutcomeRecord): ReportLine {

@@ -15,6 +15,7 @@ import {
   type TargetJobData,
 } from '../shared/index.js';
 import { decide, type BackoffLimits } from './backoff.js';
+import type { Archiver } from './archiver.js';
 import type { Campaign, CampaignCache } from './campaigns.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { LeaseKeeper } from './leases.js';
@@ -35,6 +36,8 @@ export interface ProcessorDeps {
   readonly pauses: PauseBoard;
   /** Looks for runnable targets (a run ended and its slots may have freed). */
   readonly dispatcher: Pick<Dispatcher, 'trigger' | 'deliver'>;
+  /** Takes each new outcome record out of the deployment's slot (archiver.ts). */
+  readonly archiver: Pick<Archiver, 'add'>;
   /** False once the worker is closing: a run then hands its next target to BullMQ. */
   readonly continuing: () => boolean;
   readonly dispatchBatch: number;
@@ -117,6 +120,7 @@ export function createProcessor(deps: ProcessorDeps) {
       };
       const sentAt = performance.now();
       const nextToken = deps.continuing() ? leases.newToken() : undefined;
+      const recordJson = JSON.stringify(rec);
       const next = await scripts.finish({
         holder,
         token,
@@ -124,13 +128,14 @@ export function createProcessor(deps: ProcessorDeps) {
         targetKey,
         outcome,
         reason,
-        recordJson: JSON.stringify(rec),
+        recordJson,
         channel: deps.channel,
         maxPicks: deps.dispatchBatch,
         leaseMs: limits.leaseMs,
         ...(nextToken === undefined ? {} : { nextToken }),
       });
       dispatched = true;
+      if (next.recorded) deps.archiver.add(campaignId, { targetKey, seq: next.seq, json: recordJson });
       run.settled(outcome, reason, next.recorded);
       const [own, ...others] = next.picks;
       if (own !== undefined && next.ownClaim !== undefined) {

@@ -15,6 +15,7 @@ import {
   type TargetJobData,
   type UpshiftConfig,
 } from '../shared/index.js';
+import { Archiver } from './archiver.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
 import { LeaseKeeper } from './leases.js';
@@ -34,6 +35,7 @@ export interface WorkerOptions {
   readonly maxStalledCount: number;
   readonly leaseMs: number;
   readonly dispatchBatch: number;
+  readonly outboxSweepMs: number;
   /** Serve GET /metrics and /healthz on this port (0: any free one); none when undefined. */
   readonly metricsPort?: number;
 }
@@ -83,6 +85,7 @@ export async function startWorker(
   const http = new HttpClient();
   const channel = eventsChannel(config.prefix);
   const pauses = new PauseBoard();
+  const archiver = new Archiver(redis, scripts, config.prefix, log, opts.outboxSweepMs);
   let closing: Promise<void> | undefined;
   const processor = createProcessor({
     redis,
@@ -95,6 +98,7 @@ export async function startWorker(
     channel,
     pauses,
     dispatcher,
+    archiver,
     dispatchBatch: opts.dispatchBatch,
     continuing: () => closing === undefined,
     metrics,
@@ -143,6 +147,7 @@ export async function startWorker(
           log.warn({ shutdownTimeoutMs: opts.shutdownTimeoutMs }, 'in-flight jobs did not finish in time; closing anyway');
           await worker.close(true);
         }
+        await archiver.close();
         await leases.leave().catch((err: Error) => log.warn({ err: err.message }, 'could not deregister'));
         await queue.close();
         await http.close();

@@ -47,15 +47,27 @@ describe('Redis Cluster (3 masters on loopback)', () => {
     await cluster?.stop();
   });
 
-  /** A deployment prefix whose hash tag lands on the master listening on `port` (or any). */
-  async function prefixOn(port?: number): Promise<string> {
+  /** Whether `key` hashes to a slot served by the master listening on `port`. */
+  async function servedBy(key: string, port: number): Promise<boolean> {
     const probe = cluster.node(cluster.ports[0]!);
     const slots = (await probe.cluster('SLOTS')) as unknown as [number, number, [string, number]][];
+    const slot = Number(await probe.cluster('KEYSLOT', key));
+    return slots.some(([from, to, [, p]]) => slot >= from && slot <= to && p === port);
+  }
+
+  /** A deployment prefix whose hash tag lands on the master listening on `port` (or any). */
+  async function prefixOn(port?: number): Promise<string> {
     for (;;) {
       const prefix = `{t${randomBytes(4).toString('hex')}}`;
-      if (port === undefined) return prefix;
-      const slot = Number(await probe.cluster('KEYSLOT', prefix));
-      if (slots.some(([from, to, [, p]]) => slot >= from && slot <= to && p === port)) return prefix;
+      if (port === undefined || (await servedBy(prefix, port))) return prefix;
+    }
+  }
+
+  /** A campaign id whose records hash (in the campaign's own tag) lands on `port`'s master. */
+  async function campaignOn(prefix: string, port: number): Promise<string> {
+    for (;;) {
+      const id = `c${randomBytes(4).toString('hex')}`;
+      if (await servedBy(campaignKeys(prefix, id).records, port)) return id;
     }
   }
 
@@ -155,6 +167,36 @@ describe('Redis Cluster (3 masters on loopback)', () => {
       expect(await here.exists(schedulerKeys(prefixes[i]!).workers)).toBe(1);
       const other = cluster.node(i === 0 ? b : a);
       await expect(other.exists(status)).rejects.toThrow(/MOVED/);
+    }
+  });
+
+  it("spreads one deployment's campaigns over the masters: each campaign's outcome records live on the master of its own tag", async () => {
+    const [home, b, c] = cluster.ports as [number, number, number];
+    const prefix = await prefixOn(home);
+    const ids = [await campaignOn(prefix, b), await campaignOn(prefix, c)];
+    await work(prefix, 20);
+    for (const id of ids) {
+      const run = alloy(id, 400);
+      sandbox.load(run.fixtures);
+      await enqueueCampaign(run.spec, run.targets, { redis, prefix });
+    }
+    for (const id of ids) expect(await waitEnded(prefix, id)).toMatchObject({ state: 'completed', total: 400, upgraded: 400 });
+    for (const [i, port] of [b, c].entries()) {
+      const keys = campaignKeys(prefix, ids[i]!);
+      // The records are on the campaign's master; the deployment's master keeps the markers and
+      // an empty outbox (the worker moved every record).
+      expect(await cluster.node(port).hlen(keys.records)).toBe(400);
+      await expect(cluster.node(home).hlen(keys.records)).rejects.toThrow(/MOVED/);
+      expect(await cluster.node(home).hlen(keys.outcomes)).toBe(400);
+      expect(await cluster.node(home).exists(keys.outbox)).toBe(0);
+      // Read back through the cluster client, across the two slots.
+      let upgraded = 0;
+      for await (const line of streamReport(redis, prefix, ids[i]!)) {
+        expect(line).toMatchObject({ outcome: 'upgraded', reason: 'UPGRADED', attempts: 1 });
+        expect(line.fields.userId).toBe(line.target);
+        upgraded++;
+      }
+      expect(upgraded).toBe(400);
     }
   });
 });

@@ -10,6 +10,11 @@
     <p>:campaign:<c>:ready     LIST    gids that may have a runnable target (round robin)
     <p>:campaign:<c>:gstate    HASH    gid -> 'r' (in ready) | 'b' (in a blocked set) | 'd' (in delayed)
     <p>:campaign:<c>:attempts  HASH    target key -> attempts made; 'ra:' .. target key -> Retry-After waits
+    <p>:campaign:<c>:outcomes  HASH    target key -> '<seq>|<outcome>|<reason>': which targets have an
+                                       outcome (the record itself lives in the campaign's own slot)
+    <p>:campaign:<c>:outbox    HASH    target key -> '<seq>|<record JSON>': records written here with
+                                       their marker, until a worker has copied them to
+                                       `<bare p>:campaign:{<c>}:records` (archive-1.lua, unoutbox-1.lua)
     <p>:sched:ring             LIST    campaigns with ready groups (round robin), mirrored by
     <p>:sched:inring           SET
     <p>:sched:inflight         HASH    holder -> '<gid>|<run token>|<entry>' (token '' until a run claims it)
@@ -22,6 +27,8 @@
     <p>:sched:pause            HASH    connection id -> no call before this time (Retry-After)
     <p>:sched:workers          ZSET    '<worker id>|<concurrency>' -> registration expiry
     <p>:sched:capacity         STRING  sum of live workers' concurrency (the dispatch window)
+    <p>:sched:outboxes         SET     campaigns whose outbox may hold records, or whose records
+                                       still need their retention TTL
 
   A holder is '<campaign id>.<n>': one dispatch of one target. Every group with pending entries
   is in exactly one of ready / a blocked set / delayed (stale extra memberships are harmless:
@@ -174,7 +181,7 @@ local function rollout_check(c, now, channel)
   end
 end
 
-local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'groups', 'attempts', 'ready', 'gstate' }
+local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'attempts', 'ready', 'gstate' }
 
 -- When every target has an outcome: the campaign ends (`completed`, or stays `cancelled`), its
 -- data starts its retention clock, and the end is announced.
@@ -196,18 +203,27 @@ local function complete_if_done(c, now, channel)
   redis.call('PUBLISH', channel, cjson.encode({ id = c, state = final, ended = true }))
 end
 
--- Writes a target's outcome once (HSETNX) and counts it, and every outcome but an upgrade by its
--- reason too (`r:<CODE>`), so a dashboard shows why targets failed or were skipped without
--- reading the report. Returns 1 if new, 0 if recorded before.
+-- Records a target's outcome once and counts it, and every outcome but an upgrade by its reason
+-- too (`r:<CODE>`), so a dashboard shows why targets failed or were skipped without reading the
+-- report. The marker (which targets have an outcome: the dedup, and what `retry` and the report
+-- index by) stays in this slot; the record goes to the outbox, from which workers copy it to the
+-- campaign's own slot (docs/ARCHITECTURE.md, "Outcome records"). `seq` orders the records of a
+-- campaign, so a late copy of an older record never replaces a newer one.
+-- Returns the record's seq if new, 0 if recorded before.
 local function record_outcome(c, targetKey, outcome, reason, recordJson, now, channel)
-  if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, recordJson) == 0 then return 0 end
+  local marks = ck(c, 'outcomes')
+  if redis.call('HEXISTS', marks, targetKey) == 1 then return 0 end
+  local seq = redis.call('HINCRBY', ck(c, 'groups'), 'rseq', 1)
+  redis.call('HSET', marks, targetKey, seq .. '|' .. outcome .. '|' .. reason)
+  redis.call('HSET', ck(c, 'outbox'), targetKey, seq .. '|' .. recordJson)
+  redis.call('SADD', S .. 'outboxes', c)
   local status = ck(c, 'status')
   redis.call('HINCRBY', status, outcome, 1)
   if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
   redis.call('HSET', status, 'updatedAt', now)
   complete_if_done(c, now, channel)
   rollout_check(c, now, channel)
-  return 1
+  return seq
 end
 
 -- The record of a target that never ran because its campaign was cancelled.

@@ -23,9 +23,10 @@
              here as claim-1.lua would, saving that round trip); '' to leave every pick to BullMQ
 
   Output:
-    { recorded, claimed, attemptsMade, retryAfterWaits, lastError, now, nextWakeMs, reclaimed,
+    { seq, claimed, attemptsMade, retryAfterWaits, lastError, now, nextWakeMs, reclaimed,
       holder1, entry1, ... }
-      recorded: 1 recorded and counted, 0 recorded earlier (nothing changed but the release);
+      seq: > 0 recorded and counted (the record is in the outbox with this seq, for the caller
+      to archive), 0 recorded earlier (nothing changed but the release);
       claimed: claim-1.lua's code for the first pick with ARGV[12]'s token (1 claimed, with
       attemptsMade, retryAfterWaits and lastError as there; 4 it had an outcome already and was
       released), or 5 when no token was given or nothing was picked;

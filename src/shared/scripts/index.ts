@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
-import { schedulerKeys } from '../keys.js';
+import { campaignKeys, schedulerKeys } from '../keys.js';
 import type { ReasonCode, RecordedOutcome } from '../reasons.js';
 
 /**
@@ -62,6 +62,12 @@ const FILES = {
   cancelPending: 'cancelPending-1.lua',
   retryFailed: 'retryFailed-1.lua',
   appendTargets: 'appendTargets-1.lua',
+  unoutbox: 'unoutbox-1.lua',
+} as const;
+
+/** Scripts on a campaign's own slot: their one key is the campaign's, and they take no prefix. */
+const CAMPAIGN_FILES = {
+  archive: 'archive-1.lua',
 } as const;
 
 function source(file: string): string {
@@ -137,7 +143,17 @@ export interface Scripts {
     leaseMs: number;
     /** A run token: the first pick is claimed for this worker with it (its claim in `ownClaim`). */
     nextToken?: string;
-  }): Promise<DispatchResult & { readonly recorded: boolean; readonly ownClaim: ClaimResult | undefined }>;
+  }): Promise<DispatchResult & { readonly recorded: boolean; readonly seq: number; readonly ownClaim: ClaimResult | undefined }>;
+  /**
+   * Stores `[targetKey, '<seq>|<record JSON>']` pairs in a campaign's records hash (its own
+   * slot); a stored record with the same or a newer seq is kept. Returns how many were written.
+   */
+  archive(campaignId: string, pairs: readonly string[]): Promise<number>;
+  /**
+   * Drops archived `[targetKey, seq]` pairs from the outbox. Returns the expiry the records hash
+   * must get (the campaign has ended and `expiryMs` is not it), else 0.
+   */
+  unoutbox(campaignId: string, expiryMs: number, pairs: readonly (string | number)[]): Promise<number>;
   /** `false` when the lease was lost meanwhile (the target is back in its group already). */
   retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string): Promise<boolean>;
   /** `changed: false` when the action is not allowed in the campaign's current `state`. */
@@ -175,7 +191,7 @@ function dispatchResult(res: (number | string)[]): DispatchResult {
 
 /** Registers the scripts on a connection (EVALSHA with a transparent EVAL fallback). */
 export function loadScripts(redis: Redis, prefix: string): Scripts {
-  for (const [name, file] of Object.entries(FILES)) {
+  for (const [name, file] of [...Object.entries(FILES), ...Object.entries(CAMPAIGN_FILES)]) {
     if (name in redis) continue;
     redis.defineCommand(name, { lua: source(file), numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)![1]) });
   }
@@ -196,6 +212,8 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
   const cancelPending = cmd('cancelPending');
   const retryFailed = cmd('retryFailed');
   const appendTargets = cmd('appendTargets');
+  const unoutbox = cmd('unoutbox');
+  const archive = (redis as unknown as Record<string, Raw>)['archive']!.bind(redis);
 
   return {
     async commitCampaign(a) {
@@ -222,9 +240,15 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
         a.holder, a.token, a.campaignId, a.targetKey, a.outcome, a.recordJson, a.channel, a.maxPicks, a.leaseMs, a.reason, a.nextToken ?? '',
       );
       check('finish', res);
-      const [recorded, ...rest] = res as (number | string)[];
+      const [seq, ...rest] = res as (number | string)[];
       const ownClaim = rest[0] === 5 ? undefined : claimResult(rest.slice(0, 4));
-      return { ...dispatchResult(rest.slice(4)), recorded: recorded === 1, ownClaim };
+      return { ...dispatchResult(rest.slice(4)), recorded: Number(seq) > 0, seq: Number(seq), ownClaim };
+    },
+    async archive(campaignId, pairs) {
+      return Number(await archive(campaignKeys(prefix, campaignId).records, ...pairs));
+    },
+    async unoutbox(campaignId, expiryMs, pairs) {
+      return Number(await unoutbox(campaignId, expiryMs, ...pairs));
     },
     async retryLater(holder, token, targetKey, backoffMs, error) {
       return (await retryLater(holder, token, targetKey, backoffMs, error)) === 1;

@@ -1,0 +1,108 @@
+import type { Redis } from 'ioredis';
+import { campaignKeys } from './keys.js';
+import type { RecordedOutcome, ReasonCode } from './reasons.js';
+import type { Scripts } from './scripts/index.js';
+
+/**
+ * Outcome records, stored in two steps (docs/ARCHITECTURE.md, "Outcome records"):
+ *
+ * 1. `finish` (or `claim`, `cancelPending`) writes a short **marker** `<seq>|<outcome>|<reason>`
+ *    to `:outcomes` and the full record to `:outbox`, atomically with the counters, in the
+ *    deployment's slot: counters and markers always agree, and a target is recorded once.
+ * 2. The worker that recorded it copies the record to the campaign's `:records` hash, in the
+ *    campaign's own hash tag slot (`archive-1.lua`), then drops it from the outbox
+ *    (`unoutbox-1.lua`). A worker that dies between the two leaves the record in the outbox,
+ *    where readers find it and any worker's sweep archives it.
+ *
+ * A record is the one whose seq equals its marker's, wherever it is: an archived copy of an
+ * older record (a retried target) is never read.
+ */
+
+export interface Marker {
+  readonly seq: number;
+  readonly outcome: RecordedOutcome;
+  readonly reason: ReasonCode;
+}
+
+export function parseMarker(value: string): Marker {
+  const [seq, outcome, reason] = value.split('|');
+  return { seq: Number(seq), outcome: outcome as RecordedOutcome, reason: reason as ReasonCode };
+}
+
+/** `<seq>|<record JSON>` -> [seq, JSON]. */
+function splitStored(value: string): [number, string] {
+  const bar = value.indexOf('|');
+  return [Number(value.slice(0, bar)), value.slice(bar + 1)];
+}
+
+/**
+ * The record JSON of each marked target (`undefined` where none matches its marker, which only
+ * a retention expiry racing the read can cause). Two reads per batch: outbox and records.
+ */
+export async function readRecordJson(
+  redis: Redis,
+  prefix: string,
+  campaignId: string,
+  marked: ReadonlyArray<readonly [targetKey: string, marker: Marker]>,
+): Promise<(string | undefined)[]> {
+  if (marked.length === 0) return [];
+  const keys = campaignKeys(prefix, campaignId);
+  const fields = marked.map(([k]) => k);
+  const [inOutbox, archived] = await Promise.all([redis.hmget(keys.outbox, ...fields), redis.hmget(keys.records, ...fields)]);
+  return marked.map(([, m], i) => {
+    for (const stored of [inOutbox[i], archived[i]]) {
+      if (stored == null) continue;
+      const [seq, json] = splitStored(stored);
+      if (seq === m.seq) return json;
+    }
+    return undefined;
+  });
+}
+
+/** One record to archive: as `finish` stored it in the outbox. */
+export interface OutboxRecord {
+  readonly targetKey: string;
+  readonly seq: number;
+  readonly json: string;
+}
+
+/**
+ * Archives records of one campaign and drops them from its outbox; when that empties the outbox
+ * of a campaign that has ended, gives the records hash its retention expiry. Safe to repeat and
+ * to run concurrently with other workers doing the same.
+ */
+export async function archiveRecords(redis: Redis, scripts: Scripts, prefix: string, campaignId: string, records: readonly OutboxRecord[]): Promise<void> {
+  if (records.length > 0) await scripts.archive(campaignId, records.flatMap((r) => [r.targetKey, `${r.seq}|${r.json}`]));
+  let expiryMs = 0;
+  let pairs: (string | number)[] = records.flatMap((r) => [r.targetKey, r.seq]);
+  // The second call confirms the expiry the first asked for (a third only if the campaign was
+  // retried and ended again in between).
+  for (let round = 0; round < 3; round++) {
+    const want = await scripts.unoutbox(campaignId, expiryMs, pairs);
+    if (want === 0) return;
+    await redis.pexpireat(campaignKeys(prefix, campaignId).records, want);
+    expiryMs = want;
+    pairs = [];
+  }
+}
+
+/** Archives everything in a campaign's outbox, `chunk` records a step (sweeps, cancel). */
+export async function flushOutbox(redis: Redis, scripts: Scripts, prefix: string, campaignId: string, chunk = 1000): Promise<number> {
+  const { outbox } = campaignKeys(prefix, campaignId);
+  let moved = 0;
+  let cursor = '0';
+  do {
+    const [next, flat] = await redis.hscan(outbox, cursor, 'COUNT', chunk);
+    cursor = next;
+    const records: OutboxRecord[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      const [seq, json] = splitStored(flat[i + 1]!);
+      records.push({ targetKey: flat[i]!, seq, json });
+    }
+    if (records.length > 0) await archiveRecords(redis, scripts, prefix, campaignId, records);
+    moved += records.length;
+  } while (cursor !== '0');
+  // Also when there was nothing left to move: the records' expiry may still be owed.
+  await archiveRecords(redis, scripts, prefix, campaignId, []);
+  return moved;
+}
