@@ -41,7 +41,7 @@ import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
 import { enqueueCampaign } from '../src/producer/index.js';
 import { SANDBOX_KEYS, startSandbox, type Sandbox } from '../src/sandbox/index.js';
-import { eventsChannel, readStatus, type CampaignStatus } from '../src/shared/index.js';
+import { campaignKeys, eventsChannel, readStatus, type CampaignStatus } from '../src/shared/index.js';
 import { nectedGraph } from '../scripts/lib/fixtures.js';
 import { startPrivateRedis, type TestRedis } from '../scripts/lib/private-redis.js';
 
@@ -223,6 +223,8 @@ async function throughputScenario(redis: Redis, redisUrl: string, url: string, e
   const bareMs: number[] = [];
   const upshiftRss: number[] = [];
   const bareRss: number[] = [];
+  const markerBytes: number[] = [];
+  const recordBytes: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     await post(`${url}/__sandbox/reset`, {});
     await post(`${url}/__sandbox/fixtures`, {
@@ -265,6 +267,12 @@ async function throughputScenario(redis: Redis, redisUrl: string, url: string, e
     upshiftRss.push(peakRssMb(w.proc.pid!));
     await stop(w.proc);
     sub.disconnect();
+    // What a finished target leaves: its marker in the deployment's slot, its record in the
+    // campaign's own (the worker archived every record before it exited).
+    const keys = campaignKeys(upPrefix, campaignId);
+    if ((await redis.exists(keys.outbox)) !== 0) throw new Error('bench: records left in the outbox after a graceful stop');
+    markerBytes.push(Number(await redis.memory('USAGE', keys.outcomes, 'SAMPLES', 0)) / TARGETS);
+    recordBytes.push(Number(await redis.memory('USAGE', keys.records, 'SAMPLES', 0)) / TARGETS);
     await dropPrefix(redis, barePrefix);
     await dropPrefix(redis, upPrefix);
   }
@@ -279,6 +287,8 @@ async function throughputScenario(redis: Redis, redisUrl: string, url: string, e
     ratio: round2(upRate / bareRate),
     upshiftPeakRssMb: Math.round(median(upshiftRss)),
     barePeakRssMb: Math.round(median(bareRss)),
+    finishedBytesDeploymentSlot: Math.round(median(markerBytes)),
+    finishedBytesCampaignSlot: Math.round(median(recordBytes)),
   };
 }
 
@@ -851,6 +861,7 @@ async function main(): Promise<void> {
   if (t) {
     console.log(`| throughput, ${t.targets} alloy targets, concurrency ${t.concurrency} (targets/s) | ${t.upshiftTargetsPerS} | ${t.bareTargetsPerS} (bare BullMQ + undici) | ${t.ratio} |`);
     console.log(`| worker peak RSS (MB) | ${t.upshiftPeakRssMb} | ${t.barePeakRssMb} | |`);
+    console.log(`| Redis bytes per finished target: deployment slot (marker) / campaign slot (record) | ${t.finishedBytesDeploymentSlot} / ${t.finishedBytesCampaignSlot} | 0 (removeOnComplete) | |`);
   }
   const e = results.enqueue as Awaited<ReturnType<typeof enqueueScenario>> | undefined;
   if (e) {

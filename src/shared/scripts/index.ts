@@ -12,6 +12,8 @@ import type { ReasonCode, RecordedOutcome } from '../reasons.js';
  * pasted in where a script says `-- @include _scheduler.lua`. Each declares one key, the
  * scheduler ring: a Redis Cluster client routes a call by its keys, and every key the script
  * touches shares the prefix's hash tag (see docs/SCALING.md), so the ring's node holds them all.
+ * `archive-1.lua` is the exception: its one key is a campaign's records hash, in the campaign's
+ * own slot, and it takes no prefix (docs/ARCHITECTURE.md, "Outcome records").
  * Negative return codes become errors here and nowhere else.
  */
 
