@@ -31,6 +31,8 @@ export const DEFAULTS = Object.freeze({
    * slot to their campaign's own (shared/records.ts). Live workers move their own at once.
    */
   outboxSweepMs: 5_000,
+  /** Worker: outcome records finishing within this long of each other are archived together. */
+  archiveBatchMs: 20,
   /** Scheduler: most targets one dispatch step picks. */
   dispatchBatch: 256,
   /** Worker: Retry-After waits one target may sit out before it fails as RETRIES_EXHAUSTED. */

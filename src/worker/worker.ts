@@ -36,6 +36,7 @@ export interface WorkerOptions {
   readonly leaseMs: number;
   readonly dispatchBatch: number;
   readonly outboxSweepMs: number;
+  readonly archiveBatchMs: number;
   /** Serve GET /metrics and /healthz on this port (0: any free one); none when undefined. */
   readonly metricsPort?: number;
 }
@@ -85,7 +86,7 @@ export async function startWorker(
   const http = new HttpClient();
   const channel = eventsChannel(config.prefix);
   const pauses = new PauseBoard();
-  const archiver = new Archiver(redis, scripts, config.prefix, log, opts.outboxSweepMs);
+  const archiver = new Archiver(redis, scripts, config.prefix, log, opts.archiveBatchMs, opts.outboxSweepMs);
   let closing: Promise<void> | undefined;
   const processor = createProcessor({
     redis,

@@ -119,7 +119,7 @@ describe('outcome records in the campaign slot', () => {
     expect(before).toHaveLength(120);
     expect(before.every((l) => l.outcome === 'upgraded' && l.fields.userId === l.target && l.at !== null)).toBe(true);
 
-    const archiver = new Archiver(redis, scripts, prefix, log, 3_600_000);
+    const archiver = new Archiver(redis, scripts, prefix, log, 20, 3_600_000);
     await archiver.sweep();
     await archiver.close();
     expect(await redis.exists(keys.outbox)).toBe(0);
