@@ -211,10 +211,9 @@ end
 -- campaign, so a late copy of an older record never replaces a newer one.
 -- Returns the record's seq if new, 0 if recorded before.
 local function record_outcome(c, targetKey, outcome, reason, recordJson, now, channel)
-  local marks = ck(c, 'outcomes')
-  if redis.call('HEXISTS', marks, targetKey) == 1 then return 0 end
+  -- A seq drawn for a target recorded before is skipped: seqs only need to grow.
   local seq = redis.call('HINCRBY', ck(c, 'groups'), 'rseq', 1)
-  redis.call('HSET', marks, targetKey, seq .. '|' .. outcome .. '|' .. reason)
+  if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, seq .. '|' .. outcome .. '|' .. reason) == 0 then return 0 end
   redis.call('HSET', ck(c, 'outbox'), targetKey, seq .. '|' .. recordJson)
   redis.call('SADD', S .. 'outboxes', c)
   local status = ck(c, 'status')
