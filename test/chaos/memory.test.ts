@@ -16,7 +16,9 @@ function rssMb(pid: number): number {
  * The worker's peak RSS while the sandbox serves requests `from`..`to`. A single reading is not
  * a measure: RSS saws up and down by 20-30 MB between V8's collections (measured: 149-179 MB at
  * steady state), so one early trough against one late crest fails a flat worker. The peak of a
- * window is where the heap settles before each collection, and a leak raises it.
+ * window is where the heap settles before each collection, and a leak raises it. The first
+ * window starts at 20,000 targets, as the bound says: before that V8 is still sizing its heap
+ * (peaks per 10,000 targets measured: 138, 174, 184, 186, 175, 185, ... 172 MB).
  */
 async function peakRssMb(sandbox: Sandbox, pid: number, from: number, to: number): Promise<{ peak: number; samples: number }> {
   await sandbox.requestsReached(from);
@@ -53,7 +55,7 @@ describe('worker memory', () => {
     redis.disconnect();
   });
 
-  it('stays flat: peak RSS over the last 10,000 of 200,000 targets is within 20% of the peak over targets 10,000-20,000', async () => {
+  it('stays flat: peak RSS over the last 10,000 of 200,000 targets is within 20% of the peak over the 10,000 after the first 20,000', async () => {
     const n = 200_000;
     const fleet = alloyFleet(n);
     sandbox.load(fleet.fixtures);
@@ -61,14 +63,14 @@ describe('worker memory', () => {
     const spec = { id: 'mem', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } };
     await enqueueCampaign(spec, fleet.targets, { redis, prefix });
     const pid = worker.proc.pid!;
-    const early = await peakRssMb(sandbox, pid, 10_000, 20_000);
+    const early = await peakRssMb(sandbox, pid, 20_000, 30_000);
     const late = await peakRssMb(sandbox, pid, n - 10_000, n);
     const status = await waitForCompletion(prefix, 'mem', 240_000);
     expect(status).toMatchObject({ upgraded: n, pending: 0, active: 0 });
     expect(Math.min(early.samples, late.samples)).toBeGreaterThanOrEqual(10);
     const growth = late.peak / early.peak;
-    console.log(`worker peak RSS: ${early.peak.toFixed(0)} MB over targets 10,000-20,000 (${early.samples} samples), ${late.peak.toFixed(0)} MB over ${n - 10_000}-${n} (${late.samples} samples)`);
-    recordFigures('memory', { targets: n, peakRss10kTo20kMb: Math.round(early.peak), peakRssLast10kMb: Math.round(late.peak), ratio: Number(growth.toFixed(2)), bound: 1.2 });
+    console.log(`worker peak RSS: ${early.peak.toFixed(0)} MB over targets 20,000-30,000 (${early.samples} samples), ${late.peak.toFixed(0)} MB over ${n - 10_000}-${n} (${late.samples} samples)`);
+    recordFigures('memory', { targets: n, peakRss20kTo30kMb: Math.round(early.peak), peakRssLast10kMb: Math.round(late.peak), ratio: Number(growth.toFixed(2)), bound: 1.2 });
     expect(growth).toBeLessThanOrEqual(1.2);
   });
 });

@@ -10,7 +10,7 @@ import {
   retryCampaign,
 } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, createLogger, InputError, loadScripts, readStatus, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { campaignKeys, createLogger, InputError, loadScripts, parseMarker, readRecordJson, readStatus, streamReport, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion, waitForState } from '../support/harness.js';
@@ -126,9 +126,11 @@ describe('campaign control', () => {
     expect(first.reasons).toEqual({ RETRIES_EXHAUSTED: 41 });
 
     sandbox.configure({ failRate: 0 });
-    const keys = campaignKeys(prefix, 'again');
-    const firstRecord = await redis.hget(keys.records, 'user-0');
-    expect(firstRecord).toMatch(/^\d+\|.*"RETRIES_EXHAUSTED"/);
+    // user-0's first record as stored (`<seq>|<JSON>`), whether or not archived yet.
+    const marker = parseMarker((await redis.hget(campaignKeys(prefix, 'again').outcomes, 'user-0'))!);
+    const [firstJson] = await readRecordJson(redis, prefix, 'again', [['user-0', marker]]);
+    expect(firstJson).toMatch(/"RETRIES_EXHAUSTED"/);
+    const firstRecord = `${marker.seq}|${firstJson}`;
     // The retry clears `finishedAt` at once, so waiting afterwards cannot see the old end.
     expect(await retryCampaign('again', { ...opts(), reason: 'RETRIES_EXHAUSTED' })).toBe(41);
     const second = await waitForCompletion(prefix, 'again');
@@ -139,9 +141,11 @@ describe('campaign control', () => {
     expect(lines).toHaveLength(41);
     expect(lines.find((l) => l.target === 'locked')).toMatchObject({ outcome: 'failed', reason: 'FORBIDDEN', attempts: 1 });
     expect(lines.filter((l) => l.outcome === 'upgraded').every((l) => l.attempts === 1)).toBe(true);
-    // The old record, copied late by a slow worker, cannot come back over the new one.
+    // The old record, copied late by a slow worker, cannot come back over the new one (archived
+    // by the time the worker has closed).
+    await Promise.all(workers.map((w) => w.close()));
     const scripts = loadScripts(redis, prefix);
-    expect(await scripts.archive('again', ['user-0', firstRecord!])).toBe(0);
+    expect(await scripts.archive('again', ['user-0', firstRecord])).toBe(0);
     expect((await report(redis, prefix, 'again')).find((l) => l.target === 'user-0')).toMatchObject({ outcome: 'upgraded', attempts: 1 });
 
     // Only the reason asked for is retried; an unknown reason is an input error.
@@ -163,6 +167,9 @@ describe('campaign control', () => {
     expect(ttl).toBeGreaterThan(50_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
     expect(await redis.pttl(campaignKeys(prefix, 'short').outcomes)).toBeGreaterThan(50_000);
+    // The records reach the campaign's own key in the worker's next archive batch; a closing
+    // worker finishes its batch first.
+    await Promise.all(workers.map((w) => w.close()));
     expect(await redis.pttl(campaignKeys(prefix, 'short').records)).toBeGreaterThan(50_000);
     await expect(pauseCampaign('nope', opts())).rejects.toThrow(/no campaign "nope"/);
   });

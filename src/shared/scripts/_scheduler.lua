@@ -147,17 +147,15 @@ end
 -- neither side) since the campaign started or was last resumed, a failed share above
 -- `maxFailureRatio` pauses it. A step: when every target admitted so far has an outcome, the
 -- next step opens (`gate: auto`) or the campaign waits in `gated` (`gate: manual`).
-local function rollout_check(c, now, channel)
+local function rollout_check(c, now, channel, st)
+  if st.state ~= 'running' then return end
   local status = ck(c, 'status')
-  local h = redis.call('HMGET', status, 'state', 'upgraded', 'skipped', 'failed', 'rolloutLimit', 'rolloutStep',
-    'budgetFailed0', 'budgetSamples0')
-  if h[1] ~= 'running' then return end
-  local up, sk, fa = tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0')
+  local up, sk, fa = tonumber(st.upgraded or '0'), tonumber(st.skipped or '0'), tonumber(st.failed or '0')
   local g = redis.call('HMGET', ck(c, 'groups'), 'maxFailureRatio', 'minSamples', 'gate', 'rollout')
   local maxRatio = tonumber(g[1] or '')
   if maxRatio then
-    local samples = up + fa - tonumber(h[8] or '0')
-    local failed = fa - tonumber(h[7] or '0')
+    local samples = up + fa - tonumber(st.budgetSamples0 or '0')
+    local failed = fa - tonumber(st.budgetFailed0 or '0')
     if samples > 0 and samples >= tonumber(g[2] or '0') and failed / samples > maxRatio then
       redis.call('HSET', status, 'state', 'paused', 'pausedReason', 'FAILURE_BUDGET_EXCEEDED', 'pausedAt', now,
         'breachFailed', failed, 'breachSamples', samples, 'breachRatio', string.format('%.4f', failed / samples),
@@ -166,10 +164,10 @@ local function rollout_check(c, now, channel)
       return
     end
   end
-  local limit = tonumber(h[5] or '')
+  local limit = tonumber(st.rolloutLimit or '')
   if not limit or up + sk + fa < limit then return end
   local steps = cjson.decode(g[4])
-  local step = tonumber(h[6] or '0')
+  local step = tonumber(st.rolloutStep or '0')
   if step + 1 >= #steps then return end
   if g[3] == 'manual' then
     redis.call('HSET', status, 'state', 'gated', 'updatedAt', now)
@@ -181,38 +179,49 @@ local function rollout_check(c, now, channel)
   end
 end
 
+-- The status fields the completion and rollout checks read, in one HMGET (they run after every
+-- counted outcome).
+local STATUS_FIELDS = { 'state', 'total', 'upgraded', 'skipped', 'failed', 'would-upgrade', 'would-skip', 'would-fail',
+  'discovering', 'rolloutLimit', 'rolloutStep', 'budgetFailed0', 'budgetSamples0' }
+local DONE_FIELDS = { 'upgraded', 'skipped', 'failed', 'would-upgrade', 'would-skip', 'would-fail' }
+
+local function read_status(c)
+  local v = redis.call('HMGET', ck(c, 'status'), unpack(STATUS_FIELDS))
+  local st = {}
+  for i, f in ipairs(STATUS_FIELDS) do st[f] = v[i] end
+  return st
+end
+
 local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'attempts', 'ready', 'gstate' }
 
 -- When every target has an outcome: the campaign ends (`completed`, or stays `cancelled`), its
 -- data starts its retention clock, and the end is announced.
-local function complete_if_done(c, now, channel)
-  local status = ck(c, 'status')
-  local n = redis.call('HMGET', status, 'total', 'state', 'upgraded', 'skipped', 'failed',
-    'would-upgrade', 'would-skip', 'would-fail', 'discovering')
+local function complete_if_done(c, now, channel, st)
+  st = st or read_status(c)
   -- While discovery still pages through the platform, more targets may come.
-  if n[9] then return end
+  if st.discovering then return false end
   local done = 0
-  for i = 3, 8 do done = done + tonumber(n[i] or '0') end
-  if done < tonumber(n[1] or '0') then return end
-  local final = n[2] == 'cancelled' and 'cancelled' or 'completed'
+  for _, f in ipairs(DONE_FIELDS) do done = done + tonumber(st[f] or '0') end
+  if done < tonumber(st.total or '0') then return false end
+  local final = st.state == 'cancelled' and 'cancelled' or 'completed'
+  local status = ck(c, 'status')
   redis.call('HSET', status, 'state', final, 'finishedAt', now)
   local retention = tonumber(redis.call('HGET', ck(c, 'groups'), 'retentionMs') or '0')
   if retention > 0 then
     for _, k in ipairs(CAMPAIGN_KEYS) do redis.call('PEXPIRE', ck(c, k), retention) end
   end
   redis.call('PUBLISH', channel, cjson.encode({ id = c, state = final, ended = true }))
+  return true
 end
 
 -- Records a target's outcome once and counts it, and every outcome but an upgrade by its reason
 -- too (`r:<CODE>`), so a dashboard shows why targets failed or were skipped without reading the
 -- report. The marker (which targets have an outcome: the dedup, and what `retry` and the report
 -- index by) stays in this slot; the record goes to the outbox, from which workers copy it to the
--- campaign's own slot (docs/ARCHITECTURE.md, "Outcome records"). `seq` orders the records of a
--- campaign, so a late copy of an older record never replaces a newer one.
+-- campaign's own slot (docs/ARCHITECTURE.md, "Outcome records"). `seq` (holder_seq, next_seq)
+-- orders the records of a campaign, so a late copy of an older record never replaces a newer one.
 -- Returns the record's seq if new, 0 if recorded before.
-local function record_outcome(c, targetKey, outcome, reason, recordJson, now, channel)
-  -- A seq drawn for a target recorded before is skipped: seqs only need to grow.
-  local seq = redis.call('HINCRBY', ck(c, 'groups'), 'rseq', 1)
+local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, now, channel)
   if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, seq .. '|' .. outcome .. '|' .. reason) == 0 then return 0 end
   redis.call('HSET', ck(c, 'outbox'), targetKey, seq .. '|' .. recordJson)
   redis.call('SADD', S .. 'outboxes', c)
@@ -220,9 +229,20 @@ local function record_outcome(c, targetKey, outcome, reason, recordJson, now, ch
   redis.call('HINCRBY', status, outcome, 1)
   if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
   redis.call('HSET', status, 'updatedAt', now)
-  complete_if_done(c, now, channel)
-  rollout_check(c, now, channel)
+  local st = read_status(c)
+  if not complete_if_done(c, now, channel, st) then rollout_check(c, now, channel, st) end
   return seq
+end
+
+-- A record's seq: the number of the holder (the dispatch) that ran the target, which grows with
+-- every dispatch of the campaign; a target recorded without one (a cancelled campaign's drain)
+-- draws the next number from the same counter.
+local function holder_seq(holder)
+  return tonumber(string.match(holder, '%.(%d+)$'))
+end
+
+local function next_seq(c)
+  return redis.call('HINCRBY', ck(c, 'groups'), 'seq', 1)
 end
 
 -- The record of a target that never ran because its campaign was cancelled.
@@ -262,7 +282,7 @@ local function claim_run(holder, token, leaseMs, targetKey, channel, now, fresh)
     if state == 'cancelled' then
       release(holder)
       redis.call('HINCRBY', ck(c, 'status'), 'active', -1)
-      record_outcome(c, targetKey, 'skipped', 'CANCELLED', cancelled_record(cjson.decode(entry), now), now, channel)
+      record_outcome(c, holder_seq(holder), targetKey, 'skipped', 'CANCELLED', cancelled_record(cjson.decode(entry), now), now, channel)
       return { 4 }
     end
     if state ~= 'running' then

@@ -65,4 +65,4 @@ local function next_step(recorded)
   table.insert(out, 1, recorded)
   return out
 end
-return next_step(record_outcome(c, targetKey, outcome, ARGV[11], ARGV[7], now, ARGV[8]))
+return next_step(record_outcome(c, holder_seq(holder), targetKey, outcome, ARGV[11], ARGV[7], now, ARGV[8]))
