@@ -10,7 +10,7 @@ export interface CampaignKeys {
   readonly spec: string;
   /** Hash: target key -> `<seq>|<outcome>|<reason>`, written once per outcome (the record is in `records`). */
   readonly outcomes: string;
-  /** Hash: target key -> `<seq>|<record JSON>`, records not yet copied to `records`. */
+  /** Hash: seq -> `<record JSON>\n<target key>`, records not yet copied to `records`. */
   readonly outbox: string;
   /**
    * Hash: target key -> `<seq>|<record JSON>`, the outcome records. The only key of a campaign in

@@ -29,15 +29,22 @@ export function parseMarker(value: string): Marker {
   return { seq: Number(seq), outcome: outcome as RecordedOutcome, reason: reason as ReasonCode };
 }
 
-/** `<seq>|<record JSON>` -> [seq, JSON]. */
+/** A records hash value, `<seq>|<record JSON>` -> [seq, JSON]. */
 function splitStored(value: string): [number, string] {
   const bar = value.indexOf('|');
   return [Number(value.slice(0, bar)), value.slice(bar + 1)];
 }
 
+/** An outbox value, `<record JSON>\n<target key>` -> [JSON, target key] (JSON has no raw newline). */
+function splitOutboxEntry(value: string): [string, string] {
+  const nl = value.indexOf('\n');
+  return [value.slice(0, nl), value.slice(nl + 1)];
+}
+
 /**
  * The record JSON of each marked target (`undefined` where none matches its marker, which only
- * a retention expiry racing the read can cause). Two reads per batch: outbox and records.
+ * a retention expiry racing the read can cause). Two reads per batch: the outbox by seq, the
+ * records by target.
  */
 export async function readRecordJson(
   redis: Redis,
@@ -47,15 +54,18 @@ export async function readRecordJson(
 ): Promise<(string | undefined)[]> {
   if (marked.length === 0) return [];
   const keys = campaignKeys(prefix, campaignId);
-  const fields = marked.map(([k]) => k);
-  const [inOutbox, archived] = await Promise.all([redis.hmget(keys.outbox, ...fields), redis.hmget(keys.records, ...fields)]);
+  const [inOutbox, archived] = await Promise.all([
+    redis.hmget(keys.outbox, ...marked.map(([, m]) => String(m.seq))),
+    redis.hmget(keys.records, ...marked.map(([k]) => k)),
+  ]);
   return marked.map(([, m], i) => {
-    for (const stored of [inOutbox[i], archived[i]]) {
-      if (stored == null) continue;
-      const [seq, json] = splitStored(stored);
-      if (seq === m.seq) return json;
-    }
-    return undefined;
+    // The outbox is keyed by seq: an entry there is this very record.
+    const pending = inOutbox[i];
+    if (pending != null) return splitOutboxEntry(pending)[0];
+    const stored = archived[i];
+    if (stored == null) return undefined;
+    const [seq, json] = splitStored(stored);
+    return seq === m.seq ? json : undefined;
   });
 }
 
@@ -74,15 +84,15 @@ export interface OutboxRecord {
 export async function archiveRecords(redis: Redis, scripts: Scripts, prefix: string, campaignId: string, records: readonly OutboxRecord[]): Promise<void> {
   if (records.length > 0) await scripts.archive(campaignId, records.flatMap((r) => [r.targetKey, `${r.seq}|${r.json}`]));
   let expiryMs = 0;
-  let pairs: (string | number)[] = records.flatMap((r) => [r.targetKey, r.seq]);
+  let seqs: number[] = records.map((r) => r.seq);
   // The second call confirms the expiry the first asked for (a third only if the campaign was
   // retried and ended again in between).
   for (let round = 0; round < 3; round++) {
-    const want = await scripts.unoutbox(campaignId, expiryMs, pairs);
+    const want = await scripts.unoutbox(campaignId, expiryMs, seqs);
     if (want === 0) return;
     await redis.pexpireat(campaignKeys(prefix, campaignId).records, want);
     expiryMs = want;
-    pairs = [];
+    seqs = [];
   }
 }
 
@@ -96,8 +106,8 @@ export async function flushOutbox(redis: Redis, scripts: Scripts, prefix: string
     cursor = next;
     const records: OutboxRecord[] = [];
     for (let i = 0; i < flat.length; i += 2) {
-      const [seq, json] = splitStored(flat[i + 1]!);
-      records.push({ targetKey: flat[i]!, seq, json });
+      const [json, targetKey] = splitOutboxEntry(flat[i + 1]!);
+      records.push({ targetKey, seq: Number(flat[i]), json });
     }
     if (records.length > 0) await archiveRecords(redis, scripts, prefix, campaignId, records);
     moved += records.length;

@@ -12,8 +12,9 @@
     <p>:campaign:<c>:attempts  HASH    target key -> attempts made; 'ra:' .. target key -> Retry-After waits
     <p>:campaign:<c>:outcomes  HASH    target key -> '<seq>|<outcome>|<reason>': which targets have an
                                        outcome (the record itself lives in the campaign's own slot)
-    <p>:campaign:<c>:outbox    HASH    target key -> '<seq>|<record JSON>': records written here with
-                                       their marker, until a worker has copied them to
+    <p>:campaign:<c>:outbox    HASH    seq -> '<record JSON>\n<target key>' (JSON has no raw newline):
+                                       records written here with their marker, until a worker has
+                                       copied them to
                                        `<bare p>:campaign:{<c>}:records` (archive-1.lua, unoutbox-1.lua)
     <p>:sched:ring             LIST    campaigns with ready groups (round robin), mirrored by
     <p>:sched:inring           SET
@@ -223,7 +224,7 @@ end
 -- Returns the record's seq if new, 0 if recorded before.
 local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, now, channel)
   if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, seq .. '|' .. outcome .. '|' .. reason) == 0 then return 0 end
-  redis.call('HSET', ck(c, 'outbox'), targetKey, seq .. '|' .. recordJson)
+  redis.call('HSET', ck(c, 'outbox'), seq, recordJson .. '\n' .. targetKey)
   redis.call('SADD', S .. 'outboxes', c)
   local status = ck(c, 'status')
   redis.call('HINCRBY', status, outcome, 1)

@@ -14,11 +14,15 @@ local key = KEYS[1]
 local n = 0
 for i = 1, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
-  local seq = tonumber(string.match(value, '^(%d+)|'))
-  local cur = redis.call('HGET', key, field)
-  if not cur or tonumber(string.match(cur, '^(%d+)|')) < seq then
-    redis.call('HSET', key, field, value)
+  -- Usually the target has no record here yet: one command.
+  if redis.call('HSETNX', key, field, value) == 1 then
     n = n + 1
+  else
+    local seq = tonumber(string.match(value, '^(%d+)|'))
+    if tonumber(string.match(redis.call('HGET', key, field), '^(%d+)|')) < seq then
+      redis.call('HSET', key, field, value)
+      n = n + 1
+    end
   end
 end
 return n

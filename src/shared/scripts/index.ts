@@ -152,10 +152,10 @@ export interface Scripts {
    */
   archive(campaignId: string, pairs: readonly string[]): Promise<number>;
   /**
-   * Drops archived `[targetKey, seq]` pairs from the outbox. Returns the expiry the records hash
-   * must get (the campaign has ended and `expiryMs` is not it), else 0.
+   * Drops archived records (by seq) from the outbox. Returns the expiry the records hash must
+   * get (the campaign has ended and `expiryMs` is not it), else 0.
    */
-  unoutbox(campaignId: string, expiryMs: number, pairs: readonly (string | number)[]): Promise<number>;
+  unoutbox(campaignId: string, expiryMs: number, seqs: readonly number[]): Promise<number>;
   /** `false` when the lease was lost meanwhile (the target is back in its group already). */
   retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string): Promise<boolean>;
   /** `changed: false` when the action is not allowed in the campaign's current `state`. */
@@ -249,8 +249,8 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
     async archive(campaignId, pairs) {
       return Number(await archive(campaignKeys(prefix, campaignId).records, ...pairs));
     },
-    async unoutbox(campaignId, expiryMs, pairs) {
-      return Number(await unoutbox(campaignId, expiryMs, ...pairs));
+    async unoutbox(campaignId, expiryMs, seqs) {
+      return Number(await unoutbox(campaignId, expiryMs, ...seqs));
     },
     async retryLater(holder, token, targetKey, backoffMs, error) {
       return (await retryLater(holder, token, targetKey, backoffMs, error)) === 1;

@@ -31,12 +31,12 @@ for i = 5, #ARGV, 3 do
   local key, gid, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local mark = redis.call('HGET', ck(c, 'outcomes'), key)
   if mark then
-    local _, o, r = string.match(mark, '^(%d+)|([^|]*)|(.*)$')
+    local seq, o, r = string.match(mark, '^(%d+)|([^|]*)|(.*)$')
     if o == 'failed' and (reason == '' or r == reason) then
       -- The archived record, if any, is left: its seq is older than the next one this target
       -- gets, and the report reads a record only when its seq matches the marker's.
       redis.call('HDEL', ck(c, 'outcomes'), key)
-      redis.call('HDEL', ck(c, 'outbox'), key)
+      redis.call('HDEL', ck(c, 'outbox'), seq)
       redis.call('HDEL', ck(c, 'attempts'), key, 'ra:' .. key, 'e:' .. key)
       redis.call('RPUSH', ck(c, 'g:' .. gid), entry)
       redis.call('HINCRBY', status, 'failed', -1)

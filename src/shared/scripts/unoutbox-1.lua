@@ -1,6 +1,6 @@
 --[[
   Drop records from a campaign's outbox once archive-1.lua has stored them in the campaign's own
-  slot. A field goes only if it still holds the seq that was archived: a target retried and
+  slot. The outbox is keyed by seq, which is unique to one record, so a target retried and
   recorded again meanwhile keeps its newer record here until that one is archived too.
   When the outbox is empty the campaign leaves `<p>:sched:outboxes` — unless it has ended and
   its records hash does not have the retention expiry yet: then the caller sets it (PEXPIREAT,
@@ -12,7 +12,7 @@
     ARGV[1] key prefix
     ARGV[2] campaign id
     ARGV[3] the expiry (ms since epoch) the caller has just given the records hash; 0 if none
-    ARGV[4..] target key, seq, ...
+    ARGV[4..] seqs of the archived records
   Output:
     0         nothing more to do
     expireAt  the campaign has ended: give its records hash this expiry, then call again with it
@@ -20,10 +20,7 @@
 -- @include _scheduler.lua
 local c = ARGV[2]
 local outbox = ck(c, 'outbox')
-for i = 4, #ARGV, 2 do
-  local v = redis.call('HGET', outbox, ARGV[i])
-  if v and string.match(v, '^(%d+)|') == ARGV[i + 1] then redis.call('HDEL', outbox, ARGV[i]) end
-end
+if #ARGV >= 4 then redis.call('HDEL', outbox, unpack(ARGV, 4)) end
 if redis.call('HLEN', outbox) > 0 then return 0 end
 local finishedAt = tonumber(redis.call('HGET', ck(c, 'status'), 'finishedAt') or '')
 local retention = tonumber(redis.call('HGET', ck(c, 'groups'), 'retentionMs') or '0')
