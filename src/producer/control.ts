@@ -9,9 +9,8 @@ import {
   isReasonCode,
   loadScripts,
   operationFor,
-  parseMarker,
-  readRecordJson,
   readStatus,
+  scanRecords,
   UpshiftError,
   type CampaignSpec,
   type CampaignStatus,
@@ -90,30 +89,21 @@ export async function retryCampaign(id: string, opts: ControlOptions & { reason?
   const groups = await GroupTable.load(redis, prefix, spec);
   const scripts = loadScripts(redis, prefix);
   let retried = 0;
-  let cursor = '0';
-  do {
-    const [next, flat] = await redis.hscan(keys.outcomes, cursor, 'COUNT', opts.chunk ?? 1000);
-    cursor = next;
-    const marked: [string, Marker][] = [];
-    for (let i = 0; i < flat.length; i += 2) {
-      const m = parseMarker(flat[i + 1]!);
-      if (m.outcome === 'failed' && (opts.reason === undefined || m.reason === opts.reason)) marked.push([flat[i]!, m]);
-    }
-    const records = await readRecordJson(redis, prefix, id, marked);
+  const failed = (m: Marker) => m.outcome === 'failed' && (opts.reason === undefined || m.reason === opts.reason);
+  for await (const records of scanRecords(redis, prefix, id, failed, opts.chunk ?? 1000)) {
     const triples: (string | number)[] = [];
-    marked.forEach(([key], i) => {
-      const json = records[i];
+    for (const { targetKey, json } of records) {
       // No record: it expired under us (retention); that target cannot be run again.
-      if (json === undefined) return;
+      if (json === undefined) continue;
       const rec = JSON.parse(json) as OutcomeRecord;
       const gid = groups.find(rec.target);
       if (gid === undefined) throw new UpshiftError('INTERNAL_ERROR', `target ${op.targetKey(rec.target)} has no group`);
-      triples.push(key, gid, JSON.stringify(rec.target));
-    });
+      triples.push(targetKey, gid, JSON.stringify(rec.target));
+    }
     // Outcomes change under the scan; a target retried twice by this loop is harmless, the
     // script only takes targets whose outcome is still `failed`.
     if (triples.length > 0) retried += await scripts.retryFailed(id, opts.reason ?? '', eventsChannel(prefix), triples);
-  } while (cursor !== '0');
+  }
   // A completed campaign runs again: its records keep no retention expiry (the script did the
   // same for the keys in the deployment's slot).
   if (retried > 0) await redis.persist(keys.records);

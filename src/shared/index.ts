@@ -10,7 +10,7 @@ export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutco
 export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type Redis } from './redis.js';
 export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type DispatchResult, type Pick, type Scripts } from './scripts/index.js';
 export { CAMPAIGN_ID, parseSpec, parseTargetLine, rolloutLimits, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
-export { archiveRecords, flushOutbox, parseMarker, readRecordJson, type Marker, type OutboxRecord } from './records.js';
+export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, type Marker, type MarkedRecord, type OutboxRecord } from './records.js';
 export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';
 export { readStatus, type CampaignStatus } from './status.js';
 export { createApiMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics } from './metrics.js';

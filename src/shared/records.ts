@@ -69,6 +69,39 @@ export async function readRecordJson(
   });
 }
 
+/** A recorded target: its key, its marker, and its record JSON (see `readRecordJson`). */
+export interface MarkedRecord {
+  readonly targetKey: string;
+  readonly marker: Marker;
+  readonly json: string | undefined;
+}
+
+/**
+ * Every recorded target of a campaign whose marker passes `keep`, with its record, in batches of
+ * about `batch` markers (the report, `retry`). Markers are filtered before any record is read.
+ */
+export async function* scanRecords(
+  redis: Redis,
+  prefix: string,
+  campaignId: string,
+  keep: (m: Marker) => boolean,
+  batch: number,
+): AsyncIterable<MarkedRecord[]> {
+  let cursor = '0';
+  do {
+    const [next, flat] = await redis.hscan(campaignKeys(prefix, campaignId).outcomes, cursor, 'COUNT', batch);
+    cursor = next;
+    const marked: [string, Marker][] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      const m = parseMarker(flat[i + 1]!);
+      if (keep(m)) marked.push([flat[i]!, m]);
+    }
+    if (marked.length === 0) continue;
+    const json = await readRecordJson(redis, prefix, campaignId, marked);
+    yield marked.map(([targetKey, marker], i) => ({ targetKey, marker, json: json[i] }));
+  } while (cursor !== '0');
+}
+
 /** One record to archive: as `finish` stored it in the outbox. */
 export interface OutboxRecord {
   readonly targetKey: string;

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { campaignKeys, schedulerKeys } from './keys.js';
-import { parseMarker, readRecordJson, type Marker } from './records.js';
+import { scanRecords, type Marker } from './records.js';
 import { operationFor } from './operations/index.js';
 import { DRY_RUN_OUTCOME, type Outcome, type RecordedOutcome, type ReasonCode } from './reasons.js';
 
@@ -53,21 +53,12 @@ export async function* streamReport(
   const keys = campaignKeys(prefix, campaignId);
   const batch = opts.batch ?? 1000;
   if (opts.outcome !== 'pending') {
-    let cursor = '0';
-    do {
-      const [next, flat] = await redis.hscan(keys.outcomes, cursor, 'COUNT', batch);
-      cursor = next;
-      const marked: [string, Marker][] = [];
-      for (let i = 0; i < flat.length; i += 2) {
-        const m = parseMarker(flat[i + 1]!);
-        if (opts.outcome === undefined || m.outcome === opts.outcome) marked.push([flat[i]!, m]);
+    const keep = (m: Marker) => opts.outcome === undefined || m.outcome === opts.outcome;
+    for await (const records of scanRecords(redis, prefix, campaignId, keep, batch)) {
+      for (const { targetKey, marker, json } of records) {
+        yield json === undefined ? markerLine(targetKey, marker) : toLine(targetKey, JSON.parse(json) as OutcomeRecord);
       }
-      const json = await readRecordJson(redis, prefix, campaignId, marked);
-      for (let i = 0; i < marked.length; i++) {
-        const [target, m] = marked[i]!;
-        yield json[i] === undefined ? markerLine(target, m) : toLine(target, JSON.parse(json[i]!) as OutcomeRecord);
-      }
-    } while (cursor !== '0');
+    }
   }
   if (opts.outcome !== undefined && opts.outcome !== 'pending') return;
   const specJson = await redis.get(keys.spec);

@@ -51,7 +51,7 @@ if redis.call('EXISTS', status) == 0 then
   return -1
 end
 local now = now_ms()
-local function next_step(recorded)
+local function next_step(seq)
   local leaseMs = tonumber(ARGV[10])
   local out = dispatch_step(tonumber(ARGV[9]), leaseMs, now, false)
   local claim = { 5, 0, 0, '' }
@@ -62,7 +62,7 @@ local function next_step(recorded)
     for i = #claim + 1, 4 do claim[i] = 0 end
   end
   for i = 4, 1, -1 do table.insert(out, 1, claim[i]) end
-  table.insert(out, 1, recorded)
+  table.insert(out, 1, seq)
   return out
 end
 return next_step(record_outcome(c, holder_seq(holder), targetKey, outcome, ARGV[11], ARGV[7], now, ARGV[8]))
