@@ -1,3 +1,4 @@
+import { sandboxConnections, writeConnectionsFile } from '../scripts/lib/connections.js';
 /**
  * `npm run bench`: measured figures, each against a baseline run side by side on the same
  * Redis and sandbox. Prints a table and writes bench/results.json.
@@ -41,9 +42,27 @@ import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
 import { enqueueCampaign } from '../src/producer/index.js';
 import { SANDBOX_KEYS, startSandbox, type Sandbox } from '../src/sandbox/index.js';
-import { campaignKeys, eventsChannel, readStatus, type CampaignStatus } from '../src/shared/index.js';
+import { campaignKeys, eventsChannel, readStatus, type CampaignStatus, type ConnectionRegistry } from '../src/shared/index.js';
 import { nectedGraph } from '../scripts/lib/fixtures.js';
 import { startPrivateRedis, type TestRedis } from '../scripts/lib/private-redis.js';
+
+const BENCH_CREDENTIALS = ['BENCH_ALLOY_KEY', 'BENCH_NECTED_KEY', 'X'];
+const benchRegistries = new Map<string, { registry: ConnectionRegistry; file?: string }>();
+
+/** The sandbox at `url` registered for every credential variable the scenarios use (scripts/lib/connections.ts). */
+function benchConnections(url: string): ConnectionRegistry {
+  let entry = benchRegistries.get(url);
+  if (!entry) benchRegistries.set(url, (entry = { registry: sandboxConnections(url, BENCH_CREDENTIALS) }));
+  return entry.registry;
+}
+
+/** The same registry as a file, for the worker and CLI processes a scenario starts. */
+function benchConnectionsFile(url: string): string {
+  benchConnections(url);
+  const entry = benchRegistries.get(url)!;
+  return (entry.file ??= writeConnectionsFile(entry.registry));
+}
+
 
 const TARGETS = Number(process.env.BENCH_TARGETS ?? 100_000);
 const ENQUEUE = Number(process.env.BENCH_ENQUEUE ?? 1_000_000);
@@ -255,12 +274,12 @@ async function throughputScenario(redis: Redis, redisUrl: string, url: string, e
     const { campaignId } = await enqueueCampaign(
       { connection: { baseUrl: url, credentialRef: 'BENCH_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-bench' } },
       users.map((userId) => ({ userId })),
-      { redis, prefix: upPrefix },
+      { redis, prefix: upPrefix, connections: benchConnections(url) },
     );
     const sub = new Redis(redisUrl);
     const completed = new Promise<void>((resolve) => sub.on('message', (_c, m: string) => (JSON.parse(m) as { id: string; ended?: boolean }).id === campaignId && (JSON.parse(m) as { ended?: boolean }).ended === true && resolve()));
     await sub.subscribe(eventsChannel(upPrefix));
-    const w = await spawnUntil(profiled([cli, 'worker', '--concurrency', String(CONCURRENCY)], `upshift-${round}`), { ...env, UPSHIFT_PREFIX: upPrefix }, 'upshift worker ready');
+    const w = await spawnUntil(profiled([cli, 'worker', '--concurrency', String(CONCURRENCY)], `upshift-${round}`), { ...env, UPSHIFT_PREFIX: upPrefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(url) }, 'upshift worker ready');
     const t0 = Date.now();
     await completed;
     upshiftMs.push(Date.now() - t0);
@@ -366,6 +385,7 @@ async function enqueueScenario(redis: Redis, redisUrl: string, url: string) {
     const run = await runMeasured([cli, 'enqueue', specPath, '--targets', ndjsonPath, '--json'], {
       REDIS_URL: redisUrl,
       UPSHIFT_PREFIX: prefix,
+      UPSHIFT_CONNECTIONS: benchConnectionsFile(url),
       LOG_LEVEL: 'warn',
     });
     if (run.code !== 0) throw new Error(`upshift enqueue exited ${run.code}: ${run.stderr.slice(0, 2000)}`);
@@ -498,7 +518,7 @@ async function limitsScenario(redis: Redis, redisUrl: string, env: Record<string
     await dropPrefix(redis, prefix);
     for (let i = 0; i < LIMIT_WORKERS; i++) {
       workers.push(
-        await spawnUntil([cli, 'worker', '--concurrency', String(LIMIT_WORKER_CONCURRENCY)], { ...env, UPSHIFT_PREFIX: prefix }, 'upshift worker ready'),
+        await spawnUntil([cli, 'worker', '--concurrency', String(LIMIT_WORKER_CONCURRENCY)], { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) }, 'upshift worker ready'),
       );
     }
     watch = await watchCompletions(redisUrl, prefix, ids);
@@ -514,7 +534,7 @@ async function limitsScenario(redis: Redis, redisUrl: string, env: Record<string
             limits: [{ key: '${target.tenant}', concurrency: j + 1 }],
           },
           perCampaign[j]!,
-          { redis, prefix },
+          { redis, prefix, connections: benchConnections(sandbox.url) },
         ),
       ),
     );
@@ -617,7 +637,7 @@ async function wakeScenario(redis: Redis, redisUrl: string, env: Record<string, 
     await dropPrefix(redis, prefix);
     worker = await spawnUntil(
       [cli, 'worker', '--concurrency', String(WAKE_WORKER_CONCURRENCY)],
-      { ...env, UPSHIFT_PREFIX: prefix },
+      { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) },
       'upshift worker ready',
     );
     watch = await watchCompletions(redisUrl, prefix, [id]);
@@ -631,7 +651,7 @@ async function wakeScenario(redis: Redis, redisUrl: string, env: Record<string, 
         limits: [{ key: 'wake', concurrency: 1 }],
       },
       users.map((userId) => ({ userId })),
-      { redis, prefix },
+      { redis, prefix, connections: benchConnections(sandbox.url) },
     );
     const done = await watch.wait(n * (WAKE_LATENCY_MS + 50) * 5 + 60_000, async () => describeStatuses([await readStatus(redis, prefix, id)]));
     const makespanMs = done.get(id)! - t0;
@@ -728,7 +748,7 @@ async function scaleoutScenario(redis: Redis, redisUrl: string, env: Record<stri
         await dropPrefix(redis, prefix);
         for (let i = 0; i < processes; i++) {
           workers.push(
-            await spawnUntil([cli, 'worker', '--concurrency', String(SCALE_WORKER_CONCURRENCY)], { ...env, UPSHIFT_PREFIX: prefix }, 'upshift worker ready'),
+            await spawnUntil([cli, 'worker', '--concurrency', String(SCALE_WORKER_CONCURRENCY)], { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) }, 'upshift worker ready'),
           );
         }
         watch = await watchEnd(redisUrl, prefix, id);
@@ -737,7 +757,7 @@ async function scaleoutScenario(redis: Redis, redisUrl: string, env: Record<stri
         await enqueueCampaign(
           { id, connection: { baseUrl: sandbox.url, credentialRef: 'BENCH_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId } },
           users.map((userId) => ({ userId })),
-          { redis, prefix },
+          { redis, prefix, connections: benchConnections(sandbox.url) },
         );
         const enqueueMs = Date.now() - t0;
         const endedAt = await watch.wait((n / idealPerS) * 1000 * 10 + 120_000, async () => describeStatuses([await readStatus(redis, prefix, id)]));
@@ -785,7 +805,7 @@ async function conflictsScenario(redis: Redis, redisUrl: string, env: Record<str
     await dropPrefix(redis, prefix);
     worker = await spawnUntil(
       [cli, 'worker', '--concurrency', String(CONFLICT_WORKER_CONCURRENCY)],
-      { ...env, UPSHIFT_PREFIX: prefix },
+      { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) },
       'upshift worker ready',
     );
     watch = await watchEnd(redisUrl, prefix, id);
@@ -797,7 +817,7 @@ async function conflictsScenario(redis: Redis, redisUrl: string, env: Record<str
         operation: { type: 'nected.updateWorkflow', branch: 'main', conflictRetries: 20, patch: [{ op: 'replace', path: '/settings/auditIO', value: true }] },
       },
       ids.map((entityId) => ({ entityId })),
-      { redis, prefix },
+      { redis, prefix, connections: benchConnections(sandbox.url) },
     );
     const endedAt = await watch.wait(n * 50 + 120_000, async () => describeStatuses([await readStatus(redis, prefix, id)]));
     const status = await readStatus(redis, prefix, id);

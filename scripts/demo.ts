@@ -3,6 +3,7 @@
  * the sandbox with faults injected, two worker processes, one campaign per operation type with
  * live progress, then a summary per campaign. Stops everything it started and exits 0.
  */
+import { sandboxConnections, writeConnectionsFile } from './lib/connections.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -65,8 +66,10 @@ function fixtures(): SandboxFixtures {
   };
 }
 
-function campaigns(baseUrl: string) {
-  const conn = (ref: keyof typeof CREDENTIALS) => ({ baseUrl, credentialRef: ref, timeoutMs: 5000 });
+function campaigns() {
+  // By registered name (scripts/lib/connections.ts names each entry after its variable): the
+  // spec says which connection, the operator's registry says where it goes and with what key.
+  const conn = (ref: keyof typeof CREDENTIALS) => ({ name: ref, timeoutMs: 5000 });
   const retry = { attempts: 6, backoffMs: 50 };
   return [
     {
@@ -131,11 +134,12 @@ async function main(): Promise<void> {
 
   const workers: ChildProcess[] = [];
   try {
-    const env = { REDIS_URL: redisInfo.url, UPSHIFT_PREFIX: prefix };
+    const connections = sandboxConnections(sandbox.url, Object.keys(CREDENTIALS));
+    const env = { REDIS_URL: redisInfo.url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: writeConnectionsFile(connections) };
     workers.push(await startWorkerProcess(env), await startWorkerProcess(env));
     console.log('Workers: 2 processes, concurrency 25 each\n');
 
-    const list = campaigns(sandbox.url);
+    const list = campaigns();
     const pending = new Set(list.map((c) => c.spec.id));
     const allDone = new Promise<void>((resolve) => {
       sub.on('message', (_ch, msg: string) => {
@@ -147,7 +151,7 @@ async function main(): Promise<void> {
     await sub.subscribe(eventsChannel(prefix));
     const started = Date.now();
     for (const c of list) {
-      const res = await enqueueCampaign(c.spec, c.targets, { redis, prefix });
+      const res = await enqueueCampaign(c.spec, c.targets, { redis, prefix, connections });
       console.log(`enqueued ${res.campaignId}: ${res.total} targets (${c.spec.operation.type})`);
       const s = await readStatus(redis, prefix, res.campaignId);
       if (s?.state === 'completed') pending.delete(res.campaignId);

@@ -21,6 +21,7 @@ import {
   InputError,
   loadConfig,
   parseSpec,
+  loadConnections,
   readStatus,
   REPORT_OUTCOMES,
   RedisUnavailableError,
@@ -208,7 +209,8 @@ async function enqueueCommand(argv: string[], config: UpshiftConfig): Promise<vo
   } catch (err) {
     throw new InputError(specPath, `cannot read: ${(err as Error).message}; check the path`);
   }
-  const parsed = parseSpec(text, specPath);
+  const connections = loadConnections();
+  const parsed = parseSpec(text, specPath, connections);
   const spec = values['dry-run'] ? { ...parsed, dryRun: true } : parsed;
   const targetsArg = values.targets as string | undefined;
   const source = targetsArg === undefined ? undefined : targetsArg === '-' ? 'stdin' : targetsArg;
@@ -219,7 +221,7 @@ async function enqueueCommand(argv: string[], config: UpshiftConfig): Promise<vo
     stream.on('error', () => undefined);
   }
   const result = await withRedis(config, (redis) =>
-    enqueueSourced(spec, sourced, { redis, prefix: config.prefix, retentionMs: config.retentionMs, ...(source ? { source } : {}) }),
+    enqueueSourced(spec, sourced, { redis, prefix: config.prefix, retentionMs: config.retentionMs, connections, ...(source ? { source } : {}) }),
   );
   if (values.json) console.log(JSON.stringify({ campaignId: result.campaignId, total: result.total }));
   else {
@@ -242,8 +244,10 @@ async function workerCommand(argv: string[], config: UpshiftConfig): Promise<voi
   });
   if (values.help) return void console.log(HELP.worker);
   const metricsPort = numberFlag(values['metrics-port'], 'metrics-port', { min: 0, max: 65535 });
+  const connections = loadConnections();
   const log = createLogger(config.logLevel, 'upshift-worker');
   const running = await startWorker(config, log, {
+    connections,
     concurrency: numberFlag(values.concurrency, 'concurrency', { min: 1 }),
     leaseMs: numberFlag(values['lease-ms'], 'lease-ms', { min: 300 }),
     lockDurationMs: numberFlag(values['lock-duration-ms'], 'lock-duration-ms', { min: 1000 }),

@@ -1,4 +1,4 @@
-import { connectRedis, createLogger, createRedis, DEFAULTS, type UpshiftConfig } from '../shared/index.js';
+import { connectRedis, createLogger, createRedis, DEFAULTS, loadConnections, type UpshiftConfig } from '../shared/index.js';
 import { numberFlag, parseFlags } from './flags.js';
 
 /**
@@ -30,6 +30,7 @@ export async function runServeCommand(argv: string[], config: UpshiftConfig, hel
   const { buildApi, checkAuthConfig } = await import('../producer/api/index.js');
   // Refused before touching Redis: a missing token is a configuration error, not an outage.
   checkAuthConfig(config.apiToken, insecureNoAuth);
+  const connections = loadConnections();
 
   const log = createLogger(config.logLevel, 'upshift-api');
   // Requests fail (503) while Redis is down instead of queueing forever; /readyz says so too.
@@ -47,6 +48,7 @@ export async function runServeCommand(argv: string[], config: UpshiftConfig, hel
       apiToken: config.apiToken,
       insecureNoAuth,
       retentionMs: config.retentionMs,
+      connections,
       ...(bodyLimitBytes === undefined ? {} : { bodyLimitBytes }),
       ...(streamLimitBytes === undefined ? {} : { streamLimitBytes }),
     });

@@ -14,6 +14,11 @@ import {
   parseJson,
   UpshiftError,
   validateTarget,
+  InputError,
+  registeredEntry,
+  scrubError,
+  type ConnectionEntry,
+  type ConnectionRegistry,
   type CampaignSpec,
   type DiscoverSpec,
 } from '../shared/index.js';
@@ -26,6 +31,8 @@ export interface DiscoverOptions {
   readonly pageAttempts?: number;
   readonly http?: HttpClient;
   readonly env?: NodeJS.ProcessEnv;
+  /** The operator's registry: discovery calls only the registered origin, with the registered credential. */
+  readonly connections: ConnectionRegistry;
 }
 
 interface Summary {
@@ -52,7 +59,10 @@ export function discoveryQuery(d: DiscoverSpec): string {
  * store, so a listed execution may have ended or moved on: the operation reads every execution
  * before it upgrades it, and skips what is no longer RUNNING or already current.
  *
- * The producer reads the credential named by `connection.credentialRef` from its environment.
+ * The producer reads the credential named by the *registry's* entry for the connection from its
+ * environment, and calls only the registered origin (egress guard included). Errors that leave
+ * here have the credential and token-shaped values scrubbed, so a log line or an API answer
+ * cannot carry them.
  */
 export async function discoverCampaign(
   stored: CampaignSpec & { readonly id: string },
@@ -66,10 +76,41 @@ export async function discoverCampaign(
   const channel = eventsChannel(prefix);
   const op = operationFor(stored.operation.type);
   const env = opts.env ?? process.env;
-  const credential = env[stored.connection.credentialRef];
+  const found = registeredEntry(stored.connection, opts.connections, stored.operation.type);
+  if ('error' in found) throw new InputError('spec', found.error, { field: 'connection', code: 'CONNECTION_NOT_REGISTERED' });
+  const { entry } = found;
+  const credential = env[entry.credentialRef];
   if (!credential) {
-    throw new UpshiftError('CREDENTIAL_MISSING', `discovery needs ${stored.connection.credentialRef} in the producer's environment`);
+    throw new UpshiftError('CREDENTIAL_MISSING', `discovery needs ${entry.credentialRef} in the producer's environment`);
   }
+  try {
+    return await discoverPages(stored, discover, opts, entry, credential);
+  } catch (err) {
+    if (err instanceof UpshiftError) {
+      throw new UpshiftError(err.code, scrubError(err.message, [credential], DEFAULTS.maxErrorChars), {
+        retryable: err.retryable,
+        ...(err.status === undefined ? {} : { status: err.status }),
+      });
+    }
+    if (err instanceof InputError) throw err;
+    const c = classifyError(err);
+    throw new UpshiftError(c.code, scrubError(c.message, [credential], DEFAULTS.maxErrorChars), { retryable: c.retryable });
+  }
+}
+
+async function discoverPages(
+  stored: CampaignSpec & { readonly id: string },
+  discover: DiscoverSpec,
+  opts: DiscoverOptions,
+  entry: ConnectionEntry,
+  credential: string,
+): Promise<{ total: number; created: boolean }> {
+  const { redis, prefix } = opts;
+  const campaignId = stored.id;
+  const keys = campaignKeys(prefix, campaignId);
+  const scripts = loadScripts(redis, prefix);
+  const channel = eventsChannel(prefix);
+  const op = operationFor(stored.operation.type);
 
   let created = false;
   const [state, discovering, startRaw] = await redis.hmget(keys.status, 'state', 'discovering', 'discoverStart');
@@ -99,7 +140,7 @@ export async function discoverCampaign(
   const http = opts.http ?? new HttpClient();
   try {
     for (;;) {
-      const page = await pRetry(() => searchPage(http, stored, discover, credential, start), {
+      const page = await pRetry(() => searchPage(http, entry, stored.connection.timeoutMs, discover, credential, start), {
         retries: (opts.pageAttempts ?? 5) - 1,
         minTimeout: 200,
         shouldRetry: ({ error }) => classifyError(error).retryable,
@@ -127,20 +168,21 @@ export async function discoverCampaign(
 
 async function searchPage(
   http: HttpClient,
-  spec: CampaignSpec,
+  endpoint: ConnectionEntry,
+  timeoutMs: number,
   d: DiscoverSpec,
   credential: string,
   start: number,
 ): Promise<{ totalHits: number; results: Summary[] }> {
   const res = await http.send(
-    spec.connection.baseUrl,
+    endpoint,
     {
       method: 'GET',
       segments: ['api', 'workflow', 'search'],
       query: { query: discoveryQuery(d), start: String(start), size: String(d.pageSize), sort: 'startTime:ASC' },
       headers: { 'x-authorization': credential, accept: 'application/json' },
     },
-    spec.connection.timeoutMs,
+    timeoutMs,
   );
   if (!isSuccess(res.status)) throw errorFromResponse(res, 'conductor search');
   const body = parseJson(res, 'conductor search') as { totalHits?: unknown; results?: unknown };

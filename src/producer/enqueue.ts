@@ -16,7 +16,9 @@ import {
   validateSpec,
   validateTarget,
   withSpan,
+  registeredEntry,
   type CampaignSpec,
+  type ConnectionRegistry,
   type HttpClient,
 } from '../shared/index.js';
 
@@ -43,6 +45,8 @@ export interface EnqueueOptions {
   readonly retentionMs?: number;
   /** HTTP client for discovery's search calls (one of its own when absent). */
   readonly http?: HttpClient;
+  /** The operator's connections registry (`loadConnections`): the only connections a campaign may use. */
+  readonly connections: ConnectionRegistry;
 }
 
 function generateId(): string {
@@ -70,7 +74,7 @@ export async function enqueueCampaign(
   targets: AsyncIterable<unknown> | Iterable<unknown> | undefined,
   opts: EnqueueOptions,
 ): Promise<EnqueueResult> {
-  const spec = validateSpec(rawSpec, opts.source ?? 'spec');
+  const spec = validateSpec(rawSpec, opts.source ?? 'spec', opts.connections);
   return enqueueSourced(spec, targets === undefined ? undefined : numbered(targets), opts);
 }
 
@@ -102,6 +106,7 @@ async function stageAndCommit(
 ): Promise<EnqueueResult> {
   const { redis, prefix } = opts;
   const chunkSize = opts.chunkSize ?? DEFAULTS.stageChunkSize;
+  checkRegistered(spec, opts.connections);
   if (sourced !== undefined && spec.targets !== undefined) {
     throw new InputError('spec', 'targets are given both inline and as a separate list; give one', { field: 'targets' });
   }
@@ -112,6 +117,7 @@ async function stageAndCommit(
     const found = await discoverCampaign(stored, spec.targets.discover, {
       redis,
       prefix,
+      connections: opts.connections,
       ...(opts.retentionMs === undefined ? {} : { retentionMs: opts.retentionMs }),
       ...(opts.http === undefined ? {} : { http: opts.http }),
     });
@@ -178,10 +184,25 @@ async function stageAndCommit(
       groups: groups.size,
       channel: eventsChannel(prefix),
     });
+    if (committed.created && stored.warnings !== undefined) await redis.hset(keys.status, 'warnings', JSON.stringify(stored.warnings));
     return { campaignId, total: committed.total, created: committed.created };
   } catch (err) {
     await discardStaging(redis, prefix, campaignId).catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * `enqueueSourced` takes a spec already validated, from any library caller: the connection it
+ * carries must still be exactly the registry's, or nothing is written and no call is made.
+ */
+function checkRegistered(spec: CampaignSpec, connections: ConnectionRegistry): void {
+  const found = registeredEntry(spec.connection, connections, spec.operation.type);
+  if ('error' in found || found.entry.privateNetwork !== spec.connection.privateNetwork) {
+    throw new InputError('spec', 'error' in found ? found.error : `connection "${spec.connection.name}" differs from the registered one`, {
+      field: 'connection',
+      code: 'CONNECTION_NOT_REGISTERED',
+    });
   }
 }
 

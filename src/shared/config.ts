@@ -43,6 +43,8 @@ export const DEFAULTS = Object.freeze({
   maxRetryAfterMs: 300_000,
   /** Worker: cap on one exponential backoff step. */
   maxBackoffMs: 600_000,
+  /** HTTP: a platform call's timeout (connect to last byte) when the spec names none. */
+  callTimeoutMs: 10_000,
   /** HTTP: answer bodies are read up to this size, then cut off. */
   maxResponseBytes: 1024 * 1024,
   /** HTTP: idle keep-alive sockets per origin are kept this long. */
@@ -53,6 +55,11 @@ export const DEFAULTS = Object.freeze({
   stagingTtlMs: 600_000,
   /** A completed or cancelled campaign's data expires this long after it ended. */
   retentionMs: 7 * 24 * 3_600_000,
+  /**
+   * Spec: most time one target's calls may take, `connection.timeoutMs x retry.attempts`
+   * (Retry-After waits and backoff aside), so no campaign can hold a shared slot for days.
+   */
+  maxTargetCallBudgetMs: 3_600_000,
   /** Report: error text kept per target. */
   maxErrorChars: 500,
   /** Metrics: limit keys reported by name in the slot gauges (the most used); the rest are summed. */

@@ -44,8 +44,14 @@ export class InputError extends Error {
   readonly field: string | undefined;
   readonly source: string;
   readonly issues: readonly InputIssue[] | undefined;
+  /** Which input rule was broken, for programs: `INVALID_INPUT` unless a rule of its own (`CONNECTION_NOT_REGISTERED`). */
+  readonly code: InputErrorCode;
 
-  constructor(source: string, message: string, opts: { line?: number; field?: string; issues?: readonly InputIssue[] } = {}) {
+  constructor(
+    source: string,
+    message: string,
+    opts: { line?: number; field?: string; issues?: readonly InputIssue[]; code?: InputErrorCode } = {},
+  ) {
     const where = [
       source,
       opts.line === undefined ? undefined : `line ${opts.line}`,
@@ -59,8 +65,11 @@ export class InputError extends Error {
     this.line = opts.line;
     this.field = opts.field;
     this.issues = opts.issues;
+    this.code = opts.code ?? 'INVALID_INPUT';
   }
 }
+
+export type InputErrorCode = 'INVALID_INPUT' | 'CONNECTION_NOT_REGISTERED' | 'CONNECTIONS_INVALID';
 
 export interface Classification {
   readonly code: ReasonCode;
@@ -88,8 +97,11 @@ export function classifyError(err: unknown): Classification {
   if (err instanceof UpshiftError) {
     return { code: err.code, retryable: err.retryable, retryAfterMs: err.retryAfterMs, message: err.message };
   }
-  const e = err as { name?: string; code?: string; message?: string } | null;
+  const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } } | null;
   const message = e?.message ?? String(err);
+  // The egress guard's refusal may arrive as undici's connect error with the guard's as cause.
+  const egress = e?.code === 'UPSHIFT_EGRESS_DENIED' ? e : e?.cause?.code === 'UPSHIFT_EGRESS_DENIED' ? e.cause : undefined;
+  if (egress) return { code: 'EGRESS_DENIED', retryable: false, retryAfterMs: undefined, message: egress.message ?? message };
   if (e?.name === 'TimeoutError' || (e?.code !== undefined && TIMEOUT_CODES.has(e.code))) {
     return { code: 'TIMEOUT', retryable: true, retryAfterMs: undefined, message };
   }

@@ -1,5 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { DEFAULTS } from './config.js';
+import { guardedConnector } from './egress.js';
 import { UpshiftError } from './errors.js';
 import type { ReasonCode } from './reasons.js';
 
@@ -33,21 +34,35 @@ export interface HttpClientOptions {
   readonly connections?: number;
 }
 
+/** Where a call goes: the registered connection's base URL and whether it may reach private addresses. */
+export interface Endpoint {
+  readonly baseUrl: string;
+  readonly privateNetwork: boolean;
+}
+
 export class HttpClient {
-  private readonly agent: Agent;
+  /** Public addresses only: the egress guard checks every resolved address at connect time. */
+  private readonly guarded: Agent;
+  /** For connections the operator registered with `privateNetwork: true`; made when first needed. */
+  private open: Agent | undefined;
+  private readonly agentOptions: Agent.Options;
   private readonly maxResponseBytes: number;
 
   constructor(opts: Partial<HttpClientOptions> = {}) {
-    this.agent = new Agent({
+    // Redirects are never followed (undici's request does not, and no redirect interceptor is
+    // added): a 3xx is an answer like any other, so a platform cannot send the credential on.
+    this.agentOptions = {
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs,
       connections: opts.connections ?? null,
-    });
+    };
+    this.guarded = new Agent({ ...this.agentOptions, connect: guardedConnector() });
     this.maxResponseBytes = opts.maxResponseBytes ?? DEFAULTS.maxResponseBytes;
   }
 
   /** `signal` aborts the call from outside (the worker's lease was lost); the timeout always applies. */
-  async send(baseUrl: string, req: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<HttpResponse> {
-    const url = buildUrl(baseUrl, req.segments, req.query);
+  async send(endpoint: Endpoint, req: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<HttpResponse> {
+    const url = buildUrl(endpoint.baseUrl, req.segments, req.query);
+    const dispatcher = endpoint.privateNetwork ? (this.open ??= new Agent(this.agentOptions)) : this.guarded;
     const headers: Record<string, string> = { ...req.headers };
     let body: string | undefined;
     if (req.json !== undefined) {
@@ -63,7 +78,7 @@ export class HttpClient {
     else signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const res = await request(url, {
-        dispatcher: this.agent,
+        dispatcher,
         method: req.method,
         headers,
         body,
@@ -80,7 +95,7 @@ export class HttpClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    await Promise.all([this.guarded.close(), this.open?.close()]);
   }
 }
 

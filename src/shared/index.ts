@@ -1,5 +1,6 @@
 export { DEFAULTS, isClusterUrl, loadConfig, redactRedisUrl, type UpshiftConfig } from './config.js';
-export { classifyError, InputError, UpshiftError, type Classification, type InputIssue } from './errors.js';
+export { applyCeilings, CONNECTIONS_HOWTO, loadConnections, normaliseBaseUrl, parseConnections, registeredEntry, resolveConnection, type ConnectionEntry, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
+export { classifyError, InputError, type InputErrorCode, UpshiftError, type Classification, type InputIssue } from './errors.js';
 export { HttpClient, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse } from './http.js';
 export { type TargetJobData } from './jobs.js';
 export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';
@@ -12,6 +13,7 @@ export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type Di
 export { CAMPAIGN_ID, parseSpec, parseTargetLine, rolloutLimits, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
 export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, type Marker, type MarkedRecord, type OutboxRecord } from './records.js';
 export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';
+export { scrubError } from './scrub.js';
 export { readStatus, type CampaignStatus } from './status.js';
 export { createApiMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics } from './metrics.js';
 export { flushTracing, initTracing, shutdownTracing, TRACER_NAME, tracingActive, upshiftTracer, withSpan, type ServiceName } from './tracing.js';

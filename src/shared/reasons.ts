@@ -95,6 +95,18 @@ const catalogue = {
     retryable: false,
     description: "The environment variable named by `connection.credentialRef` is not set on the worker.",
   },
+  CONNECTION_NOT_REGISTERED: {
+    outcome: 'failed',
+    retryable: false,
+    description:
+      "The campaign's connection is not in this worker's connections registry (`UPSHIFT_CONNECTIONS`), or differs from the registered entry (base URL, credentialRef, operations). No call was made.",
+  },
+  EGRESS_DENIED: {
+    outcome: 'failed',
+    retryable: false,
+    description:
+      'The destination resolved to a loopback, private, link-local, CGNAT, multicast or reserved address and the connection is not registered with `privateNetwork: true`. The call was refused at connect time.',
+  },
   RETRIES_EXHAUSTED: {
     outcome: 'failed',
     retryable: false,

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { InputError, type InputIssue } from './errors.js';
-import { limitSchema, MAX_LIMITS, type LimitSpec } from './limits.js';
+import { baseUrlSchema, CONNECTION_NAME, applyCeilings, resolveConnection, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
+import { DEFAULTS } from './config.js';
+import { limitSchema, MAX_LIMITS } from './limits.js';
 import { isWellFormed } from './operations/common.js';
 import { OPERATIONS, operationFor, type OperationModule, type Target } from './operations/index.js';
 
@@ -11,22 +13,21 @@ import { OPERATIONS, operationFor, type OperationModule, type Target } from './o
 
 export const CAMPAIGN_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-const connectionSchema = z.strictObject({
-  baseUrl: z
-    .string()
-    .refine((s) => {
-      try {
-        const u = new URL(s);
-        return (u.protocol === 'http:' || u.protocol === 'https:') && u.search === '' && u.hash === '' && u.username === '' && u.password === '';
-      } catch {
-        return false;
-      }
-    }, 'must be an http(s) URL without query, fragment or credentials'),
-  credentialRef: z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be the name of an environment variable'),
-  timeoutMs: z.number().int().min(100).max(600_000).default(10_000),
-});
+const timeoutMs = z.number().int().min(100).max(600_000);
+
+/**
+ * A registered connection's name, or a copy of a registered entry (accepted only when it equals
+ * one: connections.ts). Resolved against the registry by `validateSpec`; never trusted as given.
+ */
+const connectionSchema = z.union([
+  z.string().regex(CONNECTION_NAME, 'must name a registered connection'),
+  z.strictObject({ name: z.string().regex(CONNECTION_NAME, 'must name a registered connection'), timeoutMs: timeoutMs.optional() }),
+  z.strictObject({
+    baseUrl: baseUrlSchema,
+    credentialRef: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be the name of an environment variable'),
+    timeoutMs: timeoutMs.optional(),
+  }),
+]);
 
 const retrySchema = z.strictObject({
   attempts: z.number().int().min(1).max(100).default(5),
@@ -82,10 +83,14 @@ const specSchema = z.strictObject({
 export interface CampaignSpec {
   readonly id?: string;
   readonly name?: string;
-  readonly connection: { readonly baseUrl: string; readonly credentialRef: string; readonly timeoutMs: number };
+  /** Resolved against the operator's registry: what the campaign may use, never what it asked. */
+  readonly connection: ResolvedConnection;
   readonly operation: { readonly type: string } & Record<string, unknown>;
   readonly retry: { readonly attempts: number; readonly backoffMs: number };
-  readonly limits: readonly LimitSpec[];
+  /** The spec's limits under the connection's registry ceilings (`shared` ones are the registry's). */
+  readonly limits: readonly EffectiveLimit[];
+  /** Why the registry changed what the spec asked (a clipped figure); shown in the status hash. */
+  readonly warnings?: readonly string[];
   readonly rollout?: RolloutSpec;
   /** Only the read calls are made; outcomes are recorded as would-upgrade / would-skip / would-fail. */
   readonly dryRun: boolean;
@@ -97,14 +102,14 @@ function fieldPath(path: readonly PropertyKey[]): string {
 }
 
 /** Parses spec text. Errors name the JSON line (syntax) or the field (schema). */
-export function parseSpec(text: string, source = 'spec'): CampaignSpec {
+export function parseSpec(text: string, source: string, connections: ConnectionRegistry): CampaignSpec {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
     throw new InputError(source, `not valid JSON: ${(err as Error).message}`, { line: jsonErrorLine(text, err) });
   }
-  return validateSpec(raw, source);
+  return validateSpec(raw, source, connections);
 }
 
 export interface RolloutSpec {
@@ -130,6 +135,15 @@ export function rolloutLimits(rollout: RolloutSpec, total: number): number[] {
 }
 
 const checkedSpecSchema = specSchema.superRefine((spec, ctx) => {
+  const timeout = typeof spec.connection === 'string' ? undefined : spec.connection.timeoutMs;
+  const budget = (timeout ?? DEFAULTS.callTimeoutMs) * spec.retry.attempts;
+  if (budget > DEFAULTS.maxTargetCallBudgetMs) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['retry', 'attempts'],
+      message: `connection.timeoutMs x retry.attempts is ${budget} ms, over the bound of ${DEFAULTS.maxTargetCallBudgetMs} ms per target`,
+    });
+  }
   const t = spec.targets;
   if (t === undefined || Array.isArray(t)) return;
   if (spec.operation.type !== 'conductor.upgradeExecution') {
@@ -157,7 +171,11 @@ function notJson(value: unknown, path: PropertyKey[] = [], seen = new Set<object
   return undefined;
 }
 
-export function validateSpec(raw: unknown, source = 'spec'): CampaignSpec {
+/**
+ * Validates a spec and resolves its connection against the operator's registry. A connection
+ * that is not registered is `InputError` `CONNECTION_NOT_REGISTERED` (field `connection`).
+ */
+export function validateSpec(raw: unknown, source: string, connections: ConnectionRegistry): CampaignSpec {
   const bad = notJson(raw);
   if (bad !== undefined) {
     const message = 'must be JSON data (no cycles, BigInt or functions)';
@@ -172,7 +190,10 @@ export function validateSpec(raw: unknown, source = 'spec'): CampaignSpec {
       issues: parsed.error.issues.map((i) => ({ path: issuePath(i.path), message: i.message })),
     });
   }
-  return parsed.data as unknown as CampaignSpec;
+  const data = parsed.data as unknown as Omit<CampaignSpec, 'connection' | 'limits'> & { connection: ConnectionInput; limits: CampaignSpec['limits'] };
+  const connection = resolveConnection(data.connection, connections, data.operation.type, source);
+  const { limits, warnings } = applyCeilings(data.limits, connections.connections[connection.name]!);
+  return { ...data, connection, limits, ...(warnings.length > 0 ? { warnings } : {}) };
 }
 
 function issuePath(path: readonly PropertyKey[]): (string | number)[] {

@@ -1,5 +1,15 @@
 import type { Redis } from 'ioredis';
-import { campaignKeys, connectionId, operationFor, type CampaignSpec, type CampaignKeys, type OperationModule } from '../shared/index.js';
+import {
+  campaignKeys,
+  connectionId,
+  operationFor,
+  registeredEntry,
+  type CampaignSpec,
+  type CampaignKeys,
+  type ConnectionEntry,
+  type ConnectionRegistry,
+  type OperationModule,
+} from '../shared/index.js';
 
 export interface Campaign {
   readonly id: string;
@@ -8,6 +18,12 @@ export interface Campaign {
   readonly keys: CampaignKeys;
   /** The Retry-After unit: base URL and credential name. */
   readonly connection: string;
+  /**
+   * This worker's own registry entry for the campaign's connection: the base URL, variable and
+   * network rule every call uses. Or why there is none: then every target fails
+   * `CONNECTION_NOT_REGISTERED` without a call, whatever the stored spec says.
+   */
+  readonly endpoint: { readonly entry: ConnectionEntry } | { readonly error: string };
 }
 
 /**
@@ -20,6 +36,7 @@ export class CampaignCache {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
+    private readonly connections: ConnectionRegistry,
     private readonly maxEntries = 1000,
   ) {}
 
@@ -49,6 +66,7 @@ export class CampaignCache {
       op: operationFor(spec.operation.type),
       keys,
       connection: connectionId(spec.connection.baseUrl, spec.connection.credentialRef),
+      endpoint: registeredEntry(spec.connection, this.connections, spec.operation.type),
     };
   }
 }

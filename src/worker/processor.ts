@@ -11,6 +11,7 @@ import {
   type ClaimResult,
   type ReasonCode,
   type Scripts,
+  type ConnectionEntry,
   type Target,
   type TargetJobData,
 } from '../shared/index.js';
@@ -21,7 +22,7 @@ import type { Dispatcher } from './dispatcher.js';
 import type { LeaseKeeper } from './leases.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { PauseBoard } from './pauses.js';
-import { scrubError } from './scrub.js';
+import { scrubError } from '../shared/scrub.js';
 
 export interface ProcessorDeps {
   readonly redis: Redis;
@@ -48,8 +49,14 @@ export interface ProcessorDeps {
 /** Thrown by a dry run's `send` instead of making a call that would change something. */
 class DryRunWrite extends Error {}
 
+/** The worker's own registry entry for the campaign, or the refusal every call of it ends in. */
+function endpointOf(campaign: Campaign): ConnectionEntry {
+  if ('error' in campaign.endpoint) throw new UpshiftError('CONNECTION_NOT_REGISTERED', campaign.endpoint.error);
+  return campaign.endpoint.entry;
+}
+
 function readCredential(campaign: Campaign): string {
-  const ref = campaign.spec.connection.credentialRef;
+  const ref = endpointOf(campaign).credentialRef;
   const value = process.env[ref];
   if (value === undefined || value === '') {
     throw new UpshiftError('CREDENTIAL_MISSING', `environment variable ${ref} is not set on this worker`);
@@ -164,6 +171,7 @@ export function createProcessor(deps: ProcessorDeps) {
           // A dry run makes the reads (and the checks and patching that follow them) and stops
           // at the first call that would change something: that target would be upgraded.
           send: async (req) => {
+            const endpoint = endpointOf(campaign);
             if (spec.dryRun && req.method !== 'GET') throw new DryRunWrite();
             const heldFrom = performance.now();
             // Yield to I/O once: when this process's event loop was held up (GC, a busy CPU),
@@ -172,7 +180,7 @@ export function createProcessor(deps: ProcessorDeps) {
             await new Promise<void>((resolve) => setImmediate(resolve));
             await deps.pauses.wait(campaign.connection);
             run.heldSince(heldFrom);
-            return run.call(req.method, () => http.send(spec.connection.baseUrl, req, spec.connection.timeoutMs, signal));
+            return run.call(req.method, () => http.send(endpoint, req, spec.connection.timeoutMs, signal));
           },
           credential: () => {
             const value = readCredential(campaign);

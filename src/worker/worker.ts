@@ -14,6 +14,7 @@ import {
   type Logger,
   type TargetJobData,
   type UpshiftConfig,
+  type ConnectionRegistry,
 } from '../shared/index.js';
 import { Archiver } from './archiver.js';
 import { CampaignCache } from './campaigns.js';
@@ -56,9 +57,10 @@ export interface RunningWorker {
 export async function startWorker(
   config: Pick<UpshiftConfig, 'redisUrl' | 'prefix'> & Partial<UpshiftConfig>,
   log: Logger,
-  options: Partial<WorkerOptions> = {},
+  options: Partial<WorkerOptions> & { readonly connections: ConnectionRegistry },
 ): Promise<RunningWorker> {
   const opts: WorkerOptions = { ...DEFAULTS, ...stripUndefined(options) };
+  const { connections } = options;
   const redis = createRedis(config.redisUrl);
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   await connectRedis(redis, config.redisUrl, {
@@ -91,7 +93,7 @@ export async function startWorker(
   const processor = createProcessor({
     redis,
     scripts,
-    campaigns: new CampaignCache(redis, config.prefix),
+    campaigns: new CampaignCache(redis, config.prefix, connections),
     leases,
     http,
     log,

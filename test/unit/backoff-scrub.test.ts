@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffDelayMs } from '../../src/worker/backoff.js';
-import { scrubError } from '../../src/worker/scrub.js';
+import { scrubError } from '../../src/shared/scrub.js';
 
 const limits = { maxBackoffMs: 10_000, maxRetryAfterMs: 5_000 };
 

@@ -11,6 +11,7 @@ import {
   validateSpec,
   type HttpClient,
   type Redis,
+  type ConnectionRegistry,
 } from '../../shared/index.js';
 import { cancelCampaign, listCampaigns, pauseCampaign, promoteCampaign, resumeCampaign, retryCampaign } from '../control.js';
 import { enqueueSourced, type EnqueueResult, type SourcedTarget } from '../enqueue.js';
@@ -37,6 +38,8 @@ export interface CampaignRouteDeps {
   readonly retentionMs: number;
   readonly streamLimitBytes: number;
   readonly http?: HttpClient;
+  /** The operator's connections registry: a spec naming anything else is 400 CONNECTION_NOT_REGISTERED. */
+  readonly connections: ConnectionRegistry;
 }
 
 /** Named in errors about a streamed body's lines. */
@@ -82,7 +85,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
     async (request, reply) => {
       const type = mediaType(request);
       let result: EnqueueResult;
-      if (type === 'application/json') result = await enqueue(() => validateSpec(request.body, 'spec'), undefined, deps);
+      if (type === 'application/json') result = await enqueue(() => validateSpec(request.body, 'spec', deps.connections), undefined, deps);
       else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
       else {
         throw new HttpError(415, {
@@ -260,6 +263,7 @@ async function enqueue(
       prefix: deps.prefix,
       retentionMs: deps.retentionMs,
       source: NDJSON_SOURCE,
+      connections: deps.connections,
       ...(deps.http === undefined ? {} : { http: deps.http }),
     });
   } catch (err) {
@@ -297,7 +301,7 @@ async function enqueueNdjson(
       throw new InputError(NDJSON_SOURCE, 'is empty: the first line must be the campaign spec', { line: 1 });
     }
     const specLine = first.value.line;
-    const spec = () => validateSpec(first.value.value, 'spec');
+    const spec = () => validateSpec(first.value.value, 'spec', deps.connections);
     // Peek: a spec that carries its own targets (inline or discovery) must come alone.
     const second = await lines.next();
     const sourced = second.done ? undefined : rest(second.value, lines);

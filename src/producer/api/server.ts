@@ -14,6 +14,7 @@ import {
   type HttpClient,
   type Logger,
   type Redis,
+  type ConnectionRegistry,
 } from '../../shared/index.js';
 import { authGuard } from './auth.js';
 import { registerCampaignRoutes } from './campaigns.js';
@@ -40,6 +41,8 @@ export interface ApiOptions {
   readonly readyTimeoutMs?: number;
   /** HTTP client for discovery's search calls (one of its own when absent). */
   readonly http?: HttpClient;
+  /** The operator's connections registry (`UPSHIFT_CONNECTIONS`). */
+  readonly connections: ConnectionRegistry;
 }
 
 const MIN_TOKEN_CHARS = 16;
@@ -179,6 +182,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     prefix,
     retentionMs: opts.retentionMs ?? DEFAULTS.retentionMs,
     streamLimitBytes: opts.streamLimitBytes ?? DEFAULTS.apiStreamLimitBytes,
+    connections: opts.connections,
     ...(opts.http === undefined ? {} : { http: opts.http }),
   });
   registerDashboard(app);
