@@ -4,12 +4,15 @@ import type { Redis } from 'ioredis';
 import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
 import { campaignKeys, InputError, readStatus, schedulerKeys, validateSpec } from '../../src/shared/index.js';
 import { deletePrefix, keysUnder, newRedis, testPrefix } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 const spec = (extra: Record<string, unknown> = {}) => ({
   connection: { baseUrl: 'http://127.0.0.1:1', credentialRef: 'ALLOY_KEY' },
   operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' },
   ...extra,
 });
+
+const connections = testConnections('http://127.0.0.1:1');
 
 function ndjson(text: string) {
   return readNdjsonTargets(Readable.from([text]), 'users.ndjson');
@@ -30,7 +33,7 @@ describe('producer', () => {
 
   it('creates the status hash and one pending entry per distinct target, and no BullMQ job yet', async () => {
     const targets = [{ userId: 'u1' }, { userId: 'u2', tenant: 'a' }, { userId: 'u1' }];
-    const res = await enqueueCampaign(spec({ id: 'camp-1', name: 'n' }), targets, { redis, prefix });
+    const res = await enqueueCampaign(spec({ id: 'camp-1', name: 'n' }), targets, { redis, prefix, connections });
     expect(res).toEqual({ campaignId: 'camp-1', total: 2, created: true });
     const status = await readStatus(redis, prefix, 'camp-1');
     expect(status).toMatchObject({ state: 'running', operation: 'alloy.upgradeWorkflow', name: 'n', total: 2, pending: 2, active: 0, upgraded: 0 });
@@ -49,7 +52,7 @@ describe('producer', () => {
       { key: '${connection.baseUrl}|${operation.workflowId}|${campaign.id}', concurrency: 5, rate: { max: 10, perMs: 1000 } },
     ];
     const targets = [{ userId: 'u1', tenant: 'a' }, { userId: 'u2', tenant: 'b' }, { userId: 'u3', tenant: 'a' }];
-    await enqueueCampaign(spec({ id: 'lim', limits }), targets, { redis, prefix });
+    await enqueueCampaign(spec({ id: 'lim', limits }), targets, { redis, prefix, connections });
     const keys = campaignKeys(prefix, 'lim');
     const other = 'http://127.0.0.1:1|wf|lim';
     expect(JSON.parse((await redis.hget(keys.groups, '0'))!)).toEqual([['tenant-a', 2, 0, 0], [other, 5, 10, 1000]]);
@@ -62,7 +65,7 @@ describe('producer', () => {
   it('names the line and limit of a target whose key cannot be resolved, leaving nothing', async () => {
     const limits = [{ key: '${target.tenant}', concurrency: 1 }];
     const text = '{"userId":"a","tenant":"t"}\n{"userId":"b","tenant":""}\n';
-    const err = await enqueueSourced(validateSpec(spec({ id: 'nokey', limits })), ndjson(text), { redis, prefix, source: 'users.ndjson' }).catch((e: unknown) => e);
+    const err = await enqueueSourced(validateSpec(spec({ id: 'nokey', limits }), 'spec', connections), ndjson(text), { redis, prefix, connections, source: 'users.ndjson' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InputError);
     expect(err).toMatchObject({ line: 2, field: 'limits[0].key' });
     expect((err as Error).message).toMatch(/\$\{target.tenant\} is missing or empty/);
@@ -75,7 +78,7 @@ describe('producer', () => {
     [[{ key: 'k' }], 'limits[0]', /needs "concurrency", "rate"/],
     [[{ key: 'k', concurrency: 0 }], 'limits[0].concurrency', /./],
   ])('refuses invalid limits %#', async (limits, field, message) => {
-    const err = await enqueueCampaign(spec({ limits }), [{ userId: 'a' }], { redis, prefix }).catch((e: unknown) => e);
+    const err = await enqueueCampaign(spec({ limits }), [{ userId: 'a' }], { redis, prefix, connections }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InputError);
     expect((err as InputError).field).toBe(field);
     expect((err as Error).message).toMatch(message);
@@ -83,16 +86,16 @@ describe('producer', () => {
   });
 
   it('generates an id when the spec has none, and takes inline targets', async () => {
-    const res = await enqueueCampaign(spec({ targets: [{ userId: 'a' }] }), undefined, { redis, prefix });
+    const res = await enqueueCampaign(spec({ targets: [{ userId: 'a' }] }), undefined, { redis, prefix, connections });
     expect(res.campaignId).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
     expect(res.total).toBe(1);
   });
 
   it('creates no duplicate work when the same campaign is enqueued twice', async () => {
     const targets = [{ userId: 'u1' }, { userId: 'u2' }];
-    await enqueueCampaign(spec({ id: 'again' }), targets, { redis, prefix });
+    await enqueueCampaign(spec({ id: 'again' }), targets, { redis, prefix, connections });
     const before = await keysUnder(redis, prefix);
-    const second = await enqueueCampaign(spec({ id: 'again' }), targets, { redis, prefix });
+    const second = await enqueueCampaign(spec({ id: 'again' }), targets, { redis, prefix, connections });
     expect(second).toEqual({ campaignId: 'again', total: 2, created: false });
     expect(await redis.llen(campaignKeys(prefix, 'again').group(0))).toBe(2);
     expect(await keysUnder(redis, prefix)).toEqual(before);
@@ -105,24 +108,24 @@ describe('producer', () => {
     await redis.rpush(keys.group(0), '{"userId":"ghost"}');
     await redis.hset(keys.groups, '0', '[]');
     await redis.zadd(staging, Date.now() + 60_000, 'staged');
-    await expect(enqueueCampaign(spec({ id: 'staged' }), [{ userId: 'u1' }], { redis, prefix })).rejects.toThrow(/being enqueued by another producer/);
+    await expect(enqueueCampaign(spec({ id: 'staged' }), [{ userId: 'u1' }], { redis, prefix, connections })).rejects.toThrow(/being enqueued by another producer/);
     await redis.zadd(staging, Date.now() - 1, 'staged');
-    const res = await enqueueCampaign(spec({ id: 'staged' }), [{ userId: 'u1' }], { redis, prefix });
+    const res = await enqueueCampaign(spec({ id: 'staged' }), [{ userId: 'u1' }], { redis, prefix, connections });
     expect(res).toEqual({ campaignId: 'staged', total: 1, created: true });
     expect(await redis.lrange(keys.group(0), 0, -1)).toEqual(['{"userId":"u1"}']);
   });
 
   it('refuses a different spec under an existing id, changing nothing', async () => {
-    await enqueueCampaign(spec({ id: 'same' }), [{ userId: 'u1' }], { redis, prefix });
+    await enqueueCampaign(spec({ id: 'same' }), [{ userId: 'u1' }], { redis, prefix, connections });
     const before = await keysUnder(redis, prefix);
     await expect(
-      enqueueCampaign(spec({ id: 'same', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'other' } }), [{ userId: 'u1' }], { redis, prefix }),
+      enqueueCampaign(spec({ id: 'same', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'other' } }), [{ userId: 'u1' }], { redis, prefix, connections }),
     ).rejects.toThrow(/already exists with a different spec/);
     expect(await keysUnder(redis, prefix)).toEqual(before);
   });
 
   it('streams NDJSON with blank lines, counting lines as the file does', async () => {
-    const res = await enqueueSourced(validateSpec(spec({ id: 'nd' })), ndjson('{"userId":"a"}\n\n{"userId":"b"}\n'), { redis, prefix, source: 'users.ndjson' });
+    const res = await enqueueSourced(validateSpec(spec({ id: 'nd' }), 'spec', connections), ndjson('{"userId":"a"}\n\n{"userId":"b"}\n'), { redis, prefix, connections, source: 'users.ndjson' });
     expect(res.total).toBe(2);
   });
 
@@ -133,7 +136,7 @@ describe('producer', () => {
       ['an id with a slash', '{"userId":"a"}\n\n{"userId":"x/y"}\n', 3, 'userId', /"\/"/],
       ['a late bad line after many good ones', Array.from({ length: 2500 }, (_, i) => `{"userId":"u${i}"}`).join('\n') + '\n{"userId":".."}\n', 2501, 'userId', /"\.\."/],
     ])('%s', async (_name, text, line, field, message) => {
-      const err = await enqueueSourced(validateSpec(spec({ id: 'bad' })), ndjson(text), { redis, prefix, source: 'users.ndjson', chunkSize: 1000 }).then(
+      const err = await enqueueSourced(validateSpec(spec({ id: 'bad' }), 'spec', connections), ndjson(text), { redis, prefix, connections, source: 'users.ndjson', chunkSize: 1000 }).then(
         () => undefined,
         (e: unknown) => e,
       );
@@ -145,14 +148,14 @@ describe('producer', () => {
     });
 
     it('an invalid spec', async () => {
-      await expect(enqueueCampaign({ ...spec(), retry: { attempts: -1 } }, [{ userId: 'a' }], { redis, prefix })).rejects.toThrow(
+      await expect(enqueueCampaign({ ...spec(), retry: { attempts: -1 } }, [{ userId: 'a' }], { redis, prefix, connections })).rejects.toThrow(
         /field "retry.attempts"/,
       );
       expect(await keysUnder(redis, prefix)).toEqual([]);
     });
 
     it('targets both inline and streamed', async () => {
-      await expect(enqueueCampaign(spec({ targets: [{ userId: 'a' }] }), [{ userId: 'b' }], { redis, prefix })).rejects.toThrow(/both inline/);
+      await expect(enqueueCampaign(spec({ targets: [{ userId: 'a' }] }), [{ userId: 'b' }], { redis, prefix, connections })).rejects.toThrow(/both inline/);
       expect(await keysUnder(redis, prefix)).toEqual([]);
     });
   });

@@ -2,11 +2,12 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, createLogger, loadScripts, parseMarker, readStatus, schedulerKeys, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { campaignKeys, createLogger, loadScripts, parseMarker, readStatus, schedulerKeys, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { Archiver } from '../../src/worker/archiver.js';
 import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 /**
  * Outcome records are written in two steps (src/shared/records.ts): marker and outbox with the
@@ -21,6 +22,7 @@ describe('outcome records in the campaign slot', () => {
   let prefix: string;
   let sandbox: Sandbox;
   let workers: RunningWorker[];
+  let connections: ConnectionRegistry;
 
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
@@ -28,6 +30,7 @@ describe('outcome records in the campaign slot', () => {
     prefix = testPrefix();
     sandbox = await startSandbox();
     workers = [];
+    connections = testConnections(sandbox.url, 'http://127.0.0.1:1');
   });
   afterEach(async () => {
     await Promise.all(workers.map((w) => w.close()));
@@ -44,8 +47,8 @@ describe('outcome records in the campaign slot', () => {
   const run = async (id: string, n: number, outboxSweepMs = 60_000) => {
     const fleet = alloyFleet(n);
     sandbox.load(fleet.fixtures);
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 10, outboxSweepMs }));
-    await enqueueCampaign(spec(id), fleet.targets, { redis, prefix, retentionMs: RETENTION_MS });
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 10, outboxSweepMs }));
+    await enqueueCampaign(spec(id), fleet.targets, { redis, prefix, connections, retentionMs: RETENTION_MS });
     return waitForCompletion(prefix, id);
   };
   const report = async (id: string) => {
@@ -92,6 +95,7 @@ describe('outcome records in the campaign slot', () => {
     await enqueueCampaign({ ...spec('stuck'), connection: { baseUrl: 'http://127.0.0.1:1', credentialRef: 'K' } }, fleet.targets, {
       redis,
       prefix,
+      connections,
       retentionMs: RETENTION_MS,
     });
     let finished = 0;

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { campaignKeys, eventsChannel, loadScripts, readStatus, schedulerKeys, type Scripts } from '../../src/shared/index.js';
 import { deletePrefix, newRedis, testPrefix } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 /**
  * The scheduler's scripts driven directly, step by step, with no worker: what a dispatch step
@@ -13,6 +14,8 @@ describe('scheduler scripts', () => {
   let prefix: string;
   let scripts: Scripts;
   const LEASE = 60_000;
+  // Two connections: the same variable at two origins (a Retry-After pauses one of them).
+  const connections = testConnections('http://127.0.0.1:1', 'http://127.0.0.1:2');
 
   beforeEach(async () => {
     redis = newRedis();
@@ -50,7 +53,7 @@ describe('scheduler scripts', () => {
     });
 
   it('picks no more than a key allows, and the next one only when a slot frees', async () => {
-    await enqueueCampaign(spec('c1', [{ key: 'k', concurrency: 2 }]), users(5), { redis, prefix });
+    await enqueueCampaign(spec('c1', [{ key: 'k', concurrency: 2 }]), users(5), { redis, prefix, connections });
     const first = await scripts.dispatch(100, LEASE);
     expect(ids(first.picks)).toEqual(['u0', 'u1']);
     expect(await scripts.dispatch(100, LEASE)).toMatchObject({ picks: [] });
@@ -66,7 +69,7 @@ describe('scheduler scripts', () => {
   });
 
   it('claims the next pick for the finishing worker in the same call, unless it has an outcome', async () => {
-    await enqueueCampaign(spec('cont', [{ key: 'k', concurrency: 1 }]), users(3), { redis, prefix });
+    await enqueueCampaign(spec('cont', [{ key: 'k', concurrency: 1 }]), users(3), { redis, prefix, connections });
     const [first] = (await scripts.dispatch(100, LEASE)).picks;
     await scripts.claim(first!.holder, 'run-1', LEASE, 'u0', eventsChannel(prefix));
     const next = await scripts.finish({
@@ -93,10 +96,10 @@ describe('scheduler scripts', () => {
 
   it('round-robins campaigns: a small campaign after a big one is served next', async () => {
     await scripts.renew(LEASE, 'w1', 6, []);
-    await enqueueCampaign(spec('big'), users(100), { redis, prefix });
+    await enqueueCampaign(spec('big'), users(100), { redis, prefix, connections });
     const firstBig = await scripts.dispatch(2, LEASE);
     expect(firstBig.picks).toHaveLength(2);
-    await enqueueCampaign(spec('small'), users(3), { redis, prefix });
+    await enqueueCampaign(spec('small'), users(3), { redis, prefix, connections });
     const r = await scripts.dispatch(4, LEASE);
     expect(r.picks.map((p) => p.holder.split('.')[0])).toEqual(['big', 'small', 'big', 'small']);
   });
@@ -104,7 +107,7 @@ describe('scheduler scripts', () => {
   it('does not let a full key hold up another key, and wakes a group whose second key frees', async () => {
     // Group A: keys (a, shared); group B: keys (b, shared). `shared` allows 1.
     const limits = [{ key: '${target.t}', concurrency: 5 }, { key: 'shared', concurrency: 1 }];
-    await enqueueCampaign(spec('multi', limits), users(4, (i) => ({ t: i % 2 === 0 ? 'a' : 'b' })), { redis, prefix });
+    await enqueueCampaign(spec('multi', limits), users(4, (i) => ({ t: i % 2 === 0 ? 'a' : 'b' })), { redis, prefix, connections });
     const one = await scripts.dispatch(100, LEASE);
     expect(ids(one.picks)).toEqual(['u0']);
     // Both groups had room on their own key but not on `shared`: they wait there, not in a loop.
@@ -116,7 +119,7 @@ describe('scheduler scripts', () => {
   });
 
   it('reclaims an expired lease: the target goes back to the head of its group', async () => {
-    await enqueueCampaign(spec('lease', [{ key: 'solo', concurrency: 1 }]), users(2), { redis, prefix });
+    await enqueueCampaign(spec('lease', [{ key: 'solo', concurrency: 1 }]), users(2), { redis, prefix, connections });
     const r = await scripts.dispatch(100, 50);
     expect(ids(r.picks)).toEqual(['u0']);
     expect(r.nextWakeMs).toBeGreaterThan(r.nowMs); // the lease expiry is the next thing due
@@ -130,7 +133,7 @@ describe('scheduler scripts', () => {
   });
 
   it('declines a second delivery while the first run holds the lease', async () => {
-    await enqueueCampaign(spec('dup'), users(1), { redis, prefix });
+    await enqueueCampaign(spec('dup'), users(1), { redis, prefix, connections });
     const [pick] = (await scripts.dispatch(100, LEASE)).picks;
     expect(await scripts.claim(pick!.holder, 'first', LEASE, 'u0', eventsChannel(prefix))).toMatchObject({ kind: 'claimed' });
     expect(await scripts.claim(pick!.holder, 'second', LEASE, 'u0', eventsChannel(prefix))).toEqual({ kind: 'duplicate' });
@@ -139,10 +142,10 @@ describe('scheduler scripts', () => {
   });
 
   it('a Retry-After pauses the connection for every campaign on it, without using an attempt', async () => {
-    await enqueueCampaign(spec('p1'), users(3), { redis, prefix });
-    await enqueueCampaign(spec('p2'), users(3), { redis, prefix });
+    await enqueueCampaign(spec('p1'), users(3), { redis, prefix, connections });
+    await enqueueCampaign(spec('p2'), users(3), { redis, prefix, connections });
     const other = { ...spec('p3'), connection: { baseUrl: 'http://127.0.0.1:2', credentialRef: 'K' } };
-    await enqueueCampaign(other, users(3), { redis, prefix });
+    await enqueueCampaign(other, users(3), { redis, prefix, connections });
     await scripts.renew(LEASE, 'w1', 1, []);
     const [pick] = (await scripts.dispatch(1, LEASE)).picks;
     await scripts.claim(pick!.holder, 'r', LEASE, 'u0', eventsChannel(prefix));
@@ -158,7 +161,7 @@ describe('scheduler scripts', () => {
   });
 
   it('parks a retried target without holding its slot', async () => {
-    await enqueueCampaign(spec('retry', [{ key: 'one', concurrency: 1 }]), users(2), { redis, prefix });
+    await enqueueCampaign(spec('retry', [{ key: 'one', concurrency: 1 }]), users(2), { redis, prefix, connections });
     const [pick] = (await scripts.dispatch(100, LEASE)).picks;
     await scripts.claim(pick!.holder, 'r', LEASE, 'u0', eventsChannel(prefix));
     expect(await scripts.retryLater(pick!.holder, 'r', 'u0', 60_000, 'SERVER_ERROR: 500')).toBe(true);
@@ -170,7 +173,7 @@ describe('scheduler scripts', () => {
   });
 
   it('spaces a rated key evenly and says when the next start is due', async () => {
-    await enqueueCampaign(spec('rate', [{ key: 'r', rate: { max: 10, perMs: 1000 } }]), users(5), { redis, prefix });
+    await enqueueCampaign(spec('rate', [{ key: 'r', rate: { max: 10, perMs: 1000 } }]), users(5), { redis, prefix, connections });
     const r = await scripts.dispatch(100, LEASE);
     expect(r.picks).toHaveLength(1);
     expect(r.nextWakeMs! - r.nowMs).toBeGreaterThanOrEqual(99);
@@ -179,7 +182,7 @@ describe('scheduler scripts', () => {
 
   it('keeps the window: no more targets held than registered workers can run', async () => {
     await scripts.renew(LEASE, 'w1', 3, []);
-    await enqueueCampaign(spec('win'), users(10), { redis, prefix });
+    await enqueueCampaign(spec('win'), users(10), { redis, prefix, connections });
     expect((await scripts.dispatch(100, LEASE)).picks).toHaveLength(3);
     expect((await scripts.dispatch(100, LEASE)).picks).toHaveLength(0);
     await scripts.renew(LEASE, 'w1', 0, []); // the worker leaves

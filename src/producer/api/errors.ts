@@ -1,4 +1,4 @@
-import { InputError, type InputIssue } from '../../shared/index.js';
+import { InputError, type InputErrorCode, type InputIssue } from '../../shared/index.js';
 
 /** The `error` field of every error answer: what kind of failure, for programs to branch on. */
 export type ApiErrorCode =
@@ -22,6 +22,8 @@ export interface ApiErrorBody {
   readonly error: ApiErrorCode;
   /** One line for people, naming the source, line and field when there are ones. */
   readonly message: string;
+  /** The input rule broken, when it has a code of its own (`CONNECTION_NOT_REGISTERED`). */
+  readonly code?: InputErrorCode;
   /** What was wrong (`spec`, `spec targets`, `request body`, `query`, ...). */
   readonly source?: string;
   readonly line?: number;
@@ -58,6 +60,7 @@ export function inputErrorBody(err: InputError, opts: { readonly line?: number }
   return {
     error: 'invalid_input',
     message: err.message,
+    ...(err.code === 'INVALID_INPUT' ? {} : { code: err.code }),
     source: err.source,
     ...(line === undefined ? {} : { line }),
     ...(err.field === undefined || err.field === '' ? {} : { field: err.field }),

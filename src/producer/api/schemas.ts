@@ -103,6 +103,7 @@ export const errorBody = z.object({
     'internal',
   ]),
   message: z.string(),
+  code: z.enum(['CONNECTION_NOT_REGISTERED', 'CONNECTIONS_INVALID']).optional(),
   source: z.string().optional(),
   line: count.optional(),
   field: z.string().optional(),

@@ -1,0 +1,339 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sandboxConnections, writeConnectionsFile } from '../../scripts/lib/connections.js';
+import { buildApi } from '../../src/producer/api/index.js';
+import { enqueueCampaign } from '../../src/producer/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import {
+  campaignKeys,
+  classifyError,
+  createLogger,
+  HttpClient,
+  InputError,
+  parseConnections,
+  streamReport,
+  type ConnectionRegistry,
+  type ReportLine,
+} from '../../src/shared/index.js';
+import { isDeniedAddress } from '../../src/shared/egress.js';
+import { startWorker, type RunningWorker } from '../../src/worker/index.js';
+import { CREDENTIAL_ENV, setCredentialEnv, alloyFleet } from '../support/fleet.js';
+import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+
+/**
+ * The trust boundary (docs/SECURITY.md): a campaign can only use a connection the operator
+ * registered, and no request ever leaves for anything else. Each case runs against a capture
+ * server that counts what reaches it, so "refused" means "not one request arrived".
+ */
+
+const log = createLogger('silent');
+const SECRET = 'aws-secret-0123456789-do-not-leak';
+
+interface Capture {
+  readonly url: string;
+  readonly port: number;
+  readonly requests: { url: string; headers: IncomingHttpHeaders }[];
+  close(): Promise<void>;
+}
+
+/** An HTTP server that records every request; `answer` decides the reply (default 200 `{}`). */
+async function capture(answer?: (req: { url: string; headers: IncomingHttpHeaders }) => { status: number; headers?: Record<string, string>; body: string }): Promise<Capture> {
+  const requests: Capture['requests'] = [];
+  const server: Server = createServer((req, res) => {
+    const seen = { url: req.url ?? '', headers: req.headers };
+    requests.push(seen);
+    req.resume();
+    const a = answer?.(seen) ?? { status: 200, body: '{}' };
+    res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+    res.end(a.body);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+const alloyOp = { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' };
+
+async function expectRefused(p: Promise<unknown>, code = 'CONNECTION_NOT_REGISTERED'): Promise<InputError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(InputError);
+  expect((err as InputError).code).toBe(code);
+  expect((err as InputError).field).toBe('connection');
+  return err as InputError;
+}
+
+async function report(redis: Redis, prefix: string, id: string): Promise<ReportLine[]> {
+  const out: ReportLine[] = [];
+  for await (const line of streamReport(redis, prefix, id)) out.push(line);
+  return out;
+}
+
+describe('trust boundary: only registered connections, nothing to anywhere else', () => {
+  let redis: Redis;
+  let prefix: string;
+  let sandbox: Sandbox;
+  let trap: Capture;
+  let registry: ConnectionRegistry;
+  const workers: RunningWorker[] = [];
+
+  beforeAll(() => {
+    setCredentialEnv();
+    process.env.AWS_SECRET_ACCESS_KEY = SECRET;
+  });
+  afterAll(() => {
+    delete process.env.AWS_SECRET_ACCESS_KEY;
+  });
+  beforeEach(async () => {
+    redis = newRedis();
+    prefix = testPrefix();
+    sandbox = await startSandbox({ latencyMs: 1 });
+    trap = await capture();
+    registry = sandboxConnections(sandbox.url, Object.keys(CREDENTIAL_ENV));
+  });
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.close()));
+    await sandbox.close();
+    await trap.close();
+    await deletePrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  it('refuses a credentialRef the registry did not bind to the origin (exfiltration by credentialRef): no request, nothing in Redis', async () => {
+    const fleet = alloyFleet(3);
+    sandbox.load(fleet.fixtures);
+    await expectRefused(
+      enqueueCampaign({ connection: { baseUrl: sandbox.url, credentialRef: 'AWS_SECRET_ACCESS_KEY' }, operation: alloyOp }, fleet.targets, { redis, prefix, connections: registry }),
+    );
+    expect(await keysUnder(redis, prefix)).toEqual([]);
+  });
+
+  it('refuses a baseUrl the registry does not hold, even with a registered credentialRef (exfiltration by baseUrl)', async () => {
+    await expectRefused(
+      enqueueCampaign({ connection: { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: registry }),
+    );
+    // Another path prefix on the registered origin is another endpoint.
+    await expectRefused(
+      enqueueCampaign({ connection: { baseUrl: `${sandbox.url}/elsewhere`, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: registry }),
+    );
+    await expectRefused(enqueueCampaign({ connection: 'not-registered', operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: registry }));
+    expect(trap.requests).toHaveLength(0);
+    expect(await keysUnder(redis, prefix)).toEqual([]);
+  });
+
+  it('refuses an operation the connection is not registered for', async () => {
+    const narrow = parseConnections({ connections: { c: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', operations: ['tallyfy.updateRun'], privateNetwork: true } } });
+    await expectRefused(enqueueCampaign({ connection: 'c', operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: narrow }));
+  });
+
+  it('discovery runs only against a registered connection: an unregistered origin gets no search call', async () => {
+    await expectRefused(
+      enqueueCampaign(
+        {
+          connection: { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_CONDUCTOR_KEY' },
+          operation: { type: 'conductor.upgradeExecution', name: 'flow', version: 2 },
+          targets: { discover: { workflowName: 'flow' } },
+        },
+        undefined,
+        { redis, prefix, connections: registry },
+      ),
+    );
+    expect(trap.requests).toHaveLength(0);
+    expect(await keysUnder(redis, prefix)).toEqual([]);
+  });
+
+  it('discovery errors that echo the request carry no credential (to the caller, and so to any log)', async () => {
+    // A registered origin that echoes the headers it got back in a 400.
+    const echo = await capture((req) => ({ status: 400, body: JSON.stringify({ message: `bad query; x-authorization=${String(req.headers['x-authorization'])} raw ${String(req.headers['x-authorization'])}` }) }));
+    try {
+      const connections = parseConnections({ connections: { echo: { baseUrl: echo.url, credentialRef: 'UPSHIFT_TEST_CONDUCTOR_KEY', privateNetwork: true } } });
+      const err = await enqueueCampaign(
+        { id: 'echo', connection: 'echo', operation: { type: 'conductor.upgradeExecution', name: 'flow', version: 2 }, targets: { discover: { workflowName: 'flow' } } },
+        undefined,
+        { redis, prefix, connections },
+      ).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(echo.requests).toHaveLength(1);
+      expect(echo.requests[0]!.headers['x-authorization']).toBe(CREDENTIAL_ENV.UPSHIFT_TEST_CONDUCTOR_KEY);
+      expect(err).toBeInstanceOf(Error);
+      expect(err!.message).toContain('HTTP 400');
+      expect(err!.message).not.toContain(CREDENTIAL_ENV.UPSHIFT_TEST_CONDUCTOR_KEY);
+    } finally {
+      await echo.close();
+    }
+  });
+
+  it('the HTTP API answers 400 CONNECTION_NOT_REGISTERED naming `connection`, sends nothing, writes nothing', async () => {
+    const api = await buildApi({ redis, prefix, log, apiToken: 'test-token-0123456789abcdef', connections: registry });
+    try {
+      const headers = { authorization: 'Bearer test-token-0123456789abcdef', 'content-type': 'application/json' };
+      for (const connection of [
+        { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
+        { baseUrl: sandbox.url, credentialRef: 'AWS_SECRET_ACCESS_KEY' },
+        { baseUrl: 'http://169.254.169.254', credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
+        { baseUrl: 'http://10.0.0.5:8500', credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
+      ]) {
+        const res = await api.inject({ method: 'POST', url: '/campaigns', headers, payload: JSON.stringify({ connection, operation: alloyOp, targets: [{ userId: 'u' }] }) });
+        expect(res.statusCode).toBe(400);
+        expect(res.json()).toMatchObject({ error: 'invalid_input', code: 'CONNECTION_NOT_REGISTERED', field: 'connection' });
+        expect(res.body).not.toContain(SECRET);
+      }
+      const discovery = await api.inject({
+        method: 'POST',
+        url: '/campaigns',
+        headers,
+        payload: JSON.stringify({ connection: { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_CONDUCTOR_KEY' }, operation: { type: 'conductor.upgradeExecution', name: 'f', version: 2 }, targets: { discover: { workflowName: 'f' } } }),
+      });
+      expect(discovery.statusCode).toBe(400);
+      expect(trap.requests).toHaveLength(0);
+      expect((await keysUnder(redis, prefix)).filter((k) => !k.startsWith(`${prefix}:targets:`))).toEqual([]);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('a worker re-checks the stored campaign: a spec edited in Redis to point elsewhere fails CONNECTION_NOT_REGISTERED without a call', async () => {
+    const fleet = alloyFleet(5);
+    sandbox.load(fleet.fixtures);
+    await enqueueCampaign({ id: 'edited', connection: 'UPSHIFT_TEST_ALLOY_KEY', operation: alloyOp }, fleet.targets, { redis, prefix, connections: registry });
+    // Whoever can write Redis rewrites the stored connection before any worker runs it.
+    const key = campaignKeys(prefix, 'edited').spec;
+    const stored = JSON.parse((await redis.get(key))!);
+    stored.connection = { ...stored.connection, baseUrl: trap.url, credentialRef: 'AWS_SECRET_ACCESS_KEY', privateNetwork: true };
+    await redis.set(key, JSON.stringify(stored));
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 5, connections: registry }));
+    const s = await waitForCompletion(prefix, 'edited');
+    expect(s).toMatchObject({ total: 5, failed: 5, upgraded: 0 });
+    const lines = await report(redis, prefix, 'edited');
+    expect(lines.map((l) => l.reason)).toEqual(Array(5).fill('CONNECTION_NOT_REGISTERED'));
+    expect(lines.every((l) => l.attempts === 1)).toBe(true);
+    expect(trap.requests).toHaveLength(0);
+    expect(sandbox.stats().requests).toBe(0);
+  });
+
+  it('a worker whose own registry lacks the connection fails its targets without a call', async () => {
+    const fleet = alloyFleet(3);
+    sandbox.load(fleet.fixtures);
+    await enqueueCampaign({ id: 'foreign', connection: 'UPSHIFT_TEST_ALLOY_KEY', operation: alloyOp }, fleet.targets, { redis, prefix, connections: registry });
+    const other = sandboxConnections(sandbox.url, ['UPSHIFT_TEST_NECTED_KEY']);
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 3, connections: other }));
+    const s = await waitForCompletion(prefix, 'foreign');
+    expect(s).toMatchObject({ total: 3, failed: 3 });
+    expect((await report(redis, prefix, 'foreign')).map((l) => l.reason)).toEqual(Array(3).fill('CONNECTION_NOT_REGISTERED'));
+    expect(sandbox.stats().requests).toBe(0);
+  });
+
+  it('egress guard: loopback, private and metadata destinations fail EGRESS_DENIED at connect, literal or by name, never retried', async () => {
+    const origins = {
+      literal: trap.url,
+      byName: `http://localhost:${trap.port}`,
+      v6: `http://[::ffff:127.0.0.1]:${trap.port}`,
+      metadata: 'http://169.254.169.254',
+      rfc1918: 'http://10.0.0.5:8500',
+    };
+    const connections = parseConnections({
+      connections: Object.fromEntries(Object.entries(origins).map(([name, baseUrl]) => [name, { baseUrl, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }])),
+    });
+    for (const name of Object.keys(origins)) {
+      await enqueueCampaign({ id: name, connection: { name, timeoutMs: 2000 }, operation: alloyOp, retry: { attempts: 3, backoffMs: 0 } }, [{ userId: 'u1' }, { userId: 'u2' }], {
+        redis,
+        prefix,
+        connections,
+      });
+    }
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 4, connections }));
+    for (const name of Object.keys(origins)) {
+      const s = await waitForCompletion(prefix, name);
+      expect(s, name).toMatchObject({ total: 2, failed: 2, retries: 0 });
+      const lines = await report(redis, prefix, name);
+      expect(lines.map((l) => l.reason), name).toEqual(['EGRESS_DENIED', 'EGRESS_DENIED']);
+      expect(lines.every((l) => l.attempts === 1)).toBe(true);
+    }
+    expect(trap.requests).toHaveLength(0);
+  });
+
+  it('redirects are never followed: a 302 to another origin is an answer, and the other origin sees nothing', async () => {
+    const bouncer = await capture(() => ({ status: 302, headers: { location: `${trap.url}/steal` }, body: '' }));
+    try {
+      const http = new HttpClient();
+      const res = await http.send({ baseUrl: bouncer.url, privateNetwork: true }, { method: 'GET', segments: ['x'], headers: { 'x-api-key': 'k' } }, 2000);
+      await http.close();
+      expect(res.status).toBe(302);
+      expect(bouncer.requests).toHaveLength(1);
+      expect(trap.requests).toHaveLength(0);
+    } finally {
+      await bouncer.close();
+    }
+  });
+});
+
+describe('egress guard: address classes', () => {
+  it.each([
+    ['127.0.0.1'], ['127.255.0.9'], ['10.1.2.3'], ['172.16.0.1'], ['172.31.255.255'], ['192.168.1.1'], ['169.254.169.254'], ['100.64.0.1'], ['100.127.255.255'],
+    ['0.0.0.0'], ['224.0.0.1'], ['255.255.255.255'], ['::1'], ['::'], ['fc00::1'], ['fd12:3456::1'], ['fe80::1'], ['ff02::1'],
+    ['::ffff:127.0.0.1'], ['::ffff:7f00:1'], ['::ffff:169.254.169.254'], ['::ffff:10.0.0.1'], ['::127.0.0.1'], ['64:ff9b::a9fe:a9fe'], ['[::1]'], ['fe80::1%eth0'],
+  ])('%s is refused', (address) => {
+    expect(isDeniedAddress(address)).toBe(true);
+  });
+
+  it.each([['93.184.216.34'], ['8.8.8.8'], ['172.32.0.1'], ['100.128.0.1'], ['2606:4700::1111'], ['::ffff:93.184.216.34'], ['2001:db8::1'.replace('db8', '4860')]])('%s is allowed', (address) => {
+    expect(isDeniedAddress(address)).toBe(false);
+  });
+
+  it('a refusal is EGRESS_DENIED and not retryable', async () => {
+    const http = new HttpClient();
+    const err = await http.send({ baseUrl: 'http://127.0.0.1:9', privateNetwork: false }, { method: 'GET', segments: ['x'], headers: {} }, 2000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await http.close();
+    expect(classifyError(err)).toMatchObject({ code: 'EGRESS_DENIED', retryable: false });
+  });
+});
+
+describe('connections registry file', () => {
+  it('names the connection and field of a mistake, and refuses a credential value placed where a variable name goes', () => {
+    const bad = (entry: Record<string, unknown>) => () => parseConnections({ connections: { 'alloy-prod': { baseUrl: 'https://production.runalloy.com', credentialRef: 'ALLOY_API_KEY', ...entry } } });
+    expect(bad({ credentialRef: 'sk_live_51HxQ2aB3cD4eF5gH6iJ7kL8' })).toThrow(/connections\.alloy-prod\.credentialRef.*NAME of an environment variable/s);
+    expect(bad({ credentialRef: 'AKIAIOSFODNN7EXAMPLE' })).toThrow(/credentialRef.*looks like a credential value.*alloy-prod/s);
+    expect(bad({ baseUrl: 'https://user:pw@production.runalloy.com' })).toThrow(/connections\.alloy-prod\.baseUrl/);
+    expect(bad({ apiKey: 'x' })).toThrow(/alloy-prod/);
+    expect(bad({ operations: ['alloy.nope'] })).toThrow(/connections\.alloy-prod\.operations\[0\]/);
+    expect(() => parseConnections({ connections: { 'alloy-prod': { baseUrl: 'https://production.runalloy.com', credentialRef: 'ALLOY_API_KEY' } } })).not.toThrow();
+  });
+
+  const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+  const run = async (args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> => {
+    const proc = spawn(process.execPath, [cli, ...args], { env: { ...process.env, UPSHIFT_CONNECTIONS: '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [code] = (await once(proc, 'exit')) as [number | null];
+    return { code, stderr };
+  };
+
+  it('enqueue, serve and worker refuse to start without a registry, saying how to write one', async () => {
+    const env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: testPrefix(), UPSHIFT_API_TOKEN: 'test-token-0123456789abcdef' };
+    const registryFile = writeConnectionsFile(sandboxConnections('http://127.0.0.1:9', ['K']));
+    for (const args of [['worker'], ['serve', '--port', '0'], ['enqueue', registryFile]]) {
+      const { code, stderr } = await run(args, env);
+      expect(code, args[0]).toBe(2);
+      expect(stderr, args[0]).toMatch(/UPSHIFT_CONNECTIONS/);
+      expect(stderr, args[0]).toMatch(/"connections"/);
+    }
+  });
+});
