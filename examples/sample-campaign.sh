@@ -3,13 +3,14 @@
 # into the sandbox, then enqueues an upgrade of 600 users through the HTTP API. Expect about
 # 575 upgraded and 25 failed (REINSTALL_REQUIRED, FORBIDDEN, NOT_FOUND), at 25 targets/s.
 #
+#   export UPSHIFT_API_TOKEN=$(openssl rand -hex 32) REDIS_PASSWORD=$(openssl rand -hex 32)
 #   docker compose up --build -d
 #   examples/sample-campaign.sh
 #
-# Environment (all optional):
+# Environment:
+#   UPSHIFT_API_TOKEN  required: the API's bearer token, as the api service has it (no default)
 #   API_URL            the API                      (default http://localhost:3000)
 #   SANDBOX_URL        the sandbox                  (default http://localhost:4010)
-#   UPSHIFT_API_TOKEN  the API's bearer token       (default: docker-compose.yml's development token)
 #   CAMPAIGN_ID        a campaign id other than the spec's, to run the sample again as a new campaign
 #   SPEC_BASE_URL      where the *workers* reach the sandbox (default the spec's http://sandbox:4010;
 #                      e.g. http://127.0.0.1:4010 when the workers run on the host, not in compose)
@@ -18,8 +19,6 @@ set -euo pipefail
 
 API_URL=${API_URL:-http://localhost:3000}
 SANDBOX_URL=${SANDBOX_URL:-http://localhost:4010}
-# The same development default as docker-compose.yml: not a secret, never use it beyond localhost.
-UPSHIFT_API_TOKEN=${UPSHIFT_API_TOKEN:-dev-only-insecure-token-change-me}
 WAIT_S=${WAIT_S:-90}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -27,6 +26,10 @@ die() {
   echo "sample-campaign: $*" >&2
   exit 1
 }
+
+# No default, like docker-compose.yml: the token is the key to the workers' platform credentials.
+[[ -n ${UPSHIFT_API_TOKEN:-} ]] ||
+  die "UPSHIFT_API_TOKEN is not set; export it as the api service has it (docker compose up needs it too)"
 
 command -v curl >/dev/null || die "curl is missing; install it (Debian/Ubuntu: apt-get install curl)"
 

@@ -443,11 +443,20 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** Where /metrics listens unless told otherwise: loopback, so nothing off the machine reads it. */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
 /**
- * Serves `GET /metrics` and `GET /healthz` (200 while `healthy()`, else 503) on all interfaces,
- * so Prometheus in another container can scrape it; node:http is enough for two routes.
+ * Serves `GET /metrics` and `GET /healthz` (200 while `healthy()`, else 503) on `host`: loopback
+ * by default; `0.0.0.0` (or an interface's address) lets Prometheus in another container scrape
+ * it. node:http is enough for two routes.
  */
-export async function serveMetrics(endpoint: MetricsEndpoint, port: number, healthy: () => boolean): Promise<MetricsServer> {
+export async function serveMetrics(
+  endpoint: MetricsEndpoint,
+  port: number,
+  healthy: () => boolean,
+  host: string = DEFAULT_METRICS_HOST,
+): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -470,7 +479,7 @@ export async function serveMetrics(endpoint: MetricsEndpoint, port: number, heal
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, () => {
+    server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
     });

@@ -40,6 +40,8 @@ export interface WorkerOptions {
   readonly archiveBatchMs: number;
   /** Serve GET /metrics and /healthz on this port (0: any free one); none when undefined. */
   readonly metricsPort?: number;
+  /** The address /metrics and /healthz listen on (default 127.0.0.1, loopback only). */
+  readonly metricsHost?: string;
 }
 
 export interface RunningWorker {
@@ -73,7 +75,7 @@ export async function startWorker(
   const metricsServer =
     opts.metricsPort === undefined
       ? undefined
-      : await serveMetrics(metrics, opts.metricsPort, () => serving === 'running').catch((err: Error) => {
+      : await serveMetrics(metrics, opts.metricsPort, () => serving === 'running', opts.metricsHost).catch((err: Error) => {
           redis.disconnect();
           throw err;
         });

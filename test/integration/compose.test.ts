@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
@@ -39,16 +39,20 @@ function dockerCompose(): string {
   return found;
 }
 
+/** The variables the compose file requires (`${VAR:?...}`): it has no default for either. */
+const REQUIRED_ENV = { UPSHIFT_API_TOKEN: 'test-api-token-0123', REDIS_PASSWORD: 'test-redis-password-4567' } as const;
+
 /**
- * Runs docker-compose on the repository's file with an empty environment and an empty env file,
- * so every `${VAR:-default}` shows its default whatever the developer's shell or .env holds.
+ * Runs docker-compose on the repository's file with only `env` (by default the required
+ * variables) and an empty env file, so every `${VAR:-default}` shows its default whatever the
+ * developer's shell or .env holds.
  */
-function compose(args: string[]): { status: number | null; stdout: string; stderr: string } {
+function compose(args: string[], env: Record<string, string> = REQUIRED_ENV): { status: number | null; stdout: string; stderr: string } {
   const envFile = join(mkdtempSync(join(tmpdir(), 'upshift-compose-')), 'empty.env');
   writeFileSync(envFile, '');
   const r = spawnSync(dockerCompose(), ['--env-file', envFile, '-f', 'docker-compose.yml', ...args], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir() },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), ...env },
     encoding: 'utf8',
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -63,11 +67,22 @@ interface Service {
   build?: unknown;
   command?: string[];
   environment?: Record<string, string>;
-  ports?: { published: number | string; target: number }[];
+  ports?: (Port | string)[];
   volumes?: string[];
   deploy?: { replicas?: number };
   healthcheck?: Healthcheck;
   stop_grace_period?: string;
+}
+interface Port {
+  published: number | string;
+  target: number;
+  host_ip?: string;
+}
+interface Connection {
+  baseUrl: string;
+  credentialRef: string;
+  operations?: string[];
+  privateNetwork?: boolean;
 }
 interface ComposeConfig {
   services: Record<string, Service>;
@@ -87,6 +102,39 @@ function normalizedConfig(): ComposeConfig {
   return JSON.parse(json.stdout) as ComposeConfig;
 }
 
+/**
+ * A service's published ports. docker-compose 1.29 prints a port with a host address in the short
+ * form (`127.0.0.1:3000:3000/tcp`) and one without as `{published, target}`.
+ */
+function portsOf(s: Service): Port[] {
+  return (s.ports ?? []).map((p) => {
+    if (typeof p !== 'string') return p;
+    const m = /^(?:\[?([^\]]*)\]?:)?(\d+):(\d+)(?:\/\w+)?$/.exec(p);
+    expect(m, `port ${p}`).not.toBeNull();
+    return { published: Number(m![2]), target: Number(m![3]), ...(m![1] ? { host_ip: m![1] } : {}) };
+  });
+}
+
+/** The bind mount of `s` whose container path is `target`: `source:target[:mode]` as config prints it. */
+function mountOf(s: Service, target: string): { source: string; mode: string } | undefined {
+  for (const v of s.volumes ?? []) {
+    const [source, t, mode = 'rw'] = v.split(':');
+    if (t === target) return { source: source!, mode };
+  }
+  return undefined;
+}
+
+/**
+ * A service's environment as seen from the host: UPSHIFT_CONNECTIONS names the mounted file's
+ * source in the repository, not its path inside the container.
+ */
+function hostEnv(s: Service): Record<string, string> {
+  const env = { ...s.environment };
+  const mount = env.UPSHIFT_CONNECTIONS === undefined ? undefined : mountOf(s, env.UPSHIFT_CONNECTIONS);
+  if (mount) env.UPSHIFT_CONNECTIONS = mount.source;
+  return env;
+}
+
 /** The value after `--flag` in a command. */
 function flag(command: string[] | undefined, name: string): string | undefined {
   const i = (command ?? []).indexOf(name);
@@ -102,6 +150,15 @@ function durationMs(d: string): number {
 
 const nodeProbe = (hc: Healthcheck | undefined): string | undefined =>
   Array.isArray(hc?.test) && hc.test[0] === 'CMD' && hc.test[1] === 'node' && hc.test[2] === '-e' ? hc.test[3] : undefined;
+
+function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  return once(server, 'listening').then(() => {
+    const { port } = server.address() as AddressInfo;
+    return new Promise<number>((resolve) => server.close(() => resolve(port)));
+  });
+}
 
 function runProbe(script: string): Promise<number | null> {
   const p = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
@@ -138,16 +195,114 @@ describe('docker-compose.yml', () => {
     expect(Object.keys(config.volumes ?? {})).toContain(data![0]);
   });
 
-  it('publishes the API on port 3000, with a token from the environment and a marked development default', () => {
+  it('publishes the API on 127.0.0.1:3000 only, with the token from the environment', () => {
     const api = config.services.api!;
     expect(api.command?.slice(0, 1)).toEqual(['serve']);
     expect(flag(api.command, '--host')).toBe('0.0.0.0');
     expect(flag(api.command, '--port')).toBe('3000');
     expect(api.command).not.toContain('--insecure-no-auth');
-    expect(api.ports).toContainEqual({ published: 3000, target: 3000 });
-    expect(api.environment?.UPSHIFT_API_TOKEN).toMatch(/insecure|change-me|dev/i);
+    expect(portsOf(api)).toEqual([{ published: 3000, target: 3000, host_ip: '127.0.0.1' }]);
+    expect(api.environment?.UPSHIFT_API_TOKEN).toBe(REQUIRED_ENV.UPSHIFT_API_TOKEN);
+  });
+
+  it('refuses to start without UPSHIFT_API_TOKEN, naming it', () => {
+    for (const value of [undefined, '']) {
+      const env: Record<string, string> = { REDIS_PASSWORD: REQUIRED_ENV.REDIS_PASSWORD };
+      if (value !== undefined) env.UPSHIFT_API_TOKEN = value;
+      const r = compose(['config', '-q'], env);
+      expect(r.status, `UPSHIFT_API_TOKEN=${String(value)}`).not.toBe(0);
+      expect(r.stderr).toMatch(/set UPSHIFT_API_TOKEN/);
+    }
+    // No fallback anywhere in the file: every use is `${UPSHIFT_API_TOKEN:?...}`.
     const raw = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
-    expect(raw).toMatch(/UPSHIFT_API_TOKEN: \$\{UPSHIFT_API_TOKEN:-[^}]+\}/);
+    expect(raw).not.toMatch(/\$\{UPSHIFT_API_TOKEN:?-/);
+    expect(raw).not.toContain('dev-only-insecure-token');
+  });
+
+  it('refuses to start without REDIS_PASSWORD, naming it', () => {
+    for (const value of [undefined, '']) {
+      const env: Record<string, string> = { UPSHIFT_API_TOKEN: REQUIRED_ENV.UPSHIFT_API_TOKEN };
+      if (value !== undefined) env.REDIS_PASSWORD = value;
+      const r = compose(['config', '-q'], env);
+      expect(r.status, `REDIS_PASSWORD=${String(value)}`).not.toBe(0);
+      expect(r.stderr).toMatch(/set REDIS_PASSWORD/);
+    }
+    const raw = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
+    expect(raw).not.toMatch(/\$\{REDIS_PASSWORD:?-/);
+  });
+
+  it('runs Redis with requirepass, and every service reaches it with the password', () => {
+    const redis = config.services.redis!;
+    expect(flag(redis.command, '--requirepass')).toBe(REQUIRED_ENV.REDIS_PASSWORD);
+    // The healthcheck's redis-cli authenticates through REDISCLI_AUTH (no password on its command line).
+    expect(redis.environment?.REDISCLI_AUTH).toBe(REQUIRED_ENV.REDIS_PASSWORD);
+    expect(portsOf(redis)).toEqual([{ published: 6379, target: 6379, host_ip: '127.0.0.1' }]);
+    const users = Object.entries(config.services).filter(([, s]) => s.environment?.REDIS_URL !== undefined);
+    expect(users.map(([name]) => name).sort()).toEqual(['api', 'worker']);
+    for (const [name, s] of users) {
+      const url = new URL(s.environment!.REDIS_URL!);
+      expect(url.protocol, name).toBe('redis:');
+      expect(url.hostname, name).toBe('redis');
+      expect(url.port, name).toBe('6379');
+      expect(decodeURIComponent(url.password), name).toBe(REQUIRED_ENV.REDIS_PASSWORD);
+      expect(() => loadConfig(s.environment!), name).not.toThrow();
+    }
+  });
+
+  it('publishes every host port on 127.0.0.1 only', () => {
+    for (const [name, s] of Object.entries(config.services)) {
+      for (const p of portsOf(s)) expect(p.host_ip, `${name} publishes ${p.published}`).toBe('127.0.0.1');
+    }
+    expect(portsOf(config.services.sandbox!)).toEqual([{ published: 4010, target: 4010, host_ip: '127.0.0.1' }]);
+  });
+
+  it('gives api and worker UPSHIFT_CONNECTIONS: a read-only mount of a registry in the repository', () => {
+    for (const name of ['api', 'worker']) {
+      const s = config.services[name]!;
+      const inContainer = s.environment?.UPSHIFT_CONNECTIONS;
+      expect(inContainer, `${name} UPSHIFT_CONNECTIONS`).toMatch(/^\//);
+      const mount = mountOf(s, inContainer!);
+      expect(mount, `${name} mounts ${inContainer}`).toBeDefined();
+      expect(mount!.mode, `${name} mounts ${inContainer} read-only`).toBe('ro');
+      expect(mount!.source.startsWith(root), `${mount!.source} is in the repository`).toBe(true);
+      expect(existsSync(mount!.source), mount!.source).toBe(true);
+      const registry = JSON.parse(readFileSync(mount!.source, 'utf8')) as { connections?: unknown };
+      expect(typeof registry.connections === 'object' && registry.connections !== null && !Array.isArray(registry.connections)).toBe(true);
+    }
+    expect(mountOf(config.services.api!, config.services.api!.environment!.UPSHIFT_CONNECTIONS!)!.source).toBe(
+      mountOf(config.services.worker!, config.services.worker!.environment!.UPSHIFT_CONNECTIONS!)!.source,
+    );
+  });
+
+  it('registers the sample\'s connection, and one sandbox connection per credential the compose file gives', async () => {
+    const worker = config.services.worker!;
+    const source = mountOf(worker, worker.environment!.UPSHIFT_CONNECTIONS!)!.source;
+    const { connections } = JSON.parse(readFileSync(source, 'utf8')) as { connections: Record<string, Connection> };
+    const { SANDBOX_KEYS } = await import('../../src/sandbox/index.js');
+    const sandboxPort = flag(config.services.sandbox!.command, '--port');
+    for (const [name, c] of Object.entries(connections)) {
+      const url = new URL(c.baseUrl);
+      expect(`${url.hostname}:${url.port}`, name).toBe(`sandbox:${sandboxPort}`);
+      // The sandbox is on the compose network, a private address: allowed explicitly.
+      expect(c.privateNetwork, name).toBe(true);
+      expect(Object.values(SANDBOX_KEYS), `${name}: ${c.credentialRef} is a sandbox key in the worker's environment`).toContain(
+        worker.environment?.[c.credentialRef],
+      );
+      expect(config.services.api!.environment?.[c.credentialRef], name).toBe(worker.environment?.[c.credentialRef]);
+    }
+    const refs = Object.values(connections).map((c) => c.credentialRef);
+    expect(new Set(refs).size, 'one entry per credentialRef').toBe(refs.length);
+    expect(refs.sort()).toEqual(Object.keys(worker.environment ?? {}).filter((k) => /_API_KEY$/.test(k)).sort());
+    // The sample spec's connection is the entry named `sandbox` (by name, or spelled out equal to it).
+    const raw = JSON.parse(readFileSync(join(examples, 'sample-spec.json'), 'utf8')) as {
+      connection: string | { baseUrl: string; credentialRef: string };
+      operation: { type: string };
+    };
+    const entry = connections.sandbox;
+    expect(entry, 'a connection named "sandbox"').toBeDefined();
+    if (typeof raw.connection === 'string') expect(raw.connection).toBe('sandbox');
+    else expect(raw.connection).toMatchObject({ baseUrl: entry!.baseUrl, credentialRef: entry!.credentialRef });
+    if (entry!.operations) expect(entry!.operations).toContain(raw.operation.type);
   });
 
   it('runs two workers with metrics, stopped no sooner than their shutdown timeout allows', () => {
@@ -158,6 +313,42 @@ describe('docker-compose.yml', () => {
     const shutdownMs = Number(flag(worker.command, '--shutdown-timeout-ms') ?? DEFAULTS.shutdownTimeoutMs);
     expect(worker.stop_grace_period, 'stop_grace_period').toBeDefined();
     expect(durationMs(worker.stop_grace_period!)).toBeGreaterThan(shutdownMs);
+  });
+
+  it('serves the workers\' /metrics on loopback only: the healthcheck reaches it, the network does not', async () => {
+    const worker = config.services.worker!;
+    expect(flag(worker.command, '--metrics-host') ?? '127.0.0.1').toBe('127.0.0.1');
+    // The compose command as it is, on a free port, against the test Redis.
+    const port = await freePort();
+    const prefix = testPrefix();
+    const command = worker.command!.map((a, i, all) => (all[i - 1] === '--metrics-port' ? String(port) : a));
+    const p = spawn(process.execPath, [cli, ...command], {
+      env: { ...process.env, ...hostEnv(worker), REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = once(p, 'exit');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('upshift worker ready')) resolve();
+        });
+        void exited.then(([code]) => reject(new Error(`upshift worker exited (${code}) before it was ready`)));
+      });
+      expect(await runProbe(nodeProbe(worker.healthcheck)!.replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`))).toBe(0);
+      // Any address of this machine's that is not loopback is refused.
+      const outside = Object.values(networkInterfaces())
+        .flat()
+        .find((a) => a && !a.internal && a.family === 'IPv4');
+      if (outside) await expect(fetch(`http://${outside.address}:${port}/healthz`)).rejects.toThrow();
+    } finally {
+      p.kill('SIGTERM');
+      await exited;
+      const redis = newRedis();
+      await deletePrefix(redis, prefix);
+      redis.disconnect();
+    }
   });
 
   it('probes each service where its command listens', () => {
@@ -195,12 +386,13 @@ describe('docker-compose.yml', () => {
   it('gives every Upshift service a command and environment the CLI accepts', () => {
     for (const name of ['api', 'worker', 'sandbox']) {
       const s = config.services[name]!;
+      const env = hostEnv(s);
       // `--help` after the service's own flags: the CLI rejects an unknown command or flag (exit 2)
       // before it would print the help (exit 0).
-      const r = spawnSync(process.execPath, [cli, ...s.command!, '--help'], { encoding: 'utf8', env: { ...process.env, ...s.environment } });
+      const r = spawnSync(process.execPath, [cli, ...s.command!, '--help'], { encoding: 'utf8', env: { ...process.env, ...env } });
       expect(r.stderr, `${name}: upshift ${s.command!.join(' ')}`).toBe('');
       expect(r.status, `${name}: upshift ${s.command!.join(' ')}`).toBe(0);
-      expect(() => loadConfig(s.environment ?? {}), name).not.toThrow();
+      expect(() => loadConfig(env), name).not.toThrow();
       expect(s.image).toBe(config.services.api!.image);
     }
   });
@@ -272,8 +464,12 @@ describe('the sample campaign (examples/)', () => {
 
   beforeAll(() => {
     // The workers' credential values as the compose file gives them, so the sample only works
-    // when docker-compose.yml and the sandbox agree.
-    workerEnv = normalizedConfig().services.worker!.environment ?? {};
+    // when docker-compose.yml and the sandbox agree. Only the credentials: REDIS_URL and
+    // UPSHIFT_CONNECTIONS name places inside the compose network.
+    workerEnv = Object.fromEntries(
+      Object.entries(normalizedConfig().services.worker!.environment ?? {}).filter(([k]) => /_API_KEY$/.test(k)),
+    );
+    expect(Object.keys(workerEnv)).not.toHaveLength(0);
     Object.assign(process.env, workerEnv);
   });
   afterAll(() => {
@@ -346,6 +542,12 @@ describe('the sample campaign (examples/)', () => {
         p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
         return once(p, 'exit').then(([code]) => ({ code: code as number | null, stdout, stderr }));
       };
+
+      // The compose file has no default token, so neither has the script.
+      const tokenless = await run({ CAMPAIGN_ID: 'tokenless' });
+      expect(tokenless.code).toBe(1);
+      expect(tokenless.stderr).toContain('UPSHIFT_API_TOKEN is not set');
+      expect(await readStatus(redis, prefix, 'tokenless')).toBeNull();
 
       const refused = await run({ UPSHIFT_API_TOKEN: 'wrong', CAMPAIGN_ID: 'refused' });
       expect(refused.code).toBe(1);
