@@ -245,3 +245,13 @@ export function applyCeilings(
   });
   return { limits: out, warnings };
 }
+
+/** The values of every registered credential set in `env`: what scrubbing removes from logged error text. */
+export function credentialValues(registry: ConnectionRegistry, env: NodeJS.ProcessEnv = process.env): string[] {
+  const out = new Set<string>();
+  for (const entry of Object.values(registry.connections)) {
+    const v = env[entry.credentialRef];
+    if (v) out.add(v);
+  }
+  return [...out];
+}

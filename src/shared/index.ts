@@ -1,5 +1,5 @@
 export { DEFAULTS, isClusterUrl, loadConfig, redactRedisUrl, type UpshiftConfig } from './config.js';
-export { applyCeilings, CONNECTIONS_HOWTO, loadConnections, normaliseBaseUrl, parseConnections, registeredEntry, resolveConnection, type ConnectionEntry, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
+export { applyCeilings, CONNECTIONS_HOWTO, credentialValues, loadConnections, normaliseBaseUrl, parseConnections, registeredEntry, resolveConnection, type ConnectionEntry, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
 export { classifyError, InputError, type InputErrorCode, UpshiftError, type Classification, type InputIssue } from './errors.js';
 export { HttpClient, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse } from './http.js';
 export { type TargetJobData } from './jobs.js';

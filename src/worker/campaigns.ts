@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import {
   campaignKeys,
+  DEFAULTS,
   connectionId,
   operationFor,
   registeredEntry,
@@ -59,7 +60,11 @@ export class CampaignCache {
     const keys = campaignKeys(this.prefix, id);
     const json = await this.redis.get(keys.spec);
     if (json === null) return null;
-    const spec = JSON.parse(json) as CampaignSpec;
+    const parsed = JSON.parse(json) as CampaignSpec;
+    // The stored spec is input too: a timeout outside the spec's bounds is brought back inside.
+    const t = parsed.connection.timeoutMs;
+    const timeoutMs = typeof t === 'number' && Number.isFinite(t) ? Math.min(Math.max(t, 100), 600_000) : DEFAULTS.callTimeoutMs;
+    const spec: CampaignSpec = { ...parsed, connection: { ...parsed.connection, timeoutMs } };
     return {
       id,
       spec,

@@ -14,6 +14,8 @@ import {
   type HttpClient,
   type Logger,
   type Redis,
+  credentialValues,
+  scrubError,
   type ConnectionRegistry,
 } from '../../shared/index.js';
 import { authGuard } from './auth.js';
@@ -100,6 +102,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     request.log.debug({ method: request.method, url: request.routeOptions.url, statusCode: reply.statusCode }, 'request');
   });
 
+  const secrets = credentialValues(opts.connections);
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof HttpError) return reply.code(err.statusCode).send(err.body);
     if (err instanceof InputError) return reply.code(400).send(inputErrorBody(err));
@@ -111,7 +114,9 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       request.log.warn({ err: err.message }, 'Redis unavailable');
       return reply.code(503).send(errorOf('unavailable', 'Redis is unreachable; try again'));
     }
-    request.log.error({ err }, 'request failed');
+    // Scrubbed like a report's error text: an answer a platform echoed into an error (discovery)
+    // must not put a registered credential into the API's log.
+    request.log.error({ err: scrubError(`${err.name}: ${err.message}\n${err.stack ?? ''}`, secrets, 4000) }, 'request failed');
     return reply.code(500).send(errorOf('internal', 'internal error (logged on the server)'));
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send(errorOf('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)));
