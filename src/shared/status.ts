@@ -40,6 +40,8 @@ export interface CampaignStatus {
   readonly finishedAt: number | undefined;
   /** Targets not upgraded, by reason code (skipped, failed and dry-run outcomes). */
   readonly reasons: Readonly<Record<string, number>>;
+  /** What the connections registry changed in the spec (a limit clipped to its ceiling); absent when nothing. */
+  readonly warnings?: readonly string[];
 }
 
 const num = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
@@ -85,5 +87,6 @@ export async function readStatus(redis: Redis, prefix: string, id: string): Prom
         .filter(([k, v]) => k.startsWith('r:') && Number(v) > 0)
         .map(([k, v]) => [k.slice(2), Number(v)]),
     ),
+    ...(h.warnings ? { warnings: JSON.parse(h.warnings) as string[] } : {}),
   };
 }

@@ -16,6 +16,7 @@ import {
   HttpClient,
   InputError,
   parseConnections,
+  readStatus,
   streamReport,
   type ConnectionRegistry,
   type ReportLine,
@@ -335,5 +336,67 @@ describe('connections registry file', () => {
       expect(stderr, args[0]).toMatch(/UPSHIFT_CONNECTIONS/);
       expect(stderr, args[0]).toMatch(/"connections"/);
     }
+  });
+});
+
+describe('registry limits are ceilings', () => {
+  let redis: Redis;
+  let prefix: string;
+  beforeEach(() => {
+    redis = newRedis();
+    prefix = testPrefix();
+  });
+  afterEach(async () => {
+    await deletePrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  it('a campaign may lower a registry limit but a higher figure is clipped, with a warning in the status hash', async () => {
+    const connections = parseConnections({
+      connections: {
+        c: {
+          baseUrl: 'http://127.0.0.1:9',
+          credentialRef: 'UPSHIFT_TEST_ALLOY_KEY',
+          privateNetwork: true,
+          limits: [{ key: '${connection.baseUrl}', concurrency: 50, rate: { max: 100, perMs: 1000 } }, { key: 'global', concurrency: 7 }],
+        },
+      },
+    });
+    await enqueueCampaign(
+      {
+        id: 'greedy',
+        connection: 'c',
+        operation: alloyOp,
+        limits: [
+          { key: '${connection.baseUrl}', concurrency: 100000, rate: { max: 1000, perMs: 1000 } },
+          { key: '${target.tenant}', concurrency: 3 },
+        ],
+      },
+      [{ userId: 'u', tenant: 'acme' }],
+      { redis, prefix, connections },
+    );
+    const stored = JSON.parse((await redis.get(campaignKeys(prefix, 'greedy').spec))!);
+    expect(stored.limits).toEqual([
+      { key: '${connection.baseUrl}', concurrency: 50, rate: { max: 100, perMs: 1000 }, shared: true },
+      { key: '${target.tenant}', concurrency: 3 },
+      { key: 'global', concurrency: 7, shared: true },
+    ]);
+    const status = await readStatus(redis, prefix, 'greedy');
+    expect(status!.warnings).toEqual([
+      'limits[0].concurrency 100000 clipped to the connection\'s ceiling 50',
+      'limits[0].rate 1000/1000 ms clipped to the connection\'s ceiling 100/1000 ms',
+    ]);
+  });
+
+  it('refuses timeoutMs x attempts over the per-target bound, naming retry.attempts', async () => {
+    const connections = sandboxConnections('http://127.0.0.1:9', ['K']);
+    const err = await enqueueCampaign({ connection: { name: 'K', timeoutMs: 600_000 }, operation: alloyOp, retry: { attempts: 7 } }, [{ userId: 'u' }], { redis, prefix, connections }).then(
+      () => undefined,
+      (e: InputError) => e,
+    );
+    expect(err).toBeInstanceOf(InputError);
+    expect(err!.field).toBe('retry.attempts');
+    expect(err!.message).toMatch(/over the bound of 3600000 ms/);
+    expect(await keysUnder(redis, prefix)).toEqual([]);
   });
 });
