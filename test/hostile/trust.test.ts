@@ -22,6 +22,7 @@ import {
   type ReportLine,
 } from '../../src/shared/index.js';
 import { isDeniedAddress } from '../../src/shared/egress.js';
+import { recordFigures } from '../chaos/figures.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { CREDENTIAL_ENV, setCredentialEnv, alloyFleet } from '../support/fleet.js';
 import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
@@ -66,7 +67,25 @@ async function capture(answer?: (req: { url: string; headers: IncomingHttpHeader
 
 const alloyOp = { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' };
 
+/** RELIABILITY.md's "trust" row: hostile attempts made, requests that reached an unregistered origin, secret bytes found in Redis. */
+const tally = { attempts: 0, requestsToUnregisteredOrigins: 0, redisValuesScanned: 0, secretBytesFound: 0 };
+const SECRETS = [SECRET, ...Object.values(CREDENTIAL_ENV)];
+
+/** Every value under the prefix, whatever its type, searched for any secret. */
+async function scanForSecrets(redis: Redis, prefix: string): Promise<void> {
+  for (const key of await keysUnder(redis, prefix)) {
+    const type = await redis.type(key);
+    const values =
+      type === 'string' ? [await redis.get(key)] : type === 'hash' ? Object.entries(await redis.hgetall(key)).flat() : type === 'list' ? await redis.lrange(key, 0, -1) : type === 'set' ? await redis.smembers(key) : type === 'zset' ? await redis.zrange(key, 0, -1) : [];
+    for (const v of values) {
+      tally.redisValuesScanned++;
+      for (const secret of SECRETS) if (v?.includes(secret)) tally.secretBytesFound += secret.length;
+    }
+  }
+}
+
 async function expectRefused(p: Promise<unknown>, code = 'CONNECTION_NOT_REGISTERED'): Promise<InputError> {
+  tally.attempts++;
   const err = await p.then(
     () => undefined,
     (e: unknown) => e,
@@ -97,6 +116,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
   });
   afterAll(() => {
     delete process.env.AWS_SECRET_ACCESS_KEY;
+    recordFigures('trust', { ...tally, tests: 'test/hostile/trust.test.ts' });
   });
   beforeEach(async () => {
     redis = newRedis();
@@ -107,6 +127,8 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
   });
   afterEach(async () => {
     await Promise.all(workers.splice(0).map((w) => w.close()));
+    tally.requestsToUnregisteredOrigins += trap.requests.length;
+    await scanForSecrets(redis, prefix);
     await sandbox.close();
     await trap.close();
     await deletePrefix(redis, prefix);
@@ -190,6 +212,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
         { baseUrl: 'http://10.0.0.5:8500', credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
       ]) {
         const res = await api.inject({ method: 'POST', url: '/campaigns', headers, payload: JSON.stringify({ connection, operation: alloyOp, targets: [{ userId: 'u' }] }) });
+        tally.attempts++;
         expect(res.statusCode).toBe(400);
         expect(res.json()).toMatchObject({ error: 'invalid_input', code: 'CONNECTION_NOT_REGISTERED', field: 'connection' });
         expect(res.body).not.toContain(SECRET);
@@ -200,6 +223,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
         headers,
         payload: JSON.stringify({ connection: { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_CONDUCTOR_KEY' }, operation: { type: 'conductor.upgradeExecution', name: 'f', version: 2 }, targets: { discover: { workflowName: 'f' } } }),
       });
+      tally.attempts++;
       expect(discovery.statusCode).toBe(400);
       expect(trap.requests).toHaveLength(0);
       expect((await keysUnder(redis, prefix)).filter((k) => !k.startsWith(`${prefix}:targets:`))).toEqual([]);
@@ -218,6 +242,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
     stored.connection = { ...stored.connection, baseUrl: trap.url, credentialRef: 'AWS_SECRET_ACCESS_KEY', privateNetwork: true };
     await redis.set(key, JSON.stringify(stored));
     workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 5, connections: registry }));
+    tally.attempts += 5;
     const s = await waitForCompletion(prefix, 'edited');
     expect(s).toMatchObject({ total: 5, failed: 5, upgraded: 0 });
     const lines = await report(redis, prefix, 'edited');
@@ -258,6 +283,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
       });
     }
     workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 4, connections }));
+    tally.attempts += 2 * Object.keys(origins).length;
     for (const name of Object.keys(origins)) {
       const s = await waitForCompletion(prefix, name);
       expect(s, name).toMatchObject({ total: 2, failed: 2, retries: 0 });
@@ -274,6 +300,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
       const http = new HttpClient();
       const res = await http.send({ baseUrl: bouncer.url, privateNetwork: true }, { method: 'GET', segments: ['x'], headers: { 'x-api-key': 'k' } }, 2000);
       await http.close();
+      tally.attempts++;
       expect(res.status).toBe(302);
       expect(bouncer.requests).toHaveLength(1);
       expect(trap.requests).toHaveLength(0);
