@@ -47,6 +47,12 @@ export const DEFAULTS = Object.freeze({
   maxResponseBytes: 1024 * 1024,
   /** HTTP: idle keep-alive sockets per origin are kept this long. */
   keepAliveTimeoutMs: 30_000,
+  /**
+   * Producer: longest NDJSON line (a target, or the API's spec line), in bytes without its line
+   * ending. A line is refused as soon as it passes this, so a hostile line costs at most this
+   * much memory and reading, never its whole length.
+   */
+  maxTargetLineBytes: 1024 * 1024,
   /** Producer: targets staged per Redis round trip. */
   stageChunkSize: 1000,
   /** Producer: a staging campaign whose producer wrote nothing for this long counts as abandoned. */

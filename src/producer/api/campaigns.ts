@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   csvHeader,
   csvLine,
+  DEFAULTS,
   InputError,
   readStatus,
   ScriptError,
@@ -14,7 +15,7 @@ import {
 } from '../../shared/index.js';
 import { cancelCampaign, listCampaigns, pauseCampaign, promoteCampaign, resumeCampaign, retryCampaign } from '../control.js';
 import { enqueueSourced, type EnqueueResult, type SourcedTarget } from '../enqueue.js';
-import { readNdjsonTargets } from '../ndjson.js';
+import { LineTooLongError, readNdjsonTargets } from '../ndjson.js';
 import { conflict, HttpError, inputErrorBody, notFound, plainMessage } from './errors.js';
 import { readLimitUsage } from './limits.js';
 import {
@@ -64,7 +65,8 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
         description:
           'application/json: the campaign spec with inline `targets` (or a discovery query). ' +
           'application/x-ndjson: the spec on the first line, then one target per line, streamed. ' +
-          'Invalid input is 400 naming every issue (and the line); nothing is enqueued then. ' +
+          'Invalid input is 400 naming every issue (and the line); a body over the limit, or an NDJSON line over ' +
+          `${DEFAULTS.maxTargetLineBytes} bytes, is 413 (naming the line); nothing is enqueued then. ` +
           'The same spec under an existing id is 200 with `created: false`; another spec under it is 409.',
         body: {
           content: {
@@ -272,9 +274,10 @@ async function enqueue(
 class TooLarge extends Error {}
 
 /**
- * Line 1 is the spec, the rest are targets, read as they stream in. A body over the limit is
- * 413 (and whatever was staged is discarded by the library, as on any error). A body left
- * unread after an error is not drained: the connection closes after the answer.
+ * Line 1 is the spec, the rest are targets, read as they stream in. A body over the limit, or a
+ * line over `DEFAULTS.maxTargetLineBytes`, is 413 (and whatever was staged is discarded by the
+ * library, as on any error). A body left unread after an error is not drained: the connection
+ * closes after the answer.
  */
 async function enqueueNdjson(
   request: FastifyRequest,
@@ -305,6 +308,10 @@ async function enqueueNdjson(
   } catch (err) {
     reply.header('connection', 'close');
     if (err instanceof TooLarge || (err instanceof Error && err.cause instanceof TooLarge)) throw tooLarge();
+    const long = err instanceof LineTooLongError ? err : err instanceof Error && err.cause instanceof LineTooLongError ? err.cause : undefined;
+    if (long) {
+      throw new HttpError(413, { error: 'payload_too_large', message: long.message, source: long.source, ...(long.line === undefined ? {} : { line: long.line }) });
+    }
     throw err;
   } finally {
     await lines.return?.();
