@@ -60,6 +60,7 @@ Run "upshift <command> --help" for examples.`;
 
 const HELP: Record<string, string> = {
   serve: `upshift serve [--port N] [--host H] [--insecure-no-auth] [--body-limit-bytes N] [--stream-limit-bytes N]
+              [--request-timeout-ms N] [--connection-timeout-ms N]
 
 Serves the HTTP producer API (docs/API.md), the campaign dashboard at /, the OpenAPI document
 at /openapi.json (rendered at /docs), Bull Board at /admin/queues, /metrics, /healthz and
@@ -68,8 +69,12 @@ route but /healthz, /readyz and the dashboard's page needs "Authorization: Beare
 $UPSHIFT_API_TOKEN" (the dashboard asks for the token once and keeps it in a cookie). Without
 UPSHIFT_API_TOKEN it refuses to start (exit 2) unless --insecure-no-auth is given.
 --body-limit-bytes caps a JSON body (default 16 MiB), --stream-limit-bytes a streamed NDJSON
-body (default 1 GiB); larger bodies are refused with 413. Prints "upshift api listening on
-<url>" on stdout once it listens.
+body (default 1 GiB); larger bodies, and NDJSON lines over 1 MiB, are refused with 413.
+--request-timeout-ms bounds the time to receive a whole request (default 300000),
+--connection-timeout-ms closes a connection idle that long (default 60000); 0 turns either off.
+The environment can set all four: UPSHIFT_API_BODY_LIMIT_BYTES, UPSHIFT_API_STREAM_LIMIT_BYTES,
+UPSHIFT_API_REQUEST_TIMEOUT_MS, UPSHIFT_API_CONNECTION_TIMEOUT_MS (a flag wins). Prints
+"upshift api listening on <url>" on stdout once it listens.
 
 Examples:
   UPSHIFT_API_TOKEN=$(openssl rand -hex 32) upshift serve --port 3000

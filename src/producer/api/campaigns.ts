@@ -84,8 +84,13 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
     async (request, reply) => {
       const type = mediaType(request);
       let result: EnqueueResult;
-      if (type === 'application/json') result = await enqueue(() => validateSpec(request.body, 'spec'), undefined, deps);
-      else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
+      if (type === 'application/json') {
+        // The body has arrived whole; what follows is the server's own work (a discovery pages
+        // for as long as the fleet takes), which the idle connection timeout must not cut.
+        const socket = request.raw.socket as { setTimeout?: (ms: number) => unknown } | undefined;
+        if (typeof socket?.setTimeout === 'function') socket.setTimeout(0); // inject()'s mock socket has none
+        result = await enqueue(() => validateSpec(request.body, 'spec'), undefined, deps);
+      } else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
       else {
         throw new HttpError(415, {
           error: 'unsupported_media_type',
