@@ -12,8 +12,9 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
+import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
 import { DEFAULTS, InputError, validateSpec } from '../../src/shared/index.js';
+import { AUTH, startTestApi } from '../api/support.js';
 import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix } from '../support/harness.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -119,5 +120,99 @@ describe('NDJSON line bound', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`upshift enqueue: ${targets}, line 2: longer than ${MAX} bytes; put one target object per line\n`);
     expect(await keysUnder(redis, prefix)).toEqual([]);
+  });
+});
+
+/** One of each kind: C0 (ESC, as in a terminal escape, and LF), DEL, and C1 (NEL, and CSI, which some terminals obey). */
+const CONTROLS: readonly [string, string][] = [
+  ['ESC', '\u001b]0;pwned\u0007'],
+  ['LF', 'a\nb'],
+  ['NUL', 'a\u0000'],
+  ['DEL', 'a\u007f'],
+  ['NEL (C1)', 'a\u0085'],
+  ['CSI (C1)', '\u009b2J'],
+];
+
+describe('control characters are refused where they would reach a terminal or a limit key', () => {
+  let redis: Redis;
+  let prefix: string;
+  beforeEach(() => {
+    redis = newRedis();
+    prefix = testPrefix();
+  });
+  afterEach(async () => {
+    await deletePrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  const refusal = async (rawSpec: unknown, targets: unknown[]): Promise<InputError> => {
+    const err = await failure(enqueueCampaign(rawSpec, targets, { redis, prefix }));
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toMatch(/control characters/);
+    expect(await keysUnder(redis, prefix)).toEqual([]);
+    return err as InputError;
+  };
+
+  it.each(CONTROLS)('a campaign name with %s, naming the field', async (_kind, bad) => {
+    const err = await refusal(spec('ctl-name', { name: `Move to v3 ${bad}` }), [{ userId: 'a' }]);
+    expect(err).toMatchObject({ source: 'spec', field: 'name' });
+  });
+
+  it.each(CONTROLS)('an operation id with %s, naming the field', async (_kind, bad) => {
+    const err = await refusal({ ...spec('ctl-op'), operation: { type: 'alloy.upgradeWorkflow', workflowId: `wf${bad}` } }, [{ userId: 'a' }]);
+    expect(err).toMatchObject({ source: 'spec', field: 'operation.workflowId' });
+  });
+
+  it.each(CONTROLS)('a limit key value from ${target.x} with %s, naming the line and limits[i].key', async (_kind, bad) => {
+    const limits = [
+      { key: 'all', concurrency: 10 },
+      { key: 'tenant-${target.tenant}', concurrency: 2 },
+    ];
+    const err = await refusal(spec('ctl-key', { limits }), [
+      { userId: 'a', tenant: 'acme' },
+      { userId: 'b', tenant: 'acme' },
+      { userId: 'c', tenant: `evil${bad}` },
+    ]);
+    expect(err).toMatchObject({ source: 'targets', line: 3, field: 'limits[1].key' });
+  });
+
+  it('a limit key template with a control character, naming the field', async () => {
+    const err = await refusal(spec('ctl-tpl', { limits: [{ key: 'tenant\u001b[2J${target.tenant}', concurrency: 2 }] }), [{ userId: 'a', tenant: 'x' }]);
+    expect(err).toMatchObject({ source: 'spec', field: 'limits[0].key' });
+  });
+
+  it('campaign ids and target ids refuse them already (C1 included)', async () => {
+    for (const [, bad] of CONTROLS) {
+      expect(await failure(enqueueCampaign(spec(`id${bad}`), [{ userId: 'a' }], { redis, prefix }))).toMatchObject({ field: 'id' });
+      expect(await failure(enqueueCampaign(spec('ctl-target'), [{ userId: 'a' }, { userId: `b${bad}` }], { redis, prefix }))).toMatchObject({
+        line: 2,
+        field: 'userId',
+      });
+    }
+    expect(await keysUnder(redis, prefix)).toEqual([]);
+  });
+
+  it('over HTTP: 400 naming the streamed line and field', async () => {
+    const api = await startTestApi();
+    try {
+      const body = [
+        JSON.stringify(spec('ctl-http', { limits: [{ key: '${target.tenant}', concurrency: 1 }] })),
+        JSON.stringify({ userId: 'a', tenant: 'acme' }),
+        JSON.stringify({ userId: 'b', tenant: 'x\u009b31m' }),
+      ].join('\n');
+      const res = await api.app.inject({ method: 'POST', url: '/campaigns', headers: { ...AUTH, 'content-type': 'application/x-ndjson' }, payload: body });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: 'invalid_input', source: 'request body', line: 3, field: 'limits[0].key' });
+      const named = await api.app.inject({
+        method: 'POST',
+        url: '/campaigns',
+        headers: { ...AUTH, 'content-type': 'application/json' },
+        payload: JSON.stringify(spec('ctl-http-name', { name: 'x\u001b[2Jy', targets: [{ userId: 'a' }] })),
+      });
+      expect(named.statusCode).toBe(400);
+      expect(named.json()).toMatchObject({ error: 'invalid_input', field: 'name' });
+    } finally {
+      await api.close();
+    }
   });
 });
