@@ -16,3 +16,11 @@ export function hasControlChars(s: string): boolean {
 export function escapeControlChars(s: string): string {
   return s.replace(CONTROL_CHARS_ALL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+/**
+ * JSON for a terminal: `JSON.stringify` escapes C0 but writes DEL and C1 (U+0080–U+009F, CSI
+ * among them) raw; these are escaped too. The same JSON value, so programs read the same data.
+ */
+export function jsonForTerminal(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
