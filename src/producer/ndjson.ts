@@ -45,12 +45,16 @@ export async function* readNdjsonTargets(input: Readable, source: string, opts: 
       throw new InputError(source, `not valid JSON: ${(err as Error).message}`, { line });
     }
   };
-  /** Ends the pending line with `last`; `bytes` is its byte length without the LF. */
-  const endLine = (last: string, bytes: number): SourcedTarget | undefined => {
-    const crlf = last === '' ? parts.at(-1)?.endsWith('\r') : last.endsWith('\r');
-    if (bytes - (crlf ? 1 : 0) > max) throw new LineTooLongError(source, line + 1, max);
+  /** Ends the pending line with `last` (the text before its LF). */
+  const endLine = (last: string): SourcedTarget | undefined => {
+    // A UTF-16 unit is at most 3 UTF-8 bytes: most lines are judged short without counting.
+    if (pendingBytes + last.length * 3 > max) {
+      const crlf = last === '' ? parts.at(-1)?.endsWith('\r') : last.endsWith('\r');
+      if (pendingBytes + Buffer.byteLength(last) - (crlf ? 1 : 0) > max) throw new LineTooLongError(source, line + 1, max);
+    }
+    if (parts.length === 0) return parse(last);
     parts.push(last);
-    const text = parts.length === 1 ? parts[0]! : parts.join('');
+    const text = parts.join('');
     parts = [];
     pendingBytes = 0;
     return parse(text);
@@ -69,14 +73,14 @@ export async function* readNdjsonTargets(input: Readable, source: string, opts: 
     while ((at = text.indexOf('\n', from)) >= 0) {
       const piece = text.slice(from, at);
       from = at + 1;
-      const item = endLine(piece, pendingBytes + Buffer.byteLength(piece));
+      const item = endLine(piece);
       if (item) yield item;
     }
     keep(text.slice(from));
   }
   keep(decoder.end());
   if (parts.length > 0) {
-    const item = endLine('', pendingBytes);
+    const item = endLine('');
     if (item) yield item;
   }
 }
