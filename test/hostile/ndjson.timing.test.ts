@@ -60,13 +60,15 @@ describe('a huge NDJSON line', () => {
 
     // Several refusals per sample and the median of interleaved rounds: a GC pause or another
     // process's burst lands in one sample, not in the figure compared.
-    const PER_SAMPLE = 16;
-    const ROUNDS = 5;
+    const PER_SAMPLE = 32;
+    const ROUNDS = 7;
     const timed = async (size: number): Promise<number> => {
       const t0 = performance.now();
       for (let i = 0; i < PER_SAMPLE; i++) await refuse(size);
       return performance.now() - t0;
     };
+    await timed(8 * MiB); // warm-up: the first samples would also time the JIT
+    await timed(32 * MiB);
     const small: number[] = [];
     const large: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
