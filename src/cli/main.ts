@@ -36,7 +36,8 @@ import { startWorker } from '../worker/index.js';
 import { numberFlag, parseFlags } from './flags.js';
 import { runSandboxCommand } from './sandbox.js';
 import { runServeCommand } from './serve.js';
-import { watchCampaign, WATCH_DEFAULTS } from './watch.js';
+import { printableStatus, watchCampaign, WATCH_DEFAULTS } from './watch.js';
+import { escapeControlChars, jsonForTerminal } from '../shared/text.js';
 
 /** Exit codes: 0 ok, 2 invalid input, 1 anything else. */
 const EXIT_INPUT = 2;
@@ -61,6 +62,7 @@ Run "upshift <command> --help" for examples.`;
 
 const HELP: Record<string, string> = {
   serve: `upshift serve [--port N] [--host H] [--insecure-no-auth] [--body-limit-bytes N] [--stream-limit-bytes N]
+              [--request-timeout-ms N] [--connection-timeout-ms N]
 
 Serves the HTTP producer API (docs/API.md), the campaign dashboard at /, the OpenAPI document
 at /openapi.json (rendered at /docs), Bull Board at /admin/queues, /metrics, /healthz and
@@ -69,8 +71,12 @@ route but /healthz, /readyz and the dashboard's page needs "Authorization: Beare
 $UPSHIFT_API_TOKEN" (the dashboard asks for the token once and keeps it in a cookie). Without
 UPSHIFT_API_TOKEN it refuses to start (exit 2) unless --insecure-no-auth is given.
 --body-limit-bytes caps a JSON body (default 16 MiB), --stream-limit-bytes a streamed NDJSON
-body (default 1 GiB); larger bodies are refused with 413. Prints "upshift api listening on
-<url>" on stdout once it listens.
+body (default 1 GiB); larger bodies, and NDJSON lines over 1 MiB, are refused with 413.
+--request-timeout-ms bounds the time to receive a whole request (default 300000),
+--connection-timeout-ms closes a connection idle that long (default 60000); 0 turns either off.
+The environment can set all four: UPSHIFT_API_BODY_LIMIT_BYTES, UPSHIFT_API_STREAM_LIMIT_BYTES,
+UPSHIFT_API_REQUEST_TIMEOUT_MS, UPSHIFT_API_CONNECTION_TIMEOUT_MS (a flag wins). Prints
+"upshift api listening on <url>" on stdout once it listens.
 
 Examples:
   UPSHIFT_API_TOKEN=$(openssl rand -hex 32) upshift serve --port 3000
@@ -283,7 +289,8 @@ async function workerCommand(argv: string[], config: UpshiftConfig): Promise<voi
   log.info('worker stopped');
 }
 
-function formatStatus(s: CampaignStatus): string {
+function formatStatus(status: CampaignStatus): string {
+  const s = printableStatus(status);
   const done = s.upgraded + s.skipped + s.failed + s.wouldUpgrade + s.wouldSkip + s.wouldFail;
   const pct = s.total === 0 ? 100 : Math.floor((done / s.total) * 100);
   return [
@@ -322,7 +329,7 @@ async function statusCommand(argv: string[], config: UpshiftConfig): Promise<voi
   }
   const status = await withRedis(config, (redis) => readStatus(redis, config.prefix, id));
   if (!status) throw new InputError('arguments', `no campaign "${id}" under prefix "${config.prefix}"; list campaigns with "upshift list" or set UPSHIFT_PREFIX`);
-  console.log(values.json ? JSON.stringify(status) : formatStatus(status));
+  console.log(values.json ? jsonForTerminal(status) : formatStatus(status));
 }
 
 const OUTCOME_FILTERS: readonly string[] = REPORT_OUTCOMES;
@@ -346,7 +353,7 @@ async function reportCommand(argv: string[], config: UpshiftConfig): Promise<voi
     if (format === 'csv') await write(out, csvHeader() + '\n');
     let buf = '';
     for await (const line of streamReport(redis, config.prefix, id, outcome === undefined ? {} : { outcome })) {
-      buf += (format === 'csv' ? csvLine(line) : JSON.stringify(line)) + '\n';
+      buf += (format === 'csv' ? csvLine(line) : jsonForTerminal(line)) + '\n';
       if (buf.length > 64 * 1024) {
         await write(out, buf);
         buf = '';
@@ -366,11 +373,11 @@ function controlCommand(name: 'pause' | 'resume' | 'cancel' | 'promote') {
       const opts = { redis, prefix: config.prefix };
       if (name === 'cancel') {
         const drained = await cancelCampaign(id, opts);
-        console.log(`campaign ${id} cancelled: ${drained} targets that had not started recorded skipped/CANCELLED`);
+        console.log(`campaign ${escapeControlChars(id)} cancelled: ${drained} targets that had not started recorded skipped/CANCELLED`);
         return;
       }
       const run = { pause: pauseCampaign, resume: resumeCampaign, promote: promoteCampaign }[name];
-      console.log(`campaign ${id}: ${await run(id, opts)}`);
+      console.log(escapeControlChars(`campaign ${id}: ${await run(id, opts)}`));
     });
   };
 }
@@ -384,7 +391,7 @@ async function retryCommand(argv: string[], config: UpshiftConfig): Promise<void
   const n = await withRedis(config, (redis) =>
     retryCampaign(id, { redis, prefix: config.prefix, ...(reason === undefined ? {} : { reason }) }),
   );
-  console.log(`campaign ${id}: ${n} failed targets put back to run`);
+  console.log(`campaign ${escapeControlChars(id)}: ${n} failed targets put back to run`);
 }
 
 function formatAge(ms: number): string {
@@ -399,10 +406,10 @@ async function listCommand(argv: string[], config: UpshiftConfig): Promise<void>
   const { values } = parseFlags(argv, { json: { type: 'boolean' } });
   if (values.help) return void console.log(HELP.list);
   const list = await withRedis(config, (redis) => listCampaigns({ redis, prefix: config.prefix }));
-  if (values.json) return void console.log(JSON.stringify(list));
+  if (values.json) return void console.log(jsonForTerminal(list));
   const rows = [['ID', 'STATE', 'TOTAL', 'UPGRADED', 'SKIPPED', 'FAILED', 'PENDING', 'ACTIVE', 'AGE']];
   for (const c of list) {
-    rows.push([c.id, c.state, c.total, c.upgraded, c.skipped, c.failed, c.pending, c.active, formatAge(c.ageMs)].map(String));
+    rows.push([c.id, c.state, c.total, c.upgraded, c.skipped, c.failed, c.pending, c.active, formatAge(c.ageMs)].map((v) => escapeControlChars(String(v))));
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) console.log(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
@@ -447,7 +454,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const run = COMMANDS[command];
   if (!run) {
-    console.error(`upshift: unknown command "${command}"; run "upshift --help" for the list of commands`);
+    console.error(`upshift: unknown command "${escapeControlChars(command)}"; run "upshift --help" for the list of commands`);
     return EXIT_INPUT;
   }
   try {
@@ -456,18 +463,23 @@ export async function main(argv: string[]): Promise<number> {
     await run(rest, loadConfig());
     return 0;
   } catch (err) {
+    // Messages quote input and stored text (an id, a bad JSON line, a platform's answer): shown
+    // escaped, so none of it can drive the terminal.
+    const say = (text: string) => console.error(escapeControlChars(text));
     if (err instanceof InputError) {
-      console.error(`upshift ${command}: ${err.message}${inputHint(err, command)}`);
+      say(`upshift ${command}: ${err.message}${inputHint(err, command)}`);
       return EXIT_INPUT;
     }
     if (err instanceof RedisUnavailableError) {
-      console.error(`upshift ${command}: ${err.message}`);
+      say(`upshift ${command}: ${err.message}`);
       return 1;
     }
     // One line for the operator; the stack is for whoever debugs it, on request.
-    const message = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-    console.error(`upshift ${command}: ${message} (unexpected error; run with LOG_LEVEL=debug for details)`);
-    if (/^(debug|trace)$/.test(process.env.LOG_LEVEL ?? '')) console.error((err as Error)?.stack ?? String(err));
+    const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+    say(`upshift ${command}: ${message} (unexpected error; run with LOG_LEVEL=debug for details)`);
+    if (/^(debug|trace)$/.test(process.env.LOG_LEVEL ?? '')) {
+      for (const line of ((err as Error)?.stack ?? String(err)).split('\n')) say(line);
+    }
     return 1;
   } finally {
     // Batched spans go out before the process exits (a no-op when tracing is off).

@@ -15,14 +15,19 @@ export async function runServeCommand(argv: string[], config: UpshiftConfig, hel
       'insecure-no-auth': { type: 'boolean' },
       'body-limit-bytes': { type: 'string' },
       'stream-limit-bytes': { type: 'string' },
+      'request-timeout-ms': { type: 'string' },
+      'connection-timeout-ms': { type: 'string' },
     },
     false,
   );
   if (values.help) return void console.log(help);
   const port = numberFlag(values.port, 'port', { min: 0, max: 65535 }) ?? DEFAULTS.apiPort;
   const host = typeof values.host === 'string' && values.host !== '' ? values.host : DEFAULTS.apiHost;
-  const bodyLimitBytes = numberFlag(values['body-limit-bytes'], 'body-limit-bytes', { min: 1024 });
-  const streamLimitBytes = numberFlag(values['stream-limit-bytes'], 'stream-limit-bytes', { min: 1024 });
+  // Flags win over the UPSHIFT_API_* variables (already in `config`, with the defaults).
+  const bodyLimitBytes = numberFlag(values['body-limit-bytes'], 'body-limit-bytes', { min: 1024 }) ?? config.apiBodyLimitBytes;
+  const streamLimitBytes = numberFlag(values['stream-limit-bytes'], 'stream-limit-bytes', { min: 1024 }) ?? config.apiStreamLimitBytes;
+  const requestTimeoutMs = numberFlag(values['request-timeout-ms'], 'request-timeout-ms', { min: 0 }) ?? config.apiRequestTimeoutMs;
+  const connectionTimeoutMs = numberFlag(values['connection-timeout-ms'], 'connection-timeout-ms', { min: 0 }) ?? config.apiConnectionTimeoutMs;
   const insecureNoAuth = values['insecure-no-auth'] === true;
 
   // Loaded here, not at the top: Fastify, Swagger UI and Bull Board take a while to load, and
@@ -49,8 +54,10 @@ export async function runServeCommand(argv: string[], config: UpshiftConfig, hel
       insecureNoAuth,
       retentionMs: config.retentionMs,
       connections,
-      ...(bodyLimitBytes === undefined ? {} : { bodyLimitBytes }),
-      ...(streamLimitBytes === undefined ? {} : { streamLimitBytes }),
+      bodyLimitBytes,
+      streamLimitBytes,
+      requestTimeoutMs,
+      connectionTimeoutMs,
     });
     const address = await app.listen({ port, host });
     // Announce readiness on stdout for supervisors and tests that wait for it.

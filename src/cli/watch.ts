@@ -5,6 +5,7 @@
  * without Redis or a terminal; `watchCampaign` below is the only part that does I/O.
  */
 import { eventsChannel, InputError, readStatus, type CampaignStatus, type Redis } from '../shared/index.js';
+import { escapeControlChars, jsonForTerminal } from '../shared/text.js';
 
 /**
  * How often the status hash is read while watching, and the span the rate is measured over.
@@ -25,6 +26,23 @@ export interface Progress {
   readonly ratePerS: number | undefined;
   /** Time left at that rate; undefined when it cannot be told (no rate, or a rate of 0). */
   readonly etaMs: number | undefined;
+}
+
+/**
+ * The status with every text field from Redis escaped (`\u001b` for ESC, and so on): whoever
+ * could write the hash must not be able to drive the watching terminal.
+ */
+export function printableStatus(s: CampaignStatus): CampaignStatus {
+  const e = escapeControlChars;
+  return {
+    ...s,
+    id: e(s.id),
+    state: e(s.state),
+    operation: e(s.operation),
+    name: e(s.name),
+    pausedReason: s.pausedReason === undefined ? undefined : e(s.pausedReason),
+    reasons: Object.fromEntries(Object.entries(s.reasons).map(([code, n]) => [e(code), n])),
+  };
 }
 
 /** Targets with an outcome, real or dry-run. */
@@ -195,7 +213,8 @@ export interface TtyFrameOptions {
 }
 
 /** The lines of one terminal frame (redrawn in place by the caller). */
-export function renderFrame(s: CampaignStatus, p: Progress, opts: TtyFrameOptions): string[] {
+export function renderFrame(status: CampaignStatus, p: Progress, opts: TtyFrameOptions): string[] {
+  const s = printableStatus(status);
   const done = doneCount(s);
   const step =
     s.rolloutStep !== undefined && s.rolloutSteps !== undefined ? ` · step ${s.rolloutStep + 1}/${s.rolloutSteps}` : '';
@@ -226,7 +245,8 @@ export function renderFrame(s: CampaignStatus, p: Progress, opts: TtyFrameOption
  * One plain line for logs and pipes: `key=value` fields after the id and state, no escape codes.
  * Example: `onboarding-v3 running 512/1000 51% upgraded=500 skipped=10 failed=2 pending=480 active=8 rate=41.2/s eta=12s`
  */
-export function renderPlainLine(s: CampaignStatus, p: Progress): string {
+export function renderPlainLine(status: CampaignStatus, p: Progress): string {
+  const s = printableStatus(status);
   const fields = [
     `${s.id} ${s.state} ${doneCount(s)}/${s.total} ${percent(s)}%`,
     ...outcomes(s).map((o) => `${o.key}=${o.n}`),
@@ -243,7 +263,8 @@ export function renderPlainLine(s: CampaignStatus, p: Progress): string {
 }
 
 /** The closing line once the campaign is final: how long it took and where to look next. */
-export function renderSummary(s: CampaignStatus): string {
+export function renderSummary(status: CampaignStatus): string {
+  const s = printableStatus(status);
   const took =
     s.createdAt !== undefined && s.finishedAt !== undefined ? ` in ${formatDuration(s.finishedAt - s.createdAt)}` : '';
   const counts = outcomes(s)
@@ -375,7 +396,7 @@ export async function watchCampaign(opts: WatchOptions): Promise<CampaignStatus>
         // A state change (and the end) prints at once; count changes at most once an interval.
         // (0.9: a timer may fire a hair before a full interval has passed on this clock.)
         if (key !== lastKey && (status.state !== lastState || final || at - lastPrintMs >= intervalMs * 0.9)) {
-          opts.out.write((opts.json ? JSON.stringify(status) : renderPlainLine(status, progress)) + '\n');
+          opts.out.write((opts.json ? jsonForTerminal(status) : renderPlainLine(status, progress)) + '\n');
           lastKey = key;
           lastState = status.state;
           lastPrintMs = at;

@@ -49,6 +49,12 @@ export const DEFAULTS = Object.freeze({
   maxResponseBytes: 1024 * 1024,
   /** HTTP: idle keep-alive sockets per origin are kept this long. */
   keepAliveTimeoutMs: 30_000,
+  /**
+   * Producer: longest NDJSON line (a target, or the API's spec line), in bytes without its line
+   * ending. A line is refused as soon as it passes this, so a hostile line costs at most this
+   * much memory and reading, never its whole length.
+   */
+  maxTargetLineBytes: 1024 * 1024,
   /** Producer: targets staged per Redis round trip. */
   stageChunkSize: 1000,
   /** Producer: a staging campaign whose producer wrote nothing for this long counts as abandoned. */
@@ -75,6 +81,17 @@ export const DEFAULTS = Object.freeze({
   apiBodyLimitBytes: 16 * 1024 * 1024,
   /** API: largest streamed NDJSON body (spec line + targets); counted as it streams, larger is 413. */
   apiStreamLimitBytes: 1024 * 1024 * 1024,
+  /**
+   * API: the whole request (headers and body) must have arrived within this, however steadily it
+   * drips (Node's own default, which Fastify turns off). Checked every 30 s, so a request may
+   * run up to that much longer.
+   */
+  apiRequestTimeoutMs: 300_000,
+  /**
+   * API: a connection on which nothing moves for this long is closed, so a stalled upload does
+   * not hold its socket and its staging until the request timeout.
+   */
+  apiConnectionTimeoutMs: 60_000,
   /** API: `/readyz` is 503 when Redis has not answered a PING within this. */
   apiReadyTimeoutMs: 1000,
 });
@@ -91,6 +108,10 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   UPSHIFT_RETENTION_MS: z.coerce.number().int().min(1000, 'at least 1000 (ms)').default(DEFAULTS.retentionMs),
   UPSHIFT_API_TOKEN: z.string().optional(),
+  UPSHIFT_API_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024, 'at least 1024 (bytes)').default(DEFAULTS.apiBodyLimitBytes),
+  UPSHIFT_API_STREAM_LIMIT_BYTES: z.coerce.number().int().min(1024, 'at least 1024 (bytes)').default(DEFAULTS.apiStreamLimitBytes),
+  UPSHIFT_API_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0, '0 (none) or more (ms)').default(DEFAULTS.apiRequestTimeoutMs),
+  UPSHIFT_API_CONNECTION_TIMEOUT_MS: z.coerce.number().int().min(0, '0 (none) or more (ms)').default(DEFAULTS.apiConnectionTimeoutMs),
 });
 
 export interface UpshiftConfig {
@@ -101,6 +122,11 @@ export interface UpshiftConfig {
   readonly retentionMs: number;
   /** Bearer token the HTTP API demands (`UPSHIFT_API_TOKEN`); undefined when not set. Never log it. */
   readonly apiToken: string | undefined;
+  /** API (`upshift serve`): body limits and timeouts; the serve flags override these. */
+  readonly apiBodyLimitBytes: number;
+  readonly apiStreamLimitBytes: number;
+  readonly apiRequestTimeoutMs: number;
+  readonly apiConnectionTimeoutMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig {
@@ -110,6 +136,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig 
     LOG_LEVEL: env.LOG_LEVEL || undefined,
     UPSHIFT_RETENTION_MS: env.UPSHIFT_RETENTION_MS || undefined,
     UPSHIFT_API_TOKEN: env.UPSHIFT_API_TOKEN || undefined,
+    UPSHIFT_API_BODY_LIMIT_BYTES: env.UPSHIFT_API_BODY_LIMIT_BYTES || undefined,
+    UPSHIFT_API_STREAM_LIMIT_BYTES: env.UPSHIFT_API_STREAM_LIMIT_BYTES || undefined,
+    UPSHIFT_API_REQUEST_TIMEOUT_MS: env.UPSHIFT_API_REQUEST_TIMEOUT_MS || undefined,
+    UPSHIFT_API_CONNECTION_TIMEOUT_MS: env.UPSHIFT_API_CONNECTION_TIMEOUT_MS || undefined,
   });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -128,6 +158,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig 
     logLevel: parsed.data.LOG_LEVEL,
     retentionMs: parsed.data.UPSHIFT_RETENTION_MS,
     apiToken: parsed.data.UPSHIFT_API_TOKEN,
+    apiBodyLimitBytes: parsed.data.UPSHIFT_API_BODY_LIMIT_BYTES,
+    apiStreamLimitBytes: parsed.data.UPSHIFT_API_STREAM_LIMIT_BYTES,
+    apiRequestTimeoutMs: parsed.data.UPSHIFT_API_REQUEST_TIMEOUT_MS,
+    apiConnectionTimeoutMs: parsed.data.UPSHIFT_API_CONNECTION_TIMEOUT_MS,
   });
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Target } from './operations/index.js';
+import { hasControlChars } from './text.js';
 
 /**
  * Concurrency and rate limits per key value, modelled on Conductor's
@@ -18,6 +19,7 @@ export const limitSchema = z.strictObject({
     .string()
     .min(1)
     .max(256)
+    .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters')
     .superRefine((key, ctx) => {
       for (const m of key.matchAll(PLACEHOLDER)) {
         if (!SOURCES.test(m[1]!)) {
@@ -74,7 +76,10 @@ export function compileLimits(limits: readonly LimitSpec[], ctx: LimitContext): 
         parts.push((t) => {
           const v = t[field];
           if (v === undefined || v === '') throw new LimitKeyError(index, `${name} is missing or empty on this target`);
-          return String(v);
+          const value = String(v);
+          // Key values are shown on the dashboard and named in metric labels: text only.
+          if (hasControlChars(value)) throw new LimitKeyError(index, `${name} must not contain control characters`);
+          return value;
         });
       } else {
         const v =
@@ -82,6 +87,7 @@ export function compileLimits(limits: readonly LimitSpec[], ctx: LimitContext): 
         const value = typeof v === 'string' || typeof v === 'number' ? String(v) : '';
         parts.push(() => {
           if (value === '') throw new LimitKeyError(index, `${name} is missing or empty`);
+          if (hasControlChars(value)) throw new LimitKeyError(index, `${name} must not contain control characters`);
           return value;
         });
       }

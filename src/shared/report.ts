@@ -131,5 +131,7 @@ function csvCell(v: string | number | null): string {
   const s = String(v);
   // Quote, and defuse cells a spreadsheet would run as a formula.
   const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
-  return /[",\n\r]/.test(safe) || safe !== s ? `"${safe.replace(/"/g, '""')}"` : safe;
+  // Quoted too: the other characters some readers take as a line break (VT, FF, NEL, U+2028/9),
+  // so no cell can start a record of its own.
+  return /[",\n\r\u000b\u000c\u0085\u2028\u2029]/.test(safe) || safe !== s ? `"${safe.replace(/"/g, '""')}"` : safe;
 }

@@ -70,7 +70,8 @@ const operationSchema = z.discriminatedUnion(
 
 const specSchema = z.strictObject({
   id: z.string().regex(CAMPAIGN_ID, 'must match ^[A-Za-z0-9_-]{1,64}$').optional(),
-  name: z.string().max(200).optional(),
+  // Shown on operators' terminals and dashboards: text only, nothing a terminal would obey.
+  name: z.string().max(200).regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters').optional(),
   connection: connectionSchema,
   operation: operationSchema,
   retry: retrySchema.default({ attempts: 5, backoffMs: 1000 }),

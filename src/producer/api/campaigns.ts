@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   csvHeader,
   csvLine,
+  DEFAULTS,
   InputError,
   readStatus,
   ScriptError,
@@ -15,7 +16,7 @@ import {
 } from '../../shared/index.js';
 import { cancelCampaign, listCampaigns, pauseCampaign, promoteCampaign, resumeCampaign, retryCampaign } from '../control.js';
 import { enqueueSourced, type EnqueueResult, type SourcedTarget } from '../enqueue.js';
-import { readNdjsonTargets } from '../ndjson.js';
+import { LineTooLongError, readNdjsonTargets } from '../ndjson.js';
 import { conflict, HttpError, inputErrorBody, notFound, plainMessage } from './errors.js';
 import { readLimitUsage } from './limits.js';
 import {
@@ -67,7 +68,8 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
         description:
           'application/json: the campaign spec with inline `targets` (or a discovery query). ' +
           'application/x-ndjson: the spec on the first line, then one target per line, streamed. ' +
-          'Invalid input is 400 naming every issue (and the line); nothing is enqueued then. ' +
+          'Invalid input is 400 naming every issue (and the line); a body over the limit, or an NDJSON line over ' +
+          `${DEFAULTS.maxTargetLineBytes} bytes, is 413 (naming the line); nothing is enqueued then. ` +
           'The same spec under an existing id is 200 with `created: false`; another spec under it is 409.',
         body: {
           content: {
@@ -85,8 +87,13 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
     async (request, reply) => {
       const type = mediaType(request);
       let result: EnqueueResult;
-      if (type === 'application/json') result = await enqueue(() => validateSpec(request.body, 'spec', deps.connections), undefined, deps);
-      else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
+      if (type === 'application/json') {
+        // The body has arrived whole; what follows is the server's own work (a discovery pages
+        // for as long as the fleet takes), which the idle connection timeout must not cut.
+        const socket = request.raw.socket as { setTimeout?: (ms: number) => unknown } | undefined;
+        if (typeof socket?.setTimeout === 'function') socket.setTimeout(0); // inject()'s mock socket has none
+        result = await enqueue(() => validateSpec(request.body, 'spec', deps.connections), undefined, deps);
+      } else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
       else {
         throw new HttpError(415, {
           error: 'unsupported_media_type',
@@ -276,9 +283,10 @@ async function enqueue(
 class TooLarge extends Error {}
 
 /**
- * Line 1 is the spec, the rest are targets, read as they stream in. A body over the limit is
- * 413 (and whatever was staged is discarded by the library, as on any error). A body left
- * unread after an error is not drained: the connection closes after the answer.
+ * Line 1 is the spec, the rest are targets, read as they stream in. A body over the limit, or a
+ * line over `DEFAULTS.maxTargetLineBytes`, is 413 (and whatever was staged is discarded by the
+ * library, as on any error). A body left unread after an error is not drained: the connection
+ * closes after the answer.
  */
 async function enqueueNdjson(
   request: FastifyRequest,
@@ -309,6 +317,10 @@ async function enqueueNdjson(
   } catch (err) {
     reply.header('connection', 'close');
     if (err instanceof TooLarge || (err instanceof Error && err.cause instanceof TooLarge)) throw tooLarge();
+    const long = err instanceof LineTooLongError ? err : err instanceof Error && err.cause instanceof LineTooLongError ? err.cause : undefined;
+    if (long) {
+      throw new HttpError(413, { error: 'payload_too_large', message: long.message, source: long.source, ...(long.line === undefined ? {} : { line: long.line }) });
+    }
     throw err;
   } finally {
     await lines.return?.();

@@ -39,6 +39,10 @@ export interface ApiOptions {
   readonly bodyLimitBytes?: number;
   /** Largest NDJSON body, counted as it streams (default `DEFAULTS.apiStreamLimitBytes`); larger is 413. */
   readonly streamLimitBytes?: number;
+  /** The whole request must arrive within this (default `DEFAULTS.apiRequestTimeoutMs`); 0: no bound. */
+  readonly requestTimeoutMs?: number;
+  /** A connection idle this long is closed (default `DEFAULTS.apiConnectionTimeoutMs`); 0: never. */
+  readonly connectionTimeoutMs?: number;
   /** `/readyz` answers 503 when Redis has not answered a PING within this (default `DEFAULTS.apiReadyTimeoutMs`). */
   readonly readyTimeoutMs?: number;
   /** HTTP client for discovery's search calls (one of its own when absent). */
@@ -93,6 +97,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     // The dashboard polls every second; a line per request would drown everything else.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimitBytes ?? DEFAULTS.apiBodyLimitBytes,
+    // Fastify bounds neither by default: a client that drips or stalls its upload would hold
+    // its socket (and, for NDJSON, a campaign's staging) for as long as it liked.
+    requestTimeout: opts.requestTimeoutMs ?? DEFAULTS.apiRequestTimeoutMs,
+    connectionTimeout: opts.connectionTimeoutMs ?? DEFAULTS.apiConnectionTimeoutMs,
   });
   // Routes validate with zod (whose issues the answers carry); their JSON schemas only document,
   // and answers are sent as they are (a schema-driven serializer would drop undeclared fields).

@@ -15,7 +15,7 @@ export const nameString = z
   .string()
   .min(1, 'must not be empty')
   .max(512, 'must be at most 512 characters')
-  .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters')
+  .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters')
   .refine(isWellFormed, 'must be well-formed Unicode (no lone surrogates)');
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
