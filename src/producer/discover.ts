@@ -3,6 +3,7 @@ import pRetry from 'p-retry';
 import { campaignMeta, GroupTable } from './groups.js';
 import {
   campaignKeys,
+  schedulerKeys,
   classifyError,
   DEFAULTS,
   errorFromResponse,
@@ -33,6 +34,12 @@ export interface DiscoverOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** The operator's registry: discovery calls only the registered origin, with the registered credential. */
   readonly connections: ConnectionRegistry;
+  /**
+   * Page in the background: `discoverCampaign` returns once the campaign exists (status
+   * `discovering`) and hands the paging to this callback, which must handle its end and errors
+   * (already scrubbed). The HTTP API answers 202 this way instead of holding the request.
+   */
+  readonly background?: (paging: Promise<{ total: number }>) => void;
 }
 
 interface Summary {
@@ -69,12 +76,6 @@ export async function discoverCampaign(
   discover: DiscoverSpec,
   opts: DiscoverOptions,
 ): Promise<{ total: number; created: boolean }> {
-  const { redis, prefix } = opts;
-  const campaignId = stored.id;
-  const keys = campaignKeys(prefix, campaignId);
-  const scripts = loadScripts(redis, prefix);
-  const channel = eventsChannel(prefix);
-  const op = operationFor(stored.operation.type);
   const env = opts.env ?? process.env;
   const found = registeredEntry(stored.connection, opts.connections, stored.operation.type);
   if ('error' in found) throw new InputError('spec', found.error, { field: 'connection', code: 'CONNECTION_NOT_REGISTERED' });
@@ -83,28 +84,39 @@ export async function discoverCampaign(
   if (!credential) {
     throw new UpshiftError('CREDENTIAL_MISSING', `discovery needs ${entry.credentialRef} in the producer's environment`);
   }
-  try {
-    return await discoverPages(stored, discover, opts, entry, credential);
-  } catch (err) {
+  const scrubbed = (err: unknown): Error => {
+    if (err instanceof InputError) return err;
     if (err instanceof UpshiftError) {
-      throw new UpshiftError(err.code, scrubError(err.message, [credential], DEFAULTS.maxErrorChars), {
+      return new UpshiftError(err.code, scrubError(err.message, [credential], DEFAULTS.maxErrorChars), {
         retryable: err.retryable,
         ...(err.status === undefined ? {} : { status: err.status }),
       });
     }
-    if (err instanceof InputError) throw err;
     const c = classifyError(err);
-    throw new UpshiftError(c.code, scrubError(c.message, [credential], DEFAULTS.maxErrorChars), { retryable: c.retryable });
+    return new UpshiftError(c.code, scrubError(c.message, [credential], DEFAULTS.maxErrorChars), { retryable: c.retryable });
+  };
+  let started;
+  try {
+    started = await startDiscovery(stored, opts);
+  } catch (err) {
+    throw scrubbed(err);
   }
+  if (started.ended) return { total: started.total, created: false };
+  const paging = pages(stored, discover, opts, entry, credential, started.start).catch((err: unknown) => {
+    throw scrubbed(err);
+  });
+  if (opts.background) {
+    opts.background(paging);
+    return { total: started.total, created: started.created };
+  }
+  return { total: (await paging).total, created: started.created };
 }
 
-async function discoverPages(
+/** Creates the campaign (status `discovering`), or finds where an earlier producer left off. */
+async function startDiscovery(
   stored: CampaignSpec & { readonly id: string },
-  discover: DiscoverSpec,
   opts: DiscoverOptions,
-  entry: ConnectionEntry,
-  credential: string,
-): Promise<{ total: number; created: boolean }> {
+): Promise<{ created: boolean; start: number; total: number; ended: boolean }> {
   const { redis, prefix } = opts;
   const campaignId = stored.id;
   const keys = campaignKeys(prefix, campaignId);
@@ -118,7 +130,7 @@ async function discoverPages(
   if (state === null) {
     // New campaign: it exists from the start with no targets and grows page by page.
     await redis.hset(keys.groups, campaignMeta(stored, opts.retentionMs));
-    await redis.zadd(`${prefix}:sched:staging`, Date.now() + DEFAULTS.stagingTtlMs, campaignId);
+    await redis.zadd(schedulerKeys(prefix).staging, Date.now() + DEFAULTS.stagingTtlMs, campaignId);
     const res = await scripts.commitCampaign({
       campaignId,
       specJson: JSON.stringify(stored),
@@ -133,20 +145,49 @@ async function discoverPages(
     start = 0;
   } else if (discovering === null) {
     // Discovery ended before: nothing to add.
-    return { total: Number(await redis.hget(keys.status, 'total')), created: false };
+    return { created: false, start, total: Number(await redis.hget(keys.status, 'total')), ended: true };
   }
+  return { created, start, total: Number((await redis.hget(keys.status, 'total')) ?? 0), ended: false };
+}
 
+/**
+ * Adds pages until a pass finds nothing new, the campaign holds `maxTargets` targets, or
+ * `deadlineMs` has passed since this producer started paging.
+ */
+async function pages(
+  stored: CampaignSpec & { readonly id: string },
+  discover: DiscoverSpec,
+  opts: DiscoverOptions,
+  entry: ConnectionEntry,
+  credential: string,
+  from: number,
+): Promise<{ total: number }> {
+  const { redis, prefix } = opts;
+  const campaignId = stored.id;
+  const keys = campaignKeys(prefix, campaignId);
+  const scripts = loadScripts(redis, prefix);
+  const channel = eventsChannel(prefix);
+  const op = operationFor(stored.operation.type);
+  const deadline = Date.now() + discover.deadlineMs;
+  let start = from;
+  let total = Number((await redis.hget(keys.status, 'total')) ?? 0);
   const groups = await GroupTable.load(redis, prefix, stored);
   const http = opts.http ?? new HttpClient();
   try {
     for (;;) {
+      if (Date.now() > deadline) {
+        await scripts.appendTargets(campaignId, start, 'stop:DEADLINE', channel, []);
+        break;
+      }
       const page = await pRetry(() => searchPage(http, entry, stored.connection.timeoutMs, discover, credential, start), {
         retries: (opts.pageAttempts ?? 5) - 1,
         minTimeout: 200,
         shouldRetry: ({ error }) => classifyError(error).retryable,
       });
       const triples: (string | number)[] = [];
-      page.results.forEach((summary, i) => {
+      // At most up to the cap: some of these may be known already, so the cap is a ceiling.
+      const room = Math.max(0, discover.maxTargets - total);
+      page.results.slice(0, room).forEach((summary, i) => {
         // The index can hold versions or statuses the query excluded a moment later; the
         // operation checks each execution anyway, so a stray one costs a read, nothing more.
         const line = start + i + 1;
@@ -156,14 +197,16 @@ async function discoverPages(
       await groups.save(redis, prefix, campaignId);
       const next = start + page.results.length;
       const endsPass = page.results.length < discover.pageSize || next >= page.totalHits;
-      const { ended } = await scripts.appendTargets(campaignId, next, endsPass, channel, triples);
+      const full = total + triples.length / 3 >= discover.maxTargets;
+      const { added, ended } = await scripts.appendTargets(campaignId, next, full ? 'stop:MAX_TARGETS' : endsPass ? 'pass-end' : 'page', channel, triples);
+      total += added;
       if (ended) break;
       start = endsPass ? 0 : next;
     }
   } finally {
     if (!opts.http) await http.close();
   }
-  return { total: Number(await redis.hget(keys.status, 'total')), created };
+  return { total: Number(await redis.hget(keys.status, 'total')) };
 }
 
 async function searchPage(

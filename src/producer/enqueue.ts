@@ -27,6 +27,8 @@ export interface EnqueueResult {
   readonly total: number;
   /** false when the campaign id existed already: nothing new was enqueued. */
   readonly created: boolean;
+  /** true when discovery goes on in the background (`discoveryInBackground`): `total` grows as it pages. */
+  readonly discovering?: boolean;
 }
 
 /** A target as it arrives, with the line it came from (1-based) for error messages. */
@@ -47,6 +49,11 @@ export interface EnqueueOptions {
   readonly http?: HttpClient;
   /** The operator's connections registry (`loadConnections`): the only connections a campaign may use. */
   readonly connections: ConnectionRegistry;
+  /**
+   * A discovery spec returns once the campaign exists, and its paging goes to this callback,
+   * which must handle its end and its (scrubbed) errors. Without it, enqueue waits for the end.
+   */
+  readonly discoveryInBackground?: (paging: Promise<{ total: number }>, campaignId: string) => void;
 }
 
 function generateId(): string {
@@ -114,14 +121,23 @@ async function stageAndCommit(
     const campaignId = spec.id ?? generateId();
     const stored = storedSpec(spec, campaignId);
     await existingCampaign(redis, campaignKeys(prefix, campaignId).spec, stored);
+    let backgrounded = false;
     const found = await discoverCampaign(stored, spec.targets.discover, {
       redis,
       prefix,
       connections: opts.connections,
       ...(opts.retentionMs === undefined ? {} : { retentionMs: opts.retentionMs }),
       ...(opts.http === undefined ? {} : { http: opts.http }),
+      ...(opts.discoveryInBackground === undefined
+        ? {}
+        : {
+            background: (paging: Promise<{ total: number }>) => {
+              backgrounded = true;
+              opts.discoveryInBackground!(paging, campaignId);
+            },
+          }),
     });
-    return { campaignId, ...found };
+    return { campaignId, ...found, ...(backgrounded ? { discovering: true } : {}) };
   }
   if (sourced !== undefined && spec.targets !== undefined) {
     throw new InputError('spec', 'targets are given both inline and as a separate list; give one', { field: 'targets' });

@@ -57,6 +57,10 @@ export const DEFAULTS = Object.freeze({
   maxTargetLineBytes: 1024 * 1024,
   /** Producer: targets staged per Redis round trip. */
   stageChunkSize: 1000,
+  /** Discovery: most targets one campaign's search may add (spec `targets.discover.maxTargets`). */
+  discoveryMaxTargets: 1_000_000,
+  /** Discovery: how long one producer pages before it stops adding (spec `targets.discover.deadlineMs`). */
+  discoveryDeadlineMs: 3_600_000,
   /** Producer: a staging campaign whose producer wrote nothing for this long counts as abandoned. */
   stagingTtlMs: 600_000,
   /** A completed or cancelled campaign's data expires this long after it ended. */

@@ -59,6 +59,10 @@ const discoverSchema = z.strictObject({
   version: z.number().int().min(0).optional(),
   status: z.array(z.enum(CONDUCTOR_STATUSES)).min(1).default(['RUNNING', 'PAUSED']),
   pageSize: z.number().int().min(1).max(5000).default(5000),
+  /** Discovery stops once the campaign holds this many targets (status `discoverStopped: MAX_TARGETS`). */
+  maxTargets: z.number().int().min(1).max(10_000_000).default(DEFAULTS.discoveryMaxTargets),
+  /** Discovery stops adding pages this long after it started in this process (`discoverStopped: DEADLINE`). */
+  deadlineMs: z.number().int().min(1000).max(86_400_000).default(DEFAULTS.discoveryDeadlineMs),
 });
 
 export type DiscoverSpec = z.infer<typeof discoverSchema>;

@@ -12,7 +12,9 @@ import {
   validateSpec,
   type HttpClient,
   type Redis,
+  campaignKeys,
   type ConnectionRegistry,
+  type Logger,
 } from '../../shared/index.js';
 import { cancelCampaign, listCampaigns, pauseCampaign, promoteCampaign, resumeCampaign, retryCampaign } from '../control.js';
 import { enqueueSourced, type EnqueueResult, type SourcedTarget } from '../enqueue.js';
@@ -41,6 +43,8 @@ export interface CampaignRouteDeps {
   readonly http?: HttpClient;
   /** The operator's connections registry: a spec naming anything else is 400 CONNECTION_NOT_REGISTERED. */
   readonly connections: ConnectionRegistry;
+  /** Where background discovery reports how it ended. */
+  readonly log: Logger;
 }
 
 /** Named in errors about a streamed body's lines. */
@@ -80,6 +84,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
         response: {
           200: jsonSchema(enqueueResult),
           201: jsonSchema(enqueueResult),
+          202: jsonSchema(enqueueResult),
           ...errors(400, 401, 409, 413, 415),
         },
       },
@@ -100,7 +105,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
           message: `send the spec as application/json, or the spec and targets as ${NDJSON}`,
         });
       }
-      return reply.code(result.created ? 201 : 200).send(result);
+      return reply.code(result.discovering ? 202 : result.created ? 201 : 200).send(result);
     },
   );
 
@@ -272,6 +277,18 @@ async function enqueue(
       source: NDJSON_SOURCE,
       connections: deps.connections,
       ...(deps.http === undefined ? {} : { http: deps.http }),
+      // A discovery answers 202 once the campaign exists; it pages on in this process, and how
+      // it ended is in the status hash (`discovering`, `discoverStopped`, `discoveryError`).
+      discoveryInBackground: (paging, campaignId) => {
+        paging.then(
+          ({ total }) => deps.log.info({ campaignId, total }, 'discovery ended'),
+          async (err: Error) => {
+            // Scrubbed by discoverCampaign: no credential in this message.
+            deps.log.warn({ campaignId, err: err.message }, 'discovery failed; POST the same spec again to resume');
+            await deps.redis.hset(campaignKeys(deps.prefix, campaignId).status, 'discoveryError', err.message).catch(() => undefined);
+          },
+        );
+      },
     });
   } catch (err) {
     if (err instanceof InputError && err.source === 'spec' && err.field === 'id') throw conflict(plainMessage(err));

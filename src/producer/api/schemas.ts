@@ -31,6 +31,7 @@ export const enqueueResult = z.object({
   campaignId: z.string(),
   total: z.number().int().describe('distinct targets'),
   created: z.boolean().describe('false when the id existed already with the same spec: nothing new was enqueued'),
+  discovering: z.boolean().optional().describe('true (HTTP 202): discovery pages on in the background; the status hash shows `discovering` until it ends'),
 });
 
 const count = z.number().int();

@@ -196,6 +196,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     retentionMs: opts.retentionMs ?? DEFAULTS.retentionMs,
     streamLimitBytes: opts.streamLimitBytes ?? DEFAULTS.apiStreamLimitBytes,
     connections: opts.connections,
+    log,
     ...(opts.http === undefined ? {} : { http: opts.http }),
   });
   registerDashboard(app);

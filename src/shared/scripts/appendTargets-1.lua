@@ -16,7 +16,8 @@
     ARGV[1] key prefix
     ARGV[2] campaign id
     ARGV[3] offset to resume from after this page
-    ARGV[4] 'page', or 'pass-end' when this page ended a pass
+    ARGV[4] 'page'; 'pass-end' when this page ended a pass; 'stop:<why>' when discovery stops
+            here whatever it found (why: MAX_TARGETS or DEADLINE, kept as `discoverStopped`)
     ARGV[5] events channel
     ARGV[6..] target key, gid, target JSON, ...
 
@@ -47,9 +48,11 @@ redis.call('HINCRBY', status, 'pending', added)
 local passAdded = redis.call('HINCRBY', status, 'discoverPassAdded', added)
 redis.call('HSET', status, 'discoverStart', ARGV[3], 'updatedAt', now)
 local ended = 0
-if ARGV[4] == 'pass-end' then
-  redis.call('HINCRBY', status, 'discoverPasses', 1)
-  if passAdded == 0 then
+local stopped = string.match(ARGV[4], '^stop:(.+)$')
+if ARGV[4] == 'pass-end' or stopped then
+  if not stopped then redis.call('HINCRBY', status, 'discoverPasses', 1) end
+  if passAdded == 0 or stopped then
+    if stopped then redis.call('HSET', status, 'discoverStopped', stopped) end
     redis.call('HDEL', status, 'discovering', 'discoverStart', 'discoverPassAdded')
     redis.call('HSET', status, 'discoveredAt', now)
     redis.call('UNLINK', ck(c, 'seen'))

@@ -121,7 +121,8 @@ export interface Scripts {
   appendTargets(
     campaignId: string,
     nextStart: number,
-    endsPass: boolean,
+    /** `page`, `pass-end` (this page ended a pass), or `stop:<why>` (discovery ends here). */
+    mode: 'page' | 'pass-end' | `stop:${'MAX_TARGETS' | 'DEADLINE'}`,
     channel: string,
     triples: readonly (string | number)[],
   ): Promise<{ added: number; ended: boolean }>;
@@ -266,8 +267,8 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
       check('cancelPending', res);
       return res as number;
     },
-    async appendTargets(campaignId, nextStart, endsPass, channel, triples) {
-      const res = await appendTargets(campaignId, nextStart, endsPass ? 'pass-end' : 'page', channel, ...triples);
+    async appendTargets(campaignId, nextStart, mode, channel, triples) {
+      const res = await appendTargets(campaignId, nextStart, mode, channel, ...triples);
       check('appendTargets', res);
       const [added, ended] = res as [number, number];
       return { added, ended: ended === 1 };
