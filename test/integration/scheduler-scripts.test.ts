@@ -108,7 +108,8 @@ describe('scheduler scripts', () => {
     const one = await scripts.dispatch(100, LEASE);
     expect(ids(one.picks)).toEqual(['u0']);
     // Both groups had room on their own key but not on `shared`: they wait there, not in a loop.
-    expect((await redis.smembers(`${prefix}:sched:blocked:K/shared`)).sort()).toEqual(['multi|0', 'multi|1']);
+    expect(await redis.lrange(`${prefix}:sched:waiting:K/shared`, 0, -1)).toEqual(['multi']);
+    expect(await redis.lrange(`${prefix}:campaign:multi:w:K/shared`, 0, -1)).toEqual(['0', '1']);
     await scripts.claim(one.picks[0]!.holder, 'r', LEASE, 'u0', eventsChannel(prefix));
     const next = await finish(one.picks[0]!.holder, 'r', 'multi', 'u0');
     expect(next.picks).toHaveLength(1);
