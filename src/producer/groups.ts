@@ -28,7 +28,8 @@ export function campaignMeta(spec: CampaignSpec, retentionMs = DEFAULTS.retentio
  * A campaign's groups: targets whose limit keys resolve to the same values share a gid (and a
  * pending list). Numbered in the order first seen; the table in Redis
  * (`<p>:campaign:<id>:groups`, gid -> resolved limits JSON) is the same numbering, so enqueue,
- * discovery and retry all place a target in the same group.
+ * discovery and retry all place a target in the same group. The campaign's own key values are
+ * scoped to its connection (`<connection name>/<value>`), the registry's are not (limits.ts).
  */
 export class GroupTable {
   private readonly gids = new Map<string, number>();
@@ -36,9 +37,16 @@ export class GroupTable {
   private readonly limitsOf;
 
   constructor(spec: CampaignSpec & { readonly id: string }) {
+    const connectionName = spec.connection.name;
+    // Every stored spec names its registry connection; one without a name predates the
+    // registry, and no worker runs it.
+    if (typeof connectionName !== 'string' || connectionName === '') {
+      throw new InputError('spec', 'the campaign names no registered connection', { field: 'connection', code: 'CONNECTION_NOT_REGISTERED' });
+    }
     this.limitsOf = compileLimits(spec.limits ?? [], {
       campaignId: spec.id,
       baseUrl: spec.connection.baseUrl,
+      connectionName,
       operation: spec.operation,
     });
   }

@@ -6,7 +6,9 @@ import { hasControlChars } from './text.js';
  * Concurrency and rate limits per key value, modelled on Conductor's
  * `rateLimitConfig {rateLimitKey, concurrentExecLimit}`: a key is a literal or a template over
  * the target, the operation, the campaign id and the base URL, resolved once per target at
- * enqueue. Limits are global: every campaign whose key resolves to the same value shares them.
+ * enqueue. Limits are global across workers, and a key value is shared by the campaigns on the
+ * same connection (a campaign's own limits) or by every campaign whose connection the registry
+ * declares it on (the registry's limits): see `scopedKeyValue`.
  */
 
 export const MAX_LIMITS = 4;
@@ -39,13 +41,42 @@ export const limitSchema = z.strictObject({
 
 export type LimitSpec = z.infer<typeof limitSchema>;
 
-/** What the scheduler stores per group: `[key value, concurrency (0 = none), rate max (0 = none), rate window ms]`. */
-export type ResolvedLimit = readonly [string, number, number, number];
+/**
+ * What the scheduler stores per group: `[key value, concurrency (0 = none), rate max (0 = none),
+ * rate window ms, scope]`. Scope 1: the value is the connection's own (a campaign's limit), and
+ * the key's capacity is the smallest figure among the live campaigns using it; 0: the registry's
+ * (the figures are the registry's ceilings). Groups stored without it are read as 0.
+ */
+export type ResolvedLimit = readonly [string, number, number, number, 0 | 1];
 
 export interface LimitContext {
   readonly campaignId: string;
   readonly baseUrl: string;
+  /** The registry name of the campaign's connection: its own key values are scoped to it. */
+  readonly connectionName: string;
   readonly operation: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Key values are scoped so that two connections never share a slot unless the operator says so.
+ * A campaign's own limit resolves to `<connection name>/<value>` (`alloy-prod/tenant-acme`): a
+ * connection name is letters, digits, `_ . -` only, so the scope is everything before the first
+ * `/` and no value can move it. A registry limit (`shared`) resolves to its value as is, so the
+ * same key declared on two connections is one key; a value that would read as scoped (letters,
+ * digits, `_ . -` and then a `/`, or a leading `/`) gets a leading `/` (`eu/acme` is stored as
+ * `/eu/acme`), so the two kinds never meet whatever a target's fields hold.
+ */
+export const KEY_SCOPE_SEPARATOR = '/';
+const SCOPED_SHAPE = /^[A-Za-z0-9_.-]*\//;
+
+/** The key value of a campaign's own limit: `<connection name>/<value>`. */
+export function scopedKeyValue(connectionName: string, value: string): string {
+  return `${connectionName}${KEY_SCOPE_SEPARATOR}${value}`;
+}
+
+/** The key value of a registry limit: the value, with a leading `/` when it would read as scoped. */
+export function sharedKeyValue(value: string): string {
+  return SCOPED_SHAPE.test(value) ? `${KEY_SCOPE_SEPARATOR}${value}` : value;
 }
 
 /** Thrown by `resolveLimits` when a target lacks what a key needs; the producer adds the line. */
@@ -62,7 +93,10 @@ export class LimitKeyError extends Error {
  * Compiles the campaign's limits into one function from a target to its resolved limits, so
  * the per-target work at enqueue is string concatenation only.
  */
-export function compileLimits(limits: readonly LimitSpec[], ctx: LimitContext): (target: Target) => ResolvedLimit[] {
+export function compileLimits(
+  limits: readonly (LimitSpec & { readonly shared?: boolean })[],
+  ctx: LimitContext,
+): (target: Target) => ResolvedLimit[] {
   const compiled = limits.map((limit, index) => {
     const parts: ((t: Target) => string)[] = [];
     let last = 0;
@@ -94,13 +128,14 @@ export function compileLimits(limits: readonly LimitSpec[], ctx: LimitContext): 
     }
     const tail = limit.key.slice(last);
     if (tail) parts.push(() => tail);
-    return { parts, concurrency: limit.concurrency ?? 0, rate: limit.rate };
+    return { parts, concurrency: limit.concurrency ?? 0, rate: limit.rate, shared: limit.shared === true };
   });
   return (target) =>
-    compiled.map(({ parts, concurrency, rate }): ResolvedLimit => {
-      let key = '';
-      for (const p of parts) key += p(target);
-      return [key, concurrency, rate?.max ?? 0, rate?.perMs ?? 0];
+    compiled.map(({ parts, concurrency, rate, shared }): ResolvedLimit => {
+      let value = '';
+      for (const p of parts) value += p(target);
+      const key = shared ? sharedKeyValue(value) : scopedKeyValue(ctx.connectionName, value);
+      return [key, concurrency, rate?.max ?? 0, rate?.perMs ?? 0, shared ? 0 : 1];
     });
 }
 

@@ -64,7 +64,7 @@ describe('scheduler scripts', () => {
     const next = await finish(first.picks[0]!.holder, 'run-1', 'c1', 'u0');
     expect(next.recorded).toBe(true);
     expect(ids(next.picks)).toEqual(['u2']); // the freed slot went to the next target, in the same call
-    expect(await redis.zcard(schedulerKeys(prefix).slot('k'))).toBe(2);
+    expect(await redis.zcard(schedulerKeys(prefix).slot('K/k'))).toBe(2); // the key value, scoped to connection K
     expect(await readStatus(redis, prefix, 'c1')).toMatchObject({ pending: 2, active: 2, upgraded: 1 });
   });
 
@@ -89,7 +89,7 @@ describe('scheduler scripts', () => {
     });
     expect(ids(last.picks)).toEqual(['u2']);
     expect(last.ownClaim).toEqual({ kind: 'done' });
-    expect(await redis.zcard(schedulerKeys(prefix).slot('k'))).toBe(0);
+    expect(await redis.zcard(schedulerKeys(prefix).slot('K/k'))).toBe(0);
     // Without a token nothing is claimed.
     expect((await finish('cont.99', 'x', 'cont', 'zz')).ownClaim).toBeUndefined();
   });
@@ -111,11 +111,12 @@ describe('scheduler scripts', () => {
     const one = await scripts.dispatch(100, LEASE);
     expect(ids(one.picks)).toEqual(['u0']);
     // Both groups had room on their own key but not on `shared`: they wait there, not in a loop.
-    expect((await redis.smembers(`${prefix}:sched:blocked:shared`)).sort()).toEqual(['multi|0', 'multi|1']);
+    expect(await redis.lrange(`${prefix}:sched:waiting:K/shared`, 0, -1)).toEqual(['multi']);
+    expect(await redis.lrange(`${prefix}:campaign:multi:w:K/shared`, 0, -1)).toEqual(['0', '1']);
     await scripts.claim(one.picks[0]!.holder, 'r', LEASE, 'u0', eventsChannel(prefix));
     const next = await finish(one.picks[0]!.holder, 'r', 'multi', 'u0');
     expect(next.picks).toHaveLength(1);
-    expect(await redis.zcard(schedulerKeys(prefix).slot('shared'))).toBe(1);
+    expect(await redis.zcard(schedulerKeys(prefix).slot('K/shared'))).toBe(1);
   });
 
   it('reclaims an expired lease: the target goes back to the head of its group', async () => {

@@ -5,10 +5,17 @@
 
   State (see docs/ARCHITECTURE.md, "Scheduler"):
     <p>:campaign:<c>:g:<gid>   LIST    pending target entries (target JSON) of one group
-    <p>:campaign:<c>:groups    HASH    gid -> JSON [[key, concurrency, rateMax, ratePerMs], ...];
-                                       'conn' -> connection id; 'seq' -> holder counter
+    <p>:campaign:<c>:groups    HASH    gid -> JSON [[key, concurrency, rateMax, ratePerMs, scope], ...]
+                                       (scope 1: the connection's own key value, `<connection>/<value>`;
+                                       0 or absent: the registry's); 'conn' -> connection id;
+                                       'seq' -> holder counter; 'capgid' -> gids 0 .. capgid-1 are in
+                                       the capacity records (use_limits)
     <p>:campaign:<c>:ready     LIST    gids that may have a runnable target (round robin)
-    <p>:campaign:<c>:gstate    HASH    gid -> 'r' (in ready) | 'b' (in a blocked set) | 'd' (in delayed)
+    <p>:campaign:<c>:gstate    HASH    gid -> 'r' (in ready) | 'b' (waiting for a key) | 'd' (in delayed)
+    <p>:campaign:<c>:w:<key>   LIST    gids of this campaign waiting for a slot on the key (FIFO)
+    <p>:campaign:<c>:limitkeys SET     key values the campaign has figures on or may wait for: what
+                                       its end takes back (drop_limits)
+    <p>:campaign:<c>:rate:<key> STRING the campaign's own clock on a registry key whose rate it lowered
     <p>:campaign:<c>:attempts  HASH    target key -> attempts made; 'ra:' .. target key -> Retry-After waits
     <p>:campaign:<c>:outcomes  HASH    target key -> '<seq>|<outcome>|<reason>': which targets have an
                                        outcome (the record itself lives in the campaign's own slot)
@@ -22,7 +29,12 @@
     <p>:sched:leases           ZSET    holder -> lease expiry (ms)
     <p>:sched:slot:<key>       ZSET    holder -> lease expiry: the slots taken on a limit key value
     <p>:sched:rate:<key>       STRING  earliest time the next start may happen (GCRA, spacing perMs/max)
-    <p>:sched:blocked:<key>    SET     '<c>|<gid>' waiting for a slot on the key
+    <p>:sched:cap:<key>        HASH    a key's capacity record: campaign id -> '<concurrency>|<ms
+                                       between starts>' (0 = none) of each live campaign using it;
+                                       '=c' -> the smallest concurrency, '=r' -> the longest spacing,
+                                       '=s' -> the shortest spacing ("Capacity records" below)
+    <p>:sched:waiting:<key>    LIST    campaigns with a group waiting for a slot on the key, each once
+                                       (exactly while its `:w:<key>` list is not empty): round robin
     <p>:sched:delayed          ZSET    '<c>|<gid>' -> when it may run again (rate window, Retry-After)
     <p>:sched:retry            ZSET    '<c>|<gid>|<entry>' -> when a failed attempt is tried again
     <p>:sched:pause            HASH    connection id -> no call before this time (Retry-After)
@@ -32,8 +44,8 @@
                                        still need their retention TTL
 
   A holder is '<campaign id>.<n>': one dispatch of one target. Every group with pending entries
-  is in exactly one of ready / a blocked set / delayed (stale extra memberships are harmless:
-  waking a group twice costs a look, never a lost target).
+  is in exactly one of ready / a key's waiting list / delayed (stale extra memberships are
+  harmless: waking a group twice costs a look, never a lost target).
 ]]
 local P = ARGV[1]
 local S = P .. ':sched:'
@@ -84,18 +96,137 @@ local function ensure_scheduled(c, gid, wakeAt, now)
   end
 end
 
--- One group waiting on the key gets another look; stale members are skipped.
+-- A group waits for a slot on a full key: at the back of its campaign's groups waiting there,
+-- and its campaign at the back of the key's campaigns unless it is in that queue already.
+local function wait_on(c, gid, key)
+  redis.call('HSET', ck(c, 'gstate'), gid, 'b')
+  if redis.call('RPUSH', ck(c, 'w:' .. key), gid) == 1 then
+    redis.call('RPUSH', S .. 'waiting:' .. key, c)
+  end
+end
+
+-- A slot freed on the key: the campaign first in its queue gets another look for its first
+-- waiting group, and goes to the back if it has more, so campaigns waiting on a key take
+-- turns however many groups each has. Stale entries (a group woken by another path) are skipped.
 local function wake_one(key)
-  local blocked = S .. 'blocked:' .. key
+  local queue = S .. 'waiting:' .. key
   for _ = 1, 8 do
-    local m = redis.call('SPOP', blocked)
-    if not m then return end
-    local c, gid = string.match(m, '^(.*)|(%d+)$')
-    if redis.call('HGET', ck(c, 'gstate'), gid) == 'b' then
-      make_ready(c, gid)
-      return
+    local c = redis.call('LPOP', queue)
+    if not c then return end
+    local waiting = ck(c, 'w:' .. key)
+    local gstate = ck(c, 'gstate')
+    local woke = false
+    for _ = 1, 8 do
+      local gid = redis.call('LPOP', waiting)
+      if not gid then break end
+      if redis.call('HGET', gstate, gid) == 'b' then
+        make_ready(c, gid)
+        woke = true
+        break
+      end
+    end
+    if redis.call('LLEN', waiting) > 0 then redis.call('RPUSH', queue, c) end
+    if woke then return end
+  end
+end
+
+-- Capacity records. A scoped key value (the connection's own, `<connection>/<value>`) may be
+-- used by several campaigns on the connection, each with its own figures: the key holds the
+-- smallest concurrency and the longest spacing between starts among the live ones, so no
+-- campaign runs it past what another promised the platform. `<p>:sched:cap:<key>` keeps each
+-- live campaign's figures and, in '=c' / '=r', the strictest, which is all a dispatch reads.
+-- Written when a campaign starts using a group (commit, a discovered page, an operator's retry)
+-- and taken back when it ends (complete_if_done), so an ended campaign's figure stops counting.
+-- A registry key (not scoped) holds the registry's figures, which no campaign can raise (they
+-- are clipped at enqueue) nor lower for others: a campaign's lower concurrency only keeps its
+-- own targets from starting (the check compares the slots with its own figure), and a lower
+-- rate runs on a clock of the campaign's own, while the key's clock is spaced by '=s', the
+-- shortest spacing among the live campaigns with a rate on it (the registry's).
+
+local function parse_figures(v)
+  local conc, spacing = string.match(v, '^([^|]*)|(.*)$')
+  return tonumber(conc) or 0, tonumber(spacing) or 0
+end
+
+-- Merges a campaign's figures on a key into the key's record (a campaign only ever tightens its
+-- own entry while it lives) and the summaries with it.
+local function use_figures(c, key, f)
+  local cap = S .. 'cap:' .. key
+  local mine = redis.call('HGET', cap, c)
+  if mine then
+    local conc, spacing = parse_figures(mine)
+    if conc > 0 and (f[1] == 0 or conc < f[1]) then f[1] = conc end
+    if spacing > f[2] then f[2] = spacing end
+  end
+  redis.call('HSET', cap, c, f[1] .. '|' .. f[2])
+  local now = redis.call('HMGET', cap, '=c', '=r', '=s')
+  if f[1] > 0 and (not now[1] or f[1] < tonumber(now[1])) then redis.call('HSET', cap, '=c', f[1]) end
+  if f[2] > 0 and (not now[2] or f[2] > tonumber(now[2])) then redis.call('HSET', cap, '=r', f[2]) end
+  if f[2] > 0 and (not now[3] or f[2] < tonumber(now[3])) then redis.call('HSET', cap, '=s', f[2]) end
+end
+
+-- The campaign uses these groups: its figures go into the records of their keys (a registry
+-- key's: its rate only), and every key it has a figure on or may wait for is listed for its end.
+local function use_limits(c, gids)
+  local figures, listed, order = {}, {}, {}
+  for _, gid in ipairs(gids) do
+    local json = redis.call('HGET', ck(c, 'groups'), gid)
+    for _, k in ipairs(json and cjson.decode(json) or {}) do
+      local key = k[1]
+      if k[5] == 1 or k[2] > 0 or k[3] > 0 then
+        if not listed[key] then
+          listed[key] = true
+          order[#order + 1] = key
+        end
+      end
+      if k[5] == 1 or k[3] > 0 then
+        local f = figures[key] or { 0, 0 }
+        figures[key] = f
+        if k[5] == 1 and k[2] > 0 and (f[1] == 0 or k[2] < f[1]) then f[1] = k[2] end
+        if k[3] > 0 and k[4] / k[3] > f[2] then f[2] = k[4] / k[3] end
+      end
     end
   end
+  for i = 1, #order, 1000 do
+    redis.call('SADD', ck(c, 'limitkeys'), unpack(order, i, math.min(i + 999, #order)))
+  end
+  for _, key in ipairs(order) do
+    local f = figures[key]
+    if f then use_figures(c, key, f) end
+  end
+end
+
+-- The campaign ended: its figures leave every record (the strictest is worked out again from
+-- the campaigns left), and its waiting lists go.
+local function drop_limits(c)
+  local listed = ck(c, 'limitkeys')
+  for _, key in ipairs(redis.call('SMEMBERS', listed)) do
+    local cap = S .. 'cap:' .. key
+    if redis.call('HDEL', cap, c) == 1 then
+      local all = redis.call('HGETALL', cap)
+      local conc, longest, shortest, users = 0, 0, 0, 0
+      for i = 1, #all, 2 do
+        if string.sub(all[i], 1, 1) ~= '=' then
+          users = users + 1
+          local fc, fs = parse_figures(all[i + 1])
+          if fc > 0 and (conc == 0 or fc < conc) then conc = fc end
+          if fs > longest then longest = fs end
+          if fs > 0 and (shortest == 0 or fs < shortest) then shortest = fs end
+        end
+      end
+      if users == 0 then
+        redis.call('DEL', cap)
+      else
+        if conc > 0 then redis.call('HSET', cap, '=c', conc) else redis.call('HDEL', cap, '=c') end
+        if longest > 0 then redis.call('HSET', cap, '=r', longest, '=s', shortest) else redis.call('HDEL', cap, '=r', '=s') end
+      end
+    end
+    -- The campaign is in the key's queue exactly while it has this list.
+    if redis.call('DEL', ck(c, 'w:' .. key)) == 1 then
+      redis.call('LREM', S .. 'waiting:' .. key, 0, c)
+    end
+  end
+  redis.call('DEL', listed)
 end
 
 -- Frees the holder's slots (waking a waiter per slot) and forgets the holder.
@@ -207,6 +338,7 @@ local function complete_if_done(c, now, channel, st)
   local final = st.state == 'cancelled' and 'cancelled' or 'completed'
   local status = ck(c, 'status')
   redis.call('HSET', status, 'state', final, 'finishedAt', now)
+  drop_limits(c)
   local retention = tonumber(redis.call('HGET', ck(c, 'groups'), 'retentionMs') or '0')
   if retention > 0 then
     for _, k in ipairs(CAMPAIGN_KEYS) do redis.call('PEXPIRE', ck(c, k), retention) end
@@ -358,7 +490,9 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
 
   -- Tries one ready group. Returns the picked entry, or nil after moving the group where it
   -- waits. Keys that had room but were not used wake one waiter each, so a slot is never left
-  -- free while a group that could use it sleeps.
+  -- free while a group that could use it sleeps. A scoped key's figures are its capacity
+  -- record's (the strictest among live campaigns); on a registry key the group keeps to its own
+  -- concurrency, and its key's clock runs at the registry's rate ('=s').
   local function try_group(c, gid)
     local gstate = ck(c, 'gstate')
     local status = ck(c, 'status')
@@ -376,20 +510,33 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
       return nil
     end
 
+    local limit = {}
     for i, k in ipairs(keys) do
-      local key, concurrency, rateMax, ratePerMs = k[1], k[2], k[3], k[4]
+      -- own: the spacing of this campaign's own clock on a registry key whose rate it lowered.
+      local key, concurrency, spacing, own = k[1], k[2], k[3] > 0 and k[4] / k[3] or 0, 0
+      if k[5] == 1 then
+        local cap = redis.call('HMGET', S .. 'cap:' .. key, '=c', '=r')
+        local least, longest = tonumber(cap[1] or '0'), tonumber(cap[2] or '0')
+        if least > 0 and (concurrency == 0 or least < concurrency) then concurrency = least end
+        if longest > spacing then spacing = longest end
+      elseif spacing > 0 then
+        local shortest = tonumber(redis.call('HGET', S .. 'cap:' .. key, '=s') or '0')
+        if shortest > 0 and shortest < spacing then spacing, own = shortest, spacing end
+      end
+      limit[i] = { concurrency, spacing, own }
       local slot = S .. 'slot:' .. key
       redis.call('ZREMRANGEBYSCORE', slot, '-inf', now)
       if concurrency > 0 and redis.call('ZCARD', slot) >= concurrency then
-        redis.call('HSET', gstate, gid, 'b')
-        redis.call('SADD', S .. 'blocked:' .. key, tag)
+        wait_on(c, gid, key)
         wake_unused(i - 1)
         return nil
       end
-      if rateMax > 0 then
-        -- GCRA: starts on a key are spaced perMs/max apart, so no window of perMs ever holds
-        -- more than max and there is no burst at a window's edge.
+      if spacing > 0 then
+        -- GCRA: starts on a key are spaced perMs/max apart (a scoped key: the longest spacing
+        -- among its live campaigns), so no window of perMs ever holds more than max and there
+        -- is no burst at a window's edge.
         local tat = tonumber(redis.call('GET', S .. 'rate:' .. key) or '0')
+        if own > 0 then tat = math.max(tat, tonumber(redis.call('GET', ck(c, 'rate:' .. key)) or '0')) end
         if tat > now then
           redis.call('HSET', gstate, gid, 'd')
           redis.call('ZADD', S .. 'delayed', math.ceil(tat), tag)
@@ -409,18 +556,18 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
 
     local holder = c .. '.' .. redis.call('HINCRBY', ck(c, 'groups'), 'seq', 1)
     local expiry = now + leaseMs
-    for _, k in ipairs(keys) do
+    -- Measured from the previous start, not from now, when the dispatcher woke a little late:
+    -- lateness does not pile up (at most half a start more per window, never more). A key's
+    -- first start opens its clock without slack.
+    local function advance(rate, interval, perMs)
+      local stored = redis.call('GET', rate)
+      local tat = stored and math.max(tonumber(stored), now - interval / 2) + interval or now + interval
+      redis.call('SET', rate, string.format('%.3f', tat), 'PX', math.ceil(math.max(interval, perMs)) + 1000)
+    end
+    for i, k in ipairs(keys) do
       redis.call('ZADD', S .. 'slot:' .. k[1], expiry, holder)
-      if k[3] > 0 then
-        local rate = S .. 'rate:' .. k[1]
-        -- Measured from the previous start, not from now, when the dispatcher woke a little
-        -- late: lateness does not pile up (at most half a start more per window, never more).
-        -- A key's first start opens its clock without slack.
-        local interval = k[4] / k[3]
-        local stored = redis.call('GET', rate)
-        local tat = stored and math.max(tonumber(stored), now - interval / 2) + interval or now + interval
-        redis.call('SET', rate, string.format('%.3f', tat), 'PX', k[4] + 1000)
-      end
+      if limit[i][2] > 0 then advance(S .. 'rate:' .. k[1], limit[i][2], k[4]) end
+      if limit[i][3] > 0 then advance(ck(c, 'rate:' .. k[1]), limit[i][3], k[4]) end
     end
     redis.call('HSET', S .. 'inflight', holder, gid .. '||' .. entry)
     redis.call('ZADD', S .. 'leases', expiry, holder)
@@ -433,10 +580,9 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
     end
     -- The group has more: if this pick filled one of its keys, it waits on that key now
     -- rather than being looked at again for nothing.
-    for _, k in ipairs(keys) do
-      if k[2] > 0 and redis.call('ZCARD', S .. 'slot:' .. k[1]) >= k[2] then
-        redis.call('HSET', gstate, gid, 'b')
-        redis.call('SADD', S .. 'blocked:' .. k[1], tag)
+    for i, k in ipairs(keys) do
+      if limit[i][1] > 0 and redis.call('ZCARD', S .. 'slot:' .. k[1]) >= limit[i][1] then
+        wait_on(c, gid, k[1])
         return holder, entry
       end
     end

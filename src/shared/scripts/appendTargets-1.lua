@@ -43,6 +43,19 @@ for i = 6, #ARGV, 3 do
     added = added + 1
   end
 end
+-- Groups first seen in this page (gids are numbered in order) join the capacity records.
+local known = tonumber(redis.call('HGET', ck(c, 'groups'), 'capgid') or '0')
+local top = known - 1
+for i = 7, #ARGV, 3 do
+  local gid = tonumber(ARGV[i])
+  if gid > top then top = gid end
+end
+if top >= known then
+  local gids = {}
+  for gid = known, top do gids[#gids + 1] = tostring(gid) end
+  use_limits(c, gids)
+  redis.call('HSET', ck(c, 'groups'), 'capgid', top + 1)
+end
 redis.call('HINCRBY', status, 'total', added)
 redis.call('HINCRBY', status, 'pending', added)
 local passAdded = redis.call('HINCRBY', status, 'discoverPassAdded', added)

@@ -2,7 +2,8 @@
   Turn a producer's staged campaign into a live one, atomically. While staging, the producer
   writes the campaign's group lists and group table under the campaign's own keys, registered
   in <p>:sched:staging; nothing schedules them because the campaign has no status hash and no
-  ring entry. This step creates both, so the campaign appears whole or not at all.
+  ring entry. This step creates both, and puts the campaign's limit figures in its keys'
+  capacity records (use_limits), so the campaign appears whole or not at all.
 
   Input:
     KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
@@ -62,6 +63,11 @@ if rollout then
   local steps = cjson.decode(rollout)
   redis.call('HSET', status, 'rolloutStep', 0, 'rolloutSteps', #steps, 'rolloutLimit', steps[1], 'admitted', 0)
 end
+-- The campaign's figures count toward its keys' capacity from now until it ends.
+local gids = {}
+for gid = 0, groups - 1 do gids[#gids + 1] = tostring(gid) end
+use_limits(c, gids)
+redis.call('HSET', ck(c, 'groups'), 'capgid', groups)
 if total == 0 then
   complete_if_done(c, now, ARGV[8])
 end

@@ -27,6 +27,7 @@ if not state then return -1 end
 if state == 'cancelled' then return -2 end
 local now = now_ms()
 local n = 0
+local gids, seen = {}, {}
 for i = 5, #ARGV, 3 do
   local key, gid, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local mark = redis.call('HGET', ck(c, 'outcomes'), key)
@@ -44,11 +45,18 @@ for i = 5, #ARGV, 3 do
       redis.call('HINCRBY', status, 'pending', 1)
       redis.call('HINCRBY', status, 'admitted', -1)
       make_ready(c, gid)
+      if not seen[gid] then
+        seen[gid] = true
+        gids[#gids + 1] = gid
+      end
       n = n + 1
     end
   end
 end
 if n > 0 then
+  -- The figures of a completed campaign left its keys' capacity records when it ended; the
+  -- groups that run again count again (for a running campaign this changes nothing).
+  use_limits(c, gids)
   redis.call('HINCRBY', status, 'retriedByOperator', n)
   if state == 'completed' then
     for _, k in ipairs(CAMPAIGN_KEYS) do redis.call('PERSIST', ck(c, k)) end
