@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi, TOKEN_COOKIE } from '../../src/producer/api/index.js';
 import { createLogger, InputError } from '../../src/shared/index.js';
 import { newRedis, redisUrl, testPrefix } from '../support/harness.js';
+import { connectionsFile, noConnections } from '../support/connections.js';
 import { AUTH, startTestApi, TOKEN, type TestApi } from './support.js';
 
 const cookie = (value: string) => ({ cookie: `theme=dark; ${TOKEN_COOKIE}=${encodeURIComponent(value)}` });
@@ -89,13 +90,14 @@ describe('starting without a token', () => {
   it('buildApi refuses, naming UPSHIFT_API_TOKEN and --insecure-no-auth; a short token is refused too', async () => {
     const redis = newRedis();
     const log = createLogger('silent');
+    const connections = noConnections();
     try {
       for (const apiToken of [undefined, '']) {
-        const err = await buildApi({ redis, prefix: testPrefix(), log, apiToken }).catch((e: unknown) => e);
+        const err = await buildApi({ redis, prefix: testPrefix(), log, apiToken, connections }).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(InputError);
         expect((err as Error).message).toMatch(/UPSHIFT_API_TOKEN.*--insecure-no-auth/);
       }
-      const short = await buildApi({ redis, prefix: testPrefix(), log, apiToken: 'short' }).catch((e: unknown) => e);
+      const short = await buildApi({ redis, prefix: testPrefix(), log, apiToken: 'short', connections }).catch((e: unknown) => e);
       expect(short).toBeInstanceOf(InputError);
       expect((short as Error).message).toContain('at least 16 characters');
     } finally {
@@ -117,7 +119,7 @@ describe('starting without a token', () => {
   const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
   const env = () => {
     const { UPSHIFT_API_TOKEN: _unset, ...rest } = process.env;
-    return { ...rest, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: testPrefix(), LOG_LEVEL: 'warn' };
+    return { ...rest, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: testPrefix(), LOG_LEVEL: 'warn', UPSHIFT_CONNECTIONS: connectionsFile(noConnections()) };
   };
 
   it('upshift serve exits 2 with one line naming UPSHIFT_API_TOKEN and --insecure-no-auth', async () => {

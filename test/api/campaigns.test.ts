@@ -3,11 +3,12 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, createLogger, readStatus } from '../../src/shared/index.js';
+import { campaignKeys, createLogger, readStatus, type ConnectionRegistry } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
 import { redisUrl, waitForCompletion, waitForState } from '../support/harness.js';
 import { AUTH, campaignData, ndjson, startTestApi, until, type TestApi } from './support.js';
+import { testConnections } from '../support/connections.js';
 
 const NDJSON = { ...AUTH, 'content-type': 'application/x-ndjson' };
 const JSON_BODY = { ...AUTH, 'content-type': 'application/json' };
@@ -19,12 +20,14 @@ const idle = (id: string, extra: Record<string, unknown> = {}) => ({
   operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
   ...extra,
 });
+/** The registry of the tests that only enqueue: the idle spec's platform. */
+const idleConnections = () => testConnections('http://127.0.0.1:9');
 const users = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ userId: `user-${from + i}` }));
 
 describe('POST /campaigns and validation', () => {
   let api: TestApi;
   beforeEach(async () => {
-    api = await startTestApi();
+    api = await startTestApi({ connections: idleConnections() });
   });
   afterEach(() => api.close());
 
@@ -167,7 +170,7 @@ describe('POST /campaigns and validation', () => {
 describe('body size limits', () => {
   let api: TestApi;
   beforeAll(async () => {
-    api = await startTestApi({ bodyLimitBytes: 4096, streamLimitBytes: 40_000 });
+    api = await startTestApi({ bodyLimitBytes: 4096, streamLimitBytes: 40_000, connections: idleConnections() });
   });
   afterAll(() => api.close());
 
@@ -208,10 +211,12 @@ describe('reading and controlling campaigns', () => {
   let api: TestApi;
   let sandbox: Sandbox;
   let workers: RunningWorker[];
+  let connections: ConnectionRegistry;
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
-    api = await startTestApi();
     sandbox = await startSandbox({ latencyMs: 5 });
+    connections = testConnections(sandbox.url, 'http://127.0.0.1:9');
+    api = await startTestApi({ connections });
     workers = [];
   });
   afterEach(async () => {
@@ -221,7 +226,7 @@ describe('reading and controlling campaigns', () => {
   });
 
   const work = async (concurrency = 4) => {
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix: api.prefix, logLevel: 'silent' }, createLogger('silent'), { concurrency }));
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix: api.prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency }));
   };
   const live = (id: string, extra: Record<string, unknown> = {}) => ({
     ...idle(id, extra),
@@ -334,8 +339,10 @@ describe('reading and controlling campaigns', () => {
   it('limits: slots in use vs. concurrency per resolved key, full keys first', async () => {
     const fleet = alloyFleet(6);
     sandbox.load(fleet.fixtures);
+    // The same platform, now slow: restarted on its port, so it is still the registered connection.
+    const port = Number(new URL(sandbox.url).port);
     await sandbox.close();
-    sandbox = await startSandbox({ latencyMs: 60_000 });
+    sandbox = await startSandbox({ latencyMs: 60_000, port });
     sandbox.load(fleet.fixtures);
     const targets = fleet.targets.map((t, i) => ({ ...t, tenant: i < 4 ? 'acme' : 'zeta' }));
     await create(

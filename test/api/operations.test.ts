@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/producer/api/index.js';
 import { createApiMetrics, createLogger, createRedis } from '../../src/shared/index.js';
 import { redisUrl, testPrefix } from '../support/harness.js';
+import { noConnections } from '../support/connections.js';
 import { AUTH, startTestApi, TOKEN, type TestApi } from './support.js';
 
 /** A TCP relay to the test Redis that can be cut and restored, to make Redis unreachable on demand. */
@@ -58,7 +59,7 @@ describe('health, readiness, metrics', () => {
     const redis = createRedis(`redis://127.0.0.1:${relay.port}`);
     redis.on('error', () => undefined);
     await redis.connect();
-    const app = await buildApi({ redis, prefix: testPrefix(), log: createLogger('silent'), apiToken: TOKEN, readyTimeoutMs: 500 });
+    const app = await buildApi({ redis, prefix: testPrefix(), log: createLogger('silent'), apiToken: TOKEN, readyTimeoutMs: 500, connections: noConnections() });
     const ready = () => app.inject({ method: 'GET', url: '/readyz' });
     try {
       expect((await ready()).statusCode).toBe(200);

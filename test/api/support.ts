@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { buildApi, type ApiOptions } from '../../src/producer/api/index.js';
+import { noConnections } from '../support/connections.js';
 import { deletePrefix, keysUnder, newRedis, testPrefix } from '../support/harness.js';
 
 /** A token as an operator would set it (never logged: see the log capture). */
@@ -18,7 +19,11 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-/** An API over real Redis under a fresh prefix, logging at trace level into memory. */
+/**
+ * An API over real Redis under a fresh prefix, logging at trace level into memory. Its
+ * connections registry is empty unless the test gives one (`testConnections` of the URLs its
+ * specs use): a test that enqueues nothing registers nothing.
+ */
 export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise<TestApi> {
   const redis = newRedis();
   const prefix = testPrefix();
@@ -31,7 +36,7 @@ export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise
   });
   const log = pino({ level: 'trace' }, sink);
   try {
-    const app = await buildApi({ redis, prefix, log, apiToken: TOKEN, ...overrides });
+    const app = await buildApi({ redis, prefix, log, apiToken: TOKEN, connections: noConnections(), ...overrides });
     return {
       app,
       redis,

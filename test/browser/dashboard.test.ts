@@ -6,6 +6,7 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { createLogger, readStatus, type CampaignStatus } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { AUTH, startTestApi, TOKEN, until, type TestApi } from '../api/support.js';
+import { testConnections } from '../support/connections.js';
 import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
 import { redisUrl, waitForCompletion } from '../support/harness.js';
 
@@ -77,12 +78,13 @@ describe('dashboard in a real browser', () => {
 
   beforeAll(async () => {
     setCredentialEnv();
-    api = await startTestApi();
-    await api.app.listen({ port: 0, host: '127.0.0.1' });
-    url = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
     // Slow answers and one tenant key of 2 slots: the campaign runs long enough to watch (~20 targets/s).
     sandbox = await startSandbox({ latencyMs: 100 });
-    worker = await startWorker({ redisUrl: redisUrl(), prefix: api.prefix, logLevel: 'silent' }, createLogger('silent'), { concurrency: 4 });
+    const connections = testConnections(sandbox.url);
+    api = await startTestApi({ connections });
+    await api.app.listen({ port: 0, host: '127.0.0.1' });
+    url = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
+    worker = await startWorker({ redisUrl: redisUrl(), prefix: api.prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency: 4 });
     if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: install Debian's chromium (apt-get install chromium)`);
     // --no-sandbox: Chromium's sandbox cannot start as root (CI containers).
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });

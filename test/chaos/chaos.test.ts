@@ -3,9 +3,10 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { SANDBOX_KEYS, startSandbox, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
-import { eventsChannel, streamReport, type CampaignStatus } from '../../src/shared/index.js';
+import { eventsChannel, streamReport, type CampaignStatus, type ConnectionRegistry } from '../../src/shared/index.js';
 import { nectedGraph, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { connectionsFile, testConnectionsWith } from '../support/connections.js';
 import { recordFigures } from './figures.js';
 
 /**
@@ -126,6 +127,8 @@ describe('chaos: kills and platform faults under load', () => {
   let sandbox: Sandbox;
   const procs: WorkerProcess[] = [];
   const env: Record<string, string> = {};
+  /** The sandbox registered for every campaign's own credential variable (40 connections). */
+  let connections: ConnectionRegistry;
 
   beforeAll(async () => {
     redis = newRedis();
@@ -145,7 +148,8 @@ describe('chaos: kills and platform faults under load', () => {
     });
     sandbox.load(fixtures());
     for (let c = 0; c < CAMPAIGNS; c++) env[credentialRef(c)] = keyFor[opOf(c)];
-    Object.assign(env, { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix });
+    connections = testConnectionsWith([sandbox.url], Array.from({ length: CAMPAIGNS }, (_, c) => credentialRef(c)));
+    Object.assign(env, { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections) });
   });
   afterAll(async () => {
     for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
@@ -174,7 +178,7 @@ describe('chaos: kills and platform faults under load', () => {
     let live: WorkerProcess[] = [];
     for (let i = 0; i < 4; i++) live.push(await worker());
     procs.push(...live);
-    for (let c = 0; c < CAMPAIGNS; c++) await enqueueCampaign(spec(c, sandbox.url), targets(c), { redis, prefix });
+    for (let c = 0; c < CAMPAIGNS; c++) await enqueueCampaign(spec(c, sandbox.url), targets(c), { redis, prefix, connections });
 
     let kills = 0;
     while (Date.now() - started < KILL_FOR_MS) {

@@ -5,6 +5,7 @@ import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { alloyFleet, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { connectionsFile, testConnections } from '../support/connections.js';
 import { recordFigures } from './figures.js';
 
 function rssMb(pid: number): number {
@@ -59,9 +60,10 @@ describe('worker memory', () => {
     const n = 200_000;
     const fleet = alloyFleet(n);
     sandbox.load(fleet.fixtures);
-    worker = await spawnWorker({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix }, ['--concurrency', '50']);
+    const connections = testConnections(sandbox.url);
+    worker = await spawnWorker({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections) }, ['--concurrency', '50']);
     const spec = { id: 'mem', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } };
-    await enqueueCampaign(spec, fleet.targets, { redis, prefix });
+    await enqueueCampaign(spec, fleet.targets, { redis, prefix, connections });
     const pid = worker.proc.pid!;
     const early = await peakRssMb(sandbox, pid, 20_000, 30_000);
     const late = await peakRssMb(sandbox, pid, n - 10_000, n);

@@ -9,6 +9,7 @@ import { eventsChannel, readStatus, streamReport, type CampaignStatus } from '..
 import { freePort, startPrivateRedis } from '../../scripts/lib/private-redis.js';
 import { alloyFleet, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { testPrefix } from '../support/harness.js';
+import { connectionsFile, testConnections } from '../support/connections.js';
 import { recordFigures } from './figures.js';
 
 /** Waits for the campaign's `ended` event on `url`, riding over reconnects. */
@@ -62,12 +63,13 @@ describe('Redis restarts and outages', () => {
     sandbox.load(fleet.fixtures);
     const redis = new Redis(first.url, { maxRetriesPerRequest: null });
     redis.on('error', () => undefined);
-    const env = { REDIS_URL: first.url, UPSHIFT_PREFIX: prefix };
+    const connections = testConnections(sandbox.url);
+    const env = { REDIS_URL: first.url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections) };
     for (let i = 0; i < 2; i++) procs.push(await spawnWorker(env, ['--concurrency', '20', '--lease-ms', '2000']));
     await enqueueCampaign(
       { id: 'restart', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 2000 }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
       fleet.targets,
-      { redis, prefix },
+      { redis, prefix, connections },
     );
     await sandbox.requestsReached(1000);
 
@@ -104,7 +106,7 @@ describe('Redis restarts and outages', () => {
   it('a worker started while Redis is down waits with a clear message and starts when it comes up', async () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
-    const starting = spawnWorker({ REDIS_URL: url, UPSHIFT_PREFIX: prefix }, ['--concurrency', '2']);
+    const starting = spawnWorker({ REDIS_URL: url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(testConnections(sandbox.url)) }, ['--concurrency', '2']);
     // It keeps trying (no crash, no exit) while Redis is down; Redis comes up 1.5 s later.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });

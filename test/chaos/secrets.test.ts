@@ -6,6 +6,7 @@ import { eventsChannel, readStatus } from '../../src/shared/index.js';
 import { startPrivateRedis } from '../../scripts/lib/private-redis.js';
 import { spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { testPrefix } from '../support/harness.js';
+import { connectionsFile, testConnectionsWith } from '../support/connections.js';
 import { recordFigures } from './figures.js';
 
 const SECRETS = {
@@ -62,9 +63,12 @@ describe('secrets', () => {
         alloy: { workflows: { w: { latestVersion: 2 } }, installs: Array.from({ length: 200 }, (_, i) => ({ workflowId: 'w', userId: `u${i}`, version: 1, forbidden: i % 10 === 0 })) },
         tallyfy: { runs: Array.from({ length: 100 }, (_, i) => ({ orgId: 'o', id: `r${i}`, name: 'old' })) },
       });
+      // The sandbox registered for this test's own variables, as the worker and producer see it.
+      const connections = testConnectionsWith([sandbox.url], ['SECRET_ALLOY', 'SECRET_TALLYFY', 'SECRET_WRONG']);
       const env = {
         REDIS_URL: url,
         UPSHIFT_PREFIX: prefix,
+        UPSHIFT_CONNECTIONS: connectionsFile(connections),
         LOG_LEVEL: 'debug',
         SECRET_ALLOY: SECRETS.alloy,
         SECRET_TALLYFY: SECRETS.tallyfy,
@@ -74,9 +78,9 @@ describe('secrets', () => {
       procs.push(await spawnWorker(env, ['--concurrency', '8']));
       const conn = (ref: string) => ({ baseUrl: sandbox.url, credentialRef: ref, timeoutMs: 2000 });
       const ids = ['s-alloy', 's-tallyfy', 's-denied'];
-      await enqueueCampaign({ id: ids[0], connection: conn('SECRET_ALLOY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'w' }, retry: { attempts: 3, backoffMs: 1 } }, Array.from({ length: 200 }, (_, i) => ({ userId: `u${i}` })), { redis, prefix });
-      await enqueueCampaign({ id: ids[1], connection: conn('SECRET_TALLYFY'), operation: { type: 'tallyfy.updateRun', orgId: 'o', changes: { name: 'new' } }, retry: { attempts: 3, backoffMs: 1 } }, Array.from({ length: 100 }, (_, i) => ({ runId: `r${i}` })), { redis, prefix });
-      await enqueueCampaign({ id: ids[2], connection: conn('SECRET_WRONG'), operation: { type: 'tallyfy.updateRun', orgId: 'o', changes: { name: 'new' } } }, [{ runId: 'r1' }], { redis, prefix });
+      await enqueueCampaign({ id: ids[0], connection: conn('SECRET_ALLOY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'w' }, retry: { attempts: 3, backoffMs: 1 } }, Array.from({ length: 200 }, (_, i) => ({ userId: `u${i}` })), { redis, prefix, connections });
+      await enqueueCampaign({ id: ids[1], connection: conn('SECRET_TALLYFY'), operation: { type: 'tallyfy.updateRun', orgId: 'o', changes: { name: 'new' } }, retry: { attempts: 3, backoffMs: 1 } }, Array.from({ length: 100 }, (_, i) => ({ runId: `r${i}` })), { redis, prefix, connections });
+      await enqueueCampaign({ id: ids[2], connection: conn('SECRET_WRONG'), operation: { type: 'tallyfy.updateRun', orgId: 'o', changes: { name: 'new' } } }, [{ runId: 'r1' }], { redis, prefix, connections });
 
       const sub = new Redis(url);
       const pending = new Set(ids);

@@ -11,6 +11,7 @@ import { eventsChannel, readStatus } from '../../src/shared/index.js';
 import { freePort } from '../../scripts/lib/private-redis.js';
 import { alloyFleet, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { testPrefix } from '../support/harness.js';
+import { connectionsFile, testConnections } from '../support/connections.js';
 import { recordFigures } from './figures.js';
 
 const PASSWORD = 'tls-redis-pw-7Hq2';
@@ -51,7 +52,8 @@ describe('rediss:// (TLS) with a password', () => {
       const fleet = alloyFleet(50);
       sandbox.load(fleet.fixtures);
       // The worker trusts the test CA the standard Node way; REDIS_URL is used as given.
-      worker = await spawnWorker({ REDIS_URL: url, UPSHIFT_PREFIX: prefix, LOG_LEVEL: 'debug', NODE_EXTRA_CA_CERTS: cert }, ['--concurrency', '5']);
+      const connections = testConnections(sandbox.url);
+      worker = await spawnWorker({ REDIS_URL: url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections), LOG_LEVEL: 'debug', NODE_EXTRA_CA_CERTS: cert }, ['--concurrency', '5']);
       const sub = new Redis(url, { tls: { ca: readFileSync(cert) } });
       const ended = new Promise<void>((resolve) =>
         sub.on('message', (_c, m: string) => (JSON.parse(m) as { ended?: boolean }).ended && resolve()),
@@ -60,7 +62,7 @@ describe('rediss:// (TLS) with a password', () => {
       await enqueueCampaign(
         { id: 'tls', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
         fleet.targets,
-        { redis, prefix },
+        { redis, prefix, connections },
       );
       await ended;
       sub.disconnect();

@@ -13,11 +13,13 @@ import {
   schedulerKeys,
   streamReport,
   type CampaignStatus,
+  type ConnectionRegistry,
   type Redis,
 } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { setCredentialEnv } from '../support/fleet.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
+import { testConnections } from '../support/connections.js';
 import { randomBytes } from 'node:crypto';
 
 /**
@@ -30,12 +32,14 @@ describe('Redis Cluster (3 masters on loopback)', () => {
   let cluster: TestCluster;
   let sandbox: Sandbox;
   let redis: Redis;
+  let connections: ConnectionRegistry;
   const workers: RunningWorker[] = [];
 
   beforeAll(async () => {
     setCredentialEnv();
     cluster = await startCluster();
     sandbox = await startSandbox({ seed: 11, latencyMs: 5, limitKeyPattern: '^alloy:[^:]+:(t\\d+)\\.' });
+    connections = testConnections(sandbox.url);
     redis = createRedis(cluster.url);
     redis.on('error', () => undefined);
     await connectRedis(redis, cluster.url);
@@ -72,7 +76,7 @@ describe('Redis Cluster (3 masters on loopback)', () => {
   }
 
   async function work(prefix: string, concurrency: number): Promise<void> {
-    workers.push(await startWorker({ redisUrl: cluster.url, prefix, logLevel: 'silent' }, log, { concurrency }));
+    workers.push(await startWorker({ redisUrl: cluster.url, prefix, logLevel: 'silent' }, log, { connections, concurrency }));
   }
 
   function waitEnded(prefix: string, id: string): Promise<CampaignStatus> {
@@ -122,7 +126,7 @@ describe('Redis Cluster (3 masters on loopback)', () => {
     sandbox.load(c.fixtures);
     await work(prefix, 20);
     await work(prefix, 20);
-    await enqueueCampaign(c.spec, c.targets, { redis, prefix });
+    await enqueueCampaign(c.spec, c.targets, { redis, prefix, connections });
     const status = await waitEnded(prefix, 'basic');
     expect(status).toMatchObject({ state: 'completed', total: 1000, upgraded: 1000, failed: 0, pending: 0, active: 0 });
     let lines = 0;
@@ -141,7 +145,7 @@ describe('Redis Cluster (3 masters on loopback)', () => {
     sandbox.load(c.fixtures);
     await work(prefix, 25);
     await work(prefix, 25);
-    await enqueueCampaign(c.spec, c.targets, { redis, prefix });
+    await enqueueCampaign(c.spec, c.targets, { redis, prefix, connections });
     const status = await waitEnded(prefix, 'limited');
     expect(status).toMatchObject({ state: 'completed', total: 600, upgraded: 600 });
     const maxByKey = sandbox.stats().maxInFlightByKey;
@@ -155,7 +159,7 @@ describe('Redis Cluster (3 masters on loopback)', () => {
     for (const { prefix, c } of runs) {
       sandbox.load(c.fixtures);
       await work(prefix, 10);
-      await enqueueCampaign(c.spec, c.targets, { redis, prefix });
+      await enqueueCampaign(c.spec, c.targets, { redis, prefix, connections });
     }
     const ended = await Promise.all(runs.map(({ prefix, c }) => waitEnded(prefix, c.spec.id)));
     for (const s of ended) expect(s).toMatchObject({ state: 'completed', total: 300, upgraded: 300 });
@@ -178,7 +182,7 @@ describe('Redis Cluster (3 masters on loopback)', () => {
     for (const id of ids) {
       const run = alloy(id, 400);
       sandbox.load(run.fixtures);
-      await enqueueCampaign(run.spec, run.targets, { redis, prefix });
+      await enqueueCampaign(run.spec, run.targets, { redis, prefix, connections });
     }
     for (const id of ids) expect(await waitEnded(prefix, id)).toMatchObject({ state: 'completed', total: 400, upgraded: 400 });
     // A closing worker archives its last batch of records before it returns.

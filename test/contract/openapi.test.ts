@@ -5,10 +5,11 @@ import { OpenAPIBackend } from 'openapi-backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger } from '../../src/shared/index.js';
+import { createLogger, type ConnectionRegistry } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, nectedGraph, setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 /**
  * The requests Upshift really sends (as the sandbox received them, bytes and all) validated
@@ -58,13 +59,15 @@ describe('requests match the platforms OpenAPI documents', () => {
   let prefix: string;
   let sandbox: Sandbox;
   let worker: RunningWorker;
+  let connections: ConnectionRegistry;
 
   beforeAll(async () => {
     setCredentialEnv();
     redis = newRedis();
     prefix = testPrefix();
     sandbox = await startSandbox({ record: true, conflictRate: 0.3, seed: 3 });
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, createLogger('silent'), { concurrency: 4 });
+    connections = testConnections(sandbox.url);
+    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency: 4 });
   });
   afterAll(async () => {
     await worker.close();
@@ -79,7 +82,7 @@ describe('requests match the platforms OpenAPI documents', () => {
     const { campaignId } = await enqueueCampaign(
       { connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf ü/1' } },
       [...fleet.targets, { userId: 'a?b&c=#d' }],
-      { redis, prefix },
+      { redis, prefix, connections },
     );
     await waitForCompletion(prefix, campaignId);
     const api = await validator('alloy-embedded.openapi.yaml');
@@ -106,7 +109,7 @@ describe('requests match the platforms OpenAPI documents', () => {
         operation: { type: 'nected.updateWorkflow', conflictRetries: 20, patch: [{ op: 'add', path: '/nodes/-', value: { id: '2', type: 'codeNode', data: { nodeType: 'codeNode', name: 'New' } } }] },
       },
       Array.from({ length: 8 }, (_, i) => ({ entityId: `n-${i}` })),
-      { redis, prefix },
+      { redis, prefix, connections },
     );
     const status = await waitForCompletion(prefix, campaignId);
     expect(status.upgraded).toBe(8);

@@ -11,10 +11,11 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { SANDBOX_KEYS } from '../../src/sandbox/index.js';
-import { createLogger, DEFAULTS, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { createLogger, DEFAULTS, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 const TIMEOUT_MS = 1000;
 const ATTEMPTS = 2;
@@ -188,13 +189,15 @@ describe('malformed platform answers', () => {
   let prefix: string;
   let platform: Awaited<ReturnType<typeof startPlatform>>;
   let worker: RunningWorker;
+  let connections: ConnectionRegistry;
 
   beforeAll(async () => {
     setCredentialEnv();
     redis = newRedis();
     prefix = testPrefix();
     platform = await startPlatform();
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, createLogger('silent'), { concurrency: 8 });
+    connections = testConnections(platform.url);
+    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency: 8 });
   });
   afterAll(async () => {
     await worker?.close();
@@ -207,7 +210,7 @@ describe('malformed platform answers', () => {
   const retry = { attempts: ATTEMPTS, backoffMs: 1 };
 
   async function run(spec: Record<string, unknown>, targets: Record<string, string>[]): Promise<Map<string, ReportLine>> {
-    const { campaignId } = await enqueueCampaign(spec, targets, { redis, prefix });
+    const { campaignId } = await enqueueCampaign(spec, targets, { redis, prefix, connections });
     const status = await waitForCompletion(prefix, campaignId, 60_000);
     expect(status).toMatchObject({ state: 'completed', total: targets.length, pending: 0, active: 0 });
     expect(status.upgraded + status.skipped + status.failed).toBe(targets.length);

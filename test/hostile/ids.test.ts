@@ -9,10 +9,11 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import type { ReceivedRequest } from '../../src/sandbox/server.js';
-import { createLogger, InputError, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { createLogger, InputError, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 const PLAIN = 'plain-id';
 
@@ -93,12 +94,14 @@ describe('hostile target ids', () => {
   let prefix: string;
   let sandbox: Sandbox;
   let worker: RunningWorker | undefined;
+  let connections: ConnectionRegistry;
 
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
     redis = newRedis();
     prefix = testPrefix();
     sandbox = await startSandbox({ record: true });
+    connections = testConnections(sandbox.url);
     worker = undefined;
   });
   afterEach(async () => {
@@ -134,7 +137,7 @@ describe('hostile target ids', () => {
     ['tallyfy.updateRun', 'runId', tallyfySpec],
   ] as const)('%s refuses at enqueue, naming line and field, writing nothing', (_type, field, specOf) => {
     it.each(REJECTED)('%s', async (_name, id, message) => {
-      const err = await enqueueCampaign(specOf('bad'), [{ [field]: PLAIN }, { [field]: id }], { redis, prefix }).then(
+      const err = await enqueueCampaign(specOf('bad'), [{ [field]: PLAIN }, { [field]: id }], { redis, prefix, connections }).then(
         () => new Error('accepted'),
         (e: unknown) => e,
       );
@@ -155,9 +158,9 @@ describe('hostile target ids', () => {
         installs: ACCEPTED.map((userId) => ({ workflowId: WF, userId, version: 1 })),
       },
     });
-    const { campaignId, total } = await enqueueCampaign(alloySpec('ids-alloy'), ACCEPTED.map((userId) => ({ userId })), { redis, prefix });
+    const { campaignId, total } = await enqueueCampaign(alloySpec('ids-alloy'), ACCEPTED.map((userId) => ({ userId })), { redis, prefix, connections });
     expect(total).toBe(ACCEPTED.length);
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 8 });
+    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 8 });
     const status = await waitForCompletion(prefix, campaignId);
     expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
 
@@ -193,9 +196,9 @@ describe('hostile target ids', () => {
 
   it('tallyfy.updateRun: each id is exactly one path segment, no query, the same headers and body', async () => {
     sandbox.load({ tallyfy: { runs: ACCEPTED.map((id) => ({ orgId: ORG, id, name: 'old' })) } });
-    const { campaignId, total } = await enqueueCampaign(tallyfySpec('ids-tallyfy'), ACCEPTED.map((runId) => ({ runId })), { redis, prefix });
+    const { campaignId, total } = await enqueueCampaign(tallyfySpec('ids-tallyfy'), ACCEPTED.map((runId) => ({ runId })), { redis, prefix, connections });
     expect(total).toBe(ACCEPTED.length);
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 8 });
+    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 8 });
     const status = await waitForCompletion(prefix, campaignId);
     expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
     const lines = await report(redis, prefix, campaignId);
@@ -234,7 +237,7 @@ describe('hostile target ids', () => {
       [alloySpec('lone'), 'userId'],
       [tallyfySpec('lone'), 'runId'],
     ] as const) {
-      const err = await enqueueCampaign(spec, [{ [field]: PLAIN }, { [field]: '\ud800x' }], { redis, prefix }).then(
+      const err = await enqueueCampaign(spec, [{ [field]: PLAIN }, { [field]: '\ud800x' }], { redis, prefix, connections }).then(
         () => new Error('accepted'),
         (e: unknown) => e,
       );

@@ -11,8 +11,9 @@ import fc from 'fast-check';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
-import { InputError, parseTargetLine, validateSpec } from '../../src/shared/index.js';
+import { InputError, parseTargetLine, validateSpec, type CampaignSpec } from '../../src/shared/index.js';
 import { deletePrefix, keysUnder, newRedis, testPrefix } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 // A fixed seed keeps CI repeatable; FC_SEED=<n> explores others (a failure prints its seed).
 fc.configureGlobal({ seed: Number(process.env.FC_SEED ?? 20261123) });
@@ -52,6 +53,14 @@ const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
 /* Specs -------------------------------------------------------------------------------------- */
 
 const connection = { baseUrl: 'https://api.example.com/prefix', credentialRef: 'ALLOY_KEY', timeoutMs: 5000 };
+
+/** The registry every spec here is checked against: the base URLs the specs below use. */
+const connections = testConnections(connection.baseUrl, 'http://127.0.0.1:8080', 'http://127.0.0.1:1');
+/** Registered names (and names that are not), for the `connection: "<name>"` form. */
+const connectionName: fc.Arbitrary<unknown> = fc.oneof(
+  fc.constantFrom(...Object.keys(connections.connections), 'not-registered', 'ALLOY_KEY-9', 'alloy_key', 'constructor', '__proto__', 'toString'),
+  hostileString,
+);
 
 /** One valid spec per operation, between them using every field the schema knows. */
 const BASE_SPECS: readonly Record<string, unknown>[] = [
@@ -250,6 +259,11 @@ const mutation = (spec: Record<string, unknown>): fc.Arbitrary<Mutation> => {
     }),
     fc.record({ kind: fc.constant('set' as const), path: fc.constant<Path>(['connection', 'baseUrl']), value: badUrl }),
     fc.record({ kind: fc.constant('set' as const), path: fc.constant<Path>(['connection', 'credentialRef']), value: hostileString }),
+    fc.record({
+      kind: fc.constant('set' as const),
+      path: fc.constant<Path>(['connection']),
+      value: fc.oneof(connectionName, fc.record({ name: connectionName, timeoutMs: fc.oneof(hostileValue, fc.integer({ min: 100, max: 600_000 })) }, { requiredKeys: [] })),
+    }),
     fc.record({ kind: fc.constant('set' as const), path: fc.constant<Path>(['limits', 0, 'key']), value: limitKey }),
     fc.record({
       kind: fc.constant('set' as const),
@@ -291,9 +305,9 @@ function related(a: string, b: string): boolean {
  * A valid result must validate again to the same thing (defaults are a fixed point).
  */
 function checkSpec(raw: unknown): { ok: true } | { ok: false; err: InputError } {
-  let spec;
+  let spec: CampaignSpec;
   try {
-    spec = validateSpec(raw);
+    spec = validateSpec(raw, 'spec', connections);
   } catch (err) {
     if (!(err instanceof InputError)) throw new Error(`validateSpec threw ${(err as Error)?.name}: ${(err as Error)?.message}`, { cause: err });
     expect(err.source).toBe('spec');
@@ -309,14 +323,17 @@ function checkSpec(raw: unknown): { ok: true } | { ok: false; err: InputError } 
     return { ok: false, err };
   }
   verdicts.specAccepted++;
-  const again = validateSpec(JSON.parse(JSON.stringify(spec)));
+  // The connection comes back resolved ({ name, baseUrl, ... }); as a spec names it, by name.
+  expect(connections.connections[spec.connection.name]).toMatchObject({ baseUrl: spec.connection.baseUrl, credentialRef: spec.connection.credentialRef });
+  const asInput = { ...spec, connection: { name: spec.connection.name, timeoutMs: spec.connection.timeoutMs } };
+  const again = validateSpec(JSON.parse(JSON.stringify(asInput)), 'spec', connections);
   expect(JSON.stringify(again)).toBe(JSON.stringify(spec));
   return { ok: true };
 }
 
 describe('validateSpec: property-based', () => {
   it('the base specs are valid (so every failure below comes from a mutation)', () => {
-    for (const spec of BASE_SPECS) expect(() => validateSpec(spec)).not.toThrow();
+    for (const spec of BASE_SPECS) expect(() => validateSpec(spec, 'spec', connections)).not.toThrow();
   });
 
   it(`arbitrary values and arbitrary shapes under the right keys: a spec or an InputError naming the field (${RUNS.arbitrarySpecs} runs)`, () => {
@@ -324,7 +341,12 @@ describe('validateSpec: property-based', () => {
       {
         id: hostileValue,
         name: hostileValue,
-        connection: fc.oneof(hostileValue, fc.record({ baseUrl: badUrl, credentialRef: hostileValue, timeoutMs: hostileValue }, { requiredKeys: [] })),
+        connection: fc.oneof(
+          hostileValue,
+          connectionName,
+          fc.record({ baseUrl: badUrl, credentialRef: hostileValue, timeoutMs: hostileValue }, { requiredKeys: [] }),
+          fc.record({ name: connectionName, timeoutMs: hostileValue }, { requiredKeys: [] }),
+        ),
         operation: fc.oneof(hostileValue, fc.dictionary(fc.constantFrom('type', 'workflowId', 'patch', 'orgId', 'changes', 'name', 'version'), hostileValue)),
         retry: hostileValue,
         limits: fc.oneof(hostileValue, fc.array(fc.record({ key: limitKey, concurrency: hostileValue, rate: hostileValue }, { requiredKeys: [] }), { maxLength: 6 })),
@@ -572,10 +594,10 @@ describe('enqueue: property-based, against Redis', () => {
           expectedLine = lines.length;
           lines.push(...tail.map((t) => JSON.stringify(t)));
           const input = Readable.from([lines.join('\n') + '\n']);
-          run = enqueueSourced(validateSpec(spec), readNdjsonTargets(input, 'users.ndjson'), { redis, prefix, source: 'users.ndjson', chunkSize: s.chunkSize });
+          run = enqueueSourced(validateSpec(spec, 'spec', connections), readNdjsonTargets(input, 'users.ndjson'), { redis, prefix, connections, source: 'users.ndjson', chunkSize: s.chunkSize });
         } else {
           expectedLine = good.length + 1;
-          run = enqueueCampaign(spec, [...good, bad.value, ...tail], { redis, prefix, chunkSize: s.chunkSize });
+          run = enqueueCampaign(spec, [...good, bad.value, ...tail], { redis, prefix, connections, chunkSize: s.chunkSize });
         }
         try {
           const err = await run.then(

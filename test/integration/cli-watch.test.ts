@@ -6,10 +6,11 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { watchCampaign } from '../../src/cli/watch.js';
 import { enqueueCampaign, pauseCampaign, resumeCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, readStatus } from '../../src/shared/index.js';
+import { createLogger, readStatus, type ConnectionRegistry } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const log = createLogger('silent');
@@ -92,6 +93,7 @@ describe('upshift status --watch', () => {
   let workers: RunningWorker[];
   let watchers: Watcher[];
   let env: Record<string, string>;
+  let connections: ConnectionRegistry;
 
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
@@ -99,6 +101,7 @@ describe('upshift status --watch', () => {
     prefix = testPrefix();
     // Latency keeps the campaign running long enough for several readings.
     sandbox = await startSandbox({ latencyMs: 20 });
+    connections = testConnections(sandbox.url);
     workers = [];
     watchers = [];
     env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, LOG_LEVEL: 'warn' };
@@ -118,7 +121,7 @@ describe('upshift status --watch', () => {
     return w;
   };
   const work = async () => {
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 2 }));
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 2 }));
   };
   const enqueue = async (id: string, n: number) => {
     const fleet = alloyFleet(n);
@@ -130,7 +133,7 @@ describe('upshift status --watch', () => {
         operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
       },
       fleet.targets,
-      { redis, prefix },
+      { redis, prefix, connections },
     );
   };
 

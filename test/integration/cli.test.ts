@@ -6,8 +6,11 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix } from '../support/harness.js';
+import { testConnectionsFile } from '../support/connections.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+/** The registry the CLI's enqueue and worker commands read: the spec's platform at 127.0.0.1:9. */
+const connectionsPath = testConnectionsFile('http://127.0.0.1:9');
 
 function run(args: string[], env: Record<string, string>, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -31,7 +34,7 @@ describe('upshift CLI', () => {
     redis = newRedis();
     prefix = testPrefix();
     dir = mkdtempSync(join(tmpdir(), 'upshift-cli-'));
-    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix };
+    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsPath };
   });
   afterEach(async () => {
     await deletePrefix(redis, prefix);

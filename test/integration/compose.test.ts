@@ -15,9 +15,10 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, DEFAULTS, loadConfig, parseSpec, readStatus } from '../../src/shared/index.js';
+import { createLogger, DEFAULTS, loadConfig, loadConnections, parseSpec, readStatus } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections, testConnectionsFile } from '../support/connections.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const cli = join(root, 'dist/src/cli/main.js');
@@ -398,7 +399,9 @@ describe('docker-compose.yml', () => {
   });
 
   it('gives the workers the credential the sample spec names, with the sandbox\'s key', async () => {
-    const spec = parseSpec(readFileSync(join(examples, 'sample-spec.json'), 'utf8'), 'examples/sample-spec.json');
+    // Resolved against the registry the compose file mounts for the workers.
+    const connections = loadConnections({ UPSHIFT_CONNECTIONS: hostEnv(config.services.worker!).UPSHIFT_CONNECTIONS });
+    const spec = parseSpec(readFileSync(join(examples, 'sample-spec.json'), 'utf8'), 'examples/sample-spec.json', connections);
     const { SANDBOX_KEYS } = await import('../../src/sandbox/index.js');
     expect(config.services.worker!.environment?.[spec.connection.credentialRef]).toBe(SANDBOX_KEYS.alloy);
     const url = new URL(spec.connection.baseUrl);
@@ -504,8 +507,9 @@ describe('the sample campaign (examples/)', () => {
     spec.connection.baseUrl = sandbox.url;
     // The sample is paced for watching (a rate on the connection); the outcomes do not depend on pace.
     spec.limits = (spec.limits as { rate?: unknown }[]).map(({ rate: _rate, ...rest }) => rest);
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 20 }));
-    const { campaignId, total } = await enqueueCampaign(spec, sampleTargets(), { redis, prefix });
+    const connections = testConnections(sandbox.url);
+    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 20 }));
+    const { campaignId, total } = await enqueueCampaign(spec, sampleTargets(), { redis, prefix, connections });
     expect(total).toBe(600);
     const done = await waitForCompletion(prefix, campaignId);
     expect(done).toMatchObject({ state: 'completed', upgraded: 575, skipped: 0, failed: 25 });
@@ -515,7 +519,8 @@ describe('the sample campaign (examples/)', () => {
   it('sample-campaign.sh loads the fixtures and enqueues through the API', async () => {
     const token = `test-${prefix}`;
     const api = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
-      env: { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_API_TOKEN: token, LOG_LEVEL: 'warn' },
+      // The spec's connection as the script rewrites it (SPEC_BASE_URL): the sandbox of this test.
+      env: { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_API_TOKEN: token, LOG_LEVEL: 'warn', UPSHIFT_CONNECTIONS: testConnectionsFile(sandbox.url) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let apiErr = '';

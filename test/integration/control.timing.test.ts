@@ -10,10 +10,11 @@ import {
   retryCampaign,
 } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, createLogger, InputError, loadScripts, parseMarker, readRecordJson, readStatus, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { campaignKeys, createLogger, InputError, loadScripts, parseMarker, readRecordJson, readStatus, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion, waitForState } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 const log = createLogger('silent');
 
@@ -32,12 +33,14 @@ describe('campaign control', () => {
   let prefix: string;
   let sandbox: Sandbox;
   let workers: RunningWorker[];
+  let connections: ConnectionRegistry;
 
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
     redis = newRedis();
     prefix = testPrefix();
     sandbox = await startSandbox({ record: true, latencyMs: 20 });
+    connections = testConnections(sandbox.url);
     workers = [];
   });
   afterEach(async () => {
@@ -48,7 +51,7 @@ describe('campaign control', () => {
   });
 
   const work = async (concurrency = 10) => {
-    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency });
+    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency });
     workers.push(w);
     return w;
   };
@@ -58,7 +61,7 @@ describe('campaign control', () => {
     operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
     ...extra,
   });
-  const opts = () => ({ redis, prefix });
+  const opts = () => ({ redis, prefix, connections });
   const arrivalsAfter = (t: number) => sandbox.received!.filter((r) => r.at > t).length;
 
   it('pause under load: nothing new starts within 1 s; resume finishes with exact counters', async () => {

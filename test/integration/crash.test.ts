@@ -3,21 +3,26 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, streamReport, TARGET_QUEUE } from '../../src/shared/index.js';
+import { campaignKeys, streamReport, TARGET_QUEUE, type ConnectionRegistry } from '../../src/shared/index.js';
 import { alloyFleet, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections, connectionsFile } from '../support/connections.js';
 
 describe('worker processes', () => {
   let redis: Redis;
   let prefix: string;
   let sandbox: Sandbox;
   let procs: WorkerProcess[];
+  let connections: ConnectionRegistry;
+  let connectionsPath: string;
 
   beforeEach(async () => {
     redis = newRedis();
     prefix = testPrefix();
     sandbox = await startSandbox({ latencyMs: 20 });
     procs = [];
+    connections = testConnections(sandbox.url);
+    connectionsPath = connectionsFile(connections);
   });
   afterEach(async () => {
     for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
@@ -27,7 +32,7 @@ describe('worker processes', () => {
     redis.disconnect();
   });
 
-  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix });
+  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsPath });
   // Short leases and locks so a killed worker's targets come back within the test's time.
   const fastStall = ['--lease-ms', '1500', '--lock-duration-ms', '1000', '--stalled-interval-ms', '500'];
 
@@ -38,7 +43,7 @@ describe('worker processes', () => {
     const { campaignId } = await enqueueCampaign(
       { id: 'crash', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
       fleet.targets,
-      { redis, prefix },
+      { redis, prefix, connections },
     );
     const doomed = await spawnWorker(env(), ['--concurrency', '10', ...fastStall]);
     procs.push(doomed);
@@ -83,7 +88,7 @@ describe('worker processes', () => {
     const { campaignId } = await enqueueCampaign(
       { id: 'term', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
       fleet.targets,
-      { redis, prefix },
+      { redis, prefix, connections },
     );
     const w = await spawnWorker(env(), ['--concurrency', '5']);
     procs.push(w);

@@ -2,9 +2,11 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, HttpClient, InputError, readStatus, UpshiftError, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+import { campaignKeys, HttpClient, InputError, readStatus, UpshiftError, type ConnectionRegistry, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+import type { Endpoint } from '../../src/shared/http.js';
 import { setCredentialEnv, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { connectionsFile, testConnections } from '../support/connections.js';
 
 /** An HttpClient that fails once, like a producer that died, after `n` search pages. */
 class DyingAfter extends HttpClient {
@@ -12,9 +14,9 @@ class DyingAfter extends HttpClient {
   constructor(private readonly n: number) {
     super();
   }
-  override async send(baseUrl: string, req: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<HttpResponse> {
+  override async send(endpoint: Endpoint, req: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<HttpResponse> {
     if (req.segments.at(-1) === 'search' && this.pages++ === this.n) throw new UpshiftError('INVALID_REQUEST', 'producer died');
-    return super.send(baseUrl, req, timeoutMs, signal);
+    return super.send(endpoint, req, timeoutMs, signal);
   }
 }
 
@@ -23,6 +25,8 @@ describe('discovery (conductor.upgradeExecution)', () => {
   let prefix: string;
   let sandbox: Sandbox;
   let procs: WorkerProcess[];
+  let connections: ConnectionRegistry;
+  let connectionsPath: string;
 
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
@@ -30,6 +34,8 @@ describe('discovery (conductor.upgradeExecution)', () => {
     prefix = testPrefix();
     sandbox = await startSandbox({ record: true, latencyMs: 1 });
     procs = [];
+    connections = testConnections(sandbox.url, 'http://127.0.0.1:1');
+    connectionsPath = connectionsFile(connections);
   });
   afterEach(async () => {
     for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
@@ -39,7 +45,7 @@ describe('discovery (conductor.upgradeExecution)', () => {
     redis.disconnect();
   });
 
-  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix });
+  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsPath });
   const spec = {
     id: 'found',
     connection: { baseUrl: 'http://127.0.0.1:1', credentialRef: 'UPSHIFT_TEST_CONDUCTOR_KEY', timeoutMs: 5000 },
@@ -66,17 +72,17 @@ describe('discovery (conductor.upgradeExecution)', () => {
     procs.push(doomed);
 
     // The producer dies after the first page: the campaign runs what it has so far.
-    await expect(enqueueCampaign(s, undefined, { redis, prefix, http: new DyingAfter(1) })).rejects.toThrow('producer died');
+    await expect(enqueueCampaign(s, undefined, { redis, prefix, connections, http: new DyingAfter(1) })).rejects.toThrow('producer died');
     expect(await readStatus(redis, prefix, 'found')).toMatchObject({ state: 'running', total: 5000 });
 
     // A worker dies mid-run; another takes over; the producer is run again and resumes at page 2.
     await sandbox.requestsReached(2000);
     doomed.proc.kill('SIGKILL');
     procs.push(await spawnWorker(env(), ['--concurrency', '20', '--lease-ms', '1500']));
-    const resumed = await enqueueCampaign(s, undefined, { redis, prefix });
+    const resumed = await enqueueCampaign(s, undefined, { redis, prefix, connections });
     expect(resumed).toMatchObject({ campaignId: 'found', total: 12_000, created: false });
     // Enqueueing a finished discovery again is a no-op.
-    expect(await enqueueCampaign(s, undefined, { redis, prefix })).toMatchObject({ total: 12_000, created: false });
+    expect(await enqueueCampaign(s, undefined, { redis, prefix, connections })).toMatchObject({ total: 12_000, created: false });
 
     const status = await waitForCompletion(prefix, 'found', 120_000);
     expect(status).toMatchObject({ state: 'completed', total: 12_000, failed: 0, pending: 0, active: 0 });
@@ -105,8 +111,8 @@ describe('discovery (conductor.upgradeExecution)', () => {
 
   it('refuses discovery for other operations, and with a staged rollout', async () => {
     const bad = { ...spec, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'w' } };
-    await expect(enqueueCampaign(bad, undefined, { redis, prefix })).rejects.toThrow(/discovery is for conductor.upgradeExecution only/);
+    await expect(enqueueCampaign(bad, undefined, { redis, prefix, connections })).rejects.toThrow(/discovery is for conductor.upgradeExecution only/);
     const staged = { ...spec, rollout: { steps: [10] } };
-    await expect(enqueueCampaign(staged, undefined, { redis, prefix })).rejects.toBeInstanceOf(InputError);
+    await expect(enqueueCampaign(staged, undefined, { redis, prefix, connections })).rejects.toBeInstanceOf(InputError);
   });
 });

@@ -2,10 +2,11 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { createLogger, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, nectedGraph, setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 const log = createLogger('silent');
 
@@ -14,13 +15,15 @@ describe('dry run', () => {
   let prefix: string;
   let sandbox: Sandbox;
   let worker: RunningWorker;
+  let connections: ConnectionRegistry;
 
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
     redis = newRedis();
     prefix = testPrefix();
     sandbox = await startSandbox({ record: true });
-    worker = await startWorker({ redisUrl: redisUrl(), prefix }, log, { concurrency: 8 });
+    connections = testConnections(sandbox.url);
+    worker = await startWorker({ redisUrl: redisUrl(), prefix }, log, { connections, concurrency: 8 });
   });
   afterEach(async () => {
     await worker.close();
@@ -31,7 +34,7 @@ describe('dry run', () => {
 
   const connection = (ref: string) => ({ baseUrl: sandbox.url, credentialRef: ref, timeoutMs: 2000 });
   const run = async (spec: Record<string, unknown>, targets: unknown[]) => {
-    const { campaignId } = await enqueueCampaign({ ...spec, dryRun: true }, targets, { redis, prefix });
+    const { campaignId } = await enqueueCampaign({ ...spec, dryRun: true }, targets, { redis, prefix, connections });
     const status = await waitForCompletion(prefix, campaignId);
     const lines = new Map<string, ReportLine>();
     for await (const line of streamReport(redis, prefix, campaignId)) lines.set(line.target, line);

@@ -21,6 +21,7 @@ import { Dispatcher } from '../../src/worker/dispatcher.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, nectedGraph, setCredentialEnv, spawnWorker } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections, testConnectionsFile } from '../support/connections.js';
 
 const log = createLogger('silent');
 const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -97,6 +98,7 @@ describe('metrics', () => {
 
   it('worker /metrics: counters equal the status hash, call latency matches what the platform saw, /healthz answers', async () => {
     sandbox = await startSandbox({ seed: 3, failRate: 0.1, throttleRate: 0.06, resetRate: 0.04, conflictRate: 0.3, retryAfterS: 1 });
+    const connections = testConnections(sandbox.url);
     const n = 16;
     sandbox.load({ nected: { workflows: Array.from({ length: n }, (_, i) => ({ entityId: `w-${i}`, graph: nectedGraph(`wf ${i}`) })) } });
     // Two targets the platform does not know: failed NOT_FOUND, so the outcome counters see two reasons.
@@ -109,9 +111,9 @@ describe('metrics', () => {
         retry: { attempts: 20, backoffMs: 1 },
       },
       targets,
-      { redis, prefix },
+      { redis, prefix, connections },
     );
-    const w = await startWorker({ redisUrl: redisUrl(), prefix }, log, { concurrency: 4, metricsPort: 0 });
+    const w = await startWorker({ redisUrl: redisUrl(), prefix }, log, { connections, concurrency: 4, metricsPort: 0 });
     workers.push(w);
     const port = w.metricsPort!;
     expect(port).toBeGreaterThan(0);
@@ -195,13 +197,14 @@ describe('metrics', () => {
     const tenants = ['a', 'a', 'a', 'b', 'b', 'b', 'c'];
     const limited = alloyFleet(tenants.length).targets.map((t, i) => ({ ...t, tenant: tenants[i]! }));
     const connection = { baseUrl: 'http://127.0.0.1:9', credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' };
+    const connections = testConnections(connection.baseUrl);
     await enqueueCampaign(
       { id: 'limited', connection, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' }, limits: [{ key: 'tenant-${target.tenant}', concurrency: 2 }] },
       limited,
-      { redis, prefix },
+      { redis, prefix, connections },
     );
     // Campaign P: paused before anything ran.
-    await enqueueCampaign({ id: 'held', connection, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-2' } }, alloyFleet(5).targets, { redis, prefix });
+    await enqueueCampaign({ id: 'held', connection, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-2' } }, alloyFleet(5).targets, { redis, prefix, connections });
     await pauseCampaign('held', { redis, prefix });
 
     // A stand-in worker of concurrency 10 takes what the limits allow: 2 + 2 + 1 slots, handed to BullMQ.
@@ -267,7 +270,8 @@ describe('metrics', () => {
 
   it('upshift worker --metrics-port serves /metrics and /healthz until SIGTERM; a bad port is exit 2', async () => {
     const port = await freePort();
-    const worker = await spawnWorker({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix }, ['--metrics-port', String(port)]);
+    const connectionsPath = testConnectionsFile('http://127.0.0.1:9');
+    const worker = await spawnWorker({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsPath }, ['--metrics-port', String(port)]);
     cleanups.push(async () => {
       if (worker.proc.exitCode === null) worker.proc.kill('SIGKILL');
       await worker.exited;
@@ -286,7 +290,7 @@ describe('metrics', () => {
     expect(await worker.exited).toEqual({ code: 0, signal: null });
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
 
-    const bad = spawn(process.execPath, [cliPath, 'worker', '--metrics-port', '70000'], { env: { ...process.env, REDIS_URL: redisUrl() } });
+    const bad = spawn(process.execPath, [cliPath, 'worker', '--metrics-port', '70000'], { env: { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_CONNECTIONS: connectionsPath } });
     let stderr = '';
     bad.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const [exitCode] = (await once(bad, 'close')) as [number | null];

@@ -7,6 +7,7 @@ import { createLogger, schedulerKeys } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { setCredentialEnv, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { connectionsFile, testConnections } from '../support/connections.js';
 
 const log = createLogger('silent');
 
@@ -75,8 +76,10 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     sandboxes.push(s);
     return s;
   };
-  const work = async (opts: Parameters<typeof startWorker>[2] = {}) => {
-    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 10, ...opts });
+  /** The test's registry: every sandbox it has started (workers and producer are given it after the sandboxes start). */
+  const connections = () => testConnections(...sandboxes.map((s) => s.url));
+  const work = async (opts: Partial<Parameters<typeof startWorker>[2]> = {}) => {
+    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections: connections(), concurrency: 10, ...opts });
     workers.push(w);
     return w;
   };
@@ -86,7 +89,7 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
     ...extra,
   });
-  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix });
+  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections()) });
   const fast = ['--lease-ms', '1500', '--lock-duration-ms', '1000', '--stalled-interval-ms', '500'];
 
   it('never passes a per-key limit across 3 worker processes, with one SIGKILLed mid-run', async () => {
@@ -97,7 +100,7 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     const { campaignId } = await enqueueCampaign(
       alloySpec('limits', s, { limits: [{ key: '${target.tenant}', concurrency: 3 }] }),
       targets,
-      { redis, prefix },
+      { redis, prefix, connections: connections() },
     );
     for (let i = 0; i < 3; i++) procs.push(await spawnWorker(env(), ['--concurrency', '20', ...fast]));
     await s.requestsReached(3000);
@@ -124,7 +127,7 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     s.received!.splice(0);
     // A worker process of its own, as deployed: not sharing this process's event loop with the sandbox.
     procs.push(await spawnWorker(env(), ['--concurrency', '10']));
-    const { campaignId } = await enqueueCampaign(alloySpec('wake', s, { limits: [{ key: 'one', concurrency: 1 }] }), fleet.targets, { redis, prefix });
+    const { campaignId } = await enqueueCampaign(alloySpec('wake', s, { limits: [{ key: 'one', concurrency: 1 }] }), fleet.targets, { redis, prefix, connections: connections() });
     const status = await waitForCompletion(prefix, campaignId);
     expect(status.upgraded).toBe(200);
     expect(s.stats().maxInFlight).toBe(1);
@@ -146,7 +149,7 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     s.load(fleet.fixtures);
     await work({ concurrency: 20 });
     const started = Date.now();
-    await enqueueCampaign(alloySpec('rate', s, { limits: [{ key: 'rated', rate: { max: 50, perMs: 1000 } }] }), fleet.targets, { redis, prefix });
+    await enqueueCampaign(alloySpec('rate', s, { limits: [{ key: 'rated', rate: { max: 50, perMs: 1000 } }] }), fleet.targets, { redis, prefix, connections: connections() });
     await new Promise<void>((resolve) => {
       const t = setInterval(() => {
         if (s.received!.length > 0 && s.received!.at(-1)!.at - s.received![0]!.at >= 10_000) {
@@ -178,8 +181,8 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     b.load(fb.fixtures);
     await work({ concurrency: 10 });
     const [ca, cb] = await Promise.all([
-      enqueueCampaign(alloySpec('conn-a', a), fa.targets, { redis, prefix }),
-      enqueueCampaign(alloySpec('conn-b', b), fb.targets, { redis, prefix }),
+      enqueueCampaign(alloySpec('conn-a', a), fa.targets, { redis, prefix, connections: connections() }),
+      enqueueCampaign(alloySpec('conn-b', b), fb.targets, { redis, prefix, connections: connections() }),
     ]);
     const [sa, sb] = await Promise.all([waitForCompletion(prefix, ca.campaignId), waitForCompletion(prefix, cb.campaignId)]);
     expect(sa).toMatchObject({ upgraded: 300, failed: 0 });
@@ -211,13 +214,13 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     s.load({ alloy: { workflows: { 'wf-2': { latestVersion: 2 } }, installs: small.targets.map((t) => ({ workflowId: 'wf-2', userId: t.userId, version: 1 })) } });
     const concurrency = 5;
     await work({ concurrency });
-    const bigRes = await enqueueCampaign(alloySpec('big', s), big.targets, { redis, prefix });
+    const bigRes = await enqueueCampaign(alloySpec('big', s), big.targets, { redis, prefix, connections: connections() });
     await s.requestsReached(200);
     const from = s.received!.length;
     const smallRes = await enqueueCampaign(
       { ...alloySpec('small', s), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-2' } },
       small.targets,
-      { redis, prefix },
+      { redis, prefix, connections: connections() },
     );
     await waitForCompletion(prefix, smallRes.campaignId);
     const after = s.received!.slice(from);
@@ -234,7 +237,7 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     const s = await sandbox({ latencyMs: 300 });
     const fleet = skewedFleet(8, 1);
     s.load(fleet.fixtures);
-    const { campaignId } = await enqueueCampaign(alloySpec('lease', s, { limits: [{ key: 'solo', concurrency: 1 }] }), fleet.targets, { redis, prefix });
+    const { campaignId } = await enqueueCampaign(alloySpec('lease', s, { limits: [{ key: 'solo', concurrency: 1 }] }), fleet.targets, { redis, prefix, connections: connections() });
     const doomed = await spawnWorker(env(), ['--concurrency', '4', '--lease-ms', String(leaseMs), '--lock-duration-ms', '1000', '--stalled-interval-ms', '500']);
     procs.push(doomed);
     await s.requestsReached(2);

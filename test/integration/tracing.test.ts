@@ -13,6 +13,7 @@ import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { initTracing, tracingActive, upshiftTracer, withSpan } from '../../src/shared/index.js';
 import { alloyFleet, CREDENTIAL_ENV, spawnWorker } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnectionsFile } from '../support/connections.js';
 
 const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
@@ -135,7 +136,7 @@ describe('tracing', () => {
     };
     writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec));
     writeFileSync(join(dir, 'targets.ndjson'), [...fleet.targets, { userId: 'ghost' }].map((t) => JSON.stringify(t)).join('\n') + '\n');
-    const env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, OTEL_EXPORTER_OTLP_ENDPOINT: collector.url };
+    const env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: testConnectionsFile(sandbox.url), OTEL_EXPORTER_OTLP_ENDPOINT: collector.url };
 
     const enqueued = await cli(['enqueue', join(dir, 'spec.json'), '--targets', join(dir, 'targets.ndjson'), '--json'], env);
     expect(enqueued.stderr).toBe('');

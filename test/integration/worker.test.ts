@@ -3,10 +3,11 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, readStatus, streamReport, TARGET_QUEUE, type ReportLine } from '../../src/shared/index.js';
+import { createLogger, readStatus, streamReport, TARGET_QUEUE, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { alloyFleet, nectedGraph, setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
 
 const log = createLogger('silent');
 
@@ -21,6 +22,7 @@ describe('workers against the sandbox', () => {
   let prefix: string;
   let sandbox: Sandbox;
   let workers: RunningWorker[];
+  let connections: ConnectionRegistry;
 
   beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
@@ -28,6 +30,7 @@ describe('workers against the sandbox', () => {
     prefix = testPrefix();
     sandbox = await startSandbox({ seed: 7 });
     workers = [];
+    connections = testConnections(sandbox.url);
   });
   afterEach(async () => {
     await Promise.all(workers.map((w) => w.close()));
@@ -36,13 +39,13 @@ describe('workers against the sandbox', () => {
     redis.disconnect();
   });
 
-  const work = async (opts: Parameters<typeof startWorker>[2] = {}) => {
-    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 8, ...opts });
+  const work = async (opts: Partial<Parameters<typeof startWorker>[2]> = {}) => {
+    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 8, ...opts });
     workers.push(w);
     return w;
   };
   const connection = (ref: string) => ({ baseUrl: sandbox.url, credentialRef: ref, timeoutMs: 2000 });
-  const enqueue = (spec: Record<string, unknown>, targets: unknown[]) => enqueueCampaign(spec, targets, { redis, prefix });
+  const enqueue = (spec: Record<string, unknown>, targets: unknown[]) => enqueueCampaign(spec, targets, { redis, prefix, connections });
 
   it('alloy.upgradeWorkflow: upgrades installs and fails each documented error with its reason', async () => {
     const fleet = alloyFleet(20);
@@ -253,7 +256,7 @@ describe('workers against the sandbox', () => {
     let active = 0;
     const allActive = new Promise<void>((resolve) => events.on('active', () => ++active === 4 && resolve()));
     const { campaignId } = await enqueue({ id: 'grace', connection: connection('UPSHIFT_TEST_ALLOY_KEY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } }, fleet.targets);
-    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 4 });
+    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 4 });
     await allActive;
     await w.close();
     await events.close();

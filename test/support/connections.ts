@@ -1,5 +1,7 @@
+import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { sandboxConnections, writeConnectionsFile } from '../../scripts/lib/connections.js';
-import type { ConnectionRegistry } from '../../src/shared/index.js';
+import { parseConnections, type ConnectionRegistry } from '../../src/shared/index.js';
 import { CREDENTIAL_ENV } from './fleet.js';
 
 /**
@@ -13,6 +15,8 @@ export const TEST_CREDENTIAL_REFS: readonly string[] = [
   'ALLOY_KEY',
   'ALLOY_API_KEY',
   'CONDUCTOR_KEY',
+  // Registered but never set: a worker without the credential (CREDENTIAL_MISSING).
+  'UPSHIFT_TEST_UNSET_VAR',
 ];
 
 /**
@@ -32,12 +36,26 @@ export function testConnectionsWith(baseUrls: readonly string[], extraRefs: read
   return sandboxConnections(baseUrls, [...new Set([...TEST_CREDENTIAL_REFS, ...extraRefs])]);
 }
 
+/** A registry with no connection: for a test that enqueues nothing (every spec would be refused). */
+export function noConnections(): ConnectionRegistry {
+  return parseConnections({ connections: {} }, 'test connections');
+}
+
+/** Registry files written by this test process, by content: one file per registry, removed at exit. */
+const files = new Map<string, string>();
+process.once('exit', () => {
+  for (const path of files.values()) rmSync(dirname(path), { recursive: true, force: true });
+});
+
 /** A registry as a file, for `UPSHIFT_CONNECTIONS` of a worker or CLI process the test starts. */
 export function connectionsFile(registry: ConnectionRegistry): string {
-  return writeConnectionsFile(registry);
+  const text = JSON.stringify(registry);
+  let path = files.get(text);
+  if (path === undefined) files.set(text, (path = writeConnectionsFile(registry)));
+  return path;
 }
 
 /** `testConnections(...baseUrls)` written to a file, for `UPSHIFT_CONNECTIONS`. */
 export function testConnectionsFile(...baseUrls: string[]): string {
-  return writeConnectionsFile(testConnections(...baseUrls));
+  return connectionsFile(testConnections(...baseUrls));
 }

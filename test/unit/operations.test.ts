@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+import { testConnections } from '../support/connections.js';
+
+const connections = testConnections('https://platform.test');
 
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> };
 
@@ -8,7 +11,7 @@ async function run(type: string, operation: Record<string, unknown>, target: Rec
   const spec = validateSpec({
     connection: { baseUrl: 'https://platform.test', credentialRef: 'KEY' },
     operation: { type, ...operation },
-  });
+  }, 'spec', connections);
   const sent: HttpRequest[] = [];
   let conflicts = 0;
   const queue = [...replies];

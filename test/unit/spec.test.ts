@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { InputError, parseSpec, parseTargetLine, validateSpec } from '../../src/shared/index.js';
+import { testConnections } from '../support/connections.js';
 
 const base = {
   connection: { baseUrl: 'https://production.runalloy.com', credentialRef: 'ALLOY_API_KEY' },
   operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf_123' },
 };
+const connections = testConnections(base.connection.baseUrl);
 
 function inputError(fn: () => unknown): InputError {
   try {
@@ -18,14 +20,14 @@ function inputError(fn: () => unknown): InputError {
 
 describe('campaign spec', () => {
   it('applies the documented defaults', () => {
-    const spec = validateSpec(base);
+    const spec = validateSpec(base, 'spec', connections);
     expect(spec.connection.timeoutMs).toBe(10_000);
     expect(spec.retry).toEqual({ attempts: 5, backoffMs: 1000 });
     expect(spec.operation).toEqual({ type: 'alloy.upgradeWorkflow', workflowId: 'wf_123', apiVersion: '2025-09' });
   });
 
   it('names the line of a JSON syntax error', () => {
-    const e = inputError(() => parseSpec('{\n  "id": "x",\n  oops\n}', 'c.json'));
+    const e = inputError(() => parseSpec('{\n  "id": "x",\n  oops\n}', 'c.json', connections));
     expect(e.line).toBe(3);
     expect(e.message).toMatch(/^c\.json, line 3: not valid JSON/);
   });
@@ -37,6 +39,9 @@ describe('campaign spec', () => {
     ['a baseUrl with a query', { ...base, connection: { ...base.connection, baseUrl: 'https://x/?a=1' } }, 'connection.baseUrl'],
     ['a credentialRef that is no variable name', { ...base, connection: { ...base.connection, credentialRef: 'A-B' } }, 'connection.credentialRef'],
     ['a timeout out of range', { ...base, connection: { ...base.connection, timeoutMs: 5 } }, 'connection.timeoutMs'],
+    ['a timeout out of range, by name', { ...base, connection: { name: 'ALLOY_API_KEY', timeoutMs: 5 } }, 'connection.timeoutMs'],
+    ['a connection name that is no name', { ...base, connection: 'not a name!' }, 'connection'],
+    ['calls that may take over an hour a target', { ...base, connection: { ...base.connection, timeoutMs: 600_000 }, retry: { attempts: 7 } }, 'retry.attempts'],
     ['an unknown operation type', { ...base, operation: { type: 'alloy.nope' } }, 'operation.type'],
     ['a missing operation field', { ...base, operation: { type: 'alloy.upgradeWorkflow' } }, 'operation.workflowId'],
     ['a misspelt field', { ...base, retyr: {} }, ''],
@@ -46,14 +51,37 @@ describe('campaign spec', () => {
     ['tallyfy changes with nothing to change', { ...base, operation: { type: 'tallyfy.updateRun', orgId: 'o', changes: {} } }, 'operation.changes'],
     ['a bad ownerEmail', { ...base, operation: { type: 'conductor.updateDefinition', patch: [{ op: 'remove', path: '/x' }], ownerEmail: 'nope' } }, 'operation.ownerEmail'],
   ])('rejects %s, naming the field', (_name, spec, field) => {
-    const e = inputError(() => validateSpec(spec));
+    const e = inputError(() => validateSpec(spec, 'spec', connections));
     expect(e.field ?? '').toBe(field);
+    expect(e.code).toBe('INVALID_INPUT');
     expect(e.message).toContain(field === '' ? 'spec' : `field "${field}"`);
   });
 
   it('names the index of a bad inline target', () => {
-    const e = inputError(() => validateSpec({ ...base, targets: 'nope' }));
+    const e = inputError(() => validateSpec({ ...base, targets: 'nope' }, 'spec', connections));
     expect(e.field).toBe('targets');
+  });
+});
+
+describe('campaign spec connection', () => {
+  const resolved = { name: 'ALLOY_API_KEY', baseUrl: base.connection.baseUrl, credentialRef: 'ALLOY_API_KEY', privateNetwork: true };
+
+  it('resolves a registered name, or a copy of a registered entry, to the registry\'s entry', () => {
+    expect(validateSpec({ ...base, connection: 'ALLOY_API_KEY' }, 'spec', connections).connection).toEqual({ ...resolved, timeoutMs: 10_000 });
+    expect(validateSpec({ ...base, connection: { name: 'ALLOY_API_KEY', timeoutMs: 5000 } }, 'spec', connections).connection).toEqual({ ...resolved, timeoutMs: 5000 });
+    // The same origin and path, spelt differently, is the same endpoint.
+    const copy = { baseUrl: 'HTTPS://production.runalloy.com:443/', credentialRef: 'ALLOY_API_KEY', timeoutMs: 2000 };
+    expect(validateSpec({ ...base, connection: copy }, 'spec', connections).connection).toEqual({ ...resolved, timeoutMs: 2000 });
+  });
+
+  it.each([
+    ['an unregistered name', 'nope'],
+    ['a registered variable at another origin', { ...base.connection, baseUrl: 'https://elsewhere.example' }],
+    ['a registered origin with another variable', { ...base.connection, credentialRef: 'AWS_SECRET_ACCESS_KEY' }],
+  ])('refuses %s: CONNECTION_NOT_REGISTERED, field connection', (_name, connection) => {
+    const e = inputError(() => validateSpec({ ...base, connection }, 'spec', connections));
+    expect(e.code).toBe('CONNECTION_NOT_REGISTERED');
+    expect(e.field).toBe('connection');
   });
 });
 
