@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULTS, InputError, loadConfig } from '../../src/shared/index.js';
 import { AUTH, campaignData, startTestApi, until, type TestApi } from './support.js';
+import { testConnections } from '../support/connections.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const NDJSON = { ...AUTH, 'content-type': 'application/x-ndjson' };
@@ -60,7 +61,7 @@ describe('hostile NDJSON uploads', () => {
   });
 
   it('a line over the bound is 413 with a JSON body naming the line; the rest is never read and nothing is staged', async () => {
-    api = await startTestApi();
+    api = await startTestApi({ connections: testConnections('http://127.0.0.1:9') });
     for (const [head, line] of [
       [`${SPEC_LINE}\n{"userId":"a"}\n\n{"userId":"`, 4],
       ['{"id":"', 1],
@@ -81,7 +82,7 @@ describe('hostile NDJSON uploads', () => {
   });
 
   it('/healthz answers while a huge upload is refused and while a stalled one is cut by the connection timeout', async () => {
-    api = await startTestApi({ connectionTimeoutMs: 300 });
+    api = await startTestApi({ connectionTimeoutMs: 300, connections: testConnections('http://127.0.0.1:9') });
     await api.app.listen({ port: 0, host: '127.0.0.1' });
     const { port } = api.app.server.address() as AddressInfo;
     const post = () => httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/campaigns', headers: NDJSON });

@@ -16,6 +16,7 @@ import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/pr
 import { DEFAULTS, InputError, validateSpec } from '../../src/shared/index.js';
 import { AUTH, startTestApi } from '../api/support.js';
 import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix } from '../support/harness.js';
+import { testConnections, testConnectionsFile } from '../support/connections.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const MAX = DEFAULTS.maxTargetLineBytes;
@@ -47,6 +48,9 @@ async function readAll(input: Readable, source = 'in.ndjson'): Promise<{ line: n
   for await (const item of readNdjsonTargets(input, source)) out.push(item);
   return out;
 }
+
+/** The registry of every spec here: the idle platform at 127.0.0.1:9. */
+const connections = testConnections('http://127.0.0.1:9');
 
 const failure = (p: Promise<unknown>): Promise<unknown> => p.then(() => new Error('accepted'), (e: unknown) => e);
 
@@ -102,7 +106,7 @@ describe('NDJSON line bound', () => {
     const lines = await readAll(chunked(text, 65_536));
     expect(lines.map((l) => l.line)).toEqual([1, 2]);
     const err = await failure(
-      enqueueSourced(validateSpec(spec('near-bound')), readNdjsonTargets(chunked(text, 65_536), 'in.ndjson'), { redis, prefix, source: 'in.ndjson' }),
+      enqueueSourced(validateSpec(spec('near-bound'), 'spec', connections), readNdjsonTargets(chunked(text, 65_536), 'in.ndjson'), { redis, prefix, connections, source: 'in.ndjson' }),
     );
     expect(err).toBeInstanceOf(InputError);
     expect(err).toMatchObject({ source: 'in.ndjson', line: 2, field: 'userId' });
@@ -116,7 +120,7 @@ describe('NDJSON line bound', () => {
     const targets = join(dir, 'huge.ndjson');
     writeFileSync(specFile, JSON.stringify(spec('cli-huge')));
     writeFileSync(targets, `{"userId":"a"}\n{"userId":"${'y'.repeat(2 * 1024 * 1024)}"}\n`);
-    const r = await run(['enqueue', specFile, '--targets', targets], { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix });
+    const r = await run(['enqueue', specFile, '--targets', targets], { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: testConnectionsFile('http://127.0.0.1:9') });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`upshift enqueue: ${targets}, line 2: longer than ${MAX} bytes; put one target object per line\n`);
     expect(await keysUnder(redis, prefix)).toEqual([]);
@@ -146,7 +150,7 @@ describe('control characters are refused where they would reach a terminal or a 
   });
 
   const refusal = async (rawSpec: unknown, targets: unknown[]): Promise<InputError> => {
-    const err = await failure(enqueueCampaign(rawSpec, targets, { redis, prefix }));
+    const err = await failure(enqueueCampaign(rawSpec, targets, { redis, prefix, connections }));
     expect(err).toBeInstanceOf(InputError);
     expect((err as Error).message).toMatch(/control characters/);
     expect(await keysUnder(redis, prefix)).toEqual([]);
@@ -183,8 +187,8 @@ describe('control characters are refused where they would reach a terminal or a 
 
   it('campaign ids and target ids refuse them already (C1 included)', async () => {
     for (const [, bad] of CONTROLS) {
-      expect(await failure(enqueueCampaign(spec(`id${bad}`), [{ userId: 'a' }], { redis, prefix }))).toMatchObject({ field: 'id' });
-      expect(await failure(enqueueCampaign(spec('ctl-target'), [{ userId: 'a' }, { userId: `b${bad}` }], { redis, prefix }))).toMatchObject({
+      expect(await failure(enqueueCampaign(spec(`id${bad}`), [{ userId: 'a' }], { redis, prefix, connections }))).toMatchObject({ field: 'id' });
+      expect(await failure(enqueueCampaign(spec('ctl-target'), [{ userId: 'a' }, { userId: `b${bad}` }], { redis, prefix, connections }))).toMatchObject({
         line: 2,
         field: 'userId',
       });
@@ -193,7 +197,7 @@ describe('control characters are refused where they would reach a terminal or a 
   });
 
   it('over HTTP: 400 naming the streamed line and field', async () => {
-    const api = await startTestApi();
+    const api = await startTestApi({ connections });
     try {
       const body = [
         JSON.stringify(spec('ctl-http', { limits: [{ key: '${target.tenant}', concurrency: 1 }] })),

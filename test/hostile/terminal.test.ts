@@ -16,6 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { campaignKeys } from '../../src/shared/index.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix } from '../support/harness.js';
+import { testConnections, testConnectionsFile } from '../support/connections.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
@@ -43,13 +44,13 @@ describe('upshift output with hostile text in Redis', () => {
   beforeEach(async () => {
     redis = newRedis();
     prefix = testPrefix();
-    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, NO_COLOR: '1' };
+    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: testConnectionsFile('http://127.0.0.1:9'), NO_COLOR: '1' };
     const spec = {
       id: 'hostile-text',
       connection: { baseUrl: 'http://127.0.0.1:9', credentialRef: 'K' },
       operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' },
     };
-    await enqueueCampaign(spec, [{ userId: 'a', note: NOTE }], { redis, prefix });
+    await enqueueCampaign(spec, [{ userId: 'a', note: NOTE }], { redis, prefix, connections: testConnections('http://127.0.0.1:9') });
     // What another writer left in the status hash (the schema refuses such a name at enqueue).
     await redis.hset(campaignKeys(prefix, 'hostile-text').status, {
       name: NAME,
