@@ -355,12 +355,14 @@ describe('reading and controlling campaigns', () => {
       }),
     );
     const before = (await call('GET', '/campaigns/limited/limits')).json();
+    // The campaign's own key values, scoped to its connection.
+    const scoped = (key: string) => `UPSHIFT_TEST_ALLOY_KEY/${key}`;
     expect(before).toEqual({
       truncated: false,
       keys: [
-        { key: 'all-limited', inUse: 0, concurrency: null, atCapacity: false },
-        { key: 'tenant-acme', inUse: 0, concurrency: 2, atCapacity: false },
-        { key: 'tenant-zeta', inUse: 0, concurrency: 2, atCapacity: false },
+        { key: scoped('all-limited'), inUse: 0, concurrency: null, atCapacity: false },
+        { key: scoped('tenant-acme'), inUse: 0, concurrency: 2, atCapacity: false },
+        { key: scoped('tenant-zeta'), inUse: 0, concurrency: 2, atCapacity: false },
       ],
     });
     // The platform holds every answer: 4 targets start (2 per tenant) and keep their slots.
@@ -368,9 +370,9 @@ describe('reading and controlling campaigns', () => {
     await until(() => readStatus(api.redis, api.prefix, 'limited'), (s) => s!.active === 4, 'four targets running');
     const during = (await call('GET', '/campaigns/limited/limits')).json();
     expect(during.keys).toEqual([
-      { key: 'tenant-acme', inUse: 2, concurrency: 2, atCapacity: true },
-      { key: 'tenant-zeta', inUse: 2, concurrency: 2, atCapacity: true },
-      { key: 'all-limited', inUse: 4, concurrency: null, atCapacity: false },
+      { key: scoped('tenant-acme'), inUse: 2, concurrency: 2, atCapacity: true },
+      { key: scoped('tenant-zeta'), inUse: 2, concurrency: 2, atCapacity: true },
+      { key: scoped('all-limited'), inUse: 4, concurrency: null, atCapacity: false },
     ]);
     // The held calls end with the sandbox's connections, so the worker closes without waiting them out.
     await call('POST', '/campaigns/limited/cancel');

@@ -135,7 +135,8 @@ describe('dashboard in a real browser', () => {
     await page.locator(fieldOf('state')).filter({ hasText: /^running$/ }).waitFor();
     expect(await page.textContent(fieldOf('total'))).toBe('402');
     expect(await page.textContent(fieldOf('name'))).toBe('Dashboard <b>check</b>');
-    await page.locator(`${fieldOf('limits')} li[data-key="tenant-acme"]`).filter({ hasText: '2/2' }).waitFor();
+    // The tenant key's value, scoped to the campaign's connection.
+    await page.locator(`${fieldOf('limits')} li[data-key="UPSHIFT_TEST_ALLOY_KEY/tenant-acme"]`).filter({ hasText: '2/2' }).waitFor();
     await page.locator(fieldOf('eta')).filter({ hasText: /^\d+(m \d+)?s$/ }).waitFor();
     expect(await page.textContent(fieldOf('rate'))).toMatch(/^\d+\.\d\/s$/);
     // Done counts shown lie between what the status hash said before the page asked for them and

@@ -54,9 +54,10 @@ describe('producer', () => {
     const targets = [{ userId: 'u1', tenant: 'a' }, { userId: 'u2', tenant: 'b' }, { userId: 'u3', tenant: 'a' }];
     await enqueueCampaign(spec({ id: 'lim', limits }), targets, { redis, prefix, connections });
     const keys = campaignKeys(prefix, 'lim');
-    const other = 'http://127.0.0.1:1|wf|lim';
-    expect(JSON.parse((await redis.hget(keys.groups, '0'))!)).toEqual([['tenant-a', 2, 0, 0], [other, 5, 10, 1000]]);
-    expect(JSON.parse((await redis.hget(keys.groups, '1'))!)).toEqual([['tenant-b', 2, 0, 0], [other, 5, 10, 1000]]);
+    // The campaign's own key values, scoped to its connection (ALLOY_KEY, by the registry): scope 1.
+    const other = 'ALLOY_KEY/http://127.0.0.1:1|wf|lim';
+    expect(JSON.parse((await redis.hget(keys.groups, '0'))!)).toEqual([['ALLOY_KEY/tenant-a', 2, 0, 0, 1], [other, 5, 10, 1000, 1]]);
+    expect(JSON.parse((await redis.hget(keys.groups, '1'))!)).toEqual([['ALLOY_KEY/tenant-b', 2, 0, 0, 1], [other, 5, 10, 1000, 1]]);
     expect(await redis.llen(keys.group(0))).toBe(2);
     expect(await redis.llen(keys.group(1))).toBe(1);
     expect(await redis.lrange(keys.ready, 0, -1)).toEqual(['0', '1']);

@@ -230,12 +230,13 @@ describe('metrics', () => {
     expect(total(samples, 'upshift_campaign_targets_pending', { campaign_state: 'paused' })).toBe(5);
     expect(total(samples, 'upshift_campaign_targets_pending', { campaign_state: 'running' })).toBe(2);
     expect(total(samples, 'upshift_campaign_targets_active', { campaign_state: 'running' })).toBe(5);
-    // The two busiest keys by name, the third in "other".
+    // The two busiest keys by name, the third in "other". Key values are scoped to the connection.
+    const scoped = (key: string) => `UPSHIFT_TEST_ALLOY_KEY/${key}`;
     expect(series(samples, 'upshift_limit_slots_in_use').map((s) => [s.labels.key, s.value])).toEqual([
-      ['tenant-a', 2],
-      ['tenant-b', 2],
+      [scoped('tenant-a'), 2],
+      [scoped('tenant-b'), 2],
     ]);
-    expect(total(samples, 'upshift_limit_concurrency', { key: 'tenant-a' })).toBe(2);
+    expect(total(samples, 'upshift_limit_concurrency', { key: scoped('tenant-a') })).toBe(2);
     expect(total(samples, 'upshift_limit_slots_in_use_other')).toBe(1);
     expect(total(samples, 'upshift_limit_keys_in_use')).toBe(3);
     expect(total(samples, 'upshift_queue_jobs', { state: 'wait' })).toBe(5);
@@ -252,7 +253,7 @@ describe('metrics', () => {
     expect(total(samples, 'upshift_connections_paused')).toBe(1);
     expect(total(samples, 'upshift_limit_slots_in_use_other')).toBe(0);
     expect(total(samples, 'upshift_limit_keys_in_use')).toBe(2);
-    expect(series(samples, 'upshift_limit_slots_in_use').map((s) => s.labels.key)).toEqual(['tenant-a', 'tenant-b']);
+    expect(series(samples, 'upshift_limit_slots_in_use').map((s) => s.labels.key)).toEqual([scoped('tenant-a'), scoped('tenant-b')]);
     expect(total(samples, 'upshift_campaign_targets_pending', { campaign_state: 'running' })).toBe(3);
     expect(total(samples, 'upshift_campaign_targets_active', { campaign_state: 'running' })).toBe(4);
   });
