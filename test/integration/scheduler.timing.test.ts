@@ -115,7 +115,8 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     expect(Math.max(...Object.values(max))).toBe(3);
     // All slots came back: nothing is held once the campaign is done.
     expect(await redis.hlen(schedulerKeys(prefix).inflight)).toBe(0);
-    for (let k = 0; k < 20; k++) expect(await redis.zcard(schedulerKeys(prefix).slot(`t${k}`))).toBe(0);
+    // (The campaign's key values are scoped to its connection: the sandbox's entry for the variable.)
+    for (let k = 0; k < 20; k++) expect(await redis.zcard(schedulerKeys(prefix).slot(`UPSHIFT_TEST_ALLOY_KEY/t${k}`))).toBe(0);
   });
 
   it('wakes the next target of a full key at once: limit 1, 200 targets at 10 ms', async () => {
