@@ -16,6 +16,8 @@ export interface TestApi {
   readonly prefix: string;
   /** Every log line the API wrote, as text. */
   logs(): string;
+  /** Resolves when the API next writes a log line. */
+  logged(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,9 +30,13 @@ export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise
   const redis = newRedis();
   const prefix = testPrefix();
   let text = '';
+  let waiters: (() => void)[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       text += chunk.toString();
+      const woken = waiters;
+      waiters = [];
+      for (const w of woken) w();
       done();
     },
   });
@@ -42,6 +48,7 @@ export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise
       redis,
       prefix,
       logs: () => text,
+      logged: () => new Promise<void>((resolve) => waiters.push(resolve)),
       async close() {
         await app.close();
         await deletePrefix(redis, prefix);

@@ -283,9 +283,10 @@ async function enqueue(
         paging.then(
           ({ total }) => deps.log.info({ campaignId, total }, 'discovery ended'),
           async (err: Error) => {
-            // Scrubbed by discoverCampaign: no credential in this message.
-            deps.log.warn({ campaignId, err: err.message }, 'discovery failed; POST the same spec again to resume');
+            // Scrubbed by discoverCampaign: no credential in this message. Recorded before it is
+            // logged, so a reader that saw the log line finds the field.
             await deps.redis.hset(campaignKeys(deps.prefix, campaignId).status, 'discoveryError', err.message).catch(() => undefined);
+            deps.log.warn({ campaignId, err: err.message }, 'discovery failed; POST the same spec again to resume');
           },
         );
       },

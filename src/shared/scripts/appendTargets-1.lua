@@ -22,7 +22,8 @@
     ARGV[6..] target key, gid, target JSON, ...
 
   Output:
-    { added, ended }  targets new to the campaign; ended 1 when discovery is over
+    { added, ended }  targets new to the campaign; ended 1 when discovery is over (then
+                      `{"id","state","discovered":true}` is published on the events channel)
     -1   no such campaign
     -2   the campaign is not discovering (discovery already ended)
 ]]
@@ -70,6 +71,8 @@ if ARGV[4] == 'pass-end' or stopped then
     redis.call('HSET', status, 'discoveredAt', now)
     redis.call('UNLINK', ck(c, 'seen'))
     complete_if_done(c, now, ARGV[5])
+    -- Announced, so a reader waiting for discovery to end (the dashboard, a test) need not poll.
+    redis.call('PUBLISH', ARGV[5], cjson.encode({ id = c, state = redis.call('HGET', status, 'state'), discovered = true }))
     ended = 1
   else
     redis.call('HSET', status, 'discoverStart', 0, 'discoverPassAdded', 0)
