@@ -12,6 +12,8 @@ import {
   TARGET_QUEUE,
   upshiftTracer,
   type Logger,
+  type Redis,
+  type Scripts,
   type TargetJobData,
   type UpshiftConfig,
   type ConnectionRegistry,
@@ -84,6 +86,7 @@ export async function startWorker(
 
   const id = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const scripts = loadScripts(redis, config.prefix);
+  await wakeLegacyBlocked(redis, config.prefix, scripts, log);
   const queue = new Queue<TargetJobData>(TARGET_QUEUE, { connection: redis, prefix: config.prefix });
   const leases = new LeaseKeeper(scripts, log, id, opts.concurrency, opts.leaseMs);
   const dispatcher = new Dispatcher(scripts, queue, log, opts.dispatchBatch, opts.leaseMs);
@@ -168,4 +171,25 @@ export async function startWorker(
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Groups a worker of an earlier version left waiting in `<p>:sched:blocked:<key>` sets (read by
+ * nothing now) are made ready again, so an upgrade in place strands no target. One SCAN at
+ * start; on a Redis Cluster every key of the deployment is on the prefix's slot, so each master
+ * is scanned and only the one holding them finds any.
+ */
+async function wakeLegacyBlocked(redis: Redis, prefix: string, scripts: Scripts, log: Logger): Promise<void> {
+  const head = `${prefix}:sched:blocked:`;
+  const nodes = typeof (redis as unknown as { nodes?: unknown }).nodes === 'function' ? (redis as unknown as { nodes(role: string): Redis[] }).nodes('master') : [redis];
+  let woke = 0;
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${head.replace(/[*?[\]]/g, (ch) => `\\${ch}`)}*`, 'COUNT', 1000);
+      cursor = next;
+      for (const key of keys) woke += await scripts.wakeLegacyBlocked(key.slice(head.length));
+    } while (cursor !== '0');
+  }
+  if (woke > 0) log.info({ groups: woke }, 'woke groups an earlier version left waiting for a slot');
 }

@@ -65,6 +65,7 @@ const FILES = {
   retryFailed: 'retryFailed-1.lua',
   appendTargets: 'appendTargets-1.lua',
   unoutbox: 'unoutbox-1.lua',
+  wakeLegacyBlocked: 'wakeLegacyBlocked-1.lua',
 } as const;
 
 /** Scripts on a campaign's own slot: their one key is the campaign's, and they take no prefix. */
@@ -157,6 +158,8 @@ export interface Scripts {
    * get (the campaign has ended and `expiryMs` is not it), else 0.
    */
   unoutbox(campaignId: string, expiryMs: number, seqs: readonly number[]): Promise<number>;
+  /** Upgrade step: groups left in a pre-round-robin `blocked:<key>` set made ready again; returns how many. */
+  wakeLegacyBlocked(keyValue: string): Promise<number>;
   /** `false` when the lease was lost meanwhile (the target is back in its group already). */
   retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string): Promise<boolean>;
   /** `changed: false` when the action is not allowed in the campaign's current `state`. */
@@ -216,6 +219,7 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
   const retryFailed = cmd('retryFailed');
   const appendTargets = cmd('appendTargets');
   const unoutbox = cmd('unoutbox');
+  const wakeLegacyBlocked = cmd('wakeLegacyBlocked');
   const archive = (redis as unknown as Record<string, Raw>)['archive']!.bind(redis);
 
   return {
@@ -252,6 +256,9 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
     },
     async unoutbox(campaignId, expiryMs, seqs) {
       return Number(await unoutbox(campaignId, expiryMs, ...seqs));
+    },
+    async wakeLegacyBlocked(keyValue) {
+      return Number(await wakeLegacyBlocked(keyValue));
     },
     async retryLater(holder, token, targetKey, backoffMs, error) {
       return (await retryLater(holder, token, targetKey, backoffMs, error)) === 1;
