@@ -70,6 +70,8 @@ export function schedulerKeys(prefix: string) {
     /** SET: campaigns whose outbox may hold records not yet archived (or whose records need their TTL). */
     outboxes: `${s}outboxes`,
     slot: (key: string) => `${s}slot:${key}`,
+    /** HASH: a connection-scoped key's capacity record (campaign -> figures; `=c` smallest concurrency, `=r` longest spacing). */
+    cap: (key: string) => `${s}cap:${key}`,
     rate: (key: string) => `${s}rate:${key}`,
   } as const;
 }

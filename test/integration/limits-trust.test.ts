@@ -14,6 +14,7 @@ import {
   type Pick,
   type Scripts,
 } from '../../src/shared/index.js';
+import { readLimitUsage } from '../../src/producer/api/limits.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { setCredentialEnv } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
@@ -200,6 +201,13 @@ describe('limit keys in the scheduler scripts', () => {
     // `small` ended in the finish that freed its last slot: `big` now runs at its own 5.
     expect(picks.length + (await scripts.dispatch(100, LEASE)).picks.length).toBe(5);
     expect(await redis.zcard(schedulerKeys(prefix).slot('K/k'))).toBe(5);
+  });
+
+  it('the limits the API reports show the key\'s one capacity, not the campaign\'s own larger figure', async () => {
+    await enqueue('greedy', 'K', [{ key: 'k', concurrency: 100000 }], [{ userId: 'g0' }]);
+    await enqueue('modest', 'K', [{ key: 'k', concurrency: 3 }], [{ userId: 'm0' }]);
+    const usage = await readLimitUsage(redis, prefix, 'greedy');
+    expect(usage!.keys).toEqual([{ key: 'K/k', inUse: 0, concurrency: 3, atCapacity: false }]);
   });
 
   it('spaces a key\'s starts by the slowest rate among live campaigns, whatever the others declare', async () => {

@@ -7,7 +7,7 @@ export interface LimitUsage {
   readonly key: string;
   /** Live slots on the key: targets of every campaign sharing the value, holding an unexpired lease. */
   readonly inUse: number;
-  /** This campaign's concurrency figure for the key; null for a rate-only limit. */
+  /** The key's concurrency figure as the scheduler applies it (the smallest among the campaigns sharing it); null for a rate-only limit. */
   readonly concurrency: number | null;
   /** True when no further target of this campaign may start on the key (`inUse >= concurrency`). */
   readonly atCapacity: boolean;
@@ -61,14 +61,18 @@ export async function readLimitUsage(
 
   if (concurrencyOf.size === 0) return { keys: [], truncated };
   const nowMs = redisTimeMs(await redis.time());
-  const slot = schedulerKeys(prefix).slot;
+  const { slot, cap } = schedulerKeys(prefix);
   const entries = [...concurrencyOf];
   const pipeline = redis.pipeline();
-  for (const [key] of entries) pipeline.zcount(slot(key), `(${nowMs}`, '+inf');
+  // A connection-scoped key has one capacity across the campaigns using it (the smallest figure
+  // among the live ones, `=c` of its capacity record): that is the figure the dispatch obeys.
+  for (const [key] of entries) pipeline.zcount(slot(key), `(${nowMs}`, '+inf').hget(cap(key), '=c');
   const counts = (await pipeline.exec()) ?? [];
-  const out = entries.map(([key, concurrency], i): LimitUsage => {
-    const [err, n] = counts[i] ?? [null, 0];
+  const out = entries.map(([key, own], i): LimitUsage => {
+    const [err, n] = counts[2 * i] ?? [null, 0];
     if (err) throw err;
+    const shared = Number((counts[2 * i + 1]?.[1] as string | null) ?? 0);
+    const concurrency = shared > 0 && (own === 0 || shared < own) ? shared : own;
     const inUse = Number(n);
     return { key, inUse, concurrency: concurrency > 0 ? concurrency : null, atCapacity: concurrency > 0 && inUse >= concurrency };
   });
