@@ -107,7 +107,7 @@ export class FleetGauges {
     });
     this.slotLimit = new Gauge({
       name: 'upshift_limit_concurrency',
-      help: 'The concurrency limit of a key reported in upshift_limit_slots_in_use (the highest among the campaigns holding it).',
+      help: 'The concurrency limit of a key reported in upshift_limit_slots_in_use: the smallest figure among the campaigns holding it, which a connection-scoped key is held to.',
       labelNames: ['key'],
       registers,
     });
@@ -214,7 +214,7 @@ export class FleetGauges {
         if (!json) continue;
         for (const [key, concurrency] of JSON.parse(json) as [string, number, number, number][]) {
           inUse.set(key, (inUse.get(key) ?? 0) + n);
-          if (concurrency > 0) limit.set(key, Math.max(limit.get(key) ?? 0, concurrency));
+          if (concurrency > 0) limit.set(key, Math.min(limit.get(key) ?? Infinity, concurrency));
         }
       }
     }
