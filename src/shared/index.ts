@@ -1,6 +1,6 @@
 export { DEFAULTS, isClusterUrl, loadConfig, redactRedisUrl, type UpshiftConfig } from './config.js';
 export { classifyError, InputError, UpshiftError, type Classification, type InputIssue } from './errors.js';
-export { HttpClient, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse } from './http.js';
+export { HttpClient, NotSentError, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse, type SendGate } from './http.js';
 export { type TargetJobData } from './jobs.js';
 export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';
 export { compileLimits, connectionId, LimitKeyError, MAX_LIMITS, type LimitSpec, type ResolvedLimit } from './limits.js';
