@@ -34,6 +34,59 @@ export interface HttpClientOptions {
   readonly connections?: number;
 }
 
+/**
+ * A call held back at the moment undici was about to write it, because its `gate` said no.
+ * Nothing of the request reached the socket; sending it again later is safe.
+ */
+export class NotSentError extends Error {
+  constructor() {
+    super('held before any byte was written');
+    this.name = 'NotSentError';
+  }
+}
+
+/**
+ * Asked synchronously right before the request's first byte is written (after undici has a
+ * connected socket for it): `false` holds the call (`NotSentError`), the socket stays usable.
+ */
+export type SendGate = () => boolean;
+
+/** Wraps a request's handler so the gate is asked in `onRequestStart`, the last step before the write. */
+class GatedHandler implements Dispatcher.DispatchHandler {
+  constructor(
+    private readonly handler: Dispatcher.DispatchHandler,
+    private readonly gate: SendGate,
+  ) {}
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    // Thrown, not `controller.abort()`: undici then fails the request before writing it and
+    // keeps the socket (an abort would destroy it).
+    if (!this.gate()) throw new NotSentError();
+    this.handler.onRequestStart?.(controller, context);
+  }
+  onRequestUpgrade(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestUpgrade']>>): void {
+    this.handler.onRequestUpgrade?.(...args);
+  }
+  onResponseStart(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>): void {
+    this.handler.onResponseStart?.(...args);
+  }
+  onResponseData(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseData']>>): void {
+    this.handler.onResponseData?.(...args);
+  }
+  onResponseEnd(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseEnd']>>): void {
+    this.handler.onResponseEnd?.(...args);
+  }
+  onResponseError(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseError']>>): void {
+    this.handler.onResponseError?.(...args);
+  }
+}
+
+type GatedOptions = Dispatcher.DispatchOptions & { readonly gate?: SendGate };
+
+const gateInterceptor: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
+  const { gate } = opts as GatedOptions;
+  return dispatch(opts, gate ? new GatedHandler(handler, gate) : handler);
+};
+
 /** Where a call goes: the registered connection's base URL and whether it may reach private addresses. */
 export interface Endpoint {
   readonly baseUrl: string;
@@ -45,6 +98,9 @@ export class HttpClient {
   private readonly guarded: Agent;
   /** For connections the operator registered with `privateNetwork: true`; made when first needed. */
   private open: Agent | undefined;
+  /** The same two, with the send gate in front of every write (`send`'s `gate`). */
+  private readonly guardedGated: Dispatcher;
+  private openGated: Dispatcher | undefined;
   private readonly agentOptions: Agent.Options;
   private readonly maxResponseBytes: number;
 
@@ -56,13 +112,24 @@ export class HttpClient {
       connections: opts.connections ?? null,
     };
     this.guarded = new Agent({ ...this.agentOptions, connect: guardedConnector() });
+    this.guardedGated = this.guarded.compose(gateInterceptor);
     this.maxResponseBytes = opts.maxResponseBytes ?? DEFAULTS.maxResponseBytes;
   }
 
-  /** `signal` aborts the call from outside (the worker's lease was lost); the timeout always applies. */
-  async send(endpoint: Endpoint, req: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<HttpResponse> {
+  /**
+   * `signal` aborts the call from outside (the worker's lease was lost); the timeout always applies.
+   * `gate`, when given, is asked at the moment of the write (see `SendGate`); a call it holds
+   * rejects with `NotSentError`.
+   */
+  async send(endpoint: Endpoint, req: HttpRequest, timeoutMs: number, signal?: AbortSignal, gate?: SendGate): Promise<HttpResponse> {
     const url = buildUrl(endpoint.baseUrl, req.segments, req.query);
-    const dispatcher = endpoint.privateNetwork ? (this.open ??= new Agent(this.agentOptions)) : this.guarded;
+    let dispatcher: Dispatcher;
+    if (endpoint.privateNetwork) {
+      this.open ??= new Agent(this.agentOptions);
+      dispatcher = gate ? (this.openGated ??= this.open.compose(gateInterceptor)) : this.open;
+    } else {
+      dispatcher = gate ? this.guardedGated : this.guarded;
+    }
     const headers: Record<string, string> = { ...req.headers };
     let body: string | undefined;
     if (req.json !== undefined) {
@@ -85,7 +152,8 @@ export class HttpClient {
         signal: call.signal,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-      });
+        ...(gate ? { gate } : {}),
+      } as Parameters<typeof request>[1]);
       const { text, truncated } = await readBounded(res.body, this.maxResponseBytes);
       return { status: res.statusCode, headers: res.headers, text, truncated };
     } finally {

@@ -22,7 +22,7 @@ export interface TargetRun {
   claimed(claim: ClaimResult): void;
   /** Times one platform call; `send` starts it. */
   call(method: string, send: () => Promise<HttpResponse>): Promise<HttpResponse>;
-  /** A call waited from `fromMs` (performance.now()) for a Retry-After pause another run announced. */
+  /** A call waited at the send gate from `fromMs` (performance.now()): a Retry-After pause, or Redis's word on it. */
   heldSince(fromMs: number): void;
   conflict(): void;
   /** A transient error: `requeued` is false when the lease was lost meanwhile (nothing counted in Redis). */
@@ -224,13 +224,13 @@ function createFamilies(registry: Registry) {
     holds: new CounterFamily(
       registry,
       'upshift_worker_pause_holds_total',
-      "Calls of running targets held back by a connection's Retry-After pause.",
+      "Calls held by the send gate: a connection's Retry-After pause, or Redis's word that it is not paused being asked for.",
       ['operation'],
     ),
     holdSeconds: new CounterFamily(
       registry,
       'upshift_worker_pause_hold_seconds_total',
-      "Time calls of running targets waited for a connection's Retry-After pause to end.",
+      "Time calls waited at the send gate.",
       ['operation'],
     ),
     leasesLost: new CounterFamily(

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import {
   classifyError,
   DRY_RUN_OUTCOME,
+  NotSentError,
   UpshiftError,
   type HttpClient,
   type Logger,
@@ -106,6 +107,9 @@ export function createProcessor(deps: ProcessorDeps) {
       run.end();
       return undefined;
     }
+    // The claim (or `finish`, whose dispatch step picked this target) found the connection
+    // unpaused: the gate's word from Redis, as of when that call was sent.
+    deps.pauses.unpaused(campaign.connection, claimedAt);
     const signal = leases.hold(holder, token, claimedAt);
 
     const attempt = claim.attemptsMade + 1;
@@ -173,14 +177,26 @@ export function createProcessor(deps: ProcessorDeps) {
           send: async (req) => {
             const endpoint = endpointOf(campaign);
             if (spec.dryRun && req.method !== 'GET') throw new DryRunWrite();
-            const heldFrom = performance.now();
-            // Yield to I/O once: when this process's event loop was held up (GC, a busy CPU),
-            // a Retry-After pause announced meanwhile waits unread in the subscriber's socket,
-            // and this lets it in before the check, rather than sending on what we knew before.
-            await new Promise<void>((resolve) => setImmediate(resolve));
-            await deps.pauses.wait(campaign.connection);
+            const { connection } = campaign;
+            // Held while the connection is paused, or until Redis has said it is not paused
+            // within `pauseGateMs`; then the gate is asked again at the write itself, so a call
+            // that waited meanwhile (a busy event loop, a socket being opened) is held, not sent.
+            const gate = () => deps.pauses.open(connection);
+            let heldFrom = performance.now();
+            await deps.pauses.clear(connection, signal);
             run.heldSince(heldFrom);
-            return run.call(req.method, () => http.send(endpoint, req, spec.connection.timeoutMs, signal));
+            return run.call(req.method, async () => {
+              for (;;) {
+                try {
+                  return await http.send(endpoint, req, spec.connection.timeoutMs, signal, gate);
+                } catch (err) {
+                  if (!(err instanceof NotSentError)) throw err;
+                }
+                heldFrom = performance.now();
+                await deps.pauses.clear(connection, signal);
+                run.heldSince(heldFrom);
+              }
+            });
           },
           credential: () => {
             const value = readCredential(campaign);

@@ -32,6 +32,8 @@ export interface WorkerOptions {
   readonly stalledIntervalMs: number;
   readonly shutdownTimeoutMs: number;
   readonly maxRetryAfterMs: number;
+  /** How old Redis's word that a connection is not paused may be when a call is written (pauses.ts). */
+  readonly pauseGateMs: number;
   readonly maxRetryAfterWaits: number;
   readonly maxBackoffMs: number;
   readonly maxErrorChars: number;
@@ -92,7 +94,7 @@ export async function startWorker(
   const dispatcher = new Dispatcher(scripts, queue, log, opts.dispatchBatch, opts.leaseMs);
   const http = new HttpClient();
   const channel = eventsChannel(config.prefix);
-  const pauses = new PauseBoard();
+  const pauses = new PauseBoard((connection) => scripts.pauseOf(connection), opts.pauseGateMs);
   const archiver = new Archiver(redis, scripts, config.prefix, log, opts.archiveBatchMs, opts.outboxSweepMs);
   let closing: Promise<void> | undefined;
   const processor = createProcessor({

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { SANDBOX_KEYS, startSandbox, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
-import { eventsChannel, streamReport, type CampaignStatus, type ConnectionRegistry } from '../../src/shared/index.js';
+import { DEFAULTS, eventsChannel, streamReport, type CampaignStatus, type ConnectionRegistry } from '../../src/shared/index.js';
 import { nectedGraph, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
 import { connectionsFile, testConnectionsWith } from '../support/connections.js';
@@ -12,17 +12,36 @@ import { recordFigures } from './figures.js';
 /**
  * The chaos run: 20,000 targets of all five operations over 40 campaigns (40 connections, each
  * its own credential name), limits on, 4 worker processes of which one is SIGKILLed and replaced
- * every 2 s for 20 s, while the sandbox injects 10% 5xx, 5% 429 with Retry-After, 2% connection
+ * every 2 s, 7 times, while the sandbox injects 10% 5xx, 5% 429 with Retry-After, 2% connection
  * resets, 2% answers slower than the call timeout and 10% Nected checksum conflicts.
+ *
+ * It must pass on a loaded two-core machine (CI runs it beside other work): every bound it
+ * checks holds by design whatever the load, and where the sandbox's own view is held up by that
+ * load (it shares this process's event loop), the check allows for it with a measured margin.
  */
 const CAMPAIGNS = 40;
 const PER_CAMPAIGN = 500;
 const TENANTS = 10;
 const TENANT_LIMIT = 3;
 const KILL_EVERY_MS = 2000;
-const KILL_FOR_MS = 20_000;
+/** Counted, not timed: on a loaded machine a replacement takes seconds to start. */
+const KILLS = 7;
 const LATENCY_MS = 5;
 const TIMEOUT_MS = 1000;
+/**
+ * The Retry-After guarantee: no call starts later than this after the 429 was recorded in Redis
+ * (the worker's send gate, src/worker/pauses.ts).
+ */
+const GATE_MS = DEFAULTS.pauseGateMs;
+/**
+ * What the sandbox's side adds: it stamps a call when this process's event loop gets to it, and
+ * a pause when the same loop gets to its event; under load the two are held up by different
+ * amounts. Measured on a loaded two-core machine (a CPU hog beside the suite): at most 108 ms
+ * beyond GATE_MS (RELIABILITY.md); 300 leaves room for a worse machine.
+ */
+const SANDBOX_MARGIN_MS = 300;
+/** 85 s on a quiet two-core machine, 176 s beside a CPU hog (RELIABILITY.md); the bound is for a worse one. */
+const LOADED_TIMEOUT_MS = 600_000;
 
 type Op = 'alloy' | 'exec' | 'def' | 'tallyfy' | 'nected';
 const OPS: Op[] = ['alloy', 'exec', 'def', 'tallyfy', 'nected'];
@@ -174,14 +193,16 @@ describe('chaos: kills and platform faults under load', () => {
     // (it shares two cores with four workers and Redis), calls sent earlier are stamped late.
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
+    // Every campaign is enqueued before the workers start: enqueueing is CPU work in this process,
+    // which also runs the sandbox, whose view of when calls arrive it would hold up.
+    for (let c = 0; c < CAMPAIGNS; c++) await enqueueCampaign(spec(c, sandbox.url), targets(c), { redis, prefix, connections });
     const started = Date.now();
     let live: WorkerProcess[] = [];
     for (let i = 0; i < 4; i++) live.push(await worker());
     procs.push(...live);
-    for (let c = 0; c < CAMPAIGNS; c++) await enqueueCampaign(spec(c, sandbox.url), targets(c), { redis, prefix, connections });
 
     let kills = 0;
-    while (Date.now() - started < KILL_FOR_MS) {
+    while (kills < KILLS) {
       await new Promise((resolve) => setTimeout(resolve, KILL_EVERY_MS));
       const victim = live.shift()!;
       victim.proc.kill('SIGKILL');
@@ -192,7 +213,7 @@ describe('chaos: kills and platform faults under load', () => {
       live.push(fresh);
     }
     const statuses: CampaignStatus[] = [];
-    for (let c = 0; c < CAMPAIGNS; c++) statuses.push(await waitForCompletion(prefix, `chaos-${c}`, 240_000));
+    for (let c = 0; c < CAMPAIGNS; c++) statuses.push(await waitForCompletion(prefix, `chaos-${c}`, LOADED_TIMEOUT_MS - 60_000));
     const elapsedMs = Date.now() - started;
     loopDelay.disable();
     const sandboxLoopDelayMaxMs = Math.round(loopDelay.max / 1e6);
@@ -202,6 +223,8 @@ describe('chaos: kills and platform faults under load', () => {
     const state = sandbox.state();
     let failed = 0;
     let mismatched = 0;
+    /** Plain writes (Alloy, Tallyfy) of targets whose last error was a call timeout. */
+    const lastErrorTimeout = new Set<string>();
     for (let c = 0; c < CAMPAIGNS; c++) {
       const s = statuses[c]!;
       expect(s).toMatchObject({ state: 'completed', total: PER_CAMPAIGN, pending: 0, active: 0 });
@@ -212,6 +235,9 @@ describe('chaos: kills and platform faults under load', () => {
         // is current. A failed one may or may not be (a slow answer can land after the timeout).
         if (line.outcome !== 'failed' && !isCurrent(state, opOf(c), line.target)) mismatched++;
         if (line.outcome === 'failed') failed++;
+        if (line.error?.startsWith('TIMEOUT') && (opOf(c) === 'alloy' || opOf(c) === 'tallyfy')) {
+          lastErrorTimeout.add(opOf(c) === 'alloy' ? `alloy:wf-1:${line.target}` : `tallyfy:org:${line.target}`);
+        }
       }
       expect(counts).toEqual({ upgraded: s.upgraded, skipped: s.skipped, failed: s.failed });
     }
@@ -222,16 +248,16 @@ describe('chaos: kills and platform faults under load', () => {
     expect(Object.keys(maxByKey)).toHaveLength(TENANTS);
     for (const n of Object.values(maxByKey)) expect(n).toBeLessThanOrEqual(TENANT_LIMIT);
 
-    // No call inside a Retry-After pause of its connection. A pause starts when a worker records
-    // the 429/503 (the `pause` event carries Redis's clock, the same machine's clock here) and
-    // ends at the time named. The sandbox stamps a call when its event loop gets to it, and that
-    // loop is this process's, held up at times by the load (`sandboxLoopDelayMaxMs`): so a pause
-    // counts from when this process got to its event (`seenAt`), which is held up alike. Calls
-    // already on their way then still land: other workers learn of the pause from the claim
-    // before a call or from the event during one, so the first GRACE_MS are counted apart. The
-    // latest such call seen was 305 ms in, with two other test suites loading the machine; a
-    // client that ignored Retry-After would call all through the rest of each 1 s pause.
-    const GRACE_MS = 400;
+    // No call starts later than GATE_MS after a Retry-After pause was recorded, until it ends. A
+    // pause runs from the throttle script's Redis TIME (`now` in its event; Redis runs on this
+    // machine, so on this clock) to the time named. The sandbox sees a call when this process's
+    // event loop gets to it, held up by the load at times (`sandboxLoopDelayMaxMs`), and this
+    // process sees the pause event through the same loop (`seenAt`, held up alike): a call counts
+    // against the guarantee when it arrived more than GATE_MS + SANDBOX_MARGIN_MS after `seenAt`.
+    // Calls sent before the pause was recorded (or within GATE_MS of it) land earlier than that;
+    // `latestAfterRecordedMs` and `latestAfterSeenMs` are the latest arrivals inside any pause,
+    // counted from the two starts. A client that ignored Retry-After would call all through the
+    // rest of each 1 s pause.
     const received = sandbox.received!;
     const connectionOf = (r: (typeof received)[number]) => /\.c(\d+)\./.exec(decodeURIComponent(r.path) + r.body)?.[1];
     const byConnection = new Map<string, number[]>();
@@ -242,18 +268,20 @@ describe('chaos: kills and platform faults under load', () => {
     let callsInsidePauses = 0;
     let callsInGrace = 0;
     const lateMs: number[] = [];
-    let latestInGraceMs = 0;
+    let latestAfterRecordedMs = 0;
+    let latestAfterSeenMs = 0;
+    let eventSeenLagMaxMs = 0;
     for (const p of pauseEvents) {
       const c = /UPSHIFT_CHAOS_KEY_(\d+)$/.exec(p.pause)![1]!;
+      eventSeenLagMaxMs = Math.max(eventSeenLagMaxMs, p.seenAt - p.now);
       for (const t of byConnection.get(c) ?? []) {
-        if (t >= p.seenAt + GRACE_MS && t < p.until) {
+        if (t <= p.now || t >= p.until) continue;
+        latestAfterRecordedMs = Math.max(latestAfterRecordedMs, t - p.now);
+        latestAfterSeenMs = Math.max(latestAfterSeenMs, t - p.seenAt);
+        if (t >= p.seenAt + GATE_MS + SANDBOX_MARGIN_MS) {
           callsInsidePauses++;
           lateMs.push(t - p.seenAt);
-        }
-        else if (t > p.now && t < p.seenAt + GRACE_MS) {
-          callsInGrace++;
-          latestInGraceMs = Math.max(latestInGraceMs, t - p.seenAt);
-        }
+        } else callsInGrace++;
       }
     }
     const pauses = pauseEvents.length;
@@ -273,7 +301,9 @@ describe('chaos: kills and platform faults under load', () => {
       if (run && r.method === 'PUT') return `tallyfy:${decodeURIComponent(run[1]!)}:${decodeURIComponent(run[2]!)}`;
       return undefined;
     };
-    const timedOutWrites = new Set(received.filter((r) => (r as { fault?: string }).fault === 'slow').map(targetOfWrite));
+    // Timed out: the sandbox answered the write late on purpose (its `slow` fault), or the load
+    // held the answer up past the call timeout (the target's last error is the timeout).
+    const timedOutWrites = new Set([...received.filter((r) => r.fault === 'slow').map(targetOfWrite), ...lastErrorTimeout]);
     const doublesFromKills = doubles.filter(([k]) => !timedOutWrites.has(k)).length;
     const faults = sandbox.stats().faults;
     const figures = {
@@ -285,12 +315,15 @@ describe('chaos: kills and platform faults under load', () => {
       faultsInjected: faults,
       retryAfterAnswers: throttled,
       retryAfterPauses: pauses,
+      gateMs: GATE_MS,
+      sandboxMarginMs: SANDBOX_MARGIN_MS,
       callsInsidePauses,
-      graceMs: GRACE_MS,
-      sandboxLoopDelayMaxMs,
+      ...(lateMs.length > 0 ? { callsInsidePausesMsAfterSeen: lateMs } : {}),
       callsInGraceOfAPause: callsInGrace,
-      latestOfThoseMs: latestInGraceMs,
-      ...(lateMs.length > 0 ? { callsInsidePausesMsAfterStart: lateMs } : {}),
+      latestAfterRecordedMs,
+      latestAfterSeenMs,
+      sandboxLoopDelayMaxMs,
+      pauseEventSeenLagMaxMs: eventSeenLagMaxMs,
       maxInFlightPerKey: Math.max(...Object.values(maxByKey)),
       limitPerKey: TENANT_LIMIT,
       failed,
@@ -308,5 +341,5 @@ describe('chaos: kills and platform faults under load', () => {
     expect(doubles.filter(([k]) => !k.startsWith('alloy') && !k.startsWith('tallyfy'))).toEqual([]);
     expect(doublesFromKills).toBeLessThanOrEqual(kills * 25);
     recordFigures('chaos', figures);
-  });
+  }, LOADED_TIMEOUT_MS);
 });

@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 
 const FILE = new URL('../../RELIABILITY.md', import.meta.url);
 const START = '<!-- figures:start -->';
@@ -22,7 +22,8 @@ export function recordFigures(scenario: string, figures: Record<string, unknown>
   const cell = Object.entries(figures)
     .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v).replaceAll('|', '/') : String(v)}`)
     .join('; ');
-  const machine = `${cpus().length} x ${cpus()[0]?.model.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  // The load average says how busy the machine was: the suite must pass on a loaded one too.
+  const machine = `${cpus().length} x ${cpus()[0]?.model.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${loadavg()[0]!.toFixed(1)}`;
   rows.set(scenario, `| \`${scenario}\` | ${new Date().toISOString().slice(0, 16)}Z | ${machine} | ${cell} |`);
   const table = ['', '| scenario | run at | machine | figures |', '|---|---|---|---|', ...[...rows.keys()].sort().map((k) => rows.get(k)!), ''].join('\n');
   writeFileSync(FILE, text.slice(0, a + START.length) + table + text.slice(b));

@@ -37,6 +37,9 @@ async function peakRssMb(sandbox: Sandbox, pid: number, from: number, to: number
   return { peak: Math.max(peak, rssMb(pid)), samples: samples + 1 };
 }
 
+/** 180 s beside a CPU hog on a two-core machine (`elapsedS` in RELIABILITY.md); the bound is for a worse one. */
+const LOADED_TIMEOUT_MS = 600_000;
+
 describe('worker memory', () => {
   let redis: Redis;
   let prefix: string;
@@ -63,16 +66,17 @@ describe('worker memory', () => {
     const connections = testConnections(sandbox.url);
     worker = await spawnWorker({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections) }, ['--concurrency', '50']);
     const spec = { id: 'mem', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } };
+    const startedAt = Date.now();
     await enqueueCampaign(spec, fleet.targets, { redis, prefix, connections });
     const pid = worker.proc.pid!;
     const early = await peakRssMb(sandbox, pid, 20_000, 30_000);
     const late = await peakRssMb(sandbox, pid, n - 10_000, n);
-    const status = await waitForCompletion(prefix, 'mem', 240_000);
+    const status = await waitForCompletion(prefix, 'mem', LOADED_TIMEOUT_MS - 60_000);
     expect(status).toMatchObject({ upgraded: n, pending: 0, active: 0 });
     expect(Math.min(early.samples, late.samples)).toBeGreaterThanOrEqual(10);
     const growth = late.peak / early.peak;
     console.log(`worker peak RSS: ${early.peak.toFixed(0)} MB over targets 20,000-30,000 (${early.samples} samples), ${late.peak.toFixed(0)} MB over ${n - 10_000}-${n} (${late.samples} samples)`);
-    recordFigures('memory', { targets: n, peakRss20kTo30kMb: Math.round(early.peak), peakRssLast10kMb: Math.round(late.peak), ratio: Number(growth.toFixed(2)), bound: 1.2 });
+    recordFigures('memory', { targets: n, elapsedS: Math.round((Date.now() - startedAt) / 1000), peakRss20kTo30kMb: Math.round(early.peak), peakRssLast10kMb: Math.round(late.peak), ratio: Number(growth.toFixed(2)), bound: 1.2 });
     expect(growth).toBeLessThanOrEqual(1.2);
-  });
+  }, LOADED_TIMEOUT_MS);
 });

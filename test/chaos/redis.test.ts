@@ -106,8 +106,15 @@ describe('Redis restarts and outages', () => {
   it('a worker started while Redis is down waits with a clear message and starts when it comes up', async () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
-    const starting = spawnWorker({ REDIS_URL: url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(testConnections(sandbox.url)) }, ['--concurrency', '2']);
-    // It keeps trying (no crash, no exit) while Redis is down; Redis comes up 1.5 s later.
+    let waiting!: () => void;
+    const saidWaiting = new Promise<void>((resolve) => (waiting = resolve));
+    const starting = spawnWorker({ REDIS_URL: url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(testConnections(sandbox.url)) }, ['--concurrency', '2'], (err) => {
+      if (err.includes('waiting for Redis')) waiting();
+    });
+    // It keeps trying (no crash, no exit) while Redis is down; Redis comes up 1.5 s after the
+    // worker first said it is waiting (not after a fixed time: on a loaded machine the worker's
+    // own start-up can take longer than that).
+    await Promise.race([saidWaiting, starting.then(() => Promise.reject(new Error('the worker was ready with Redis down')))]);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     try {

@@ -13,9 +13,10 @@ import { testConnections } from '../support/connections.js';
 
 /**
  * The requests Upshift really sends (as the sandbox received them, bytes and all) validated
- * against the platforms' own OpenAPI documents in ../shared/reference with a real validator.
+ * against the platforms' own OpenAPI documents with a real validator. The documents are kept
+ * beside this file (reference/README.md says where they come from).
  */
-const reference = (f: string) => fileURLToPath(new URL(`../../../shared/reference/${f}`, import.meta.url));
+const reference = (f: string) => fileURLToPath(new URL(`./reference/${f}`, import.meta.url));
 
 /**
  * The Nected document says `nullable: true` on schemas without a `type` (which allow any value,

@@ -159,6 +159,11 @@ describe('scheduler scripts', () => {
     expect(r.nextWakeMs).toBeGreaterThanOrEqual(until!);
     expect(await readStatus(redis, prefix, 'p1')).toMatchObject({ retryAfterWaits: 1, retryAfterWaitMs: 5000, retries: 0, pending: 3, active: 0 });
     expect(await redis.hget(`${prefix}:campaign:p1:attempts`, 'u0')).toBeNull();
+    // pauseOf, which a worker asks before a call when its last word is stale, says the same on Redis's clock.
+    const paused = await scripts.pauseOf('http://127.0.0.1:1#K');
+    expect(paused.untilMs).toBe(until);
+    expect(paused.untilMs - paused.nowMs).toBeGreaterThan(4000);
+    expect((await scripts.pauseOf('http://127.0.0.1:2#K')).untilMs).toBe(0);
   });
 
   it('parks a retried target without holding its slot', async () => {

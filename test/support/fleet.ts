@@ -45,13 +45,21 @@ export interface WorkerProcess {
  * Starts `upshift worker` from the build (`npm test` builds first) and resolves once it
  * prints that it is ready.
  */
-export async function spawnWorker(env: Record<string, string>, args: string[] = []): Promise<WorkerProcess> {
+export async function spawnWorker(
+  env: Record<string, string>,
+  args: string[] = [],
+  /** Sees stderr as it comes, before the worker is ready (what it logs while it waits). */
+  onStderr?: (all: string) => void,
+): Promise<WorkerProcess> {
   const proc = spawn(process.execPath, [cliPath, 'worker', ...args], {
     env: { ...process.env, ...CREDENTIAL_ENV, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    onStderr?.(err);
+  });
   const exited = once(proc, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   await new Promise<void>((resolve, reject) => {
     let out = '';

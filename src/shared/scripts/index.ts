@@ -66,6 +66,7 @@ const FILES = {
   appendTargets: 'appendTargets-1.lua',
   unoutbox: 'unoutbox-1.lua',
   wakeLegacyBlocked: 'wakeLegacyBlocked-1.lua',
+  pauseOf: 'pauseOf-1.lua',
 } as const;
 
 /** Scripts on a campaign's own slot: their one key is the campaign's, and they take no prefix. */
@@ -168,6 +169,8 @@ export interface Scripts {
   cancelPending(campaignId: string, max: number, channel: string): Promise<number>;
   /** Puts failed targets (`[targetKey, gid, targetJson]` triples) back to run; returns how many. */
   retryFailed(campaignId: string, reason: string, channel: string, triples: readonly (string | number)[]): Promise<number>;
+  /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
+  pauseOf(connection: string): Promise<{ nowMs: number; untilMs: number }>;
   /** The pause end, or null when the lease was lost meanwhile. */
   throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string): Promise<number | null>;
 }
@@ -220,6 +223,7 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
   const appendTargets = cmd('appendTargets');
   const unoutbox = cmd('unoutbox');
   const wakeLegacyBlocked = cmd('wakeLegacyBlocked');
+  const pauseOf = cmd('pauseOf');
   const archive = (redis as unknown as Record<string, Raw>)['archive']!.bind(redis);
 
   return {
@@ -284,6 +288,10 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
       const res = await retryFailed(campaignId, reason, channel, ...triples);
       check('retryFailed', res);
       return res as number;
+    },
+    async pauseOf(connection) {
+      const [nowMs, untilMs] = (await pauseOf(connection)) as [number, number];
+      return { nowMs: Number(nowMs), untilMs: Number(untilMs) };
     },
     async throttle(holder, token, targetKey, waitMs, error, channel) {
       const res = (await throttle(holder, token, targetKey, waitMs, error, channel)) as number[];
