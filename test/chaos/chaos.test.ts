@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { SANDBOX_KEYS, startSandbox, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
-import { DEFAULTS, eventsChannel, streamReport, type CampaignStatus, type ConnectionRegistry } from '../../src/shared/index.js';
+import { DEFAULTS, eventsChannel, parseConnections, streamReport, type CampaignStatus, type ConnectionRegistry } from '../../src/shared/index.js';
 import { nectedGraph, spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
 import { connectionsFile, testConnectionsWith } from '../support/connections.js';
@@ -167,7 +167,17 @@ describe('chaos: kills and platform faults under load', () => {
     });
     sandbox.load(fixtures());
     for (let c = 0; c < CAMPAIGNS; c++) env[credentialRef(c)] = keyFor[opOf(c)];
-    connections = testConnectionsWith([sandbox.url], Array.from({ length: CAMPAIGNS }, (_, c) => credentialRef(c)));
+    // The tenant limit is the operator's, declared on every connection: a campaign's own limit
+    // keys are scoped to its connection, so only a registry key is shared across the 40.
+    const plain = testConnectionsWith([sandbox.url], Array.from({ length: CAMPAIGNS }, (_, c) => credentialRef(c)));
+    connections = parseConnections({
+      connections: Object.fromEntries(
+        Object.entries(plain.connections).map(([name, entry]) => {
+          const c = Array.from({ length: CAMPAIGNS }, (_, i) => i).find((i) => credentialRef(i) === name);
+          return [name, c !== undefined && opOf(c) === 'alloy' ? { ...entry, limits: [{ key: '${target.tenant}', concurrency: TENANT_LIMIT }] } : entry];
+        }),
+      ),
+    });
     Object.assign(env, { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections) });
   });
   afterAll(async () => {
