@@ -35,11 +35,11 @@ const GATE_MS = DEFAULTS.pauseGateMs;
 /**
  * What the sandbox's side adds: it stamps a call when this process's event loop gets to it, and
  * a pause when the same loop gets to its event; under load the two are held up by different
- * amounts. Measured on a loaded two-core machine (a CPU hog beside the suite): at most 108 ms
+ * amounts. Measured on a loaded two-core machine (a CPU hog beside the suite): at most 144 ms
  * beyond GATE_MS (RELIABILITY.md); 300 leaves room for a worse machine.
  */
 const SANDBOX_MARGIN_MS = 300;
-/** 85 s on a quiet two-core machine, 176 s beside a CPU hog (RELIABILITY.md); the bound is for a worse one. */
+/** 90-129 s on a shared two-core machine, up to 181 s beside a CPU hog (RELIABILITY.md); the bound is for a worse one. */
 const LOADED_TIMEOUT_MS = 600_000;
 
 type Op = 'alloy' | 'exec' | 'def' | 'tallyfy' | 'nected';
