@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SANDBOX_KEYS, type SandboxFixtures } from '../../src/sandbox/index.js';
 
@@ -33,6 +36,37 @@ export function alloyFleet(n: number, wf = 'wf-1'): { fixtures: SandboxFixtures;
 export { nectedGraph } from '../../scripts/lib/fixtures.js';
 
 const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+
+/** A platform request as a worker wrote it to its socket (send-log.mjs). */
+export interface SentRequest {
+  /** `Date.now()` in the worker, right before the write. */
+  readonly at: number;
+  readonly method: string;
+  /** Path and query, as sent. */
+  readonly path: string;
+  /** The body's first 1,000 characters ('' without one). */
+  readonly body: string;
+}
+
+/**
+ * Environment for `spawnWorker` that logs every platform request a worker writes, with the
+ * time (send-log.mjs); `read()` returns what every worker so started has written so far.
+ */
+export function sendLog(): { env: Record<string, string>; read(): SentRequest[]; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'upshift-sends-'));
+  const preload = new URL('./send-log.mjs', import.meta.url).href;
+  return {
+    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(), UPSHIFT_TEST_SEND_LOG: dir },
+    read: () =>
+      readdirSync(dir).flatMap((f) =>
+        readFileSync(join(dir, f), 'utf8')
+          .split('\n')
+          .filter((line) => line !== '')
+          .map((line) => JSON.parse(line) as SentRequest),
+      ),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
 
 export interface WorkerProcess {
   readonly proc: ChildProcess;
