@@ -260,10 +260,8 @@ async function workerCommand(argv: string[], config: UpshiftConfig): Promise<voi
     }
     if (metricsPort === undefined) throw new InputError('arguments', 'needs --metrics-port', { field: '--metrics-host' });
   }
-  const connections = loadConnections();
-  const log = createLogger(config.logLevel, 'upshift-worker');
-  const running = await startWorker(config, log, {
-    connections,
+  // Flags first: a mistyped flag is named as such even where no registry is set up yet.
+  const flags = {
     concurrency: numberFlag(values.concurrency, 'concurrency', { min: 1 }),
     leaseMs: numberFlag(values['lease-ms'], 'lease-ms', { min: 300 }),
     lockDurationMs: numberFlag(values['lock-duration-ms'], 'lock-duration-ms', { min: 1000 }),
@@ -271,7 +269,10 @@ async function workerCommand(argv: string[], config: UpshiftConfig): Promise<voi
     shutdownTimeoutMs: numberFlag(values['shutdown-timeout-ms'], 'shutdown-timeout-ms', { min: 0 }),
     metricsPort,
     metricsHost,
-  } as Parameters<typeof startWorker>[2]);
+  };
+  const connections = loadConnections();
+  const log = createLogger(config.logLevel, 'upshift-worker');
+  const running = await startWorker(config, log, { connections, ...flags } as Parameters<typeof startWorker>[2]);
   log.info({ concurrency: running.worker.opts.concurrency }, 'worker started');
   // Announce readiness on stdout for supervisors and tests that wait for it.
   console.log('upshift worker ready');

@@ -112,17 +112,26 @@ export async function discoverCampaign(
   return { total: (await paging).total, created: started.created };
 }
 
+/** What both steps of a discovery work with. */
+function context(stored: CampaignSpec & { readonly id: string }, opts: DiscoverOptions) {
+  const { redis, prefix } = opts;
+  return {
+    redis,
+    prefix,
+    campaignId: stored.id,
+    keys: campaignKeys(prefix, stored.id),
+    scripts: loadScripts(redis, prefix),
+    channel: eventsChannel(prefix),
+    op: operationFor(stored.operation.type),
+  };
+}
+
 /** Creates the campaign (status `discovering`), or finds where an earlier producer left off. */
 async function startDiscovery(
   stored: CampaignSpec & { readonly id: string },
   opts: DiscoverOptions,
 ): Promise<{ created: boolean; start: number; total: number; ended: boolean }> {
-  const { redis, prefix } = opts;
-  const campaignId = stored.id;
-  const keys = campaignKeys(prefix, campaignId);
-  const scripts = loadScripts(redis, prefix);
-  const channel = eventsChannel(prefix);
-  const op = operationFor(stored.operation.type);
+  const { redis, prefix, campaignId, keys, scripts, channel, op } = context(stored, opts);
 
   let created = false;
   const [state, discovering, startRaw] = await redis.hmget(keys.status, 'state', 'discovering', 'discoverStart');
@@ -162,12 +171,7 @@ async function pages(
   credential: string,
   from: number,
 ): Promise<{ total: number }> {
-  const { redis, prefix } = opts;
-  const campaignId = stored.id;
-  const keys = campaignKeys(prefix, campaignId);
-  const scripts = loadScripts(redis, prefix);
-  const channel = eventsChannel(prefix);
-  const op = operationFor(stored.operation.type);
+  const { redis, prefix, campaignId, keys, scripts, channel, op } = context(stored, opts);
   const deadline = Date.now() + discover.deadlineMs;
   let start = from;
   let total = Number((await redis.hget(keys.status, 'total')) ?? 0);

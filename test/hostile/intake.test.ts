@@ -10,12 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
 import { DEFAULTS, InputError, validateSpec } from '../../src/shared/index.js';
 import { AUTH, startTestApi } from '../api/support.js';
-import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix } from '../support/harness.js';
+import { keysUnder, redisUrl, usePrefix } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -62,16 +61,7 @@ const spec = (id: string, extra: Record<string, unknown> = {}) => ({
 });
 
 describe('NDJSON line bound', () => {
-  let redis: Redis;
-  let prefix: string;
-  beforeEach(() => {
-    redis = newRedis();
-    prefix = testPrefix();
-  });
-  afterEach(async () => {
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
+  const t = usePrefix();
 
   it('is 1 MiB, a named default', () => {
     expect(MAX).toBe(1_048_576);
@@ -106,12 +96,12 @@ describe('NDJSON line bound', () => {
     const lines = await readAll(chunked(text, 65_536));
     expect(lines.map((l) => l.line)).toEqual([1, 2]);
     const err = await failure(
-      enqueueSourced(validateSpec(spec('near-bound'), 'spec', connections), readNdjsonTargets(chunked(text, 65_536), 'in.ndjson'), { redis, prefix, connections, source: 'in.ndjson' }),
+      enqueueSourced(validateSpec(spec('near-bound'), 'spec', connections), readNdjsonTargets(chunked(text, 65_536), 'in.ndjson'), { redis: t.redis, prefix: t.prefix, connections, source: 'in.ndjson' }),
     );
     expect(err).toBeInstanceOf(InputError);
     expect(err).toMatchObject({ source: 'in.ndjson', line: 2, field: 'userId' });
     expect((err as Error).message).toMatch(/at most 512 characters/);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 
   it('the CLI exits 2 on a 2 MiB line, naming the file and line, and enqueues nothing', async () => {
@@ -120,10 +110,10 @@ describe('NDJSON line bound', () => {
     const targets = join(dir, 'huge.ndjson');
     writeFileSync(specFile, JSON.stringify(spec('cli-huge')));
     writeFileSync(targets, `{"userId":"a"}\n{"userId":"${'y'.repeat(2 * 1024 * 1024)}"}\n`);
-    const r = await run(['enqueue', specFile, '--targets', targets], { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: testConnectionsFile('http://127.0.0.1:9') });
+    const r = await run(['enqueue', specFile, '--targets', targets], { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: t.prefix, UPSHIFT_CONNECTIONS: testConnectionsFile('http://127.0.0.1:9') });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`upshift enqueue: ${targets}, line 2: longer than ${MAX} bytes; put one target object per line\n`);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 });
 
@@ -138,22 +128,13 @@ const CONTROLS: readonly [string, string][] = [
 ];
 
 describe('control characters are refused where they would reach a terminal or a limit key', () => {
-  let redis: Redis;
-  let prefix: string;
-  beforeEach(() => {
-    redis = newRedis();
-    prefix = testPrefix();
-  });
-  afterEach(async () => {
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
+  const t = usePrefix();
 
   const refusal = async (rawSpec: unknown, targets: unknown[]): Promise<InputError> => {
-    const err = await failure(enqueueCampaign(rawSpec, targets, { redis, prefix, connections }));
+    const err = await failure(enqueueCampaign(rawSpec, targets, { redis: t.redis, prefix: t.prefix, connections }));
     expect(err).toBeInstanceOf(InputError);
     expect((err as Error).message).toMatch(/control characters/);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
     return err as InputError;
   };
 
@@ -187,13 +168,13 @@ describe('control characters are refused where they would reach a terminal or a 
 
   it('campaign ids and target ids refuse them already (C1 included)', async () => {
     for (const [, bad] of CONTROLS) {
-      expect(await failure(enqueueCampaign(spec(`id${bad}`), [{ userId: 'a' }], { redis, prefix, connections }))).toMatchObject({ field: 'id' });
-      expect(await failure(enqueueCampaign(spec('ctl-target'), [{ userId: 'a' }, { userId: `b${bad}` }], { redis, prefix, connections }))).toMatchObject({
+      expect(await failure(enqueueCampaign(spec(`id${bad}`), [{ userId: 'a' }], { redis: t.redis, prefix: t.prefix, connections }))).toMatchObject({ field: 'id' });
+      expect(await failure(enqueueCampaign(spec('ctl-target'), [{ userId: 'a' }, { userId: `b${bad}` }], { redis: t.redis, prefix: t.prefix, connections }))).toMatchObject({
         line: 2,
         field: 'userId',
       });
     }
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 
   it('over HTTP: 400 naming the streamed line and field', async () => {

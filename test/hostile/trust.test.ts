@@ -25,7 +25,7 @@ import { isDeniedAddress } from '../../src/shared/egress.js';
 import { recordFigures } from '../chaos/figures.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { CREDENTIAL_ENV, setCredentialEnv, alloyFleet } from '../support/fleet.js';
-import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix, usePrefix, waitForCompletion } from '../support/harness.js';
 
 /**
  * The trust boundary (docs/SECURITY.md): a campaign can only use a connection the operator
@@ -367,16 +367,7 @@ describe('connections registry file', () => {
 });
 
 describe('registry limits are ceilings', () => {
-  let redis: Redis;
-  let prefix: string;
-  beforeEach(() => {
-    redis = newRedis();
-    prefix = testPrefix();
-  });
-  afterEach(async () => {
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
+  const t = usePrefix();
 
   it('a campaign may lower a registry limit but a higher figure is clipped, with a warning in the status hash', async () => {
     const connections = parseConnections({
@@ -400,15 +391,15 @@ describe('registry limits are ceilings', () => {
         ],
       },
       [{ userId: 'u', tenant: 'acme' }],
-      { redis, prefix, connections },
+      { redis: t.redis, prefix: t.prefix, connections },
     );
-    const stored = JSON.parse((await redis.get(campaignKeys(prefix, 'greedy').spec))!);
+    const stored = JSON.parse((await t.redis.get(campaignKeys(t.prefix, 'greedy').spec))!);
     expect(stored.limits).toEqual([
       { key: '${connection.baseUrl}', concurrency: 50, rate: { max: 100, perMs: 1000 }, shared: true },
       { key: '${target.tenant}', concurrency: 3 },
       { key: 'global', concurrency: 7, shared: true },
     ]);
-    const status = await readStatus(redis, prefix, 'greedy');
+    const status = await readStatus(t.redis, t.prefix, 'greedy');
     expect(status!.warnings).toEqual([
       'limits[0].concurrency 100000 clipped to the connection\'s ceiling 50',
       'limits[0].rate 1000/1000 ms clipped to the connection\'s ceiling 100/1000 ms',
@@ -417,13 +408,13 @@ describe('registry limits are ceilings', () => {
 
   it('refuses timeoutMs x attempts over the per-target bound, naming retry.attempts', async () => {
     const connections = sandboxConnections('http://127.0.0.1:9', ['K']);
-    const err = await enqueueCampaign({ connection: { name: 'K', timeoutMs: 600_000 }, operation: alloyOp, retry: { attempts: 7 } }, [{ userId: 'u' }], { redis, prefix, connections }).then(
+    const err = await enqueueCampaign({ connection: { name: 'K', timeoutMs: 600_000 }, operation: alloyOp, retry: { attempts: 7 } }, [{ userId: 'u' }], { redis: t.redis, prefix: t.prefix, connections }).then(
       () => undefined,
       (e: InputError) => e,
     );
     expect(err).toBeInstanceOf(InputError);
     expect(err!.field).toBe('retry.attempts');
     expect(err!.message).toMatch(/over the bound of 3600000 ms/);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { inject } from 'vitest';
+import { afterEach, beforeEach, inject } from 'vitest';
 import { eventsChannel, readStatus, type CampaignStatus } from '../../src/shared/index.js';
 
 export function redisUrl(): string {
@@ -16,6 +16,24 @@ export function newRedis(): Redis {
   const r = new Redis(redisUrl(), { maxRetriesPerRequest: null });
   r.on('error', () => undefined);
   return r;
+}
+
+/**
+ * The fixture most tests begin with: a Redis connection and a prefix of the test's own, made
+ * before each test, with every key under the prefix deleted and the connection closed after.
+ * Read `redis` and `prefix` inside the tests (they change per test).
+ */
+export function usePrefix(): { readonly redis: Redis; readonly prefix: string } {
+  const ctx = {} as { redis: Redis; prefix: string };
+  beforeEach(() => {
+    ctx.redis = newRedis();
+    ctx.prefix = testPrefix();
+  });
+  afterEach(async () => {
+    await deletePrefix(ctx.redis, ctx.prefix);
+    ctx.redis.disconnect();
+  });
+  return ctx;
 }
 
 export async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
