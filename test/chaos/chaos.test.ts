@@ -34,10 +34,12 @@ const TIMEOUT_MS = 1000;
  */
 const GATE_MS = DEFAULTS.pauseGateMs;
 /**
- * A start is the worker's `Date.now()` right before the write, a pause's start Redis's TIME in
- * ms (same machine, same clock): rounding and the read of the clock after the gate's check.
+ * A start is the worker's `Date.now()` right before the write; the gate's check comes a few
+ * microseconds earlier, in the same synchronous step. The OS (a loaded machine) or V8's garbage
+ * collector can suspend the worker between the two: measured at most 8 ms (RELIABILITY.md).
+ * The guarantee is GATE_MS + WRITE_SLACK_MS.
  */
-const START_SLACK_MS = 5;
+const WRITE_SLACK_MS = 50;
 /**
  * The platform's view, the sandbox's arrivals, lags the starts: the sandbox stamps a call when
  * this process's event loop gets to it (two turns for a new connection: accept, then read), and
@@ -267,9 +269,9 @@ describe('chaos: kills and platform faults under load', () => {
     expect(Object.keys(maxByKey)).toHaveLength(TENANTS);
     for (const n of Object.values(maxByKey)) expect(n).toBeLessThanOrEqual(TENANT_LIMIT);
 
-    // No call starts later than GATE_MS after a Retry-After pause was recorded, until it ends. A
-    // pause runs from the throttle script's Redis TIME (`now` in its event; Redis runs on this
-    // machine, so on this clock) to the time named. When a call started is what the workers saw
+    // No call starts later than GATE_MS + WRITE_SLACK_MS after a Retry-After pause was recorded,
+    // until it ends. A pause runs from the throttle script's Redis TIME (`now` in its event; Redis
+    // runs on this machine, so on this clock) to the time named. When a call started is what the workers saw
     // as they wrote it (`sends`: undici's own diagnostics channel, not Upshift's code); a call
     // started before the pause was recorded, or within GATE_MS of it, may still arrive inside.
     // A client that ignored Retry-After would call all through the rest of each 1 s pause.
@@ -289,7 +291,7 @@ describe('chaos: kills and platform faults under load', () => {
         if (w.at <= p.now || w.at >= p.until) continue;
         callsStartedInsidePauses++;
         latestStartAfterRecordedMs = Math.max(latestStartAfterRecordedMs, w.at - p.now);
-        if (w.at > p.now + GATE_MS + START_SLACK_MS) callsStartedLate++;
+        if (w.at > p.now + GATE_MS + WRITE_SLACK_MS) callsStartedLate++;
       }
     }
     // The same from the platform's side: arrivals at the sandbox, counted from when this process
@@ -353,6 +355,7 @@ describe('chaos: kills and platform faults under load', () => {
       retryAfterAnswers: throttled,
       retryAfterPauses: pauses,
       gateMs: GATE_MS,
+      writeSlackMs: WRITE_SLACK_MS,
       callsWritten: written.length,
       callsStartedInsidePauses,
       callsStartedLate,
