@@ -40,9 +40,10 @@ export const DEFAULTS = Object.freeze({
   /** Worker: bounded wait for in-flight jobs on SIGTERM/SIGINT. */
   shutdownTimeoutMs: 30_000,
   /**
-   * Worker: a platform call is written only within this long of a request to Redis that found
-   * its connection not paused by a Retry-After (a claim, or a check made for the call), so no
-   * call leaves later than this after a 429 was recorded (src/worker/pauses.ts, RELIABILITY.md).
+   * Worker: a platform call passes the send gate only within this long of a request to Redis
+   * that found its connection not paused by a Retry-After (a claim, or a check made for the
+   * call), so no call is written later than this after a 429 was recorded, bar the OS or the
+   * garbage collector suspending the worker at the write (src/worker/pauses.ts, RELIABILITY.md).
    */
   pauseGateMs: 100,
   /** Worker: longest Retry-After honoured; longer asks are clipped to this. */

@@ -6,11 +6,13 @@
  * Redis that the connection was not paused is at most `gateMs` old, counted from when that
  * request was *sent* (a claim: claim-1.lua and the dispatch step check the pause; or
  * pauseOf-1.lua, asked when the word is stale). A pause recorded after that word was sent is
- * recorded after the call's gate window opened, so no call is written later than `gateMs`
+ * recorded after the call's gate window opened, so no call passes the gate later than `gateMs`
  * after a pause was recorded in Redis (by the throttle script, on Redis's clock) — however
  * busy this process is, however late the `pause` event is read, however long a request waited
- * for a socket. Load costs extra `pauseOf` round trips, never the bound. The worker's own clock
- * only measures elapsed time here (performance.now()), so clocks need not agree.
+ * for a socket. Load costs extra `pauseOf` round trips, never the bound. (The write follows the
+ * check synchronously; only the OS or the garbage collector suspending the process in between
+ * can delay it.) The worker's own clock only measures elapsed time here (performance.now()),
+ * so clocks need not agree.
  *
  * The `pause` events that any worker's throttle publishes (and `pauseOf` answers that find a
  * pause) hold calls until the pause ends; when it has, the next call asks Redis, so the end of
