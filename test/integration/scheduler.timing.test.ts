@@ -141,7 +141,11 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
         `gap beyond a call: median ${median.toFixed(1)} ms, p99 ${gaps[Math.floor(gaps.length * 0.99)]!.toFixed(1)} ms`,
     );
     expect(median).toBeLessThan(5);
-    expect(makespanMs).toBeLessThan(1.3 * 200 * callMs);
+    // The makespan against 200 bare calls is measured in the bench (BENCHMARKS.md, wake-up:
+    // 1.09); here only a gross regression is caught (a wake by timer instead of by event costs
+    // several times a call per target). 1.3x failed once in five fresh-clone CI runs on a loaded
+    // 2-core machine (3,856 ms against 3,700) while the median gap stayed within bound.
+    expect(makespanMs).toBeLessThan(2 * 200 * callMs);
   });
 
   it('holds a rate within 5% over 10 s, with no window over the cap', async () => {
