@@ -1,15 +1,14 @@
+import { runCli } from '../support/fleet.js';
 /**
  * Intake that cannot be made slow or dirty: NDJSON lines are bounded (refused as soon as a line
  * passes `DEFAULTS.maxTargetLineBytes`, naming the source and line), and text that ends up on an
  * operator's terminal or in a limit key (campaign name, limit key values, operation ids) holds no
  * control characters. Every refusal names the line and field and leaves nothing in Redis.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
 import { DEFAULTS, InputError, validateSpec } from '../../src/shared/index.js';
@@ -17,19 +16,9 @@ import { AUTH, startTestApi } from '../api/support.js';
 import { keysUnder, redisUrl, usePrefix } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
 
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const MAX = DEFAULTS.maxTargetLineBytes;
 
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runCli;
 
 /** `text` as a byte stream cut every `every` bytes (through multi-byte characters too). */
 function chunked(text: string, every: number): Readable {

@@ -1,3 +1,4 @@
+import { runCli } from '../support/fleet.js';
 /**
  * Text stored in Redis that someone else wrote (a campaign's name and state, a pause reason,
  * reason codes, a target's extra fields) and text quoted back from input (a bad JSON line, an
@@ -6,11 +7,9 @@
  * (`--json`, report NDJSON) stays valid JSON holding exactly the stored data, with no raw
  * control byte either.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
@@ -18,18 +17,8 @@ import { campaignKeys } from '../../src/shared/index.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
 
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runCli;
 
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/; // LF ends lines; anything else is hostile
 const NAME = 'Move\u001b]0;owned\u0007\u001b[2J\u009b31m';

@@ -1,28 +1,16 @@
-import { spawn } from 'node:child_process';
+import { runCli } from '../support/fleet.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix } from '../support/harness.js';
 import { testConnectionsFile } from '../support/connections.js';
 
-const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 /** The registry the CLI's enqueue and worker commands read: the spec's platform at 127.0.0.1:9. */
 const connectionsPath = testConnectionsFile('http://127.0.0.1:9');
 
-function run(args: string[], env: Record<string, string>, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(stdin ?? '');
-  });
-}
+const run = runCli;
 
 describe('upshift CLI', () => {
   let redis: Redis;

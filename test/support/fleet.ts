@@ -105,3 +105,16 @@ export async function spawnWorker(
   });
   return { proc, exited, stderr: () => err };
 }
+
+/** Runs the built CLI (`npm test` builds first) to its end: exit code and everything it printed. */
+export function runCli(args: string[], env: Record<string, string>, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+    p.stdin!.end(stdin ?? '');
+  });
+}
