@@ -1,4 +1,3 @@
-import { runCli } from '../support/fleet.js';
 /**
  * Intake that cannot be made slow or dirty: NDJSON lines are bounded (refused as soon as a line
  * passes `DEFAULTS.maxTargetLineBytes`, naming the source and line), and text that ends up on an
@@ -15,6 +14,7 @@ import { DEFAULTS, InputError, validateSpec } from '../../src/shared/index.js';
 import { AUTH, startTestApi } from '../api/support.js';
 import { keysUnder, redisUrl, usePrefix } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
+import { runCli } from '../support/fleet.js';
 
 const MAX = DEFAULTS.maxTargetLineBytes;
 

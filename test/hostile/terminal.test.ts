@@ -1,4 +1,3 @@
-import { runCli } from '../support/fleet.js';
 /**
  * Text stored in Redis that someone else wrote (a campaign's name and state, a pause reason,
  * reason codes, a target's extra fields) and text quoted back from input (a bad JSON line, an
@@ -16,6 +15,7 @@ import { enqueueCampaign } from '../../src/producer/index.js';
 import { campaignKeys } from '../../src/shared/index.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
+import { runCli } from '../support/fleet.js';
 
 
 const run = runCli;
