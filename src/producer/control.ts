@@ -11,6 +11,7 @@ import {
   operationFor,
   readStatus,
   scanRecords,
+  ScriptError,
   UpshiftError,
   type CampaignSpec,
   type CampaignStatus,
@@ -32,7 +33,7 @@ function unknownCampaign(id: string): InputError {
 async function control(id: string, action: ControlAction, opts: ControlOptions, reason = ''): Promise<string> {
   const scripts = loadScripts(opts.redis, opts.prefix);
   const res = await scripts.control(id, action, reason, eventsChannel(opts.prefix)).catch((err: unknown) => {
-    if ((err as { returnCode?: number }).returnCode === -1) throw unknownCampaign(id);
+    if (err instanceof ScriptError && err.code === 'NO_SUCH_CAMPAIGN') throw unknownCampaign(id);
     throw err;
   });
   if (!res.changed) {

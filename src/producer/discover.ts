@@ -138,7 +138,7 @@ async function startDiscovery(
   let start = Number(startRaw ?? 0);
   if (state === null) {
     // New campaign: it exists from the start with no targets and grows page by page.
-    await redis.hset(keys.groups, campaignMeta(stored, opts.retentionMs));
+    await redis.hset(keys.meta, campaignMeta(stored, opts.retentionMs));
     await redis.zadd(schedulerKeys(prefix).staging, Date.now() + DEFAULTS.stagingTtlMs, campaignId);
     const res = await scripts.commitCampaign({
       campaignId,

@@ -180,10 +180,10 @@ async function stageAndCommit(
       if (chunk.length >= chunkSize * 3) await flush();
     }
     await flush();
-    await redis.hset(keys.groups, campaignMeta(stored, opts.retentionMs));
+    await redis.hset(keys.meta, campaignMeta(stored, opts.retentionMs));
     const { rollout } = stored;
     if (rollout !== undefined && total > 0) {
-      await redis.hset(keys.groups, {
+      await redis.hset(keys.meta, {
         rollout: JSON.stringify(rolloutLimits(rollout, total)),
         minSamples: rollout.minSamples,
         gate: rollout.gate,
@@ -248,7 +248,7 @@ export async function discardStaging(redis: Redis, prefix: string, campaignId: s
   const fields = await redis.hkeys(keys.groups);
   const lists = fields.filter((f) => /^\d+$/.test(f)).map((gid) => keys.group(Number(gid)));
   for (let i = 0; i < lists.length; i += 1000) await redis.unlink(...lists.slice(i, i + 1000));
-  await redis.unlink(keys.groups, keys.seen);
+  await redis.unlink(keys.groups, keys.meta, keys.seen);
   await redis.zrem(schedulerKeys(prefix).staging, campaignId);
 }
 

@@ -12,7 +12,7 @@ import {
 } from '../shared/index.js';
 
 /**
- * What the scheduler scripts read from a campaign's groups hash besides the groups: its
+ * What the scheduler scripts read from a campaign's meta hash (`<p>:campaign:<id>:meta`): its
  * connection (the Retry-After unit), how to compute a target's key in Lua, and its retention.
  */
 export function campaignMeta(spec: CampaignSpec, retentionMs = DEFAULTS.retentionMs): Record<string, string | number> {

@@ -105,6 +105,19 @@ export const DEFAULTS = Object.freeze({
   apiConnectionTimeoutMs: 60_000,
   /** API: `/readyz` is 503 when Redis has not answered a PING within this. */
   apiReadyTimeoutMs: 1000,
+  // Scheduler scripts: bounds on one call's loops (passed as ARGV, src/shared/scripts/includes/caps.lua),
+  // so a call's work stays bounded however much is due; what is left waits for the next call.
+  /** Scheduler: campaigns a freed slot looks at (in the key's waiting queue) for a group to wake. */
+  wakeCampaignsPerSlot: 8,
+  /** Scheduler: stale group entries skipped per campaign while looking for a waiting group to wake. */
+  wakeGroupsPerCampaign: 8,
+  /** Scheduler: expired leases reclaimed per dispatch step. */
+  reclaimBatch: 200,
+  /** Scheduler: due retries, and due delayed groups, woken per dispatch step (each). */
+  wakeDueBatch: 500,
+  /** Scheduler: ready groups a dispatch step may look at per target it may pick, plus `dispatchExtraLooks`. */
+  dispatchLooksPerPick: 4,
+  dispatchExtraLooks: 64,
 });
 
 const envSchema = z.object({

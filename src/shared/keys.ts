@@ -1,6 +1,6 @@
 /**
  * Every Redis key Upshift writes, built in one place (the Lua scripts derive the same names from
- * the prefix; see scripts/_scheduler.lua). `prefix` is `UPSHIFT_PREFIX`.
+ * the prefix; see scripts/includes/keys.lua). `prefix` is `UPSHIFT_PREFIX`.
  * The status hash's name is public contract: `<prefix>:campaign:<id>:status`.
  */
 export interface CampaignKeys {
@@ -18,8 +18,17 @@ export interface CampaignKeys {
    * finished campaign, spread over the cluster instead of sitting in the deployment's slot.
    */
   readonly records: string;
-  /** Hash: gid -> the group's limit keys as JSON; `conn` -> connection id; `seq` -> holder counter. */
+  /**
+   * Hash: gid -> the group's limit keys as JSON, and nothing else (a campaign created before
+   * `meta` existed also has its meta fields here, and is read there: scripts/includes/meta.lua).
+   */
   readonly groups: string;
+  /**
+   * Hash: the campaign's meta. Written by the producer before commit (`conn` connection id, `tk`
+   * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`);
+   * the scheduler's `seq` (holder counter) and `capgid` (groups in the capacity records).
+   */
+  readonly meta: string;
   /** List per group: the pending targets' JSON. */
   group(gid: number): string;
   /** Hash: target key -> attempts made, `ra:<target key>` -> Retry-After waits. */
@@ -41,6 +50,7 @@ export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
     // is the one that places it.
     records: `${prefix.replace(/[{}]/g, '')}:campaign:{${campaignId}}:records`,
     groups: `${base}:groups`,
+    meta: `${base}:meta`,
     group: (gid) => `${base}:g:${gid}`,
     attempts: `${base}:attempts`,
     ready: `${base}:ready`,
@@ -54,7 +64,7 @@ export function campaignIndexKey(prefix: string): string {
   return `${prefix}:campaigns`;
 }
 
-/** Scheduler keys shared by all campaigns (documented in scripts/_scheduler.lua). */
+/** Scheduler keys shared by all campaigns (documented in scripts/includes/keys.lua). */
 export function schedulerKeys(prefix: string) {
   const s = `${prefix}:sched:`;
   return {

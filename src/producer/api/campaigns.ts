@@ -247,7 +247,7 @@ async function controlled<T>(id: string, run: () => Promise<T>): Promise<T> {
   } catch (err) {
     if (err instanceof InputError && err.source === 'campaign' && err.field === 'id') throw notFound(`no campaign "${id}"`);
     if (err instanceof InputError && err.source === 'campaign' && err.field === 'state') throw conflict(plainMessage(err));
-    if (err instanceof ScriptError && err.returnCode === -2) throw conflict(`campaign "${id}": ${err.message}`);
+    if (err instanceof ScriptError && err.code === 'WRONG_STATE') throw conflict(`campaign "${id}": ${err.message}`);
     throw err;
   }
 }

@@ -22,18 +22,21 @@
     ARGV[6..] target key, gid, target JSON, ...
 
   Output:
-    { added, ended }  targets new to the campaign; ended 1 when discovery is over (then
+    { added, ended }  targets new to the campaign; ended (a flag, not a code) 1 when discovery is over (then
                       `{"id","state","discovered":true}` is published on the events channel)
-    -1   no such campaign
-    -2   the campaign is not discovering (discovery already ended)
+    NO_SUCH_CAMPAIGN  no such campaign
+    WRONG_STATE       the campaign is not discovering (discovery already ended)
 ]]
--- @include _scheduler.lua
+-- @include "meta"
+-- @include "groups"
+-- @include "limits"
+-- @include "outcomes"
 
 local c = ARGV[2]
 local status = ck(c, 'status')
 local state = redis.call('HGET', status, 'state')
-if not state then return -1 end
-if redis.call('HEXISTS', status, 'discovering') == 0 then return -2 end
+if not state then return CODES.NO_SUCH_CAMPAIGN end
+if redis.call('HEXISTS', status, 'discovering') == 0 then return CODES.WRONG_STATE end
 local now = now_ms()
 local added = 0
 for i = 6, #ARGV, 3 do
@@ -45,7 +48,7 @@ for i = 6, #ARGV, 3 do
   end
 end
 -- Groups first seen in this page (gids are numbered in order) join the capacity records.
-local known = tonumber(redis.call('HGET', ck(c, 'groups'), 'capgid') or '0')
+local known = tonumber(meta_get(c, 'capgid')[1] or '0')
 local top = known - 1
 for i = 7, #ARGV, 3 do
   local gid = tonumber(ARGV[i])
@@ -55,7 +58,7 @@ if top >= known then
   local gids = {}
   for gid = known, top do gids[#gids + 1] = tostring(gid) end
   use_limits(c, gids)
-  redis.call('HSET', ck(c, 'groups'), 'capgid', top + 1)
+  redis.call('HSET', meta_key(c), 'capgid', top + 1)
 end
 redis.call('HINCRBY', status, 'total', added)
 redis.call('HINCRBY', status, 'pending', added)

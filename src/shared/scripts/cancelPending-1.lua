@@ -14,16 +14,17 @@
 
   Output:
     n    targets recorded skipped/CANCELLED in this call (0: nothing left)
-    -1   no such campaign
-    -2   the campaign is not cancelled
+    NO_SUCH_CAMPAIGN  no such campaign
+    WRONG_STATE       the campaign is not cancelled
 ]]
--- @include _scheduler.lua
+-- @include "meta"
+-- @include "outcomes"
 
 local c, max = ARGV[2], tonumber(ARGV[3])
 local status = ck(c, 'status')
 local state = redis.call('HGET', status, 'state')
-if not state then return -1 end
-if state ~= 'cancelled' then return -2 end
+if not state then return CODES.NO_SUCH_CAMPAIGN end
+if state ~= 'cancelled' then return CODES.WRONG_STATE end
 local now = now_ms()
 local drained = 0
 

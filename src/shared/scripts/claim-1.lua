@@ -6,21 +6,22 @@
     KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
             node of the prefix's hash tag slot, where every key this script touches lives
     ARGV[1] key prefix
-    ARGV[2] holder
-    ARGV[3] run token (random, per processor call)
-    ARGV[4] lease, ms
-    ARGV[5] target key (for the attempts and outcome lookups)
-    ARGV[6] events channel (a cancelled campaign may complete here)
+    ARGV[2] scheduler caps (includes/caps.lua)
+    ARGV[3] holder
+    ARGV[4] run token (random, per processor call)
+    ARGV[5] lease, ms
+    ARGV[6] target key (for the attempts and outcome lookups)
+    ARGV[7] events channel (a cancelled campaign may complete here)
 
   Output:
-    { 1, attemptsMade, retryAfterWaits, lastError }  claimed: run the target (lastError '' if none)
-    { 0 }        the holder is gone (finished, or its lease expired and the target was requeued)
-    { 2 }        another run holds it and its lease is live: this delivery is a duplicate
-    { 3, until } the connection is paused by a Retry-After, or the campaign is paused or gated
-                 (until 0): the target went back to the head of its group
-    { 4 }        the target has an outcome already (or its campaign was cancelled, and it is
-                 now recorded skipped/CANCELLED): the holder was released, nothing to do
+    { CLAIMED, attemptsMade, retryAfterWaits, lastError }  run the target (lastError '' if none)
+    { LOST }          the holder is gone (finished, or its lease expired and the target was requeued)
+    { DUPLICATE }     another run holds it and its lease is live: this delivery is a duplicate
+    { PAUSED, until } the connection is paused by a Retry-After, or the campaign is paused or
+                      gated (until 0): the target went back to the head of its group
+    { DONE }          the target has an outcome already (or its campaign was cancelled, and it is
+                      now recorded skipped/CANCELLED): the holder was released, nothing to do
 ]]
--- @include _scheduler.lua
+-- @include "claim"
 
-return claim_run(ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], now_ms(), false)
+return claim_run(ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7], now_ms(), false)

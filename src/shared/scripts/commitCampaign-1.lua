@@ -1,6 +1,6 @@
 --[[
   Turn a producer's staged campaign into a live one, atomically. While staging, the producer
-  writes the campaign's group lists and group table under the campaign's own keys, registered
+  writes the campaign's group lists, group table and meta under the campaign's own keys, registered
   in <p>:sched:staging; nothing schedules them because the campaign has no status hash and no
   ring entry. This step creates both, and puts the campaign's limit figures in its keys'
   capacity records (use_limits), so the campaign appears whole or not at all.
@@ -20,28 +20,31 @@
             and the campaign cannot complete until discovery ends)
 
   Output:
-    { 1, total }  created
-    { 0, total }  the campaign existed already; nothing changed
-    -1            this campaign is not staged (the staging expired and was discarded)
-    -2            the staged lists hold another number of targets than the producer wrote
+    { CREATED, total }  created
+    { EXISTED, total }  the campaign existed already; nothing changed
+    NOT_STAGED          this campaign is not staged (the staging expired and was discarded)
+    STAGED_MISMATCH     the staged lists hold another number of targets than the producer wrote
 ]]
--- @include _scheduler.lua
+-- @include "meta"
+-- @include "groups"
+-- @include "limits"
+-- @include "outcomes"
 
 local c, total, groups = ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7])
 local discovering = ARGV[9] == '1'
 local status = ck(c, 'status')
 if redis.call('EXISTS', status) == 1 then
-  return { 0, tonumber(redis.call('HGET', status, 'total')) }
+  return { CODES.EXISTED, tonumber(redis.call('HGET', status, 'total')) }
 end
 if not redis.call('ZSCORE', S .. 'staging', c) then
-  return -1
+  return CODES.NOT_STAGED
 end
 local staged = 0
 for gid = 0, groups - 1 do
   staged = staged + redis.call('LLEN', ck(c, 'g:' .. gid))
 end
 if staged ~= total then
-  return -2
+  return CODES.STAGED_MISMATCH
 end
 
 local now = now_ms()
@@ -58,7 +61,7 @@ redis.call('HSET', status,
   'createdAt', now, 'updatedAt', now)
 if discovering then redis.call('HSET', status, 'discovering', 1, 'discoverStart', 0) end
 if cjson.decode(ARGV[3]).dryRun == true then redis.call('HSET', status, 'dryRun', 1) end
-local rollout = redis.call('HGET', ck(c, 'groups'), 'rollout')
+local rollout = meta_get(c, 'rollout')[1]
 if rollout then
   local steps = cjson.decode(rollout)
   redis.call('HSET', status, 'rolloutStep', 0, 'rolloutSteps', #steps, 'rolloutLimit', steps[1], 'admitted', 0)
@@ -67,7 +70,7 @@ end
 local gids = {}
 for gid = 0, groups - 1 do gids[#gids + 1] = tostring(gid) end
 use_limits(c, gids)
-redis.call('HSET', ck(c, 'groups'), 'capgid', groups)
+redis.call('HSET', meta_key(c), 'capgid', groups)
 if total == 0 then
   complete_if_done(c, now, ARGV[8])
 end
@@ -78,4 +81,4 @@ redis.call('ZADD', P .. ':campaigns', now, c)
 redis.call('ZREM', S .. 'staging', c)
 if not discovering then redis.call('UNLINK', ck(c, 'seen')) end
 if total > 0 or discovering then redis.call('PUBLISH', ARGV[8], cjson.encode({ id = c, state = 'running' })) end
-return { 1, total }
+return { CODES.CREATED, total }

@@ -13,32 +13,33 @@
     ARGV[5] events channel: `{"id","state"}` is published on every change
 
   Output:
-    { 1, state }   changed (or already so: pausing a paused campaign changes nothing)
-    { -2, state }  not allowed from the campaign's current state
-    -1             no such campaign
+    { CHANGED, state }      changed (or already so: pausing a paused campaign changes nothing)
+    { WRONG_STATE, state }  not allowed from the campaign's current state
+    NO_SUCH_CAMPAIGN        no such campaign
 ]]
--- @include _scheduler.lua
+-- @include "meta"
+-- @include "groups"
 
 local c, action = ARGV[2], ARGV[3]
 local status = ck(c, 'status')
 local state = redis.call('HGET', status, 'state')
-if not state then return -1 end
+if not state then return CODES.NO_SUCH_CAMPAIGN end
 local now = now_ms()
 
 local function set(newState)
   redis.call('HSET', status, 'state', newState, 'updatedAt', now)
   redis.call('PUBLISH', ARGV[5], cjson.encode({ id = c, state = newState }))
-  return { 1, newState }
+  return { CODES.CHANGED, newState }
 end
 
 if action == 'pause' then
-  if state == 'paused' then return { 1, state } end
-  if state ~= 'running' and state ~= 'gated' then return { -2, state } end
+  if state == 'paused' then return { CODES.CHANGED, state } end
+  if state ~= 'running' and state ~= 'gated' then return { CODES.WRONG_STATE, state } end
   redis.call('HSET', status, 'pausedReason', ARGV[4], 'pausedAt', now)
   return set('paused')
 elseif action == 'resume' then
-  if state == 'running' then return { 1, state } end
-  if state ~= 'paused' then return { -2, state } end
+  if state == 'running' then return { CODES.CHANGED, state } end
+  if state ~= 'paused' then return { CODES.WRONG_STATE, state } end
   redis.call('HDEL', status, 'pausedReason', 'pausedAt', 'breachFailed', 'breachSamples', 'breachRatio')
   -- The failure budget is judged afresh from here on, not at once on the same figures.
   local n = redis.call('HMGET', status, 'upgraded', 'failed')
@@ -47,15 +48,15 @@ elseif action == 'resume' then
   back_on_ring(c)
   return set('running')
 elseif action == 'cancel' then
-  if state == 'cancelled' then return { 1, state } end
-  if state == 'completed' then return { -2, state } end
+  if state == 'cancelled' then return { CODES.CHANGED, state } end
+  if state == 'completed' then return { CODES.WRONG_STATE, state } end
   return set('cancelled')
 elseif action == 'promote' then
-  if state ~= 'gated' then return { -2, state } end
+  if state ~= 'gated' then return { CODES.WRONG_STATE, state } end
   local step = tonumber(redis.call('HINCRBY', status, 'rolloutStep', 1))
-  local steps = cjson.decode(redis.call('HGET', ck(c, 'groups'), 'rollout'))
+  local steps = cjson.decode(meta_get(c, 'rollout')[1])
   redis.call('HSET', status, 'rolloutLimit', steps[step + 1] or steps[#steps])
   back_on_ring(c)
   return set('running')
 end
-return { -2, state }
+return { CODES.WRONG_STATE, state }

@@ -2,18 +2,23 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
+import { DEFAULTS } from '../config.js';
 import { campaignKeys, schedulerKeys } from '../keys.js';
+import { CODES, codeName, luaCodes, type CodeName } from './codes.js';
 import type { ReasonCode, RecordedOutcome } from '../reasons.js';
 
 /**
  * Typed wrappers over the Lua scripts beside this file. Each script is one atomic state
  * change, named `<name>-<numKeys>.lua`, with its KEYS, ARGV and return codes in its header. The
- * scheduler scripts derive their keys from the prefix (ARGV[1]) and share `_scheduler.lua`,
- * pasted in where a script says `-- @include _scheduler.lua`. Each declares one key, the
- * scheduler ring: a Redis Cluster client routes a call by its keys, and every key the script
- * touches shares the prefix's hash tag (see docs/SCALING.md), so the ring's node holds them all.
- * `archive-1.lua` is the exception: its one key is a campaign's records hash, in the campaign's
- * own slot, and it takes no prefix (docs/ARCHITECTURE.md, "Outcome records").
+ * scheduler scripts derive their keys from the prefix (ARGV[1]) and share the helpers in
+ * `includes/`, each pulled in by name (`-- @include "claim"`) as BullMQ's scripts pull in
+ * `includes/*.lua`: resolved recursively, pasted once each, before the code that needs them
+ * (renderScript). Every script gets the return-code table (codes.ts) as `local CODES`; a script
+ * that includes `caps` takes the loop bounds (DEFAULTS) as ARGV[2], passed here. Each declares
+ * one key, the scheduler ring: a Redis Cluster client routes a call by its keys, and every key
+ * the script touches shares the prefix's hash tag (see docs/SCALING.md), so the ring's node
+ * holds them all. `archive-1.lua` is the exception: its one key is a campaign's records hash,
+ * in the campaign's own slot, and it takes no prefix (docs/ARCHITECTURE.md, "Outcome records").
  * Negative return codes become errors here and nowhere else.
  */
 
@@ -23,30 +28,33 @@ export class ScriptError extends Error {
   constructor(
     readonly script: string,
     readonly returnCode: number,
+    /** The code's name in codes.ts: what callers test (`err.code === 'NO_SUCH_CAMPAIGN'`). */
+    readonly code: CodeName | 'UNKNOWN_CODE',
     message: string,
   ) {
-    super(`${script}: ${message} (code ${returnCode})`);
+    super(`${script}: ${message} (${code})`);
     this.name = 'ScriptError';
   }
 }
 
-const SCRIPT_ERRORS: Record<string, Record<number, string>> = {
+const SCRIPT_ERRORS: Record<string, Partial<Record<CodeName, string>>> = {
   commitCampaign: {
-    [-1]: 'the staged targets are gone (the staging expired and was discarded); nothing was enqueued',
-    [-2]: 'the staged targets do not match what this producer wrote; nothing was enqueued',
+    NOT_STAGED: 'the staged targets are gone (the staging expired and was discarded); nothing was enqueued',
+    STAGED_MISMATCH: 'the staged targets do not match what this producer wrote; nothing was enqueued',
   },
   finish: {
-    [-1]: "the campaign's status hash is missing (deleted or expired)",
+    STATUS_GONE: "the campaign's status hash is missing (deleted or expired)",
   },
-  control: { [-1]: 'no such campaign' },
-  cancelPending: { [-1]: 'no such campaign', [-2]: 'the campaign is not cancelled' },
-  retryFailed: { [-1]: 'no such campaign', [-2]: 'a cancelled campaign cannot run again' },
-  appendTargets: { [-1]: 'no such campaign', [-2]: 'the campaign is not discovering any more' },
+  control: { NO_SUCH_CAMPAIGN: 'no such campaign' },
+  cancelPending: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'the campaign is not cancelled' },
+  retryFailed: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'a cancelled campaign cannot run again' },
+  appendTargets: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'the campaign is not discovering any more' },
 };
 
 function check(script: string, code: unknown): void {
   if (typeof code === 'number' && code < 0) {
-    throw new ScriptError(script, code, SCRIPT_ERRORS[script]?.[code] ?? 'unknown error');
+    const name = codeName(code);
+    throw new ScriptError(script, code, name ?? 'UNKNOWN_CODE', (name && SCRIPT_ERRORS[script]?.[name]) ?? 'unknown error');
   }
 }
 
@@ -74,10 +82,63 @@ const CAMPAIGN_FILES = {
   archive: 'archive-1.lua',
 } as const;
 
-function source(file: string): string {
-  return readFileSync(join(here, file), 'utf8').replace(/^-- @include (\S+)$/m, (_, inc: string) =>
-    readFileSync(join(here, inc), 'utf8'),
-  );
+/** The loops' bounds the `caps` include reads from ARGV[2] (includes/caps.lua). */
+const CAPS_JSON = JSON.stringify({
+  wakeCampaignsPerSlot: DEFAULTS.wakeCampaignsPerSlot,
+  wakeGroupsPerCampaign: DEFAULTS.wakeGroupsPerCampaign,
+  reclaimBatch: DEFAULTS.reclaimBatch,
+  wakeDueBatch: DEFAULTS.wakeDueBatch,
+  dispatchLooksPerPick: DEFAULTS.dispatchLooksPerPick,
+  dispatchExtraLooks: DEFAULTS.dispatchExtraLooks,
+});
+
+const INCLUDE = /^--\s*@include\s+"([\w-]+)"\s*$/gm;
+const ANY_INCLUDE = /^--\s*@include\b.*$/gm;
+
+export interface RenderedScript {
+  readonly lua: string;
+  /** Every include the script reached, directly or through another include. */
+  readonly includes: ReadonlySet<string>;
+}
+
+/**
+ * A script's Lua as Redis runs it: the codes table, then each include it reaches (from
+ * `<dir>/includes/<name>.lua`, recursively) once, after the includes it needs, then the script.
+ * A missing include, a cycle, or an include line of another form is an error, at load.
+ */
+export function renderScript(file: string, dir = here): RenderedScript {
+  const done = new Map<string, string>();
+  const chain: string[] = [];
+  const directives = (text: string, where: string): string[] => {
+    const bad = [...text.matchAll(ANY_INCLUDE)].find((m) => !new RegExp(INCLUDE.source).test(m[0]));
+    if (bad) throw new Error(`${where}: malformed include line ${JSON.stringify(bad[0])} (expected -- @include "name")`);
+    return [...text.matchAll(INCLUDE)].map((m) => m[1]!);
+  };
+  const visit = (name: string, from: string): void => {
+    if (done.has(name)) return;
+    if (chain.includes(name)) throw new Error(`${file}: include cycle ${[...chain.slice(chain.indexOf(name)), name].join(' -> ')}`);
+    let text: string;
+    try {
+      text = readFileSync(join(dir, 'includes', `${name}.lua`), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${from}: include "${name}" not found in ${join(dir, 'includes')}`);
+      throw err;
+    }
+    chain.push(name);
+    for (const inc of directives(text, `includes/${name}.lua`)) visit(inc, `includes/${name}.lua`);
+    chain.pop();
+    done.set(name, text.replace(INCLUDE, ''));
+  };
+  const main = readFileSync(join(dir, file), 'utf8');
+  for (const inc of directives(main, file)) visit(inc, file);
+  return { lua: [luaCodes(), ...done.values(), main.replace(INCLUDE, '')].join('\n'), includes: new Set(done.keys()) };
+}
+
+const rendered = new Map<string, RenderedScript>();
+function source(file: string): RenderedScript {
+  let r = rendered.get(file);
+  if (!r) rendered.set(file, (r = renderScript(file)));
+  return r;
 }
 
 type Raw = (...args: (string | number)[]) => Promise<unknown>;
@@ -148,6 +209,8 @@ export interface Scripts {
     leaseMs: number;
     /** A run token: the first pick is claimed for this worker with it (its claim in `ownClaim`). */
     nextToken?: string;
+    /** The run's checksum conflicts, counted in the status hash's `conflicts` in the same step. */
+    conflicts?: number;
   }): Promise<DispatchResult & { readonly recorded: boolean; readonly seq: number; readonly ownClaim: ClaimResult | undefined }>;
   /**
    * Stores `[targetKey, '<seq>|<record JSON>']` pairs in a campaign's records hash (its own
@@ -177,17 +240,20 @@ export interface Scripts {
 
 /** claim-1.lua's output (also finish-1.lua's, for the target it claims for the same worker). */
 function claimResult(res: (number | string)[]): ClaimResult {
-  switch (Number(res[0])) {
-    case 1:
+  const code = Number(res[0]);
+  switch (code) {
+    case CODES.CLAIMED:
       return { kind: 'claimed', attemptsMade: Number(res[1]), retryAfterWaits: Number(res[2]), lastError: res[3] === '' ? null : String(res[3]) };
-    case 2:
+    case CODES.DUPLICATE:
       return { kind: 'duplicate' };
-    case 3:
+    case CODES.PAUSED:
       return { kind: 'paused', untilMs: Number(res[1]) };
-    case 4:
+    case CODES.DONE:
       return { kind: 'done' };
-    default:
+    case CODES.LOST:
       return { kind: 'lost' };
+    default:
+      throw new Error(`claim: unexpected code ${code} (${codeName(code) ?? 'not in codes.ts'})`);
   }
 }
 
@@ -202,12 +268,13 @@ function dispatchResult(res: (number | string)[]): DispatchResult {
 export function loadScripts(redis: Redis, prefix: string): Scripts {
   for (const [name, file] of [...Object.entries(FILES), ...Object.entries(CAMPAIGN_FILES)]) {
     if (name in redis) continue;
-    redis.defineCommand(name, { lua: source(file), numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)![1]) });
+    redis.defineCommand(name, { lua: source(file).lua, numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)![1]) });
   }
   const anchor = schedulerKeys(prefix).ring;
   const cmd = (name: keyof typeof FILES): Raw => {
     const fn = (redis as unknown as Record<string, Raw>)[name]!.bind(redis);
-    return (...args) => fn(anchor, prefix, ...args);
+    const head = source(FILES[name]).includes.has('caps') ? [prefix, CAPS_JSON] : [prefix];
+    return (...args) => fn(anchor, ...head, ...args);
   };
   const commit = cmd('commitCampaign');
   const stage = cmd('stage');
@@ -231,7 +298,7 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
       const res = await commit(a.campaignId, a.specJson, a.operation, a.name, a.total, a.groups, a.channel, a.discovering ? '1' : '0');
       check('commitCampaign', res);
       const [created, total] = res as [number, number];
-      return { created: created === 1, total };
+      return { created: created === CODES.CREATED, total };
     },
     async stage(campaignId, deadlineMs, triples) {
       return Number(await stage(campaignId, deadlineMs, ...triples));
@@ -248,11 +315,11 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
     },
     async finish(a) {
       const res = await finish(
-        a.holder, a.token, a.campaignId, a.targetKey, a.outcome, a.recordJson, a.channel, a.maxPicks, a.leaseMs, a.reason, a.nextToken ?? '',
+        a.holder, a.token, a.campaignId, a.targetKey, a.outcome, a.recordJson, a.channel, a.maxPicks, a.leaseMs, a.reason, a.nextToken ?? '', a.conflicts ?? 0,
       );
       check('finish', res);
       const [seq, ...rest] = res as (number | string)[];
-      const ownClaim = rest[0] === 5 ? undefined : claimResult(rest.slice(0, 4));
+      const ownClaim = rest[0] === CODES.NOT_CLAIMED ? undefined : claimResult(rest.slice(0, 4));
       return { ...dispatchResult(rest.slice(4)), recorded: Number(seq) > 0, seq: Number(seq), ownClaim };
     },
     async archive(campaignId, pairs) {
@@ -265,13 +332,13 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
       return Number(await wakeLegacyBlocked(keyValue));
     },
     async retryLater(holder, token, targetKey, backoffMs, error) {
-      return (await retryLater(holder, token, targetKey, backoffMs, error)) === 1;
+      return (await retryLater(holder, token, targetKey, backoffMs, error)) === CODES.PARKED;
     },
     async control(campaignId, action, reason, channel) {
       const res = await control(campaignId, action, reason, channel);
       check('control', res);
       const [code, state] = res as [number, string];
-      return { changed: code === 1, state };
+      return { changed: code === CODES.CHANGED, state };
     },
     async cancelPending(campaignId, max, channel) {
       const res = await cancelPending(campaignId, max, channel);
@@ -295,7 +362,7 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
     },
     async throttle(holder, token, targetKey, waitMs, error, channel) {
       const res = (await throttle(holder, token, targetKey, waitMs, error, channel)) as number[];
-      return res[0] === 1 ? res[1]! : null;
+      return res[0] === CODES.THROTTLED ? res[1]! : null;
     },
   };
 }

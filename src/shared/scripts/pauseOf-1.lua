@@ -14,6 +14,6 @@
     { now, pausedUntil }  Redis's clock (ms) and the pause's end (0: never paused; paused only
                           while pausedUntil > now)
 ]]
--- @include _scheduler.lua
+-- @include "keys"
 
 return { now_ms(), tonumber(redis.call('HGET', S .. 'pause', ARGV[2]) or '0') }

@@ -16,7 +16,7 @@
   Output:
     { now, lostHolder1, lostHolder2, ... }
 ]]
--- @include _scheduler.lua
+-- @include "groups"
 
 local leaseMs, workerId, concurrency = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local now = now_ms()

@@ -15,16 +15,18 @@
 
   Output:
     n    targets put back (those no longer failed, or of another reason, are left alone)
-    -1   no such campaign
-    -2   the campaign is cancelled
+    NO_SUCH_CAMPAIGN  no such campaign
+    WRONG_STATE       the campaign is cancelled
 ]]
--- @include _scheduler.lua
+-- @include "groups"
+-- @include "limits"
+-- @include "outcomes"
 
 local c, reason = ARGV[2], ARGV[3]
 local status = ck(c, 'status')
 local state = redis.call('HGET', status, 'state')
-if not state then return -1 end
-if state == 'cancelled' then return -2 end
+if not state then return CODES.NO_SUCH_CAMPAIGN end
+if state == 'cancelled' then return CODES.WRONG_STATE end
 local now = now_ms()
 local n = 0
 local gids, seen = {}, {}

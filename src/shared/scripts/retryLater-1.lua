@@ -6,33 +6,34 @@
     KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
             node of the prefix's hash tag slot, where every key this script touches lives
     ARGV[1] key prefix
-    ARGV[2] holder
-    ARGV[3] run token
-    ARGV[4] target key
-    ARGV[5] backoff, ms
-    ARGV[6] the attempt's error (scrubbed, bounded): kept for the target's final record
+    ARGV[2] scheduler caps (includes/caps.lua)
+    ARGV[3] holder
+    ARGV[4] run token
+    ARGV[5] target key
+    ARGV[6] backoff, ms
+    ARGV[7] the attempt's error (scrubbed, bounded): kept for the target's final record
 
   Output:
-    1  parked; the dispatcher puts it back at the head of its group when due
-    0  the lease was lost meanwhile: the target is already back in its group, nothing changed
+    PARKED  the dispatcher puts it back at the head of its group when due
+    LOST    the lease was lost meanwhile: the target is already back in its group, nothing changed
 ]]
--- @include _scheduler.lua
+-- @include "slots"
 
-local holder, token, targetKey, backoffMs = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local holder, token, targetKey, backoffMs = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local v = redis.call('HGET', S .. 'inflight', holder)
-if not v then return 0 end
+if not v then return CODES.LOST end
 local _, held = parse_inflight(v)
-if held ~= token then return 0 end
+if held ~= token then return CODES.LOST end
 
 local c = campaign_of(holder)
 local gid, _, entry = release(holder)
 local status = ck(c, 'status')
-if redis.call('EXISTS', status) == 0 then return 0 end
+if redis.call('EXISTS', status) == 0 then return CODES.LOST end
 local now = now_ms()
 redis.call('HINCRBY', ck(c, 'attempts'), targetKey, 1)
-redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[6])
+redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[7])
 redis.call('ZADD', S .. 'retry', now + backoffMs, c .. '|' .. gid .. '|' .. entry)
 redis.call('HINCRBY', status, 'active', -1)
 redis.call('HINCRBY', status, 'pending', 1)
 redis.call('HINCRBY', status, 'retries', 1)
-return 1
+return CODES.PARKED

@@ -15,7 +15,7 @@
   Output:
     number of targets added (distinct, not seen before)
 ]]
--- @include _scheduler.lua
+-- @include "keys"
 
 local c = ARGV[2]
 local seen = ck(c, 'seen')

@@ -7,39 +7,41 @@
     KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
             node of the prefix's hash tag slot, where every key this script touches lives
     ARGV[1] key prefix
-    ARGV[2] holder
-    ARGV[3] run token
-    ARGV[4] target key
-    ARGV[5] wait, ms (Retry-After, already clipped to the configured maximum)
-    ARGV[6] the answer's error (scrubbed, bounded): kept for the target's final record
-    ARGV[7] events channel: `{"pause": connection, "until": ms, "now": ms}` tells every worker,
+    ARGV[2] scheduler caps (includes/caps.lua)
+    ARGV[3] holder
+    ARGV[4] run token
+    ARGV[5] target key
+    ARGV[6] wait, ms (Retry-After, already clipped to the configured maximum)
+    ARGV[7] the answer's error (scrubbed, bounded): kept for the target's final record
+    ARGV[8] events channel: `{"pause": connection, "until": ms, "now": ms}` tells every worker,
             so targets already running hold their next call too
 
   Output:
-    { 1, pausedUntil }  requeued; the connection is paused until then (a later pause wins)
-    { 0 }               the lease was lost meanwhile: nothing changed
+    { THROTTLED, pausedUntil }  requeued; the connection is paused until then (a later pause wins)
+    { LOST }                    the lease was lost meanwhile: nothing changed
 ]]
--- @include _scheduler.lua
+-- @include "meta"
+-- @include "slots"
 
-local holder, token, targetKey, waitMs = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local holder, token, targetKey, waitMs = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local v = redis.call('HGET', S .. 'inflight', holder)
-if not v then return { 0 } end
+if not v then return { CODES.LOST } end
 local _, held = parse_inflight(v)
-if held ~= token then return { 0 } end
+if held ~= token then return { CODES.LOST } end
 
 local c = campaign_of(holder)
 local now = now_ms()
-local conn = redis.call('HGET', ck(c, 'groups'), 'conn')
-local untilMs = math.max(now + waitMs, tonumber(redis.call('HGET', S .. 'pause', conn) or '0'))
+local pausedUntil, conn = pause_of(c)
+local untilMs = math.max(now + waitMs, pausedUntil)
 redis.call('HSET', S .. 'pause', conn, untilMs)
-redis.call('PUBLISH', ARGV[7], cjson.encode({ pause = conn, ['until'] = untilMs, now = now }))
+redis.call('PUBLISH', ARGV[8], cjson.encode({ pause = conn, ['until'] = untilMs, now = now }))
 
 local gid, _, entry = release(holder)
 local status = ck(c, 'status')
-if redis.call('EXISTS', status) == 0 then return { 0 } end
+if redis.call('EXISTS', status) == 0 then return { CODES.LOST } end
 redis.call('HINCRBY', ck(c, 'attempts'), 'ra:' .. targetKey, 1)
-redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[6])
+redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[7])
 redis.call('HINCRBY', status, 'retryAfterWaits', 1)
 redis.call('HINCRBY', status, 'retryAfterWaitMs', waitMs)
 requeue(c, gid, entry, untilMs, now)
-return { 1, untilMs }
+return { CODES.THROTTLED, untilMs }

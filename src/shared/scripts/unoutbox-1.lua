@@ -17,13 +17,13 @@
     0         nothing more to do
     expireAt  the campaign has ended: give its records hash this expiry, then call again with it
 ]]
--- @include _scheduler.lua
+-- @include "meta"
 local c = ARGV[2]
 local outbox = ck(c, 'outbox')
 if #ARGV >= 4 then redis.call('HDEL', outbox, unpack(ARGV, 4)) end
 if redis.call('HLEN', outbox) > 0 then return 0 end
 local finishedAt = tonumber(redis.call('HGET', ck(c, 'status'), 'finishedAt') or '')
-local retention = tonumber(redis.call('HGET', ck(c, 'groups'), 'retentionMs') or '0')
+local retention = tonumber(meta_get(c, 'retentionMs')[1] or '0')
 if finishedAt and retention > 0 and tonumber(ARGV[3]) ~= finishedAt + retention then
   return finishedAt + retention
 end

@@ -13,7 +13,7 @@
   Output:
     number of groups made ready
 ]]
--- @include _scheduler.lua
+-- @include "groups"
 
 local set = S .. 'blocked:' .. ARGV[2]
 local woke = 0

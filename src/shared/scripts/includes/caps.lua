@@ -1,0 +1,8 @@
+--[[
+  caps: the per-call bounds of the scheduler's loops, so one call's work stays bounded however
+  much is due (DEFAULTS in src/shared/config.ts; the loader passes them to every script that
+  includes this as ARGV[2], JSON: wakeCampaignsPerSlot, wakeGroupsPerCampaign, reclaimBatch,
+  wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks).
+  Provides: CAPS. Needs no include.
+]]
+local CAPS = cjson.decode(ARGV[2])

@@ -1,0 +1,194 @@
+--[[
+  dispatch: the dispatch step, shared by dispatch-1.lua and finish-1.lua (a finished target's
+  slot goes to the next one in the same call).
+  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots.
+]]
+-- @include "keys"
+-- @include "caps"
+-- @include "meta"
+-- @include "groups"
+-- @include "slots"
+
+-- Returns { now, nextWakeMs, reclaimed, holder, entry, ... }. `maintain` runs the housekeeping
+-- first (reclaim, due retries and delays) and reports the next due time; finish-1.lua leaves it
+-- to the dispatcher's timer and only picks (nextWakeMs -1), as every command in a script counts
+-- on the hot path.
+local function dispatch_step(maxPicks, leaseMs, now, maintain)
+  local reclaimed = 0
+  if maintain then
+    -- 1. Expired leases: the holder died, froze, or its job never started. Its slots return now.
+    for _, holder in ipairs(redis.call('ZRANGEBYSCORE', S .. 'leases', '-inf', now, 'LIMIT', 0, CAPS.reclaimBatch)) do
+      local c = campaign_of(holder)
+      local gid, _, entry = release(holder)
+      if gid then
+        requeue(c, gid, entry, 0, now)
+        redis.call('HINCRBY', ck(c, 'status'), 'reclaimed', 1)
+        reclaimed = reclaimed + 1
+      end
+    end
+
+    -- 2. Retries whose backoff has passed go back to the head of their group.
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', S .. 'retry', '-inf', now, 'LIMIT', 0, CAPS.wakeDueBatch)) do
+      redis.call('ZREM', S .. 'retry', m)
+      local c, gid, entry = string.match(m, '^([^|]*)|(%d+)|(.*)$')
+      if redis.call('EXISTS', ck(c, 'status')) == 1 then
+        redis.call('LPUSH', ck(c, 'g:' .. gid), entry)
+        redis.call('HINCRBY', ck(c, 'status'), 'admitted', -1)
+        make_ready(c, gid)
+      end
+    end
+
+    -- 3. Groups whose rate window or Retry-After pause has passed.
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', S .. 'delayed', '-inf', now, 'LIMIT', 0, CAPS.wakeDueBatch)) do
+      redis.call('ZREM', S .. 'delayed', m)
+      local c, gid = string.match(m, '^(.*)|(%d+)$')
+      if redis.call('HGET', ck(c, 'gstate'), gid) == 'd' then make_ready(c, gid) end
+    end
+
+  end
+
+  -- 4. The window: BullMQ never holds more reserved or running targets than the live workers
+  --    can run at once, so a reserved target starts at once and its slot is not idle. The sum
+  --    of live workers' concurrency is kept by renew-1.lua.
+  local capacity = tonumber(redis.call('GET', S .. 'capacity') or '0')
+  local budget = math.min(maxPicks, capacity - redis.call('HLEN', S .. 'inflight'))
+
+  -- Tries one ready group. Returns the picked entry, or nil after moving the group where it
+  -- waits. Keys that had room but were not used wake one waiter each, so a slot is never left
+  -- free while a group that could use it sleeps. A scoped key's figures are its capacity
+  -- record's (the strictest among live campaigns); on a registry key the group keeps to its own
+  -- concurrency, and its key's clock runs at the registry's rate ('=s').
+  local function try_group(c, gid)
+    local gstate = ck(c, 'gstate')
+    local status = ck(c, 'status')
+    local keys = group_keys(c, gid)
+    local tag = c .. '|' .. gid
+    local function wake_unused(upto)
+      for j = 1, upto do wake_one(keys[j][1]) end
+    end
+
+    local pausedUntil = pause_of(c)
+    if pausedUntil > now then
+      redis.call('HSET', gstate, gid, 'd')
+      redis.call('ZADD', S .. 'delayed', pausedUntil, tag)
+      return nil
+    end
+
+    local limit = {}
+    for i, k in ipairs(keys) do
+      -- own: the spacing of this campaign's own clock on a registry key whose rate it lowered.
+      local key, concurrency, spacing, own = k[1], k[2], k[3] > 0 and k[4] / k[3] or 0, 0
+      if k[5] == 1 then
+        local cap = redis.call('HMGET', S .. 'cap:' .. key, '=c', '=r')
+        local least, longest = tonumber(cap[1] or '0'), tonumber(cap[2] or '0')
+        if least > 0 and (concurrency == 0 or least < concurrency) then concurrency = least end
+        if longest > spacing then spacing = longest end
+      elseif spacing > 0 then
+        local shortest = tonumber(redis.call('HGET', S .. 'cap:' .. key, '=s') or '0')
+        if shortest > 0 and shortest < spacing then spacing, own = shortest, spacing end
+      end
+      limit[i] = { concurrency, spacing, own }
+      local slot = S .. 'slot:' .. key
+      redis.call('ZREMRANGEBYSCORE', slot, '-inf', now)
+      if concurrency > 0 and redis.call('ZCARD', slot) >= concurrency then
+        wait_on(c, gid, key)
+        wake_unused(i - 1)
+        return nil
+      end
+      if spacing > 0 then
+        -- GCRA: starts on a key are spaced perMs/max apart (a scoped key: the longest spacing
+        -- among its live campaigns), so no window of perMs ever holds more than max and there
+        -- is no burst at a window's edge.
+        local tat = tonumber(redis.call('GET', S .. 'rate:' .. key) or '0')
+        if own > 0 then tat = math.max(tat, tonumber(redis.call('GET', ck(c, 'rate:' .. key)) or '0')) end
+        if tat > now then
+          redis.call('HSET', gstate, gid, 'd')
+          redis.call('ZADD', S .. 'delayed', math.ceil(tat), tag)
+          wake_unused(i - 1)
+          return nil
+        end
+      end
+    end
+
+    local list = ck(c, 'g:' .. gid)
+    local entry = redis.call('LPOP', list)
+    if not entry then
+      redis.call('HDEL', gstate, gid)
+      wake_unused(#keys)
+      return nil
+    end
+
+    local holder = c .. '.' .. next_seq(c)
+    local expiry = now + leaseMs
+    -- Measured from the previous start, not from now, when the dispatcher woke a little late:
+    -- lateness does not pile up (at most half a start more per window, never more). A key's
+    -- first start opens its clock without slack.
+    local function advance(rate, interval, perMs)
+      local stored = redis.call('GET', rate)
+      local tat = stored and math.max(tonumber(stored), now - interval / 2) + interval or now + interval
+      redis.call('SET', rate, string.format('%.3f', tat), 'PX', math.ceil(math.max(interval, perMs)) + 1000)
+    end
+    for i, k in ipairs(keys) do
+      redis.call('ZADD', S .. 'slot:' .. k[1], expiry, holder)
+      if limit[i][2] > 0 then advance(S .. 'rate:' .. k[1], limit[i][2], k[4]) end
+      if limit[i][3] > 0 then advance(ck(c, 'rate:' .. k[1]), limit[i][3], k[4]) end
+    end
+    redis.call('HSET', S .. 'inflight', holder, gid .. '||' .. entry)
+    redis.call('ZADD', S .. 'leases', expiry, holder)
+    redis.call('HINCRBY', status, 'pending', -1)
+    redis.call('HINCRBY', status, 'active', 1)
+    redis.call('HINCRBY', status, 'admitted', 1)
+    if redis.call('LLEN', list) == 0 then
+      redis.call('HDEL', gstate, gid)
+      return holder, entry
+    end
+    -- The group has more: if this pick filled one of its keys, it waits on that key now
+    -- rather than being looked at again for nothing.
+    for i, k in ipairs(keys) do
+      if limit[i][1] > 0 and redis.call('ZCARD', S .. 'slot:' .. k[1]) >= limit[i][1] then
+        wait_on(c, gid, k[1])
+        return holder, entry
+      end
+    end
+    redis.call('RPUSH', ck(c, 'ready'), gid)
+    return holder, entry
+  end
+
+  local out = { now, -1, reclaimed }
+  local picked = 0
+  local looks = 0
+  while picked < budget and looks < budget * CAPS.dispatchLooksPerPick + CAPS.dispatchExtraLooks do
+    local c = redis.call('LPOP', S .. 'ring')
+    if not c then break end
+    redis.call('SREM', S .. 'inring', c)
+    -- A campaign that is not running leaves the ring with its groups as they are; resuming it
+    -- puts it back. Its targets wait in Redis, costing no worker and no BullMQ place.
+    local st = redis.call('HMGET', ck(c, 'status'), 'state', 'rolloutLimit', 'admitted')
+    -- A rollout step's targets are all admitted: the rest wait for the step to finish.
+    local running = st[1] == 'running' and (not st[2] or tonumber(st[3] or '0') < tonumber(st[2]))
+    local gid = running and redis.call('LPOP', ck(c, 'ready'))
+    if gid then
+      looks = looks + 1
+      local holder, entry = try_group(c, gid)
+      if holder then
+        out[#out + 1] = holder
+        out[#out + 1] = entry
+        picked = picked + 1
+      end
+    end
+    if running then back_on_ring(c) end
+  end
+
+  if maintain then
+    local nextWake = -1
+    for _, z in ipairs({ 'leases', 'retry', 'delayed' }) do
+      local first = redis.call('ZRANGE', S .. z, 0, 0, 'WITHSCORES')
+      if first[2] then
+        local at = tonumber(first[2])
+        if nextWake < 0 or at < nextWake then nextWake = at end
+      end
+    end
+    out[2] = nextWake
+  end
+  return out
+end

@@ -1,0 +1,55 @@
+--[[
+  groups: where a campaign's groups wait to run, and the ring of campaigns with ready groups.
+  Provides: group_keys, ring_push, back_on_ring, make_ready, ensure_scheduled, wait_on.
+  Needs: keys.
+]]
+-- @include "keys"
+
+-- A group's limit keys: [[key, concurrency, rateMax, ratePerMs, scope], ...].
+local function group_keys(c, gid)
+  local json = redis.call('HGET', ck(c, 'groups'), gid)
+  if not json then return {} end
+  return cjson.decode(json)
+end
+
+-- Puts the campaign at the back of the round robin unless it is on it already.
+local function ring_push(c)
+  if redis.call('SADD', S .. 'inring', c) == 1 then
+    redis.call('RPUSH', S .. 'ring', c)
+  end
+end
+
+-- Puts a campaign whose ready list has groups back in the round robin.
+local function back_on_ring(c)
+  if redis.call('LLEN', ck(c, 'ready')) > 0 then ring_push(c) end
+end
+
+-- Puts a group in its campaign's ready list (and the campaign on the ring), from whatever it
+-- waited in: blocked, delayed or idle. A group already ready is left where it is.
+local function make_ready(c, gid)
+  local gstate = ck(c, 'gstate')
+  if redis.call('HGET', gstate, gid) == 'r' then return end
+  redis.call('HSET', gstate, gid, 'r')
+  redis.call('RPUSH', ck(c, 'ready'), gid)
+  ring_push(c)
+end
+
+-- A group that still has pending entries but is in no structure gets put somewhere.
+local function ensure_scheduled(c, gid, wakeAt, now)
+  if redis.call('HEXISTS', ck(c, 'gstate'), gid) == 1 then return end
+  if wakeAt > now then
+    redis.call('HSET', ck(c, 'gstate'), gid, 'd')
+    redis.call('ZADD', S .. 'delayed', wakeAt, c .. '|' .. gid)
+  else
+    make_ready(c, gid)
+  end
+end
+
+-- A group waits for a slot on a full key: at the back of its campaign's groups waiting there,
+-- and its campaign at the back of the key's campaigns unless it is in that queue already.
+local function wait_on(c, gid, key)
+  redis.call('HSET', ck(c, 'gstate'), gid, 'b')
+  if redis.call('RPUSH', ck(c, 'w:' .. key), gid) == 1 then
+    redis.call('RPUSH', S .. 'waiting:' .. key, c)
+  end
+end

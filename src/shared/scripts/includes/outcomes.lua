@@ -1,0 +1,110 @@
+--[[
+  outcomes: a target's outcome recorded and counted, and what follows from the counts: the
+  failure budget, the rollout steps, and the campaign's end.
+  Provides: CAMPAIGN_KEYS, read_status, complete_if_done, record_outcome, cancelled_record.
+  Needs: keys, meta, groups, limits.
+]]
+-- @include "keys"
+-- @include "meta"
+-- @include "groups"
+-- @include "limits"
+
+-- Staged rollout and failure budget, judged after every counted outcome of a running campaign.
+-- The budget: once `minSamples` targets have finished (upgraded or failed; skips count for
+-- neither side) since the campaign started or was last resumed, a failed share above
+-- `maxFailureRatio` pauses it. A step: when every target admitted so far has an outcome, the
+-- next step opens (`gate: auto`) or the campaign waits in `gated` (`gate: manual`).
+local function rollout_check(c, now, channel, st)
+  if st.state ~= 'running' then return end
+  local status = ck(c, 'status')
+  local up, sk, fa = tonumber(st.upgraded or '0'), tonumber(st.skipped or '0'), tonumber(st.failed or '0')
+  local g = meta_get(c, 'maxFailureRatio', 'minSamples', 'gate', 'rollout')
+  local maxRatio = tonumber(g[1] or '')
+  if maxRatio then
+    local samples = up + fa - tonumber(st.budgetSamples0 or '0')
+    local failed = fa - tonumber(st.budgetFailed0 or '0')
+    if samples > 0 and samples >= tonumber(g[2] or '0') and failed / samples > maxRatio then
+      redis.call('HSET', status, 'state', 'paused', 'pausedReason', 'FAILURE_BUDGET_EXCEEDED', 'pausedAt', now,
+        'breachFailed', failed, 'breachSamples', samples, 'breachRatio', string.format('%.4f', failed / samples),
+        'updatedAt', now)
+      redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'paused', reason = 'FAILURE_BUDGET_EXCEEDED' }))
+      return
+    end
+  end
+  local limit = tonumber(st.rolloutLimit or '')
+  if not limit or up + sk + fa < limit then return end
+  local steps = cjson.decode(g[4])
+  local step = tonumber(st.rolloutStep or '0')
+  if step + 1 >= #steps then return end
+  if g[3] == 'manual' then
+    redis.call('HSET', status, 'state', 'gated', 'updatedAt', now)
+    redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'gated', step = step }))
+  else
+    redis.call('HSET', status, 'rolloutStep', step + 1, 'rolloutLimit', steps[step + 2], 'updatedAt', now)
+    back_on_ring(c)
+    redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'running', step = step + 1 }))
+  end
+end
+
+-- The status fields the completion and rollout checks read, in one HMGET (they run after every
+-- counted outcome).
+local STATUS_FIELDS = { 'state', 'total', 'upgraded', 'skipped', 'failed', 'would-upgrade', 'would-skip', 'would-fail',
+  'discovering', 'rolloutLimit', 'rolloutStep', 'budgetFailed0', 'budgetSamples0' }
+local DONE_FIELDS = { 'upgraded', 'skipped', 'failed', 'would-upgrade', 'would-skip', 'would-fail' }
+
+local function read_status(c)
+  local v = redis.call('HMGET', ck(c, 'status'), unpack(STATUS_FIELDS))
+  local st = {}
+  for i, f in ipairs(STATUS_FIELDS) do st[f] = v[i] end
+  return st
+end
+
+-- The campaign keys that expire together once it has ended (retentionMs) and stop expiring when
+-- an operator's retry runs it again. A campaign from before :meta keeps its meta in :groups.
+local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'meta', 'attempts', 'ready', 'gstate' }
+
+-- When every target has an outcome: the campaign ends (`completed`, or stays `cancelled`), its
+-- data starts its retention clock, and the end is announced.
+local function complete_if_done(c, now, channel, st)
+  st = st or read_status(c)
+  -- While discovery still pages through the platform, more targets may come.
+  if st.discovering then return false end
+  local done = 0
+  for _, f in ipairs(DONE_FIELDS) do done = done + tonumber(st[f] or '0') end
+  if done < tonumber(st.total or '0') then return false end
+  local final = st.state == 'cancelled' and 'cancelled' or 'completed'
+  local status = ck(c, 'status')
+  redis.call('HSET', status, 'state', final, 'finishedAt', now)
+  drop_limits(c)
+  local retention = tonumber(meta_get(c, 'retentionMs')[1] or '0')
+  if retention > 0 then
+    for _, k in ipairs(CAMPAIGN_KEYS) do redis.call('PEXPIRE', ck(c, k), retention) end
+  end
+  redis.call('PUBLISH', channel, cjson.encode({ id = c, state = final, ended = true }))
+  return true
+end
+
+-- Records a target's outcome once and counts it, and every outcome but an upgrade by its reason
+-- too (`r:<CODE>`), so a dashboard shows why targets failed or were skipped without reading the
+-- report. The marker (which targets have an outcome: the dedup, and what `retry` and the report
+-- index by) stays in this slot; the record goes to the outbox, from which workers copy it to the
+-- campaign's own slot (docs/ARCHITECTURE.md, "Outcome records"). `seq` (holder_seq, next_seq)
+-- orders the records of a campaign, so a late copy of an older record never replaces a newer one.
+-- Returns the record's seq if new, 0 if recorded before.
+local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, now, channel)
+  if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, seq .. '|' .. outcome .. '|' .. reason) == 0 then return 0 end
+  redis.call('HSET', ck(c, 'outbox'), seq, recordJson .. '\n' .. targetKey)
+  redis.call('SADD', S .. 'outboxes', c)
+  local status = ck(c, 'status')
+  redis.call('HINCRBY', status, outcome, 1)
+  if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
+  redis.call('HSET', status, 'updatedAt', now)
+  local st = read_status(c)
+  if not complete_if_done(c, now, channel, st) then rollout_check(c, now, channel, st) end
+  return seq
+end
+
+-- The record of a target that never ran because its campaign was cancelled.
+local function cancelled_record(t, now)
+  return cjson.encode({ target = t, outcome = 'skipped', reason = 'CANCELLED', attempts = 0, error = cjson.null, at = now })
+end
