@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../src/shared/config.js';
 import { CODES } from '../../src/shared/scripts/codes.js';
-import { renderScript } from '../../src/shared/scripts/index.js';
+import { renderScript } from '../../src/shared/scripts/loader.js';
 
 /** The Lua sources and the one return-code table both sides read (src/shared/scripts/codes.ts). */
 const dir = join(import.meta.dirname, '../../src/shared/scripts');
@@ -69,7 +69,7 @@ describe('script includes', () => {
 
   it('render every script whole: no include line left, the codes table first', () => {
     for (const f of scripts) {
-      const { lua: out } = renderScript(f);
+      const { lua: out } = renderScript(dir, f);
       expect(out, f).not.toMatch(/@include/);
       expect(out.startsWith('local CODES = {'), f).toBe(true);
     }
@@ -91,7 +91,7 @@ describe('script includes', () => {
         'includes/c.lua': '-- @include "d"\nlocal function c() return d() end\n',
         'includes/d.lua': 'local function d() return 1 end\n',
       });
-      const { lua: out, includes: reached } = renderScript('main-1.lua', tmp);
+      const { lua: out, includes: reached } = renderScript(tmp, 'main-1.lua');
       expect([...reached]).toEqual(['d', 'b', 'c']);
       expect(out.match(/local function d/g)).toHaveLength(1);
       expect(out.indexOf('function d')).toBeLessThan(out.indexOf('function b'));
@@ -100,7 +100,7 @@ describe('script includes', () => {
 
     it('fails on a missing include, naming it and who asked', () => {
       write({ 'main-1.lua': '-- @include "a"\n', 'includes/a.lua': '-- @include "nope"\n' });
-      expect(() => renderScript('main-1.lua', tmp)).toThrow(/includes\/a\.lua: include "nope" not found/);
+      expect(() => renderScript(tmp, 'main-1.lua')).toThrow(/includes\/a\.lua: include "nope" not found/);
     });
 
     it('fails on a cycle, naming it', () => {
@@ -109,12 +109,12 @@ describe('script includes', () => {
         'includes/a.lua': '-- @include "b"\n',
         'includes/b.lua': '-- @include "a"\n',
       });
-      expect(() => renderScript('main-1.lua', tmp)).toThrow(/include cycle a -> b -> a/);
+      expect(() => renderScript(tmp, 'main-1.lua')).toThrow(/include cycle a -> b -> a/);
     });
 
     it('fails on an include line of another form', () => {
       write({ 'main-1.lua': '-- @include _scheduler.lua\n' });
-      expect(() => renderScript('main-1.lua', tmp)).toThrow(/malformed include line/);
+      expect(() => renderScript(tmp, 'main-1.lua')).toThrow(/malformed include line/);
     });
   });
 });

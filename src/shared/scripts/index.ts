@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { DEFAULTS } from '../config.js';
 import { campaignKeys, schedulerKeys } from '../keys.js';
-import { CODES, codeName, luaCodes, type CodeName } from './codes.js';
+import { CODES, codeName, type CodeName } from './codes.js';
+import { renderScript, type RenderedScript } from './loader.js';
 import type { ReasonCode, RecordedOutcome } from '../reasons.js';
 
 /**
@@ -13,7 +13,7 @@ import type { ReasonCode, RecordedOutcome } from '../reasons.js';
  * scheduler scripts derive their keys from the prefix (ARGV[1]) and share the helpers in
  * `includes/`, each pulled in by name (`-- @include "claim"`) as BullMQ's scripts pull in
  * `includes/*.lua`: resolved recursively, pasted once each, before the code that needs them
- * (renderScript). Every script gets the return-code table (codes.ts) as `local CODES`; a script
+ * (loader.ts). Every script gets the return-code table (codes.ts) as `local CODES`; a script
  * that includes `caps` takes the loop bounds (DEFAULTS) as ARGV[2], passed here. Each declares
  * one key, the scheduler ring: a Redis Cluster client routes a call by its keys, and every key
  * the script touches shares the prefix's hash tag (see docs/SCALING.md), so the ring's node
@@ -92,52 +92,10 @@ const CAPS_JSON = JSON.stringify({
   dispatchExtraLooks: DEFAULTS.dispatchExtraLooks,
 });
 
-const INCLUDE = /^--\s*@include\s+"([\w-]+)"\s*$/gm;
-const ANY_INCLUDE = /^--\s*@include\b.*$/gm;
-
-export interface RenderedScript {
-  readonly lua: string;
-  /** Every include the script reached, directly or through another include. */
-  readonly includes: ReadonlySet<string>;
-}
-
-/**
- * A script's Lua as Redis runs it: the codes table, then each include it reaches (from
- * `<dir>/includes/<name>.lua`, recursively) once, after the includes it needs, then the script.
- * A missing include, a cycle, or an include line of another form is an error, at load.
- */
-export function renderScript(file: string, dir = here): RenderedScript {
-  const done = new Map<string, string>();
-  const chain: string[] = [];
-  const directives = (text: string, where: string): string[] => {
-    const bad = [...text.matchAll(ANY_INCLUDE)].find((m) => !new RegExp(INCLUDE.source).test(m[0]));
-    if (bad) throw new Error(`${where}: malformed include line ${JSON.stringify(bad[0])} (expected -- @include "name")`);
-    return [...text.matchAll(INCLUDE)].map((m) => m[1]!);
-  };
-  const visit = (name: string, from: string): void => {
-    if (done.has(name)) return;
-    if (chain.includes(name)) throw new Error(`${file}: include cycle ${[...chain.slice(chain.indexOf(name)), name].join(' -> ')}`);
-    let text: string;
-    try {
-      text = readFileSync(join(dir, 'includes', `${name}.lua`), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${from}: include "${name}" not found in ${join(dir, 'includes')}`);
-      throw err;
-    }
-    chain.push(name);
-    for (const inc of directives(text, `includes/${name}.lua`)) visit(inc, `includes/${name}.lua`);
-    chain.pop();
-    done.set(name, text.replace(INCLUDE, ''));
-  };
-  const main = readFileSync(join(dir, file), 'utf8');
-  for (const inc of directives(main, file)) visit(inc, file);
-  return { lua: [luaCodes(), ...done.values(), main.replace(INCLUDE, '')].join('\n'), includes: new Set(done.keys()) };
-}
-
 const rendered = new Map<string, RenderedScript>();
 function source(file: string): RenderedScript {
   let r = rendered.get(file);
-  if (!r) rendered.set(file, (r = renderScript(file)));
+  if (!r) rendered.set(file, (r = renderScript(here, file)));
   return r;
 }
 
