@@ -2,7 +2,7 @@ export { DEFAULTS, isClusterUrl, loadConfig, redactRedisUrl, type UpshiftConfig 
 export { applyCeilings, CONNECTIONS_HOWTO, credentialValues, loadConnections, normaliseBaseUrl, parseConnections, registeredEntry, resolveConnection, type ConnectionEntry, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
 export { classifyError, InputError, type InputErrorCode, UpshiftError, type Classification, type InputIssue } from './errors.js';
 export { HttpClient, NotSentError, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse, type SendGate } from './http.js';
-export { type TargetJobData } from './jobs.js';
+export { campaignOfHolder, decodeJob, encodeJob, jobOfPick, type TargetJob, type TargetJobData } from './jobs.js';
 export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';
 export { compileLimits, connectionId, LimitKeyError, MAX_LIMITS, type LimitSpec, type ResolvedLimit } from './limits.js';
 export { createLogger, type Logger } from './logger.js';
@@ -15,5 +15,5 @@ export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, 
 export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';
 export { scrubError } from './scrub.js';
 export { readStatus, type CampaignStatus } from './status.js';
-export { createApiMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics } from './metrics.js';
+export { createApiMetrics, createServedMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics, type ServedMetricsOptions } from './metrics.js';
 export { flushTracing, initTracing, shutdownTracing, TRACER_NAME, tracingActive, upshiftTracer, withSpan, type ServiceName } from './tracing.js';

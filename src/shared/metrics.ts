@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { DEFAULTS } from './config.js';
+import { campaignOfHolder } from './jobs.js';
 import { campaignIndexKey, campaignKeys, schedulerKeys, TARGET_QUEUE } from './keys.js';
 import { redisTimeMs } from './redis.js';
 
@@ -9,7 +10,7 @@ import { redisTimeMs } from './redis.js';
  * Prometheus metrics (prom-client). Two kinds (docs/OBSERVABILITY.md lists every one):
  * - fleet gauges read from Redis at scrape time (`FleetGauges`, this file): the same figures
  *   from every process that exposes them, so aggregate them with max(), not sum();
- * - process-local counters of a worker (src/worker/metrics.ts).
+ * - process-local counters of a worker (src/worker/metrics/).
  */
 export interface MetricsEndpoint {
   readonly contentType: string;
@@ -174,7 +175,7 @@ export class FleetGauges {
     // In-flight holders ('<campaign>.<n>' -> '<gid>|<token>|<entry>'), counted per campaign and group.
     const held = new Map<string, Map<string, number>>();
     for (const [holder, v] of Object.entries(inflight)) {
-      const c = holder.slice(0, holder.lastIndexOf('.'));
+      const c = campaignOfHolder(holder);
       const gid = v.slice(0, v.indexOf('|'));
       let groups = held.get(c);
       if (!groups) held.set(c, (groups = new Map()));
@@ -257,14 +258,20 @@ export interface ServedMetrics extends MetricsEndpoint {
   close(): Promise<void>;
 }
 
+export interface ServedMetricsOptions extends FleetGaugeOptions {
+  /** Node's process metrics (CPU, memory, event loop, GC) too. */
+  readonly processMetrics?: boolean;
+}
+
 /**
- * The API process's metrics: the fleet gauges (campaigns by state, pending and active targets,
- * BullMQ queue depth, slots in use per limit key, Retry-After pauses) and Node's process
- * metrics. `redis` stays the caller's; `close()` releases only what this opened.
+ * A registry holding the fleet gauges (campaigns by state, pending and active targets, BullMQ
+ * queue depth, slots in use per limit key, Retry-After pauses), read from Redis at each render,
+ * and optionally Node's process metrics. `redis` stays the caller's; `close()` releases only
+ * what this opened.
  */
-export function createApiMetrics(opts: FleetGaugeOptions): ServedMetrics {
+export function createServedMetrics(opts: ServedMetricsOptions): ServedMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  if (opts.processMetrics) collectDefaultMetrics({ register: registry });
   const fleet = new FleetGauges(registry, opts);
   return {
     contentType: registry.contentType,
@@ -275,4 +282,9 @@ export function createApiMetrics(opts: FleetGaugeOptions): ServedMetrics {
     },
     close: () => fleet.close(),
   };
+}
+
+/** The API process's metrics: the fleet gauges and Node's process metrics. */
+export function createApiMetrics(opts: FleetGaugeOptions): ServedMetrics {
+  return createServedMetrics({ ...opts, processMetrics: true });
 }

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { DispatchResult, Logger, Scripts, TargetJobData } from '../shared/index.js';
+import { encodeJob, jobOfPick, type DispatchResult, type Logger, type Scripts, type TargetJobData } from '../shared/index.js';
 
 /**
  * Moves runnable targets from the scheduler into BullMQ. It runs when something may have made
@@ -64,7 +64,7 @@ export class Dispatcher {
       await this.queue.addBulk(
         r.picks.map((p) => ({
           name: 'target',
-          data: { c: p.holder.slice(0, p.holder.lastIndexOf('.')), h: p.holder, e: p.entry },
+          data: encodeJob(jobOfPick(p)),
           // Outcomes live in the campaign's hash; a failed job (a worker bug) stays for a look.
           opts: { jobId: p.holder, removeOnComplete: true, removeOnFail: { count: 1000 } },
         })),

@@ -22,7 +22,7 @@ import { Archiver } from './archiver.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
 import { LeaseKeeper } from './leases.js';
-import { serveMetrics, WorkerMetrics } from './metrics.js';
+import { serveMetrics, WorkerMetrics } from './metrics/index.js';
 import { PauseBoard } from './pauses.js';
 import { createProcessor } from './processor.js';
 

@@ -190,6 +190,13 @@ describe('nected.updateWorkflow', () => {
     expect(r.error?.code).toBe('CONFLICT_RETRIES_EXHAUSTED');
     expect(r.conflicts).toBe(3);
   });
+  it('raises each stale checksum as CHECKSUM_CONFLICT, and ends with the last one as the cause', async () => {
+    const stale = { status: 400, body: { message: 'checksum mismatch' } };
+    const r = await run('nected.updateWorkflow', op, { entityId: 'w1' }, [graph('a'), stale, graph('b'), stale, graph('c'), stale]);
+    expect(r.error?.code).toBe('CONFLICT_RETRIES_EXHAUSTED');
+    expect(r.error?.cause).toMatchObject({ code: 'CHECKSUM_CONFLICT', retryable: true, status: 400 });
+    expect(r.error?.message).toMatch(/last answer: CHECKSUM_CONFLICT: nected update workflow: HTTP 400 .*checksum mismatch/);
+  });
   it('fails a 400 that does not name the checksum, and skips a no-op patch', async () => {
     expect((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('a'), { status: 400, body: { message: 'bad node' } }])).error?.code).toBe('INVALID_REQUEST');
     expect((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('a', 'v2')])).value?.reason).toBe('ALREADY_CURRENT');

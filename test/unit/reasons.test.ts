@@ -1,8 +1,18 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { PAUSE_REASONS, REASONS } from '../../src/shared/index.js';
 
 const doc = readFileSync(new URL('../../docs/REASONS.md', import.meta.url), 'utf8');
+
+/** Every TypeScript and Lua source under src/ but the catalogue itself: where codes are produced. */
+function producerTexts(): string[] {
+  const src = fileURLToPath(new URL('../../src/', import.meta.url));
+  return readdirSync(src, { recursive: true, encoding: 'utf8' })
+    .filter((f) => /\.(ts|lua)$/.test(f) && join(src, f) !== join(src, 'shared', 'reasons.ts'))
+    .map((f) => readFileSync(join(src, f), 'utf8'));
+}
 
 describe('reason catalogue', () => {
   const codes = Object.keys(REASONS);
@@ -24,6 +34,15 @@ describe('reason catalogue', () => {
   it('documents no code that does not exist', () => {
     const documented = [...doc.matchAll(/^\| `([A-Z_]+)` \| (?:upgraded|skipped|failed|retried) \|/gm)].map((m) => m[1]);
     expect(documented.sort()).toEqual([...codes].sort());
+  });
+
+  // A documented code that nothing raises is a promise the reports never keep.
+  it('has every code produced somewhere: named as a literal in a source file other than the catalogue', () => {
+    const texts = producerTexts();
+    const unproduced = [...codes, ...Object.keys(PAUSE_REASONS)].filter(
+      (code) => !texts.some((text) => new RegExp(`['"\`]${code}['"\`]`).test(text)),
+    );
+    expect(unproduced, 'codes no source file outside src/shared/reasons.ts names').toEqual([]);
   });
 
   it('marks transient codes retryable and outcome codes not', () => {

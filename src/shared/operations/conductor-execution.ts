@@ -43,7 +43,7 @@ async function readExecution({ send, credential, target }: ApplyContext<Op>): Pr
 }
 
 /** What the execution's current state says about the upgrade, or null when it should be sent. */
-function decide(op: Op, exec: Execution): ApplyResult | null {
+function resultFromState(op: Op, exec: Execution): ApplyResult | null {
   if (exec.workflowName !== op.name) {
     throw new UpshiftError(
       'WRONG_WORKFLOW',
@@ -68,7 +68,7 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
 
   async apply(ctx) {
     const { operation, send, credential, target } = ctx;
-    const before = decide(operation, await readExecution(ctx));
+    const before = resultFromState(operation, await readExecution(ctx));
     if (before) return before;
 
     const res = await send({
@@ -87,7 +87,7 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
     // The execution may have ended, or been upgraded (by us, on an attempt whose answer was
     // lost), between the read and the upgrade: a second read tells which.
     if (res.status === 400 || res.status === 409) {
-      const after = decide(operation, await readExecution(ctx));
+      const after = resultFromState(operation, await readExecution(ctx));
       if (after) return after;
     }
     throw errorFromResponse(res, 'conductor upgrade');

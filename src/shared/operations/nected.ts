@@ -14,9 +14,13 @@ const schema = z.strictObject({
 });
 type Op = z.infer<typeof schema>;
 
-/** The document leaves the stale-checksum status open: 409, or a 400 that names the checksum. */
-function isStaleChecksum(res: HttpResponse): boolean {
-  return res.status === 409 || (res.status === 400 && /checksum/i.test(res.text));
+/**
+ * The PATCH's refusal. The document leaves the stale-checksum status open: 409, or a 400 that
+ * names the checksum is `CHECKSUM_CONFLICT` (transient: the round loop fetches and sends again).
+ */
+function patchError(res: HttpResponse): UpshiftError {
+  const stale = res.status === 409 || (res.status === 400 && /checksum/i.test(res.text));
+  return errorFromResponse(res, 'nected update workflow', stale ? { [res.status]: 'CHECKSUM_CONFLICT' } : {});
 }
 
 function headers({ operation, credential }: ApplyContext<Op>): Record<string, string> {
@@ -42,6 +46,7 @@ export const nectedUpdateWorkflow: OperationModule<Op> = {
   async apply(ctx) {
     const { operation, target, send, onConflict } = ctx;
     const segments = ['dev', 'v1', 'workflow', String(target.entityId)];
+    let conflict: UpshiftError | undefined;
     for (let round = 0; round <= operation.conflictRetries; round++) {
       const got = await send({ method: 'GET', segments, headers: headers(ctx) });
       if (!isSuccess(got.status)) throw errorFromResponse(got, 'nected get workflow');
@@ -55,12 +60,15 @@ export const nectedUpdateWorkflow: OperationModule<Op> = {
 
       const res = await send({ method: 'PATCH', segments, headers: headers(ctx), json: { ...result, checksum } });
       if (isSuccess(res.status)) return { outcome: 'upgraded', reason: 'UPGRADED' };
-      if (!isStaleChecksum(res)) throw errorFromResponse(res, 'nected update workflow');
+      conflict = patchError(res);
+      if (conflict.code !== 'CHECKSUM_CONFLICT') throw conflict;
       onConflict();
     }
+    // As RETRIES_EXHAUSTED carries the last transient error, this carries the last conflict.
     throw new UpshiftError(
       'CONFLICT_RETRIES_EXHAUSTED',
-      `checksum still stale after ${operation.conflictRetries + 1} rounds`,
+      `checksum still stale after ${operation.conflictRetries + 1} rounds; last answer: ${conflict?.code}: ${conflict?.message}`,
+      { cause: conflict },
     );
   },
 };

@@ -1,0 +1,185 @@
+import type { Redis } from 'ioredis';
+import {
+  classifyError,
+  DRY_RUN_OUTCOME,
+  jobOfPick,
+  scrubError,
+  type ClaimResult,
+  type DispatchResult,
+  type Logger,
+  type Outcome,
+  type OutcomeRecord,
+  type ReasonCode,
+  type Scripts,
+  type Target,
+  type TargetJob,
+} from '../shared/index.js';
+import type { ApplyResult } from '../shared/operations/types.js';
+import type { Archiver } from './archiver.js';
+import type { Campaign } from './campaigns.js';
+import type { Dispatcher } from './dispatcher.js';
+import type { LeaseKeeper } from './leases.js';
+import type { TargetRun } from './metrics/index.js';
+import { decide, type RetryLimits } from './retry-policy.js';
+
+/**
+ * Carrying out the end of an attempt, in one script call each: `finish` (outcome recorded and
+ * slots freed together, and the next pick claimed for this worker), `retryLater` (slots freed
+ * during the backoff) or `throttle` (Retry-After: the connection pauses, the attempt is not used
+ * up). What happens to a failure is retry-policy.ts's decision; this file only records it.
+ */
+export interface SettleDeps {
+  readonly redis: Redis;
+  readonly scripts: Scripts;
+  readonly leases: Pick<LeaseKeeper, 'newToken'>;
+  readonly log: Logger;
+  readonly limits: RetryLimits & { readonly maxErrorChars: number; readonly leaseMs: number };
+  /** Where campaign completion and Retry-After pauses are announced. */
+  readonly channel: string;
+  /** Looks for runnable targets (a run ended and its slots may have freed). */
+  readonly dispatcher: Pick<Dispatcher, 'trigger' | 'deliver'>;
+  /** Takes each new outcome record out of the deployment's slot (archiver.ts). */
+  readonly archiver: Pick<Archiver, 'add'>;
+  /** False once the worker is closing: a run then hands its next target to BullMQ. */
+  readonly continuing: () => boolean;
+  readonly dispatchBatch: number;
+}
+
+/** One claimed run of a target. */
+export interface Attempt {
+  readonly job: TargetJob;
+  readonly campaign: Campaign;
+  readonly target: Target;
+  readonly targetKey: string;
+  readonly token: string;
+  readonly claim: Extract<ClaimResult, { kind: 'claimed' }>;
+  /** Aborted when the lease could not be renewed. */
+  readonly signal: AbortSignal;
+  readonly run: TargetRun;
+}
+
+/** How the operation ended: a result, or what it threw. */
+export type AttemptEnd = ({ readonly result: ApplyResult } | { readonly error: unknown }) & {
+  /** Stale-checksum rounds the operation went through. */
+  readonly conflicts: number;
+  /** Credentials read, kept out of stored errors. */
+  readonly secrets: readonly string[];
+};
+
+/** A target this worker runs next, and its claim when `finish` made it. */
+export interface Next {
+  readonly job: TargetJob;
+  readonly claimed?: Claimed;
+}
+
+export interface Claimed {
+  readonly token: string;
+  readonly claim: ClaimResult;
+  /** When the call that claimed it was sent: the lease runs from no earlier than this. */
+  readonly sentAt: number;
+}
+
+type Finish = (outcome: Outcome, reason: ReasonCode, error: string | null) => Promise<Next | undefined>;
+
+/** Records how `a` ended; returns the target `finish` picked for this worker to run next. */
+export async function settle(deps: SettleDeps, a: Attempt, end: AttemptEnd): Promise<Next | undefined> {
+  let finished = false;
+  const finish: Finish = async (outcome, reason, error) => {
+    const { step, nextToken, sentAt } = await recordOutcome(deps, a, end, outcome, reason, error);
+    finished = true;
+    return handOn(deps, step, nextToken, sentAt);
+  };
+  try {
+    await countConflicts(deps.redis, a.campaign, end.conflicts);
+    if ('result' in end) return await finish(end.result.outcome, end.result.reason, a.claim.lastError);
+    if (a.signal.aborted) {
+      a.run.leaseLost();
+      return undefined; // the lease is gone: the target was requeued; record nothing
+    }
+    return await settleFailure(deps, a, end.error, end.secrets, finish);
+  } finally {
+    // Slots freed (or lost) without `finish`, whose dispatch step would have used them.
+    if (!finished) deps.dispatcher.trigger();
+  }
+}
+
+/**
+ * Counted before the outcome, so a reader woken by completion sees every conflict. The one
+ * TypeScript write to a status hash; it moves into `finish` once that script takes the count.
+ */
+async function countConflicts(redis: Redis, campaign: Campaign, conflicts: number): Promise<void> {
+  if (conflicts > 0) await redis.hincrby(campaign.keys.status, 'conflicts', conflicts);
+}
+
+async function settleFailure(deps: SettleDeps, a: Attempt, thrown: unknown, secrets: readonly string[], finish: Finish): Promise<Next | undefined> {
+  const { holder, campaignId } = a.job;
+  const c = classifyError(thrown);
+  const d = decide(c, { attempt: a.claim.attemptsMade + 1, retryAfterWaits: a.claim.retryAfterWaits }, a.campaign.spec.retry, deps.limits);
+  if (d.kind === 'fail') return finish('failed', d.reason, `${c.code}: ${c.message}${d.note ? ` (${d.note})` : ''}`);
+  const error = scrubError(`${c.code}: ${c.message}`, secrets, deps.limits.maxErrorChars);
+  if (d.kind === 'throttle') {
+    const until = await deps.scripts.throttle(holder, a.token, a.targetKey, d.waitMs, error, deps.channel);
+    a.run.throttled(d.waitMs, until);
+    deps.log.info({ campaignId, holder, waitMs: d.waitMs, until }, 'Retry-After: connection paused');
+  } else {
+    a.run.retried(c.code, await deps.scripts.retryLater(holder, a.token, a.targetKey, d.backoffMs, error));
+  }
+  return undefined;
+}
+
+async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real: Outcome, reason: ReasonCode, error: string | null) {
+  const { holder, campaignId } = a.job;
+  const outcome = a.campaign.spec.dryRun ? DRY_RUN_OUTCOME[real] : real;
+  const record: OutcomeRecord = {
+    target: a.target,
+    outcome,
+    reason,
+    attempts: a.claim.attemptsMade + 1,
+    ...(a.claim.retryAfterWaits > 0 ? { retryAfterWaits: a.claim.retryAfterWaits } : {}),
+    ...(end.conflicts > 0 ? { conflicts: end.conflicts } : {}),
+    error: error === null ? null : scrubError(error, end.secrets, deps.limits.maxErrorChars),
+    at: Date.now(),
+  };
+  const sentAt = performance.now();
+  const nextToken = deps.continuing() ? deps.leases.newToken() : undefined;
+  const recordJson = JSON.stringify(record);
+  const step = await deps.scripts.finish({
+    holder,
+    token: a.token,
+    campaignId,
+    targetKey: a.targetKey,
+    outcome,
+    reason,
+    recordJson,
+    channel: deps.channel,
+    maxPicks: deps.dispatchBatch,
+    leaseMs: deps.limits.leaseMs,
+    ...(nextToken === undefined ? {} : { nextToken }),
+  });
+  if (step.recorded) deps.archiver.add(campaignId, { targetKey: a.targetKey, seq: step.seq, json: recordJson });
+  a.run.settled(outcome, reason, step.recorded);
+  return { step, nextToken, sentAt };
+}
+
+/**
+ * A run that frees a slot takes the target the same step picked for it and runs it next,
+ * without a trip through BullMQ (the pick already holds its slots and lease, so a crash here is
+ * recovered like any other run). `finish` claimed that pick with `nextToken` in the same call,
+ * so a continued target costs no `claim` round trip; a declined claim (the target had an
+ * outcome already) ends that run at its claim, as any declined claim does. Other picks go to
+ * BullMQ for any worker; a closing worker passes no token, and every pick goes to BullMQ.
+ */
+async function handOn(
+  deps: SettleDeps,
+  step: DispatchResult & { readonly ownClaim: ClaimResult | undefined },
+  nextToken: string | undefined,
+  sentAt: number,
+): Promise<Next | undefined> {
+  const [own, ...others] = step.picks;
+  if (own === undefined || step.ownClaim === undefined || nextToken === undefined) {
+    await deps.dispatcher.deliver(step);
+    return undefined;
+  }
+  await deps.dispatcher.deliver({ ...step, picks: others });
+  return { job: jobOfPick(own), claimed: { token: nextToken, claim: step.ownClaim, sentAt } };
+}
