@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import {
   classifyError,
   DRY_RUN_OUTCOME,
@@ -29,7 +28,6 @@ import { decide, type RetryLimits } from './retry-policy.js';
  * up). What happens to a failure is retry-policy.ts's decision; this file only records it.
  */
 export interface SettleDeps {
-  readonly redis: Redis;
   readonly scripts: Scripts;
   readonly leases: Pick<LeaseKeeper, 'newToken'>;
   readonly log: Logger;
@@ -90,39 +88,30 @@ export async function settle(deps: SettleDeps, a: Attempt, end: AttemptEnd): Pro
     return handOn(deps, step, nextToken, sentAt);
   };
   try {
-    await countConflicts(deps.redis, a.campaign, end.conflicts);
     if ('result' in end) return await finish(end.result.outcome, end.result.reason, a.claim.lastError);
     if (a.signal.aborted) {
       a.run.leaseLost();
       return undefined; // the lease is gone: the target was requeued; record nothing
     }
-    return await settleFailure(deps, a, end.error, end.secrets, finish);
+    return await settleFailure(deps, a, end, finish);
   } finally {
     // Slots freed (or lost) without `finish`, whose dispatch step would have used them.
     if (!finished) deps.dispatcher.trigger();
   }
 }
 
-/**
- * Counted before the outcome, so a reader woken by completion sees every conflict. The one
- * TypeScript write to a status hash; it moves into `finish` once that script takes the count.
- */
-async function countConflicts(redis: Redis, campaign: Campaign, conflicts: number): Promise<void> {
-  if (conflicts > 0) await redis.hincrby(campaign.keys.status, 'conflicts', conflicts);
-}
-
-async function settleFailure(deps: SettleDeps, a: Attempt, thrown: unknown, secrets: readonly string[], finish: Finish): Promise<Next | undefined> {
+async function settleFailure(deps: SettleDeps, a: Attempt, end: AttemptEnd & { readonly error: unknown }, finish: Finish): Promise<Next | undefined> {
   const { holder, campaignId } = a.job;
-  const c = classifyError(thrown);
+  const c = classifyError(end.error);
   const d = decide(c, { attempt: a.claim.attemptsMade + 1, retryAfterWaits: a.claim.retryAfterWaits }, a.campaign.spec.retry, deps.limits);
   if (d.kind === 'fail') return finish('failed', d.reason, `${c.code}: ${c.message}${d.note ? ` (${d.note})` : ''}`);
-  const error = scrubError(`${c.code}: ${c.message}`, secrets, deps.limits.maxErrorChars);
+  const error = scrubError(`${c.code}: ${c.message}`, end.secrets, deps.limits.maxErrorChars);
   if (d.kind === 'throttle') {
-    const until = await deps.scripts.throttle(holder, a.token, a.targetKey, d.waitMs, error, deps.channel);
+    const until = await deps.scripts.throttle(holder, a.token, a.targetKey, d.waitMs, error, deps.channel, end.conflicts);
     a.run.throttled(d.waitMs, until);
     deps.log.info({ campaignId, holder, waitMs: d.waitMs, until }, 'Retry-After: connection paused');
   } else {
-    a.run.retried(c.code, await deps.scripts.retryLater(holder, a.token, a.targetKey, d.backoffMs, error));
+    a.run.retried(c.code, await deps.scripts.retryLater(holder, a.token, a.targetKey, d.backoffMs, error, end.conflicts));
   }
   return undefined;
 }
@@ -154,6 +143,7 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
     channel: deps.channel,
     maxPicks: deps.dispatchBatch,
     leaseMs: deps.limits.leaseMs,
+    conflicts: end.conflicts,
     ...(nextToken === undefined ? {} : { nextToken }),
   });
   if (step.recorded) deps.archiver.add(campaignId, { targetKey: a.targetKey, seq: step.seq, json: recordJson });

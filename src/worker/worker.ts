@@ -98,7 +98,6 @@ export async function startWorker(
   const archiver = new Archiver(redis, scripts, config.prefix, log, opts.archiveBatchMs, opts.outboxSweepMs);
   let closing: Promise<void> | undefined;
   const processor = createProcessor({
-    redis,
     scripts,
     campaigns: new CampaignCache(redis, config.prefix, connections),
     leases,

@@ -73,6 +73,18 @@ describe('scheduler scripts: edges', () => {
     expect(await readStatus(redis, prefix, 'conf')).toMatchObject({ conflicts: 3, upgraded: 2, state: 'completed' });
   });
 
+  it("counts a retried or throttled attempt's conflicts in the same step that parks it", async () => {
+    const { redis, prefix } = ctx;
+    const { scripts, holder } = await started('conf-retry');
+    expect(await scripts.retryLater(holder, 'run-1', 'u0', 0, 'e', 2)).toBe(true);
+    expect(await readStatus(redis, prefix, 'conf-retry')).toMatchObject({ conflicts: 2, retries: 1 });
+
+    const [pick] = (await scripts.dispatch(10, LEASE)).picks;
+    await scripts.claim(pick!.holder, 'run-2', LEASE, 'u0', eventsChannel(prefix));
+    expect(await scripts.throttle(pick!.holder, 'run-2', 'u0', 1000, 'e', eventsChannel(prefix), 5)).not.toBeNull();
+    expect(await readStatus(redis, prefix, 'conf-retry')).toMatchObject({ conflicts: 7, retryAfterWaits: 1 });
+  });
+
   it('refuses by name: NO_SUCH_CAMPAIGN, WRONG_STATE', async () => {
     const { redis, prefix } = ctx;
     const scripts = loadScripts(redis, prefix);

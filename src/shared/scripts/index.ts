@@ -183,7 +183,7 @@ export interface Scripts {
   /** Upgrade step: groups left in a pre-round-robin `blocked:<key>` set made ready again; returns how many. */
   wakeLegacyBlocked(keyValue: string): Promise<number>;
   /** `false` when the lease was lost meanwhile (the target is back in its group already). */
-  retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string): Promise<boolean>;
+  retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string, conflicts?: number): Promise<boolean>;
   /** `changed: false` when the action is not allowed in the campaign's current `state`. */
   control(campaignId: string, action: ControlAction, reason: string, channel: string): Promise<{ changed: boolean; state: string }>;
   /** Records up to `max` never-started targets of a cancelled campaign as skipped/CANCELLED. */
@@ -193,7 +193,7 @@ export interface Scripts {
   /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
   pauseOf(connection: string): Promise<{ nowMs: number; untilMs: number }>;
   /** The pause end, or null when the lease was lost meanwhile. */
-  throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string): Promise<number | null>;
+  throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string, conflicts?: number): Promise<number | null>;
 }
 
 /** claim-1.lua's output (also finish-1.lua's, for the target it claims for the same worker). */
@@ -289,8 +289,8 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
     async wakeLegacyBlocked(keyValue) {
       return Number(await wakeLegacyBlocked(keyValue));
     },
-    async retryLater(holder, token, targetKey, backoffMs, error) {
-      return (await retryLater(holder, token, targetKey, backoffMs, error)) === CODES.PARKED;
+    async retryLater(holder, token, targetKey, backoffMs, error, conflicts = 0) {
+      return (await retryLater(holder, token, targetKey, backoffMs, error, conflicts)) === CODES.PARKED;
     },
     async control(campaignId, action, reason, channel) {
       const res = await control(campaignId, action, reason, channel);
@@ -318,8 +318,8 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
       const [nowMs, untilMs] = (await pauseOf(connection)) as [number, number];
       return { nowMs: Number(nowMs), untilMs: Number(untilMs) };
     },
-    async throttle(holder, token, targetKey, waitMs, error, channel) {
-      const res = (await throttle(holder, token, targetKey, waitMs, error, channel)) as number[];
+    async throttle(holder, token, targetKey, waitMs, error, channel, conflicts = 0) {
+      const res = (await throttle(holder, token, targetKey, waitMs, error, channel, conflicts)) as number[];
       return res[0] === CODES.THROTTLED ? res[1]! : null;
     },
   };

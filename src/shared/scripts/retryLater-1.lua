@@ -12,6 +12,7 @@
     ARGV[5] target key
     ARGV[6] backoff, ms
     ARGV[7] the attempt's error (scrubbed, bounded): kept for the target's final record
+    ARGV[8] optional: the attempt's checksum conflicts, added to the status hash's `conflicts`
 
   Output:
     PARKED  the dispatcher puts it back at the head of its group when due
@@ -36,4 +37,6 @@ redis.call('ZADD', S .. 'retry', now + backoffMs, c .. '|' .. gid .. '|' .. entr
 redis.call('HINCRBY', status, 'active', -1)
 redis.call('HINCRBY', status, 'pending', 1)
 redis.call('HINCRBY', status, 'retries', 1)
+local conflicts = tonumber(ARGV[8] or '0') or 0
+if conflicts > 0 then redis.call('HINCRBY', status, 'conflicts', conflicts) end
 return CODES.PARKED

@@ -15,6 +15,7 @@
     ARGV[7] the answer's error (scrubbed, bounded): kept for the target's final record
     ARGV[8] events channel: `{"pause": connection, "until": ms, "now": ms}` tells every worker,
             so targets already running hold their next call too
+    ARGV[9] optional: the attempt's checksum conflicts, added to the status hash's `conflicts`
 
   Output:
     { THROTTLED, pausedUntil }  requeued; the connection is paused until then (a later pause wins)
@@ -43,5 +44,7 @@ redis.call('HINCRBY', ck(c, 'attempts'), 'ra:' .. targetKey, 1)
 redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[7])
 redis.call('HINCRBY', status, 'retryAfterWaits', 1)
 redis.call('HINCRBY', status, 'retryAfterWaitMs', waitMs)
+local conflicts = tonumber(ARGV[9] or '0') or 0
+if conflicts > 0 then redis.call('HINCRBY', status, 'conflicts', conflicts) end
 requeue(c, gid, entry, untilMs, now)
 return { CODES.THROTTLED, untilMs }
