@@ -19,6 +19,7 @@ import {
   type Marker,
   type OutcomeRecord,
 } from '../shared/index.js';
+import { DEFAULTS } from '../shared/config.js';
 
 export interface ControlOptions {
   readonly redis: Redis;
@@ -60,7 +61,7 @@ export function promoteCampaign(id: string, opts: ControlOptions): Promise<strin
  * Stops the campaign and records every target that has not started as skipped/CANCELLED, in
  * chunks. Idempotent: cancelling again finishes an interrupted drain. Returns the targets drained.
  */
-export async function cancelCampaign(id: string, opts: ControlOptions, chunk = 5000): Promise<number> {
+export async function cancelCampaign(id: string, opts: ControlOptions, chunk = DEFAULTS.cancelBatch): Promise<number> {
   await control(id, 'cancel', opts);
   const scripts = loadScripts(opts.redis, opts.prefix);
   let drained = 0;
@@ -91,7 +92,7 @@ export async function retryCampaign(id: string, opts: ControlOptions & { reason?
   const scripts = loadScripts(redis, prefix);
   let retried = 0;
   const failed = (m: Marker) => m.outcome === 'failed' && (opts.reason === undefined || m.reason === opts.reason);
-  for await (const records of scanRecords(redis, prefix, id, failed, opts.chunk ?? 1000)) {
+  for await (const records of scanRecords(redis, prefix, id, failed, opts.chunk ?? DEFAULTS.recordScanBatch)) {
     const triples: (string | number)[] = [];
     for (const { targetKey, json } of records) {
       // No record: it expired under us (retention); that target cannot be run again.

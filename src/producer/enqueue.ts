@@ -247,7 +247,7 @@ export async function discardStaging(redis: Redis, prefix: string, campaignId: s
   if ((await redis.exists(keys.status)) === 1) return;
   const fields = await redis.hkeys(keys.groups);
   const lists = fields.filter((f) => /^\d+$/.test(f)).map((gid) => keys.group(Number(gid)));
-  for (let i = 0; i < lists.length; i += 1000) await redis.unlink(...lists.slice(i, i + 1000));
+  for (let i = 0; i < lists.length; i += DEFAULTS.discardUnlinkBatch) await redis.unlink(...lists.slice(i, i + DEFAULTS.discardUnlinkBatch));
   await redis.unlink(keys.groups, keys.meta, keys.seen);
   await redis.zrem(schedulerKeys(prefix).staging, campaignId);
 }

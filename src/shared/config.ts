@@ -68,6 +68,25 @@ export const DEFAULTS = Object.freeze({
   discoveryMaxTargets: 1_000_000,
   /** Discovery: how long one producer pages before it stops adding (spec `targets.discover.deadlineMs`). */
   discoveryDeadlineMs: 3_600_000,
+  /**
+   * Discovery: results asked per search page (spec `targets.discover.pageSize`); also the most
+   * the spec accepts, the largest page Conductor's search answers.
+   */
+  discoveryPageSize: 5000,
+  /** Spec: `retry.attempts` when the spec names none. */
+  retryAttempts: 5,
+  /** Spec: `retry.backoffMs` when the spec names none. */
+  retryBackoffMs: 1000,
+  /** Producer: staged group lists one UNLINK drops when an abandoned staging is discarded. */
+  discardUnlinkBatch: 1000,
+  /** Cancel: pending targets one cancel step records as skipped (one script call each). */
+  cancelBatch: 5000,
+  /** Outbox: records one archive step moves when a whole outbox is flushed (sweeps, cancel). */
+  outboxFlushBatch: 1000,
+  /** Report and retry: outcome markers read per scan step of a campaign's records. */
+  recordScanBatch: 1000,
+  /** API: most distinct limit keys one limit-usage read looks at (`GET /campaigns/:id/limits`). */
+  limitUsageMaxKeys: 1000,
   /** Producer: a staging campaign whose producer wrote nothing for this long counts as abandoned. */
   stagingTtlMs: 600_000,
   /** A completed or cancelled campaign's data expires this long after it ended. */
@@ -129,7 +148,7 @@ const envSchema = z.object({
       'letters, digits, _ . - and at most one {hash tag}, at most 64 characters',
     )
     .default(DEFAULTS.prefix),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(DEFAULTS.logLevel),
   UPSHIFT_RETENTION_MS: z.coerce.number().int().min(1000, 'at least 1000 (ms)').default(DEFAULTS.retentionMs),
   UPSHIFT_API_TOKEN: z.string().optional(),
   UPSHIFT_API_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024, 'at least 1024 (bytes)').default(DEFAULTS.apiBodyLimitBytes),

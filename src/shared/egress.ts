@@ -95,7 +95,7 @@ export function checkingLookup(hostname: string, options: object, callback: Look
     if (err) return callback(err, '');
     const list = addresses as LookupAddress[];
     const bad = list.find((a) => isDeniedAddress(a.address));
-    if (bad) return callback(new EgressDeniedError(hostname, bad.address) as unknown as NodeJS.ErrnoException, '');
+    if (bad) return callback(new EgressDeniedError(hostname, bad.address), '');
     if ((options as LookupAllOptions).all) return callback(null, list);
     const first = list[0]!;
     callback(null, first.address, first.family);

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { DEFAULTS } from './config.js';
 import { campaignKeys } from './keys.js';
 import type { RecordedOutcome, ReasonCode } from './reasons.js';
 import type { Scripts } from './scripts/index.js';
@@ -130,7 +131,7 @@ export async function archiveRecords(redis: Redis, scripts: Scripts, prefix: str
 }
 
 /** Archives everything in a campaign's outbox, `chunk` records a step (sweeps, cancel). */
-export async function flushOutbox(redis: Redis, scripts: Scripts, prefix: string, campaignId: string, chunk = 1000): Promise<number> {
+export async function flushOutbox(redis: Redis, scripts: Scripts, prefix: string, campaignId: string, chunk = DEFAULTS.outboxFlushBatch): Promise<number> {
   const { outbox } = campaignKeys(prefix, campaignId);
   let moved = 0;
   let cursor = '0';

@@ -31,6 +31,13 @@ export function createRedis(url: string, extra: RedisOptions = {}): Redis {
   return cluster as unknown as Redis;
 }
 
+/**
+ * The nodes a keyspace SCAN must visit: every master of a Cluster (SCAN runs on one node), or
+ * the one Redis. Takes either, since createRedis may have made either.
+ */
+export function masterNodes(redis: Redis | Cluster): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis];
+}
 
 export class RedisUnavailableError extends Error {
   constructor(url: string, cause: unknown) {

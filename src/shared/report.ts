@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { DEFAULTS } from './config.js';
 import { campaignKeys, schedulerKeys } from './keys.js';
 import { scanRecords, type Marker } from './records.js';
 import { operationFor } from './operations/index.js';
@@ -51,7 +52,7 @@ export async function* streamReport(
   opts: { outcome?: string; batch?: number } = {},
 ): AsyncIterable<ReportLine> {
   const keys = campaignKeys(prefix, campaignId);
-  const batch = opts.batch ?? 1000;
+  const batch = opts.batch ?? DEFAULTS.recordScanBatch;
   if (opts.outcome !== 'pending') {
     const keep = (m: Marker) => opts.outcome === undefined || m.outcome === opts.outcome;
     for await (const records of scanRecords(redis, prefix, campaignId, keep, batch)) {

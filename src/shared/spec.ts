@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InputError, type InputIssue } from './errors.js';
-import { baseUrlSchema, CONNECTION_NAME, applyCeilings, resolveConnection, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
+import { baseUrlSchema, CONNECTION_NAME, applyCeilings, resolveConnection, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
 import { DEFAULTS } from './config.js';
 import { limitSchema, MAX_LIMITS } from './limits.js';
 import { isWellFormed } from './operations/common.js';
@@ -30,8 +30,8 @@ const connectionSchema = z.union([
 ]);
 
 const retrySchema = z.strictObject({
-  attempts: z.number().int().min(1).max(100).default(5),
-  backoffMs: z.number().int().min(0).max(3_600_000).default(1000),
+  attempts: z.number().int().min(1).max(100).default(DEFAULTS.retryAttempts),
+  backoffMs: z.number().int().min(0).max(3_600_000).default(DEFAULTS.retryBackoffMs),
 });
 
 const rolloutStep = z.union([
@@ -58,7 +58,7 @@ const discoverSchema = z.strictObject({
   workflowName: z.string().min(1).max(256).regex(/^[^,()\s]+$/, 'must not contain spaces, commas or parentheses'),
   version: z.number().int().min(0).optional(),
   status: z.array(z.enum(CONDUCTOR_STATUSES)).min(1).default(['RUNNING', 'PAUSED']),
-  pageSize: z.number().int().min(1).max(5000).default(5000),
+  pageSize: z.number().int().min(1).max(DEFAULTS.discoveryPageSize).default(DEFAULTS.discoveryPageSize),
   /** Discovery stops once the campaign holds this many targets (status `discoverStopped: MAX_TARGETS`). */
   maxTargets: z.number().int().min(1).max(10_000_000).default(DEFAULTS.discoveryMaxTargets),
   /** Discovery stops adding pages this long after it started in this process (`discoverStopped: DEADLINE`). */
@@ -67,10 +67,26 @@ const discoverSchema = z.strictObject({
 
 export type DiscoverSpec = z.infer<typeof discoverSchema>;
 
-const operationSchema = z.discriminatedUnion(
-  'type',
-  OPERATIONS.map((o) => o.schema) as unknown as [z.ZodObject, ...z.ZodObject[]],
-);
+/**
+ * An operation module's schema as the discriminated union takes it: an object with a literal
+ * `type`. Strict at run time; typed with the loose config so the parsed spec keeps the type of
+ * the operation's other fields (unknown here, each module's own after `op.schema.parse`).
+ */
+type OperationSchema = z.ZodObject<{ type: z.ZodLiteral<string> }, z.core.$loose>;
+
+function isOperationSchema(schema: z.ZodType): schema is OperationSchema {
+  return schema instanceof z.ZodObject && schema.shape.type instanceof z.ZodLiteral;
+}
+
+function operationSchemas(): [OperationSchema, ...OperationSchema[]] {
+  const [first, ...rest] = OPERATIONS.map((o) => o.schema);
+  if (first === undefined || !isOperationSchema(first) || !rest.every(isOperationSchema)) {
+    throw new Error('every operation schema must be an object with a literal "type"');
+  }
+  return [first, ...rest];
+}
+
+const operationSchema = z.discriminatedUnion('type', operationSchemas());
 
 const specSchema = z.strictObject({
   id: z.string().regex(CAMPAIGN_ID, 'must match ^[A-Za-z0-9_-]{1,64}$').optional(),
@@ -78,29 +94,28 @@ const specSchema = z.strictObject({
   name: z.string().max(200).regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters').optional(),
   connection: connectionSchema,
   operation: operationSchema,
-  retry: retrySchema.default({ attempts: 5, backoffMs: 1000 }),
+  // Parsed from nothing, so an absent `retry` takes the field defaults above (a getter: the
+  // JSON Schema shows the object).
+  retry: retrySchema.default(() => retrySchema.parse({})),
   limits: z.array(limitSchema).max(MAX_LIMITS, `at most ${MAX_LIMITS} limits per campaign`).default([]),
   rollout: rolloutSchema.optional(),
   dryRun: z.boolean().default(false),
   targets: z.union([z.array(z.unknown()), z.strictObject({ discover: discoverSchema })]).optional(),
 });
 
-export interface CampaignSpec {
-  readonly id?: string;
-  readonly name?: string;
+/**
+ * A validated spec: the schema's output (defaults applied; `dryRun`: only the read calls are
+ * made, outcomes recorded as would-upgrade / would-skip / would-fail) with its connection and
+ * limits resolved against the operator's registry.
+ */
+export type CampaignSpec = Readonly<Omit<z.output<typeof specSchema>, 'connection' | 'limits'>> & {
   /** Resolved against the operator's registry: what the campaign may use, never what it asked. */
   readonly connection: ResolvedConnection;
-  readonly operation: { readonly type: string } & Record<string, unknown>;
-  readonly retry: { readonly attempts: number; readonly backoffMs: number };
   /** The spec's limits under the connection's registry ceilings (`shared` ones are the registry's). */
   readonly limits: readonly EffectiveLimit[];
   /** Why the registry changed what the spec asked (a clipped figure); shown in the status hash. */
   readonly warnings?: readonly string[];
-  readonly rollout?: RolloutSpec;
-  /** Only the read calls are made; outcomes are recorded as would-upgrade / would-skip / would-fail. */
-  readonly dryRun: boolean;
-  readonly targets?: unknown[] | { readonly discover: DiscoverSpec };
-}
+};
 
 function fieldPath(path: readonly PropertyKey[]): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
@@ -117,13 +132,8 @@ export function parseSpec(text: string, source: string, connections: ConnectionR
   return validateSpec(raw, source, connections);
 }
 
-export interface RolloutSpec {
-  /** Cumulative: a percentage of the targets, or `{count}` targets. */
-  readonly steps: readonly (number | { readonly count: number })[];
-  readonly maxFailureRatio?: number;
-  readonly minSamples: number;
-  readonly gate: 'auto' | 'manual';
-}
+/** Steps are cumulative: a percentage of the targets, or `{count}` targets. */
+export type RolloutSpec = z.output<typeof rolloutSchema>;
 
 /**
  * A rollout's steps as cumulative target counts for a campaign of `total` targets: rounded up,
@@ -195,7 +205,7 @@ export function validateSpec(raw: unknown, source: string, connections: Connecti
       issues: parsed.error.issues.map((i) => ({ path: issuePath(i.path), message: i.message })),
     });
   }
-  const data = parsed.data as unknown as Omit<CampaignSpec, 'connection' | 'limits'> & { connection: ConnectionInput; limits: CampaignSpec['limits'] };
+  const data = parsed.data;
   const connection = resolveConnection(data.connection, connections, data.operation.type, source);
   const { limits, warnings } = applyCeilings(data.limits, connections.connections[connection.name]!);
   return { ...data, connection, limits, ...(warnings.length > 0 ? { warnings } : {}) };
@@ -249,7 +259,7 @@ export function targetSchemaFor(op: OperationModule<any>): z.ZodType<Target> {
   if (!schema) {
     schema = z
       .object({ [op.targetIdField]: targetId, ...(op.targetFields ?? {}) })
-      .catchall(extraValue) as unknown as z.ZodType<Target>;
+      .catchall(extraValue) as z.ZodType<Target>;
     targetSchemas.set(op.type, schema);
   }
   return schema;

@@ -18,6 +18,7 @@ import {
   type UpshiftConfig,
   type ConnectionRegistry,
 } from '../shared/index.js';
+import { masterNodes } from '../shared/redis.js';
 import { Archiver } from './archiver.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
@@ -182,7 +183,7 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
  */
 async function wakeLegacyBlocked(redis: Redis, prefix: string, scripts: Scripts, log: Logger): Promise<void> {
   const head = `${prefix}:sched:blocked:`;
-  const nodes = typeof (redis as unknown as { nodes?: unknown }).nodes === 'function' ? (redis as unknown as { nodes(role: string): Redis[] }).nodes('master') : [redis];
+  const nodes = masterNodes(redis);
   let woke = 0;
   for (const node of nodes) {
     let cursor = '0';

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { campaignKeys, redisTimeMs, schedulerKeys, type ResolvedLimit } from '../../shared/index.js';
+import { campaignKeys, DEFAULTS, redisTimeMs, schedulerKeys, type ResolvedLimit } from '../../shared/index.js';
 
 /** One resolved limit key value of a campaign and how full it is right now. */
 export interface LimitUsage {
@@ -34,7 +34,7 @@ export async function readLimitUsage(
   campaignId: string,
   opts: { readonly maxKeys?: number } = {},
 ): Promise<LimitUsageReport | null> {
-  const maxKeys = opts.maxKeys ?? 1000;
+  const maxKeys = opts.maxKeys ?? DEFAULTS.limitUsageMaxKeys;
   const keys = campaignKeys(prefix, campaignId);
   if ((await redis.exists(keys.status)) === 0) return null;
 

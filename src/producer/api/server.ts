@@ -207,9 +207,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   queue.on('error', (err) => log.debug({ err: err.message }, 'bull board queue error'));
   const board = new FastifyAdapter();
   board.setBasePath('/admin/queues');
-  // @bull-board/fastify pins its own copy of @bull-board/api: the same shapes, distinct declarations.
-  const serverAdapter = board as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'];
-  createBullBoard({ queues: [new BullMQAdapter(queue, { readOnlyMode: true })], serverAdapter });
+  createBullBoard({ queues: [new BullMQAdapter(queue, { readOnlyMode: true })], serverAdapter: board });
   await app.register(board.registerPlugin(), { prefix: '/admin/queues' });
   app.addHook('onClose', async () => {
     await metrics.close();
