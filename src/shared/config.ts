@@ -50,6 +50,9 @@ export const DEFAULTS = Object.freeze({
   maxRetryAfterMs: 300_000,
   /** Worker: cap on one exponential backoff step. */
   maxBackoffMs: 600_000,
+  /** Spec: the range a connection's `timeoutMs` may take (checked at enqueue, clamped again by the worker). */
+  minCallTimeoutMs: 100,
+  maxCallTimeoutMs: 600_000,
   /** HTTP: a platform call's timeout (connect to last byte) when the spec names none. */
   callTimeoutMs: 10_000,
   /** HTTP: answer bodies are read up to this size, then cut off. */
@@ -87,6 +90,12 @@ export const DEFAULTS = Object.freeze({
   recordScanBatch: 1000,
   /** API: most distinct limit keys one limit-usage read looks at (`GET /campaigns/:id/limits`). */
   limitUsageMaxKeys: 1000,
+  /** Worker: campaigns whose spec and connection entry a worker keeps parsed (least recently used go). */
+  campaignCacheEntries: 1000,
+  /** Worker: failed BullMQ jobs (a worker bug, not a target's failure) kept for a look. */
+  failedJobsKept: 1000,
+  /** Worker start: keys one SCAN step asks for while looking for pre-round-robin `blocked:` sets. */
+  scanCount: 1000,
   /** Producer: a staging campaign whose producer wrote nothing for this long counts as abandoned. */
   stagingTtlMs: 600_000,
   /** A completed or cancelled campaign's data expires this long after it ended. */

@@ -13,7 +13,7 @@ import { OPERATIONS, operationFor, type OperationModule, type Target } from './o
 
 export const CAMPAIGN_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-const timeoutMs = z.number().int().min(100).max(600_000);
+const timeoutMs = z.number().int().min(DEFAULTS.minCallTimeoutMs).max(DEFAULTS.maxCallTimeoutMs);
 
 /**
  * A registered connection's name, or a copy of a registered entry (accepted only when it equals

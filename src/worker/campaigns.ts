@@ -38,7 +38,7 @@ export class CampaignCache {
     private readonly redis: Redis,
     private readonly prefix: string,
     private readonly connections: ConnectionRegistry,
-    private readonly maxEntries = 1000,
+    private readonly maxEntries: number = DEFAULTS.campaignCacheEntries,
   ) {}
 
   get(id: string): Promise<Campaign | null> {
@@ -63,7 +63,7 @@ export class CampaignCache {
     const parsed = JSON.parse(json) as CampaignSpec;
     // The stored spec is input too: a timeout outside the spec's bounds is brought back inside.
     const t = parsed.connection.timeoutMs;
-    const timeoutMs = typeof t === 'number' && Number.isFinite(t) ? Math.min(Math.max(t, 100), 600_000) : DEFAULTS.callTimeoutMs;
+    const timeoutMs = typeof t === 'number' && Number.isFinite(t) ? Math.min(Math.max(t, DEFAULTS.minCallTimeoutMs), DEFAULTS.maxCallTimeoutMs) : DEFAULTS.callTimeoutMs;
     const spec: CampaignSpec = { ...parsed, connection: { ...parsed.connection, timeoutMs } };
     return {
       id,

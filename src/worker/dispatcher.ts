@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import { encodeJob, jobOfPick, type DispatchResult, type Logger, type Scripts, type TargetJobData } from '../shared/index.js';
+import { DEFAULTS, encodeJob, jobOfPick, type DispatchResult, type Logger, type Scripts, type TargetJobData } from '../shared/index.js';
 
 /**
  * Moves runnable targets from the scheduler into BullMQ. It runs when something may have made
@@ -66,7 +66,7 @@ export class Dispatcher {
           name: 'target',
           data: encodeJob(jobOfPick(p)),
           // Outcomes live in the campaign's hash; a failed job (a worker bug) stays for a look.
-          opts: { jobId: p.holder, removeOnComplete: true, removeOnFail: { count: 1000 } },
+          opts: { jobId: p.holder, removeOnComplete: true, removeOnFail: { count: DEFAULTS.failedJobsKept } },
         })),
       );
     }

@@ -188,7 +188,7 @@ async function wakeLegacyBlocked(redis: Redis, prefix: string, scripts: Scripts,
   for (const node of nodes) {
     let cursor = '0';
     do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', `${head.replace(/[*?[\]]/g, (ch) => `\\${ch}`)}*`, 'COUNT', 1000);
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${head.replace(/[*?[\]]/g, (ch) => `\\${ch}`)}*`, 'COUNT', DEFAULTS.scanCount);
       cursor = next;
       for (const key of keys) woke += await scripts.wakeLegacyBlocked(key.slice(head.length));
     } while (cursor !== '0');
