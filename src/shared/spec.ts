@@ -4,7 +4,7 @@ import { baseUrlSchema, CONNECTION_NAME, applyCeilings, resolveConnection, type 
 import { DEFAULTS } from './config.js';
 import { limitSchema, MAX_LIMITS } from './limits.js';
 import { isWellFormed } from './operations/common.js';
-import { OPERATIONS, operationFor, type OperationModule, type Target } from './operations/index.js';
+import { operationFor, operationSchema as operationSchemaFromTable, type OperationModule, type Target } from './operations/index.js';
 
 /**
  * The campaign spec: the public contract of the producer (documented in README.md).
@@ -67,10 +67,8 @@ const discoverSchema = z.strictObject({
 
 export type DiscoverSpec = z.infer<typeof discoverSchema>;
 
-const operationSchema = z.discriminatedUnion(
-  'type',
-  OPERATIONS.map((o) => o.schema) as unknown as [z.ZodObject, ...z.ZodObject[]],
-);
+// Lazy: built from the platform table on first use, after every platform has been registered.
+const operationSchema = z.lazy(() => operationSchemaFromTable('the campaign spec schema'));
 
 const specSchema = z.strictObject({
   id: z.string().regex(CAMPAIGN_ID, 'must match ^[A-Za-z0-9_-]{1,64}$').optional(),
@@ -244,7 +242,7 @@ const extraValue = z.union([z.string().max(1024), z.number().refine(Number.isFin
 
 const targetSchemas = new Map<string, z.ZodType<Target>>();
 
-export function targetSchemaFor(op: OperationModule<any>): z.ZodType<Target> {
+export function targetSchemaFor(op: OperationModule): z.ZodType<Target> {
   let schema = targetSchemas.get(op.type);
   if (!schema) {
     schema = z

@@ -3,7 +3,7 @@ import { UpshiftError } from '../errors.js';
 import { errorFromResponse, isSuccess, parseJson, type HttpResponse } from '../http.js';
 import { isPlainObject, nameString } from './common.js';
 import { applyJsonPatch, patchSchema } from './patch.js';
-import type { ApplyContext, OperationModule } from './types.js';
+import type { ApplyContext, OperationModule, PlatformAdapter } from './types.js';
 
 const schema = z.strictObject({
   type: z.literal('nected.updateWorkflow'),
@@ -34,7 +34,6 @@ function headers({ operation, credential }: ApplyContext<Op>): Record<string, st
  */
 export const nectedUpdateWorkflow: OperationModule<Op> = {
   type: 'nected.updateWorkflow',
-  platform: 'nected',
   schema,
   targetIdField: 'entityId',
   targetKey: (t) => String(t.entityId),
@@ -63,4 +62,10 @@ export const nectedUpdateWorkflow: OperationModule<Op> = {
       `checksum still stale after ${operation.conflictRetries + 1} rounds`,
     );
   },
+};
+
+export const nected: PlatformAdapter<'nected'> = {
+  name: 'nected',
+  secretHeaders: ['nected-api-key'],
+  operations: [nectedUpdateWorkflow],
 };
