@@ -1,19 +1,10 @@
 import { z } from 'zod';
+import { SANDBOX_KEYS, sandboxPlatforms, type SandboxPlatformName } from './platforms.js';
 
-/** The API keys the sandbox accepts by default, one per platform. Not secrets: test values. */
-export const SANDBOX_KEYS = {
-  alloy: 'sandbox-alloy-key',
-  conductor: 'sandbox-conductor-key',
-  tallyfy: 'sandbox-tallyfy-key',
-  nected: 'sandbox-nected-key',
-} as const;
+export { SANDBOX_KEYS };
 
-export interface SandboxKeys {
-  alloy: string;
-  conductor: string;
-  tallyfy: string;
-  nected: string;
-}
+/** The API key each platform accepts, by platform name. */
+export type SandboxKeys = { [K in SandboxPlatformName]: string } & { [platform: string]: string };
 
 export interface SandboxOptions {
   /** TCP port on 127.0.0.1; 0 picks a free one. */
@@ -50,6 +41,7 @@ export interface SandboxOptions {
   conflictStatus: 409 | 400;
   /** PRNG seed: the same seed and the same request sequence give the same faults. */
   seed: number;
+  /** Every registered platform's key; the ones not given are its `defaultKey`. */
   keys: SandboxKeys;
   /** Keep every platform request in `Sandbox.received`. */
   record: boolean;
@@ -149,23 +141,28 @@ const configShape = {
 /** Strict: an unknown option is a typo the caller should hear about. */
 export const configSchema = z.strictObject(configShape).partial();
 
-const optionsSchema = z
-  .strictObject({
-    ...configShape,
-    port: z.number().int().min(0).max(65535),
-    host: z.string().min(1),
-    seed: z.number().int(),
-    keys: z.strictObject({ alloy: z.string(), conductor: z.string(), tallyfy: z.string(), nected: z.string() }).partial(),
-    record: z.boolean(),
-  })
-  .partial();
+/** Built per call: `keys` names the platforms registered by then. */
+function optionsSchema() {
+  const names = sandboxPlatforms().map((p) => p.name);
+  return z
+    .strictObject({
+      ...configShape,
+      port: z.number().int().min(0).max(65535),
+      host: z.string().min(1),
+      seed: z.number().int(),
+      keys: z.strictObject(Object.fromEntries(names.map((n) => [n, z.string().optional()]))),
+      record: z.boolean(),
+    })
+    .partial();
+}
 
 /** Merges caller options over the defaults; throws a readable error on a bad value. */
 export function resolveOptions(opts: Partial<SandboxOptions> = {}): SandboxOptions {
-  const parsed = optionsSchema.safeParse(opts);
+  const parsed = optionsSchema().safeParse(opts);
   if (!parsed.success) throw new Error(`invalid sandbox options: ${z.prettifyError(parsed.error)}`);
   const { keys, ...rest } = parsed.data;
-  return { ...DEFAULT_OPTIONS, ...definedOnly(rest), keys: { ...SANDBOX_KEYS, ...definedOnly(keys ?? {}) } };
+  const defaultKeys = Object.fromEntries(sandboxPlatforms().map((p) => [p.name, p.defaultKey]));
+  return { ...DEFAULT_OPTIONS, ...definedOnly(rest), keys: { ...SANDBOX_KEYS, ...defaultKeys, ...definedOnly(keys ?? {}) } };
 }
 
 /** Validates a runtime configuration change; throws a readable error on a bad value. */
