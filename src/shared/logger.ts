@@ -22,7 +22,7 @@ function redactPaths(): string[] {
   return ['credential', '*.credential', 'password', '*.password', ...headerPaths(secretHeaders(), ['', '*.'])];
 }
 
-export function createLogger(level: string, name = 'upshift'): Logger {
-  // Logs go to stderr: stdout belongs to command output (`--json`, reports).
-  return pino({ name, level, redact: { paths: redactPaths(), censor: '[redacted]' } }, pino.destination(2));
+/** Logs go to stderr unless `destination` says otherwise: stdout belongs to command output (`--json`, reports). */
+export function createLogger(level: string, name = 'upshift', destination: pino.DestinationStream = pino.destination(2)): Logger {
+  return pino({ name, level, redact: { paths: redactPaths(), censor: '[redacted]' } }, destination);
 }
