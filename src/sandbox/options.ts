@@ -161,8 +161,9 @@ export function resolveOptions(opts: Partial<SandboxOptions> = {}): SandboxOptio
   const parsed = optionsSchema().safeParse(opts);
   if (!parsed.success) throw new Error(`invalid sandbox options: ${z.prettifyError(parsed.error)}`);
   const { keys, ...rest } = parsed.data;
-  const defaultKeys = Object.fromEntries(sandboxPlatforms().map((p) => [p.name, p.defaultKey]));
-  return { ...DEFAULT_OPTIONS, ...definedOnly(rest), keys: { ...SANDBOX_KEYS, ...defaultKeys, ...definedOnly(keys ?? {}) } };
+  // The registry holds the table's rows (SANDBOX_KEYS) and the platforms registered since.
+  const registeredKeys = Object.fromEntries(sandboxPlatforms().map((p) => [p.name, p.defaultKey]));
+  return { ...DEFAULT_OPTIONS, ...definedOnly(rest), keys: { ...SANDBOX_KEYS, ...registeredKeys, ...definedOnly(keys ?? {}) } };
 }
 
 /** Validates a runtime configuration change; throws a readable error on a bad value. */

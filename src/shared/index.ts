@@ -5,7 +5,7 @@ export { HttpClient, NotSentError, buildUrl, errorFromResponse, isSuccess, parse
 export { type TargetJobData } from './jobs.js';
 export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';
 export { compileLimits, connectionId, LimitKeyError, MAX_LIMITS, type LimitSpec, type ResolvedLimit } from './limits.js';
-export { createLogger, headerPaths, type Logger } from './logger.js';
+export { createLogger, secretHeaderPaths, type Logger } from './logger.js';
 export { OPERATIONS, operationFor, PLATFORMS, platforms, registerPlatform, secretHeaders, type ApplyContext, type OperationModule, type OperationType, type PlatformAdapter, type PlatformName, type Target } from './operations/index.js';
 export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutcome, type RecordedOutcome, type Outcome, type PauseReason, type ReasonCode, type ReasonInfo } from './reasons.js';
 export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type Redis } from './redis.js';

@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, operationFor, platforms, registerPlatform, scrubError, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { createLogger, operationFor, platforms, registerPlatform, scrubError, secretHeaderPaths, streamReport, type ReportLine } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { credentialRef } from '../support/fleet.js';
 import { testConnectionsWith } from '../support/connections.js';
@@ -51,6 +51,8 @@ describe('adding a platform is one module', () => {
     createLogger('info', 'test', sink).info({ req: { headers: { 'x-acme-auth': 'acme-secret-value' } } }, 'call');
     expect(out).toContain('"x-acme-auth":"[redacted]"');
     expect(out).not.toContain('acme-secret-value');
+    // The API's request logs (src/producer/api/server.ts) take the same paths under `req.`.
+    expect(secretHeaderPaths(['req.'])).toContain('req.headers["x-acme-auth"]');
   });
 
   it('scrubs its secret header from stored errors, and only registered headers', () => {

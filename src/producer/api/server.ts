@@ -18,7 +18,7 @@ import {
   scrubError,
   type ConnectionRegistry,
 } from '../../shared/index.js';
-import { headerPaths, secretHeaders } from '../../shared/index.js';
+import { secretHeaderPaths } from '../../shared/index.js';
 import { authGuard } from './auth.js';
 import { registerCampaignRoutes } from './campaigns.js';
 import { registerDashboard } from './dashboard.js';
@@ -76,7 +76,7 @@ export function checkAuthConfig(apiToken: string | undefined, insecureNoAuth: bo
  * Headers and cookies that carry the token, and the platforms' credential headers (from the
  * platform table); scrubbed from every log line the API writes.
  */
-const redactPaths = (): string[] => headerPaths(['authorization', 'cookie', ...secretHeaders()], ['req.', '', '*.']);
+const redactPaths = (): string[] => secretHeaderPaths(['req.', '', '*.'], ['authorization', 'cookie']);
 
 /**
  * The HTTP producer API, the dashboard and Bull Board, as a Fastify instance that is ready but
