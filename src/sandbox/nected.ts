@@ -14,6 +14,7 @@ import {
   parseJson,
   type HandlerEnv,
   type Operation,
+  type PlatformConfig,
   type PlatformRequest,
   type Reply,
   type Route,
@@ -47,6 +48,18 @@ const fixtures: z.ZodType<NectedFixtures> = z.strictObject({
     .optional(),
 });
 
+export interface NectedOptions {
+  /** Share of Nected PATCHes that meet a simulated concurrent edit just before the checksum check. */
+  conflictRate: number;
+  /** Status for a stale Nected checksum; the docs leave it open (409, or 400 naming the checksum). */
+  conflictStatus: 409 | 400;
+}
+
+const config: PlatformConfig<NectedOptions> = {
+  shape: { conflictRate: z.number().min(0).max(1), conflictStatus: z.union([z.literal(409), z.literal(400)]) },
+  defaults: { conflictRate: 0, conflictStatus: 409 },
+};
+
 interface NectedWorkflow {
   entityId: string;
   branch: string;
@@ -70,6 +83,8 @@ class NectedState {
     return createHash('sha256').update(`${JSON.stringify(graph)}\n${this.revision}`).digest('hex');
   }
 }
+
+type Env = HandlerEnv<NectedState, NectedOptions>;
 
 /** Nected returns entityId and checksum beside the graph; they are not part of the stored graph. */
 function stripNectedMeta(doc: Record<string, unknown>): Record<string, unknown> {
@@ -100,17 +115,17 @@ export const nectedTarget = (branch: string, entityId: string): string => `necte
 
 const target = (req: PlatformRequest): string => nectedTarget(branchOf(req), req.params.entityId!);
 
-function unauthorized(req: PlatformRequest, env: HandlerEnv<NectedState>): Reply | undefined {
+function unauthorized(req: PlatformRequest, env: Env): Reply | undefined {
   return header(req, 'nected-api-key') === env.key ? undefined : fail(401, 'invalid or missing Nected-API-Key');
 }
 
-function lookup(req: PlatformRequest, env: HandlerEnv<NectedState>): NectedWorkflow | undefined {
+function lookup(req: PlatformRequest, env: Env): NectedWorkflow | undefined {
   return env.state.workflows.get(compositeKey(branchOf(req), req.params.entityId!));
 }
 
 /* GET /dev/v1/workflow/{entity-id} -------------------------------------------------------------- */
 
-const getWorkflow: Operation<NectedState> = {
+const getWorkflow: Operation<NectedState, NectedOptions> = {
   target,
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -156,20 +171,20 @@ function validateGraph(doc: unknown): string | undefined {
 }
 
 /** Another writer saves the workflow first: the graph and its checksum move under the caller. */
-function simulateConcurrentEdit(wf: NectedWorkflow, env: HandlerEnv<NectedState>): void {
+function simulateConcurrentEdit(wf: NectedWorkflow, env: Env): void {
   const n = env.conflictInjected();
   wf.graph = { ...wf.graph, description: `concurrent edit ${n}` };
   wf.checksum = env.state.nextChecksum(wf.graph);
 }
 
-function staleChecksum(env: HandlerEnv<NectedState>): Reply {
+function staleChecksum(env: Env): Reply {
   if (env.config.conflictStatus === 400) {
     return { status: 400, body: { code: 'CHECKSUM_MISMATCH', message: STALE_MESSAGE, data: null } };
   }
   return { status: 409, body: { code: 'CONFLICT', message: STALE_MESSAGE, data: null } };
 }
 
-const updateWorkflow: Operation<NectedState> = {
+const updateWorkflow: Operation<NectedState, NectedOptions> = {
   target,
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -184,7 +199,7 @@ const updateWorkflow: Operation<NectedState> = {
     const wf = lookup(req, env);
     if (!wf) return fail(404, 'workflow not found');
 
-    if (env.faults.concurrentEdit(env.config)) simulateConcurrentEdit(wf, env);
+    if (env.faults.concurrentEdit(env.config.conflictRate)) simulateConcurrentEdit(wf, env);
     if (doc.checksum !== wf.checksum) return staleChecksum(env);
 
     // The server replaces the entire stored graph: fields the client left out are gone.
@@ -195,11 +210,11 @@ const updateWorkflow: Operation<NectedState> = {
   },
 };
 
-const routes: Route<NectedState>[] = [
+const routes: Route<NectedState, NectedOptions>[] = [
   { pattern: ['dev', 'v1', 'workflow', ':entityId'], methods: { GET: getWorkflow, PATCH: updateWorkflow } },
 ];
 
-export const nectedSandbox: SandboxPlatform<'nected', NectedState, NectedFixtures> = {
+export const nectedSandbox: SandboxPlatform<'nected', NectedState, NectedFixtures, NectedOptions> = {
   name: 'nected',
   defaultKey: 'sandbox-nected-key',
   fixtures,
@@ -215,5 +230,6 @@ export const nectedSandbox: SandboxPlatform<'nected', NectedState, NectedFixture
   clear: (state) => state.workflows.clear(),
   snapshot: (state) => ({ workflows: [...state.workflows.values()] }),
   error,
+  config,
   routes,
 };

@@ -6,7 +6,7 @@
 import type { z } from 'zod';
 import { alloySandbox } from './alloy.js';
 import { conductorSandbox } from './conductor.js';
-import type { HandlerEnv, PlatformRequest, Reply, SandboxPlatform } from './http.js';
+import type { HandlerEnv, PlatformConfig, PlatformRequest, Reply, SandboxPlatform } from './http.js';
 import { nectedSandbox } from './nected.js';
 import { tallyfySandbox } from './tallyfy.js';
 
@@ -29,8 +29,14 @@ export const SANDBOX_KEYS = Object.freeze(Object.fromEntries(SANDBOX_PLATFORMS.m
   readonly [P in Builtin as P['name']]: string;
 };
 
-/** What every platform's handlers share: the sandbox's config, faults and counters. */
-export type SharedEnv = Omit<HandlerEnv<unknown>, 'state' | 'key'>;
+type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never;
+
+/** The table's platforms' own options, all together (their names do not clash). */
+export type PlatformOptions = UnionToIntersection<OptionsOf<Builtin>>;
+type OptionsOf<P> = P extends { readonly config?: PlatformConfig<infer C> } ? C : never;
+
+/** What every platform's handlers share: the sandbox's config (every platform's options in it), faults and counters. */
+export type SharedEnv = Omit<HandlerEnv<unknown, Record<string, unknown>>, 'state' | 'key'>;
 
 export interface BoundOperation {
   handle(req: PlatformRequest): Reply;
@@ -57,6 +63,8 @@ export interface PlatformInstance {
 interface Registered {
   readonly name: string;
   readonly defaultKey: string;
+  readonly configShape: z.ZodRawShape;
+  readonly configDefaults: Readonly<Record<string, unknown>>;
   instantiate(shared: SharedEnv, key: string): PlatformInstance;
 }
 
@@ -67,22 +75,32 @@ const registry: Registered[] = [];
  * section loaded and shown, its key accepted under `keys[name]`. The rows of `SANDBOX_PLATFORMS`
  * come in through here too.
  */
-export function registerSandboxPlatform<S, F>(platform: SandboxPlatform<string, S, F>): void {
+export function registerSandboxPlatform<S, F, C extends object>(platform: SandboxPlatform<string, S, F, C>): void {
   if (registry.some((r) => r.name === platform.name)) throw new Error(`sandbox platform ${platform.name} is already registered`);
-  registry.push({ name: platform.name, defaultKey: platform.defaultKey, instantiate: (shared, key) => instantiate(platform, shared, key) });
+  const configShape: z.ZodRawShape = { ...platform.config?.shape };
+  const taken = registry.flatMap((r) => Object.keys(r.configShape)).filter((k) => Object.hasOwn(configShape, k));
+  if (taken.length > 0) throw new Error(`sandbox platform ${platform.name}: options ${taken.join(', ')} are another platform's`);
+  registry.push({
+    name: platform.name,
+    defaultKey: platform.defaultKey,
+    configShape,
+    configDefaults: { ...platform.config?.defaults },
+    instantiate: (shared, key) => instantiate(platform, shared, key),
+  });
 }
 
 // Each row's state and handlers come from the row itself, so registering it with its state and
 // fixture types erased (TypeScript cannot infer them from the union of rows) loses nothing.
-for (const p of SANDBOX_PLATFORMS) registerSandboxPlatform<unknown, unknown>(p);
+for (const p of SANDBOX_PLATFORMS) registerSandboxPlatform<unknown, unknown, object>(p);
 
 export function sandboxPlatforms(): readonly Registered[] {
   return registry;
 }
 
-function instantiate<S, F>(p: SandboxPlatform<string, S, F>, shared: SharedEnv, key: string): PlatformInstance {
+function instantiate<S, F, C extends object>(p: SandboxPlatform<string, S, F, C>, shared: SharedEnv, key: string): PlatformInstance {
   const state = p.createState();
-  const env: HandlerEnv<S> = { ...shared, state, key };
+  // The sandbox's config holds every registered platform's options, parsed by their shapes.
+  const env: HandlerEnv<S, C> = { ...shared, config: shared.config as HandlerEnv<S, C>['config'], state, key };
   return {
     name: p.name,
     routes: p.routes.map((route) => ({

@@ -19,6 +19,7 @@ import { FaultInjector, type TransportFault } from './faults.js';
 import { writeReply, type PlatformRequest, type Reply } from './http.js';
 import {
   compileLimitKeyPattern,
+  configOf,
   parseConfig,
   resolveOptions,
   type SandboxConfig,
@@ -68,18 +69,7 @@ export interface Sandbox {
 
 export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<Sandbox> {
   const options = resolveOptions(opts);
-  const config: Required<SandboxConfig> = {
-    latencyMs: options.latencyMs,
-    resetRate: options.resetRate,
-    slowRate: options.slowRate,
-    slowMs: options.slowMs,
-    failRate: options.failRate,
-    throttleRate: options.throttleRate,
-    retryAfterS: options.retryAfterS,
-    conflictRate: options.conflictRate,
-    conflictStatus: options.conflictStatus,
-    limitKeyPattern: options.limitKeyPattern,
-  };
+  const config = configOf(options);
   const waiters: { n: number; resolve: () => void }[] = [];
   const wakeWaiters = (): void => {
     const seen = stats.snapshotRequests();

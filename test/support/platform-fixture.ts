@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { errorFromResponse, isSuccess, parseJson as parseResponse, registerPlatform, UpshiftError, type OperationModule, type PlatformAdapter } from '../../src/shared/index.js';
-import { header, isPlainObject, parseJson as parseRequest, type Reply, type Route, type SandboxPlatform } from '../../src/sandbox/http.js';
+import { header, isPlainObject, parseJson as parseRequest, type PlatformConfig, type Reply, type Route, type SandboxPlatform } from '../../src/sandbox/http.js';
 import { registerSandboxPlatform } from '../../src/sandbox/index.js';
 
 /* Step 1: the operation (calling side) ------------------------------------------------------ */
@@ -58,10 +58,17 @@ export interface AcmeFixtures {
 /** flowId -> version */
 type AcmeState = Map<string, number>;
 
+interface AcmeOptions {
+  /** Acme is in maintenance: every migration is answered 423. */
+  acmeLocked: boolean;
+}
+
+const config: PlatformConfig<AcmeOptions> = { shape: { acmeLocked: z.boolean() }, defaults: { acmeLocked: false } };
+
 const error = (status: number, message: string): unknown => ({ error: { status, message } });
 const fail = (status: number, message: string): Reply => ({ status, body: error(status, message) });
 
-const routes: Route<AcmeState>[] = [
+const routes: Route<AcmeState, AcmeOptions>[] = [
   {
     pattern: ['acme', 'v1', 'flows', ':flowId', 'migrate'],
     methods: {
@@ -69,6 +76,7 @@ const routes: Route<AcmeState>[] = [
         target: (req) => `acme:${req.params.flowId!}`,
         handle(req, env) {
           if (header(req, 'x-acme-auth') !== env.key) return fail(401, 'bad token');
+          if (env.config.acmeLocked) return fail(423, 'maintenance');
           const parsed = parseRequest(req.body);
           if (!parsed.ok || !isPlainObject(parsed.value) || !Number.isInteger(parsed.value.toVersion)) {
             return fail(400, 'body must be {"toVersion": <integer>}');
@@ -87,7 +95,7 @@ const routes: Route<AcmeState>[] = [
   },
 ];
 
-export const acmeSandbox: SandboxPlatform<'acme', AcmeState, AcmeFixtures> = {
+export const acmeSandbox: SandboxPlatform<'acme', AcmeState, AcmeFixtures, AcmeOptions> = {
   name: 'acme',
   defaultKey: 'sandbox-acme-key',
   fixtures: z.strictObject({
@@ -100,6 +108,7 @@ export const acmeSandbox: SandboxPlatform<'acme', AcmeState, AcmeFixtures> = {
   clear: (state) => state.clear(),
   snapshot: (state) => ({ flows: [...state].map(([flowId, version]) => ({ flowId, version })) }),
   error,
+  config,
   routes,
 };
 

@@ -62,7 +62,7 @@ describe('adding a platform is one module', () => {
     expect(scrubbed).toContain('trace-1234');
   });
 
-  it('serves its route in the sandbox, with its own key and error shape', async () => {
+  it('serves its route in the sandbox, with its own key, error shape, fixtures and option', async () => {
     sandbox.load({ acme: { flows: [{ flowId: 'f-0', version: 1 }] } });
     const call = (key: string) =>
       fetch(`${sandbox.url}/acme/v1/flows/f-0/migrate`, {
@@ -76,6 +76,13 @@ describe('adding a platform is one module', () => {
     const current = await call(acmeSandbox.defaultKey);
     expect(await current.json()).toEqual({ migrated: false });
     expect(() => sandbox.load({ acme: { flows: [{ flowId: 'f-1' }] } })).toThrow(/invalid sandbox fixtures/);
+    // Its own option, set like the common ones.
+    const configure = (body: unknown) =>
+      fetch(`${sandbox.url}/__sandbox/config`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await configure({ acmeLocked: 'yes' })).status).toBe(400);
+    expect((await configure({ acmeLocked: true })).status).toBe(204);
+    expect((await call(acmeSandbox.defaultKey)).status).toBe(423);
+    expect((await configure({ acmeLocked: false })).status).toBe(204);
     sandbox.reset();
   });
 
