@@ -1,5 +1,5 @@
 /**
- * A throwaway seventh platform, "Acme Flows", added the way docs/ARCHITECTURE.md ("How to add a
+ * A throwaway extra platform, "Acme Flows", added the way docs/ARCHITECTURE.md ("How to add a
  * platform") says, step by step, in this one module and nowhere else. Importing it registers it:
  * import it before anything builds a logger, validates a spec or starts a sandbox.
  *
