@@ -8,11 +8,14 @@ export {
   loadConfig,
   readStatus,
   REASONS,
+  registerPlatform,
   streamReport,
   validateSpec,
   type CampaignSpec,
   type CampaignStatus,
+  type OperationModule,
+  type PlatformAdapter,
   type ReasonCode,
   type ReportLine,
 } from './shared/index.js';
-export { startSandbox, SANDBOX_KEYS, type Sandbox, type SandboxFixtures } from './sandbox/index.js';
+export { registerSandboxPlatform, startSandbox, SANDBOX_KEYS, type Sandbox, type SandboxFixtures, type SandboxPlatform } from './sandbox/index.js';

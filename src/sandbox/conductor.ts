@@ -11,26 +11,25 @@ import {
   parseJson,
   type HandlerEnv,
   type Operation,
-  type Platform,
   type PlatformRequest,
   type Reply,
   type Route,
+  type SandboxPlatform,
 } from './http.js';
-import type { ConductorDefinitionFixture } from './state.js';
+import { ConductorState, fixtures, type ConductorDefinitionFixture, type ConductorFixtures } from './conductor-state.js';
 
-const conductor: Platform = {
-  name: 'conductor',
-  error: (status, message) => ({ status, message, retryable: false }),
-};
+export type { ConductorDefinitionFixture, ConductorExecutionFixture, ConductorStatus } from './conductor-state.js';
 
-const fail = (status: number, message: string): Reply => ({ status, body: conductor.error(status, message) });
+const error = (status: number, message: string): unknown => ({ status, message, retryable: false });
+
+const fail = (status: number, message: string): Reply => ({ status, body: error(status, message) });
 
 export const execTarget = (id: string): string => `conductor:exec:${id}`;
 export const defTarget = (name: string): string => `conductor:def:${name}`;
 
 /** Every Conductor call starts here: `X-Authorization: <key>`, exact. */
-function unauthorized(req: PlatformRequest, env: HandlerEnv): Reply | undefined {
-  if (req.headers['x-authorization'] !== env.keys.conductor) {
+function unauthorized(req: PlatformRequest, env: HandlerEnv<ConductorState>): Reply | undefined {
+  if (req.headers['x-authorization'] !== env.key) {
     return { status: 401, body: { message: 'Unauthorized', retryable: false } };
   }
   return undefined;
@@ -59,7 +58,7 @@ const isReply = (x: object): x is Reply => 'status' in x;
 
 /* GET /api/workflow/{id}?includeTasks= -------------------------------------------------------- */
 
-const getExecution: Operation = {
+const getExecution: Operation<ConductorState> = {
   target: (req) => execTarget(req.params.id!),
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -67,7 +66,7 @@ const getExecution: Operation = {
     const includeTasks = booleanParam(req.query, 'includeTasks', true);
     if (typeof includeTasks === 'string') return fail(400, includeTasks);
 
-    const exec = env.state.conductorExecutions.get(req.params.id!);
+    const exec = env.state.executions.get(req.params.id!);
     if (!exec) return fail(404, `No such workflow found by id: ${req.params.id!}`);
 
     const { taskOutput, ...rest } = exec;
@@ -108,7 +107,7 @@ function validateUpgradeBody(v: unknown): UpgradeBody | string {
   return v as unknown as UpgradeBody;
 }
 
-const upgradeExecution: Operation = {
+const upgradeExecution: Operation<ConductorState> = {
   target: (req) => execTarget(req.params.id!),
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -119,7 +118,7 @@ const upgradeExecution: Operation = {
     if (typeof body === 'string') return fail(400, body);
 
     const id = req.params.id!;
-    const exec = env.state.conductorExecutions.get(id);
+    const exec = env.state.executions.get(id);
     if (!exec) return fail(404, `No such workflow found by id: ${id}`);
     if (exec.status !== 'RUNNING' && exec.status !== 'PAUSED') return fail(409, 'workflow is not running');
     if (body.name !== exec.workflowName) {
@@ -138,7 +137,7 @@ const upgradeExecution: Operation = {
 
 /* GET /api/metadata/workflow/{name}?version= ----------------------------------------------------- */
 
-const getDefinition: Operation = {
+const getDefinition: Operation<ConductorState> = {
   target: (req) => defTarget(req.params.name!),
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -177,7 +176,7 @@ function definitionName(req: PlatformRequest): string | undefined {
     : undefined;
 }
 
-const putDefinition: Operation = {
+const putDefinition: Operation<ConductorState> = {
   target(req) {
     const name = definitionName(req);
     return name === undefined ? undefined : defTarget(name);
@@ -196,7 +195,7 @@ const putDefinition: Operation = {
     const invalid = validateDefinition(read.value);
     if (invalid) {
       const [path, message] = invalid;
-      return { status: 400, body: { ...conductor.error(400, message) as object, validationErrors: [{ path, message }] } };
+      return { status: 400, body: { ...(error(400, message) as object), validationErrors: [{ path, message }] } };
     }
     const def = structuredClone(read.value) as ConductorDefinitionFixture;
 
@@ -245,7 +244,7 @@ function intParam(query: URLSearchParams, name: string, fallback: number): numbe
   return /^\d+$/.test(raw) ? Number(raw) : `query parameter ${name} must be a non-negative integer`;
 }
 
-const searchExecutions: Operation = {
+const searchExecutions: Operation<ConductorState> = {
   target: () => undefined,
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -260,7 +259,7 @@ const searchExecutions: Operation = {
     const sort = req.query.get('sort');
     if (sort !== null && !/^\w+:(ASC|DESC)$/.test(sort)) return fail(400, 'sort must be <field>:ASC or <field>:DESC');
 
-    const matches = [...env.state.conductorExecutions.values()].filter((e) => {
+    const matches = [...env.state.executions.values()].filter((e) => {
       const fields: Record<string, string> = {
         workflowType: e.workflowName,
         status: e.status,
@@ -281,11 +280,23 @@ const searchExecutions: Operation = {
   },
 };
 
-export const conductorRoutes: Route[] = [
+const routes: Route<ConductorState>[] = [
   // Before ':id', which would otherwise take "search" for an execution id.
-  { pattern: ['api', 'workflow', 'search'], platform: conductor, methods: { GET: searchExecutions } },
-  { pattern: ['api', 'workflow', ':id'], platform: conductor, methods: { GET: getExecution } },
-  { pattern: ['api', 'workflow', ':id', 'upgrade'], platform: conductor, methods: { POST: upgradeExecution } },
-  { pattern: ['api', 'metadata', 'workflow'], platform: conductor, methods: { PUT: putDefinition } },
-  { pattern: ['api', 'metadata', 'workflow', ':name'], platform: conductor, methods: { GET: getDefinition } },
+  { pattern: ['api', 'workflow', 'search'], methods: { GET: searchExecutions } },
+  { pattern: ['api', 'workflow', ':id'], methods: { GET: getExecution } },
+  { pattern: ['api', 'workflow', ':id', 'upgrade'], methods: { POST: upgradeExecution } },
+  { pattern: ['api', 'metadata', 'workflow'], methods: { PUT: putDefinition } },
+  { pattern: ['api', 'metadata', 'workflow', ':name'], methods: { GET: getDefinition } },
 ];
+
+export const conductorSandbox: SandboxPlatform<'conductor', ConductorState, ConductorFixtures> = {
+  name: 'conductor',
+  defaultKey: 'sandbox-conductor-key',
+  fixtures,
+  createState: () => new ConductorState(),
+  load: (state, f) => state.load(f),
+  clear: (state) => state.clear(),
+  snapshot: (state) => state.snapshot(),
+  error,
+  routes,
+};

@@ -23,7 +23,6 @@ export interface FaultRates {
   resetRate: number;
   throttleRate: number;
   failRate: number;
-  conflictRate: number;
   slowRate: number;
 }
 
@@ -74,8 +73,8 @@ export class FaultInjector {
     return rates.slowRate > 0 && this.slow() < rates.slowRate;
   }
 
-  /** Whether a concurrent edit lands just before this PATCH's checksum check. */
-  concurrentEdit(rates: FaultRates): boolean {
-    return rates.conflictRate > 0 && this.conflicts() < rates.conflictRate;
+  /** Whether a concurrent edit lands just before this write's checksum check, at `conflictRate`. */
+  concurrentEdit(conflictRate: number): boolean {
+    return conflictRate > 0 && this.conflicts() < conflictRate;
   }
 }

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { z } from 'zod';
 import type { FaultInjector } from './faults.js';
-import type { SandboxConfig, SandboxKeys } from './options.js';
-import type { SandboxState } from './state.js';
+import type { CommonConfig } from './options.js';
 
 /** What a handler decides; the server adds latency and writes it. `body: undefined` = empty body. */
 export interface Reply {
@@ -21,11 +21,14 @@ export interface PlatformRequest {
   body: string;
 }
 
-/** What handlers may touch besides the request. */
-export interface HandlerEnv {
-  state: SandboxState;
-  keys: SandboxKeys;
-  config: Required<SandboxConfig>;
+/** What a platform's handlers may touch besides the request (`C`: the platform's own options). */
+export interface HandlerEnv<S, C extends object = object> {
+  /** This platform's own state (its `SandboxPlatform.createState()`). */
+  state: S;
+  /** The API key this platform accepts (the `keys` option, or its `defaultKey`). */
+  key: string;
+  /** The sandbox's current configuration: the common options and this platform's own. */
+  config: Readonly<Required<CommonConfig> & C>;
   faults: FaultInjector;
   /** Counts one successful state change for a target key. */
   applied(targetKey: string): void;
@@ -33,23 +36,59 @@ export interface HandlerEnv {
   conflictInjected(): number;
 }
 
-export interface Operation {
-  handle(req: PlatformRequest, env: HandlerEnv): Reply;
+export interface Operation<S, C extends object = object> {
+  handle(req: PlatformRequest, env: HandlerEnv<S, C>): Reply;
   /** The target key this request addresses, for `requestsByTarget`; undefined when not knowable. */
   target?(req: PlatformRequest): string | undefined;
 }
 
-/** Each platform words its errors differently; routes share one of these per platform. */
-export interface Platform {
-  name: 'alloy' | 'conductor' | 'tallyfy' | 'nected';
-  error(status: number, message: string): unknown;
-}
-
-export interface Route {
+export interface Route<S, C extends object = object> {
   /** Path segments after the leading '/'; ':name' captures one decoded segment. */
   pattern: readonly string[];
-  platform: Platform;
-  methods: Readonly<Record<string, Operation>>;
+  methods: Readonly<Record<string, Operation<S, C>>>;
+}
+
+/**
+ * A platform's own options: set beside the common ones (`startSandbox({...})`, `POST
+ * /__sandbox/config`, changeable while running), each checked by its schema.
+ */
+export interface PlatformConfig<C extends object> {
+  readonly shape: { readonly [K in keyof C]: z.ZodType<C[K]> };
+  readonly defaults: C;
+}
+
+/**
+ * One platform of the sandbox: its routes, its state and fixtures, its key. A new platform is
+ * one module exporting one of these and one row in `SANDBOX_PLATFORMS` (./platforms.ts), or a
+ * `registerSandboxPlatform()` call before `startSandbox()`. `S` is its state (one per sandbox),
+ * `F` its section of the fixtures (`load()`/`state()` under `name`), `C` its own options.
+ */
+export interface SandboxPlatform<Name extends string, S, F, C extends object = object> {
+  readonly name: Name;
+  /** The API key it accepts unless the `keys` option says otherwise (a test value, no secret). */
+  readonly defaultKey: string;
+  /** Strict schema of its fixtures section: an unknown field is a typo the caller should hear about. */
+  readonly fixtures: z.ZodType<F>;
+  createState(): S;
+  /** Adds or replaces records; `fixtures` were parsed by `fixtures` and are the caller's no more. */
+  load(state: S, fixtures: F): void;
+  clear(state: S): void;
+  /** Its state in fixture shape (loading it into an empty sandbox gives the same state). */
+  snapshot(state: S): F;
+  /** Each platform words its errors differently: the body of an error answer with this status. */
+  error(status: number, message: string): unknown;
+  /** Options of its own, if it has any; their names must not clash with another platform's. */
+  readonly config?: PlatformConfig<C>;
+  /** Its paths must not collide with another platform's: all share one port. */
+  readonly routes: readonly Route<S, C>[];
+}
+
+/**
+ * A key made of several ids. JSON of an array, because ids may contain any character
+ * (a separator like ':' or '/' could make two different pairs collide).
+ */
+export function compositeKey(...parts: string[]): string {
+  return JSON.stringify(parts);
 }
 
 /* Helpers ------------------------------------------------------------------------------------ */

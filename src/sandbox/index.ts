@@ -1,6 +1,7 @@
 /**
- * In-memory stand-in for Alloy Embedded, Conductor (Orkes), Tallyfy and Nected, for tests, the
- * demo and benchmarks: one node:http server, strict like the real APIs, with seeded faults.
+ * In-memory stand-in for Alloy Embedded, Conductor (Orkes), Tallyfy and Nected (and any platform
+ * registered with `registerSandboxPlatform`), for tests, the demo and benchmarks: one node:http
+ * server, strict like the real APIs, with seeded faults.
  *
  * Where the platform docs are silent, the sandbox decides (and clients must cope with the real
  * platform possibly differing):
@@ -14,6 +15,7 @@
  * - Faults act like a proxy in front of the platform: before auth, before any state change.
  */
 export { startSandbox, type Sandbox } from './server.js';
-export { SANDBOX_KEYS, type SandboxOptions } from './options.js';
-export type { SandboxFixtures } from './state.js';
+export { SANDBOX_KEYS, type SandboxKeys, type SandboxOptions } from './options.js';
+export { registerSandboxPlatform, SANDBOX_PLATFORMS, type SandboxFixtures, type SandboxPlatformName } from './platforms.js';
+export { compositeKey, type HandlerEnv, type Operation, type PlatformRequest, type Reply, type Route, type SandboxPlatform } from './http.js';
 export type { SandboxStats } from './stats.js';

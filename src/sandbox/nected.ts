@@ -3,7 +3,10 @@
  * Errors are `{"code","message","data":null}`. The status of a stale checksum is not documented:
  * `conflictStatus` picks 409 CONFLICT or 400 CHECKSUM_MISMATCH (whose message names the checksum).
  */
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import {
+  compositeKey,
   header,
   isJsonContentType,
   isPlainObject,
@@ -11,12 +14,83 @@ import {
   parseJson,
   type HandlerEnv,
   type Operation,
-  type Platform,
+  type PlatformConfig,
   type PlatformRequest,
   type Reply,
   type Route,
+  type SandboxPlatform,
 } from './http.js';
-import { compositeKey, stripNectedMeta, type NectedWorkflow } from './state.js';
+
+export interface NectedWorkflowFixture {
+  entityId: string;
+  /** `Nected-Branch` header value; absent or "" = default branch. */
+  branch?: string;
+  /** name, description, startNode, nodes, edges, trigger, settings, ... (no checksum, no entityId). */
+  graph: Record<string, unknown>;
+  /** Computed from the graph when absent. */
+  checksum?: string;
+}
+
+export interface NectedFixtures {
+  workflows?: NectedWorkflowFixture[];
+}
+
+const fixtures: z.ZodType<NectedFixtures> = z.strictObject({
+  workflows: z
+    .array(
+      z.strictObject({
+        entityId: z.string(),
+        branch: z.string().optional(),
+        graph: z.record(z.string(), z.unknown()),
+        checksum: z.string().optional(),
+      }),
+    )
+    .optional(),
+});
+
+export interface NectedOptions {
+  /** Share of Nected PATCHes that meet a simulated concurrent edit just before the checksum check. */
+  conflictRate: number;
+  /** Status for a stale Nected checksum; the docs leave it open (409, or 400 naming the checksum). */
+  conflictStatus: 409 | 400;
+}
+
+const config: PlatformConfig<NectedOptions> = {
+  shape: { conflictRate: z.number().min(0).max(1), conflictStatus: z.union([z.literal(409), z.literal(400)]) },
+  defaults: { conflictRate: 0, conflictStatus: 409 },
+};
+
+interface NectedWorkflow {
+  entityId: string;
+  branch: string;
+  graph: Record<string, unknown>;
+  checksum: string;
+}
+
+class NectedState {
+  /** compositeKey(branch, entityId) -> workflow */
+  readonly workflows = new Map<string, NectedWorkflow>();
+  /**
+   * Feeds every checksum. Never reset, so a checksum once handed out is never handed out again
+   * for a different revision, even across `reset()`/`load()` (a client holding an old one must
+   * always be refused).
+   */
+  private revision = 0;
+
+  /** sha256 of the graph plus a revision number: it changes on every write, even an identical one. */
+  nextChecksum(graph: Record<string, unknown>): string {
+    this.revision += 1;
+    return createHash('sha256').update(`${JSON.stringify(graph)}\n${this.revision}`).digest('hex');
+  }
+}
+
+type Env = HandlerEnv<NectedState, NectedOptions>;
+
+/** Nected returns entityId and checksum beside the graph; they are not part of the stored graph. */
+function stripNectedMeta(doc: Record<string, unknown>): Record<string, unknown> {
+  const { checksum: _checksum, entityId: _entityId, ...graph } = doc;
+  return graph;
+}
 
 const CODES: Record<number, string> = {
   400: 'BAD_REQUEST',
@@ -28,12 +102,9 @@ const CODES: Record<number, string> = {
   415: 'UNSUPPORTED_MEDIA_TYPE',
 };
 
-const nected: Platform = {
-  name: 'nected',
-  error: (status, message) => ({ code: CODES[status] ?? 'INTERNAL_ERROR', message, data: null }),
-};
+const error = (status: number, message: string): unknown => ({ code: CODES[status] ?? 'INTERNAL_ERROR', message, data: null });
 
-const fail = (status: number, message: string): Reply => ({ status, body: nected.error(status, message) });
+const fail = (status: number, message: string): Reply => ({ status, body: error(status, message) });
 
 const STALE_MESSAGE = 'checksum mismatch: workflow was modified';
 
@@ -44,17 +115,17 @@ export const nectedTarget = (branch: string, entityId: string): string => `necte
 
 const target = (req: PlatformRequest): string => nectedTarget(branchOf(req), req.params.entityId!);
 
-function unauthorized(req: PlatformRequest, env: HandlerEnv): Reply | undefined {
-  return header(req, 'nected-api-key') === env.keys.nected ? undefined : fail(401, 'invalid or missing Nected-API-Key');
+function unauthorized(req: PlatformRequest, env: Env): Reply | undefined {
+  return header(req, 'nected-api-key') === env.key ? undefined : fail(401, 'invalid or missing Nected-API-Key');
 }
 
-function lookup(req: PlatformRequest, env: HandlerEnv): NectedWorkflow | undefined {
-  return env.state.nectedWorkflows.get(compositeKey(branchOf(req), req.params.entityId!));
+function lookup(req: PlatformRequest, env: Env): NectedWorkflow | undefined {
+  return env.state.workflows.get(compositeKey(branchOf(req), req.params.entityId!));
 }
 
 /* GET /dev/v1/workflow/{entity-id} -------------------------------------------------------------- */
 
-const getWorkflow: Operation = {
+const getWorkflow: Operation<NectedState, NectedOptions> = {
   target,
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -100,20 +171,20 @@ function validateGraph(doc: unknown): string | undefined {
 }
 
 /** Another writer saves the workflow first: the graph and its checksum move under the caller. */
-function simulateConcurrentEdit(wf: NectedWorkflow, env: HandlerEnv): void {
+function simulateConcurrentEdit(wf: NectedWorkflow, env: Env): void {
   const n = env.conflictInjected();
   wf.graph = { ...wf.graph, description: `concurrent edit ${n}` };
   wf.checksum = env.state.nextChecksum(wf.graph);
 }
 
-function staleChecksum(env: HandlerEnv): Reply {
+function staleChecksum(env: Env): Reply {
   if (env.config.conflictStatus === 400) {
     return { status: 400, body: { code: 'CHECKSUM_MISMATCH', message: STALE_MESSAGE, data: null } };
   }
   return { status: 409, body: { code: 'CONFLICT', message: STALE_MESSAGE, data: null } };
 }
 
-const updateWorkflow: Operation = {
+const updateWorkflow: Operation<NectedState, NectedOptions> = {
   target,
   handle(req, env) {
     const denied = unauthorized(req, env);
@@ -128,7 +199,7 @@ const updateWorkflow: Operation = {
     const wf = lookup(req, env);
     if (!wf) return fail(404, 'workflow not found');
 
-    if (env.faults.concurrentEdit(env.config)) simulateConcurrentEdit(wf, env);
+    if (env.faults.concurrentEdit(env.config.conflictRate)) simulateConcurrentEdit(wf, env);
     if (doc.checksum !== wf.checksum) return staleChecksum(env);
 
     // The server replaces the entire stored graph: fields the client left out are gone.
@@ -139,10 +210,26 @@ const updateWorkflow: Operation = {
   },
 };
 
-export const nectedRoutes: Route[] = [
-  {
-    pattern: ['dev', 'v1', 'workflow', ':entityId'],
-    platform: nected,
-    methods: { GET: getWorkflow, PATCH: updateWorkflow },
-  },
+const routes: Route<NectedState, NectedOptions>[] = [
+  { pattern: ['dev', 'v1', 'workflow', ':entityId'], methods: { GET: getWorkflow, PATCH: updateWorkflow } },
 ];
+
+export const nectedSandbox: SandboxPlatform<'nected', NectedState, NectedFixtures, NectedOptions> = {
+  name: 'nected',
+  defaultKey: 'sandbox-nected-key',
+  fixtures,
+  createState: () => new NectedState(),
+  load(state, f) {
+    for (const w of f.workflows ?? []) {
+      const branch = w.branch ?? '';
+      const graph = stripNectedMeta(w.graph);
+      const checksum = w.checksum ?? state.nextChecksum(graph);
+      state.workflows.set(compositeKey(branch, w.entityId), { entityId: w.entityId, branch, graph, checksum });
+    }
+  },
+  clear: (state) => state.workflows.clear(),
+  snapshot: (state) => ({ workflows: [...state.workflows.values()] }),
+  error,
+  config,
+  routes,
+};

@@ -1,21 +1,13 @@
 import { z } from 'zod';
+import { SANDBOX_KEYS, sandboxPlatforms, type PlatformOptions, type SandboxPlatformName } from './platforms.js';
 
-/** The API keys the sandbox accepts by default, one per platform. Not secrets: test values. */
-export const SANDBOX_KEYS = {
-  alloy: 'sandbox-alloy-key',
-  conductor: 'sandbox-conductor-key',
-  tallyfy: 'sandbox-tallyfy-key',
-  nected: 'sandbox-nected-key',
-} as const;
+export { SANDBOX_KEYS };
 
-export interface SandboxKeys {
-  alloy: string;
-  conductor: string;
-  tallyfy: string;
-  nected: string;
-}
+/** The API key each platform accepts, by platform name. */
+export type SandboxKeys = { [K in SandboxPlatformName]: string } & { [platform: string]: string };
 
-export interface SandboxOptions {
+/** The options every sandbox has; each platform may add its own (`SandboxPlatform.config`). */
+export interface CommonOptions {
   /** TCP port on 127.0.0.1; 0 picks a free one. */
   port: number;
   /** Interface to bind; loopback unless a container needs it reachable (`0.0.0.0`). */
@@ -44,12 +36,9 @@ export interface SandboxOptions {
   throttleRate: number;
   /** Integer seconds sent in Retry-After (on 429 and injected 503). */
   retryAfterS: number;
-  /** Share of Nected PATCHes that meet a simulated concurrent edit just before the checksum check. */
-  conflictRate: number;
-  /** Status for a stale Nected checksum; the docs leave it open (409, or 400 naming the checksum). */
-  conflictStatus: 409 | 400;
   /** PRNG seed: the same seed and the same request sequence give the same faults. */
   seed: number;
+  /** Every registered platform's key; the ones not given are its `defaultKey`. */
   keys: SandboxKeys;
   /** Keep every platform request in `Sandbox.received`. */
   record: boolean;
@@ -66,24 +55,19 @@ export interface SandboxOptions {
   limitKeyPattern: string | null;
 }
 
-/** What can change on a running sandbox, programmatically or via `POST /__sandbox/config`. */
-export type SandboxConfig = Partial<
-  Pick<
-    SandboxOptions,
-    | 'latencyMs'
-    | 'resetRate'
-    | 'slowRate'
-    | 'slowMs'
-    | 'failRate'
-    | 'throttleRate'
-    | 'retryAfterS'
-    | 'conflictRate'
-    | 'conflictStatus'
-    | 'limitKeyPattern'
-  >
+/** The common options that can change on a running sandbox. */
+export type CommonConfig = Pick<
+  CommonOptions,
+  'latencyMs' | 'resetRate' | 'slowRate' | 'slowMs' | 'failRate' | 'throttleRate' | 'retryAfterS' | 'limitKeyPattern'
 >;
 
-export const DEFAULT_OPTIONS: Readonly<SandboxOptions> = Object.freeze({
+/** The common options and the table's platforms' own (`conflictRate`, `conflictStatus` of Nected). */
+export type SandboxOptions = CommonOptions & PlatformOptions;
+
+/** What can change on a running sandbox, programmatically or via `POST /__sandbox/config`. */
+export type SandboxConfig = Partial<CommonConfig & PlatformOptions>;
+
+const DEFAULT_OPTIONS: Readonly<CommonOptions> = Object.freeze({
   port: 0,
   host: '127.0.0.1',
   latencyMs: 0,
@@ -93,8 +77,6 @@ export const DEFAULT_OPTIONS: Readonly<SandboxOptions> = Object.freeze({
   failRate: 0,
   throttleRate: 0,
   retryAfterS: 1,
-  conflictRate: 0,
-  conflictStatus: 409,
   seed: 1,
   keys: { ...SANDBOX_KEYS },
   record: false,
@@ -133,7 +115,7 @@ const limitKeyPattern = z
     }
   });
 
-const configShape = {
+const commonConfigShape = {
   latencyMs: z.number().int().min(0),
   resetRate: rate,
   slowRate: rate,
@@ -141,36 +123,57 @@ const configShape = {
   failRate: rate,
   throttleRate: rate,
   retryAfterS: z.number().int().min(0),
-  conflictRate: rate,
-  conflictStatus: z.union([z.literal(409), z.literal(400)]),
   limitKeyPattern,
 };
 
-/** Strict: an unknown option is a typo the caller should hear about. */
-export const configSchema = z.strictObject(configShape).partial();
+/** The common configuration shape and every registered platform's own options. */
+function configShape(): z.ZodRawShape {
+  return Object.assign({}, commonConfigShape, ...sandboxPlatforms().map((p) => p.configShape));
+}
 
-const optionsSchema = z
-  .strictObject({
-    ...configShape,
-    port: z.number().int().min(0).max(65535),
-    host: z.string().min(1),
-    seed: z.number().int(),
-    keys: z.strictObject({ alloy: z.string(), conductor: z.string(), tallyfy: z.string(), nected: z.string() }).partial(),
-    record: z.boolean(),
-  })
-  .partial();
+/** Strict: an unknown option is a typo the caller should hear about. */
+const configSchema = () => z.strictObject(configShape()).partial();
+
+/** Built per call: `keys` names the platforms registered by then. */
+function optionsSchema() {
+  const names = sandboxPlatforms().map((p) => p.name);
+  return z
+    .strictObject({
+      ...configShape(),
+      port: z.number().int().min(0).max(65535),
+      host: z.string().min(1),
+      seed: z.number().int(),
+      keys: z.strictObject(Object.fromEntries(names.map((n) => [n, z.string().optional()]))),
+      record: z.boolean(),
+    })
+    .partial();
+}
 
 /** Merges caller options over the defaults; throws a readable error on a bad value. */
 export function resolveOptions(opts: Partial<SandboxOptions> = {}): SandboxOptions {
-  const parsed = optionsSchema.safeParse(opts);
+  const parsed = optionsSchema().safeParse(opts);
   if (!parsed.success) throw new Error(`invalid sandbox options: ${z.prettifyError(parsed.error)}`);
   const { keys, ...rest } = parsed.data;
-  return { ...DEFAULT_OPTIONS, ...definedOnly(rest), keys: { ...SANDBOX_KEYS, ...definedOnly(keys ?? {}) } };
+  // The registry holds the table's rows (SANDBOX_KEYS) and the platforms registered since.
+  const registeredKeys = Object.fromEntries(sandboxPlatforms().map((p) => [p.name, p.defaultKey]));
+  const platformDefaults = Object.assign({}, ...sandboxPlatforms().map((p) => p.configDefaults)) as PlatformOptions;
+  return {
+    ...DEFAULT_OPTIONS,
+    ...platformDefaults,
+    ...definedOnly(rest),
+    keys: { ...SANDBOX_KEYS, ...registeredKeys, ...definedOnly(keys ?? {}) },
+  };
+}
+
+/** The part of resolved options that can change while the sandbox runs. */
+export function configOf(options: SandboxOptions): Required<SandboxConfig> {
+  // Every key of the configuration schema is set in resolved options (defaults included).
+  return Object.fromEntries(Object.keys(configShape()).map((k) => [k, options[k as keyof SandboxOptions]])) as Required<SandboxConfig>;
 }
 
 /** Validates a runtime configuration change; throws a readable error on a bad value. */
 export function parseConfig(input: unknown): SandboxConfig {
-  const parsed = configSchema.safeParse(input);
+  const parsed = configSchema().safeParse(input);
   if (!parsed.success) throw new Error(`invalid sandbox config: ${z.prettifyError(parsed.error)}`);
   return definedOnly(parsed.data);
 }

@@ -1,6 +1,6 @@
 /**
- * One node:http server standing in for Alloy, Conductor, Tallyfy and Nected on one port (their
- * paths do not collide). Every platform request goes through the same pipeline, in the order a
+ * One node:http server standing in for every registered platform (./platforms.ts) on one port
+ * (their paths do not collide). Every platform request goes through the same pipeline, in the order a
  * load balancer in front of a real platform would impose:
  *
  *   arrive (in-flight++) -> read body -> target key known (per-key in-flight++) -> reset?
@@ -14,29 +14,25 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { alloyRoutes } from './alloy.js';
-import { conductorRoutes } from './conductor.js';
 import { controlAnswer } from './control.js';
 import { FaultInjector, type TransportFault } from './faults.js';
-import { writeReply, type HandlerEnv, type Operation, type PlatformRequest, type Reply, type Route } from './http.js';
-import { nectedRoutes } from './nected.js';
+import { writeReply, type PlatformRequest, type Reply } from './http.js';
 import {
   compileLimitKeyPattern,
+  configOf,
   parseConfig,
   resolveOptions,
   type SandboxConfig,
   type SandboxOptions,
 } from './options.js';
+import type { BoundOperation, BoundRoute, SharedEnv } from './platforms.js';
 import { SandboxState, type SandboxFixtures } from './state.js';
 import { StatsRecorder, type SandboxStats } from './stats.js';
-import { tallyfyRoutes } from './tallyfy.js';
 
 /** Platform request bodies above this are refused with 413. */
 const MAX_BODY_BYTES = 1024 * 1024;
 /** The control plane takes big fixture files (benchmarks load whole fleets). */
 const MAX_CONTROL_BODY_BYTES = 256 * 1024 * 1024;
-
-const ROUTES: readonly Route[] = [...alloyRoutes, ...conductorRoutes, ...tallyfyRoutes, ...nectedRoutes];
 
 export interface ReceivedRequest {
   method: string;
@@ -73,18 +69,7 @@ export interface Sandbox {
 
 export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<Sandbox> {
   const options = resolveOptions(opts);
-  const config: Required<SandboxConfig> = {
-    latencyMs: options.latencyMs,
-    resetRate: options.resetRate,
-    slowRate: options.slowRate,
-    slowMs: options.slowMs,
-    failRate: options.failRate,
-    throttleRate: options.throttleRate,
-    retryAfterS: options.retryAfterS,
-    conflictRate: options.conflictRate,
-    conflictStatus: options.conflictStatus,
-    limitKeyPattern: options.limitKeyPattern,
-  };
+  const config = configOf(options);
   const waiters: { n: number; resolve: () => void }[] = [];
   const wakeWaiters = (): void => {
     const seen = stats.snapshotRequests();
@@ -94,13 +79,20 @@ export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<
   };
   /** `config.limitKeyPattern`, compiled once per change rather than per request. */
   let limitKeyRe = compile(config.limitKeyPattern);
-  const state = new SandboxState();
   const stats = new StatsRecorder();
   const faults = new FaultInjector(options.seed);
+  const shared: SharedEnv = {
+    config,
+    faults,
+    applied: (key) => stats.applied(key),
+    conflictInjected: () => stats.conflict(),
+  };
+  const state = new SandboxState(shared, options.keys);
+  const routes = state.routes();
   const received: ReceivedRequest[] | null = options.record ? [] : null;
 
   const controls = {
-    load: (fixtures: unknown) => state.load(fixtures as SandboxFixtures),
+    load: (fixtures: unknown) => state.load(fixtures),
     reset: () => {
       state.clear();
       stats.reset();
@@ -116,15 +108,6 @@ export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<
     },
     stats: () => stats.snapshot(),
     state: () => state.snapshot(),
-  };
-
-  const env: HandlerEnv = {
-    state,
-    keys: options.keys,
-    config,
-    faults,
-    applied: (key) => stats.applied(key),
-    conflictInjected: () => stats.conflict(),
   };
 
   async function onPlatformRequest(req: IncomingMessage, res: ServerResponse, rawUrl: string): Promise<void> {
@@ -149,7 +132,7 @@ export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<
       // A client already gone would never 'close' again: counting it now would never end.
       if (limitKey !== undefined && !closed) endKey = stats.beginKey(limitKey);
     };
-    const decision = answer(req.method ?? '', rawUrl, req.headers, body, config, faults, stats, env, onTarget);
+    const decision = answer(req.method ?? '', rawUrl, req.headers, body, config, faults, stats, routes, onTarget);
     if (decision.kind === 'reset') {
       record.fault = 'reset';
       resetConnection(req);
@@ -233,15 +216,15 @@ function answer(
   config: Required<SandboxConfig>,
   faults: FaultInjector,
   stats: StatsRecorder,
-  env: HandlerEnv,
+  routes: readonly BoundRoute[],
   onTarget: (target: string) => void,
 ): Decision {
   const queryAt = rawUrl.indexOf('?');
   const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
   const query = new URLSearchParams(queryAt === -1 ? '' : rawUrl.slice(queryAt + 1));
   const segments = splitPath(rawPath);
-  const match = segments === null ? undefined : matchRoute(segments);
-  const op: Operation | undefined = match && Object.hasOwn(match.route.methods, method) ? match.route.methods[method] : undefined;
+  const match = segments === null ? undefined : matchRoute(routes, segments);
+  const op: BoundOperation | undefined = match && Object.hasOwn(match.route.methods, method) ? match.route.methods[method] : undefined;
   const req: PlatformRequest = { method, params: match?.params ?? {}, query, headers, body: body.text };
 
   // Counted before faults: a throttled or failed attempt still reached (the front of) the target.
@@ -255,7 +238,7 @@ function answer(
   }
   if (fault) return { kind: 'reply', reply: faultReply(fault, config, stats), slow: false };
 
-  const reply = platformAnswer(body, segments, match, op, req, env);
+  const reply = platformAnswer(body, segments, match, op, req);
   const slow = faults.slowAnswer(config);
   if (slow) stats.slowed();
   return { kind: 'reply', reply, slow };
@@ -265,14 +248,13 @@ function answer(
 function platformAnswer(
   body: Body,
   segments: string[] | null,
-  match: { route: Route; params: Record<string, string> } | undefined,
-  op: Operation | undefined,
+  match: { route: BoundRoute; params: Record<string, string> } | undefined,
+  op: BoundOperation | undefined,
   req: PlatformRequest,
-  env: HandlerEnv,
 ): Reply {
   const platformError = (status: number, message: string): Reply => ({
     status,
-    body: match ? match.route.platform.error(status, message) : { message },
+    body: match ? match.route.error(status, message) : { message },
   });
   if (body.tooLarge) return platformError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
   if (segments === null) return { status: 400, body: { message: 'malformed percent-encoding in path' } };
@@ -281,7 +263,7 @@ function platformAnswer(
     return { ...platformError(405, 'method not allowed'), headers: { allow: Object.keys(match.route.methods).join(', ') } };
   }
   try {
-    return op.handle(req, env);
+    return op.handle(req);
   } catch (err) {
     // A sandbox bug: answer it visibly (and count it) rather than hang the client.
     return { status: 500, body: { message: `sandbox error: ${(err as Error).message}` } };
@@ -320,8 +302,8 @@ function splitPath(rawPath: string): string[] | null {
   }
 }
 
-function matchRoute(segments: string[]): { route: Route; params: Record<string, string> } | undefined {
-  for (const route of ROUTES) {
+function matchRoute(routes: readonly BoundRoute[], segments: string[]): { route: BoundRoute; params: Record<string, string> } | undefined {
+  for (const route of routes) {
     if (route.pattern.length !== segments.length) continue;
     const params: Record<string, string> = {};
     const fits = route.pattern.every((part, i) => {

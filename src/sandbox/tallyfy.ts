@@ -3,8 +3,10 @@
  * Tallyfy is a Laravel API: route binding (404) and authorization (403) come before body
  * validation (422, `{"message","errors":{field:[...]}}`), as in Laravel.
  */
+import { z } from 'zod';
 import {
   acceptsJson,
+  compositeKey,
   hasAuthScheme,
   header,
   isJsonContentType,
@@ -12,18 +14,55 @@ import {
   isStringArray,
   parseJson,
   type Operation,
-  type Platform,
   type Reply,
   type Route,
+  type SandboxPlatform,
 } from './http.js';
-import { compositeKey, type TallyfyRunFixture } from './state.js';
 
-const tallyfy: Platform = {
-  name: 'tallyfy',
-  error: (_status, message) => ({ message }),
-};
+export interface TallyfyRunFixture {
+  orgId: string;
+  id: string;
+  name: string;
+  summary?: string;
+  owner_id?: number;
+  tags?: string[];
+  folders?: string[];
+  prerun?: unknown[];
+  /** The key may not update this run: 403. */
+  forbidden?: boolean;
+  /** Set by the sandbox on every update (ISO time). */
+  last_updated?: string;
+}
 
-const fail = (status: number, message: string): Reply => ({ status, body: tallyfy.error(status, message) });
+export interface TallyfyFixtures {
+  runs?: TallyfyRunFixture[];
+}
+
+const fixtures: z.ZodType<TallyfyFixtures> = z.strictObject({
+  runs: z
+    .array(
+      z.strictObject({
+        orgId: z.string(),
+        id: z.string(),
+        name: z.string(),
+        summary: z.string().optional(),
+        owner_id: z.number().int().optional(),
+        tags: z.array(z.string()).optional(),
+        folders: z.array(z.string()).optional(),
+        prerun: z.array(z.unknown()).optional(),
+        forbidden: z.boolean().optional(),
+        last_updated: z.string().optional(),
+      }),
+    )
+    .optional(),
+});
+
+/** compositeKey(orgId, runId) -> run */
+type TallyfyState = Map<string, TallyfyRunFixture>;
+
+const error = (_status: number, message: string): unknown => ({ message });
+
+const fail = (status: number, message: string): Reply => ({ status, body: error(status, message) });
 
 export const tallyfyTarget = (orgId: string, runId: string): string => `tallyfy:${orgId}:${runId}`;
 
@@ -66,10 +105,10 @@ function view(run: TallyfyRunFixture): Record<string, unknown> {
   return structuredClone(visible);
 }
 
-const updateRun: Operation = {
+const updateRun: Operation<TallyfyState> = {
   target: (req) => tallyfyTarget(req.params.orgId!, req.params.runId!),
   handle(req, env) {
-    if (!hasAuthScheme(req, 'bearer', env.keys.tallyfy)) return fail(401, 'Unauthenticated.');
+    if (!hasAuthScheme(req, 'bearer', env.key)) return fail(401, 'Unauthenticated.');
     if (header(req, 'x-tallyfy-client') !== 'APIClient') return fail(400, 'X-Tallyfy-Client header must be APIClient');
     if (!acceptsJson(req)) return fail(406, 'Accept must include application/json');
     if (!isJsonContentType(req)) return fail(415, 'Content-Type must be application/json');
@@ -77,7 +116,7 @@ const updateRun: Operation = {
     if (!parsed.ok) return fail(400, parsed.message);
 
     const { orgId, runId } = req.params as { orgId: string; runId: string };
-    const run = env.state.tallyfyRuns.get(compositeKey(orgId, runId));
+    const run = env.state.get(compositeKey(orgId, runId));
     if (!run) return fail(404, 'not found');
     if (run.forbidden) return fail(403, 'This action is unauthorized.');
 
@@ -90,6 +129,18 @@ const updateRun: Operation = {
   },
 };
 
-export const tallyfyRoutes: Route[] = [
-  { pattern: ['organizations', ':orgId', 'runs', ':runId'], platform: tallyfy, methods: { PUT: updateRun } },
-];
+const routes: Route<TallyfyState>[] = [{ pattern: ['organizations', ':orgId', 'runs', ':runId'], methods: { PUT: updateRun } }];
+
+export const tallyfySandbox: SandboxPlatform<'tallyfy', TallyfyState, TallyfyFixtures> = {
+  name: 'tallyfy',
+  defaultKey: 'sandbox-tallyfy-key',
+  fixtures,
+  createState: () => new Map(),
+  load(state, f) {
+    for (const r of f.runs ?? []) state.set(compositeKey(r.orgId, r.id), r);
+  },
+  clear: (state) => state.clear(),
+  snapshot: (state) => ({ runs: [...state.values()] }),
+  error,
+  routes,
+};

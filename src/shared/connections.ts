@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { DEFAULTS } from './config.js';
 import { InputError } from './errors.js';
 import { limitSchema, MAX_LIMITS, type LimitSpec } from './limits.js';
-import { OPERATIONS } from './operations/index.js';
+import { operationTypes } from './operations/index.js';
 
 /**
  * The connections registry: the operator's list of which credential may be sent to which
@@ -35,15 +35,14 @@ export const baseUrlSchema = z.string().refine((s) => {
   }
 }, 'must be an http(s) URL without query, fragment or credentials');
 
-const OPERATION_TYPES = OPERATIONS.map((o) => o.type) as [string, ...string[]];
-
 const entrySchema = z.strictObject({
   baseUrl: baseUrlSchema,
   credentialRef: z
     .string()
     .regex(CREDENTIAL_REF, 'must be the NAME of an environment variable (A-Z, 0-9, _), never the credential itself')
     .refine((s) => !looksLikeSecret(s), 'looks like a credential value: put the NAME of the environment variable that holds it'),
-  operations: z.array(z.enum(OPERATION_TYPES)).min(1).optional(),
+  // Lazy: built from the platform table on first use, after every platform has been registered.
+  operations: z.array(z.lazy(() => z.enum(operationTypes('the connection registry schema')))).min(1).optional(),
   limits: z.array(limitSchema).max(MAX_LIMITS, `at most ${MAX_LIMITS} limits per connection`).optional(),
   privateNetwork: z.boolean().default(false),
 });

@@ -5,8 +5,8 @@ export { HttpClient, NotSentError, buildUrl, errorFromResponse, isSuccess, parse
 export { campaignOfHolder, decodeJob, encodeJob, jobOfPick, type TargetJob, type TargetJobData } from './jobs.js';
 export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';
 export { compileLimits, connectionId, LimitKeyError, MAX_LIMITS, type LimitSpec, type ResolvedLimit } from './limits.js';
-export { createLogger, type Logger } from './logger.js';
-export { OPERATIONS, operationFor, type ApplyContext, type OperationModule, type Target } from './operations/index.js';
+export { createLogger, secretHeaderPaths, type Logger } from './logger.js';
+export { OPERATIONS, operationFor, PLATFORMS, platforms, registerPlatform, secretHeaders, type ApplyContext, type OperationModule, type OperationType, type PlatformAdapter, type PlatformName, type Target } from './operations/index.js';
 export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutcome, type RecordedOutcome, type Outcome, type PauseReason, type ReasonCode, type ReasonInfo } from './reasons.js';
 export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type Redis } from './redis.js';
 export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type DispatchResult, type Pick, type Scripts } from './scripts/index.js';

@@ -4,7 +4,7 @@ import { baseUrlSchema, CONNECTION_NAME, applyCeilings, resolveConnection, type 
 import { DEFAULTS } from './config.js';
 import { limitSchema, MAX_LIMITS } from './limits.js';
 import { isWellFormed } from './operations/common.js';
-import { OPERATIONS, operationFor, type OperationModule, type Target } from './operations/index.js';
+import { operationFor, operationSchema as operationSchemaFromTable, type OperationModule, type Target } from './operations/index.js';
 
 /**
  * The campaign spec: the public contract of the producer (documented in README.md).
@@ -67,26 +67,8 @@ const discoverSchema = z.strictObject({
 
 export type DiscoverSpec = z.infer<typeof discoverSchema>;
 
-/**
- * An operation module's schema as the discriminated union takes it: an object with a literal
- * `type`. Strict at run time; typed with the loose config so the parsed spec keeps the type of
- * the operation's other fields (unknown here, each module's own after `op.schema.parse`).
- */
-type OperationSchema = z.ZodObject<{ type: z.ZodLiteral<string> }, z.core.$loose>;
-
-function isOperationSchema(schema: z.ZodType): schema is OperationSchema {
-  return schema instanceof z.ZodObject && schema.shape.type instanceof z.ZodLiteral;
-}
-
-function operationSchemas(): [OperationSchema, ...OperationSchema[]] {
-  const [first, ...rest] = OPERATIONS.map((o) => o.schema);
-  if (first === undefined || !isOperationSchema(first) || !rest.every(isOperationSchema)) {
-    throw new Error('every operation schema must be an object with a literal "type"');
-  }
-  return [first, ...rest];
-}
-
-const operationSchema = z.discriminatedUnion('type', operationSchemas());
+// Lazy: built from the platform table on first use, after every platform has been registered.
+const operationSchema = z.lazy(() => operationSchemaFromTable('the campaign spec schema'));
 
 const specSchema = z.strictObject({
   id: z.string().regex(CAMPAIGN_ID, 'must match ^[A-Za-z0-9_-]{1,64}$').optional(),
@@ -254,7 +236,7 @@ const extraValue = z.union([z.string().max(1024), z.number().refine(Number.isFin
 
 const targetSchemas = new Map<string, z.ZodType<Target>>();
 
-export function targetSchemaFor(op: OperationModule<any>): z.ZodType<Target> {
+export function targetSchemaFor(op: OperationModule): z.ZodType<Target> {
   let schema = targetSchemas.get(op.type);
   if (!schema) {
     schema = z

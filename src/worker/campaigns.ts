@@ -15,7 +15,7 @@ import {
 export interface Campaign {
   readonly id: string;
   readonly spec: CampaignSpec;
-  readonly op: OperationModule<any>;
+  readonly op: OperationModule;
   readonly keys: CampaignKeys;
   /** The Retry-After unit: base URL and credential name. */
   readonly connection: string;

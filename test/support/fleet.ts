@@ -6,13 +6,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SANDBOX_KEYS, type SandboxFixtures } from '../../src/sandbox/index.js';
 
-/** Environment variables holding the sandbox's keys, as `credentialRef` names them. */
-export const CREDENTIAL_ENV = {
-  UPSHIFT_TEST_ALLOY_KEY: SANDBOX_KEYS.alloy,
-  UPSHIFT_TEST_CONDUCTOR_KEY: SANDBOX_KEYS.conductor,
-  UPSHIFT_TEST_TALLYFY_KEY: SANDBOX_KEYS.tallyfy,
-  UPSHIFT_TEST_NECTED_KEY: SANDBOX_KEYS.nected,
-} as const;
+/** The variable holding a platform's sandbox key, as a spec's `credentialRef` names it. */
+export const credentialRef = <N extends string>(platform: N): `UPSHIFT_TEST_${Uppercase<N>}_KEY` =>
+  `UPSHIFT_TEST_${platform.toUpperCase() as Uppercase<N>}_KEY`;
+
+type CredentialEnv = { readonly [N in keyof typeof SANDBOX_KEYS as ReturnType<typeof credentialRef<N>>]: string };
+
+/** Environment variables holding the sandbox's keys (one per platform of the table). */
+export const CREDENTIAL_ENV = Object.freeze(
+  Object.fromEntries(Object.entries(SANDBOX_KEYS).map(([platform, key]) => [credentialRef(platform), key])),
+) as CredentialEnv;
 
 export function setCredentialEnv(): void {
   Object.assign(process.env, CREDENTIAL_ENV);

@@ -18,6 +18,7 @@ import {
   scrubError,
   type ConnectionRegistry,
 } from '../../shared/index.js';
+import { secretHeaderPaths } from '../../shared/index.js';
 import { authGuard } from './auth.js';
 import { registerCampaignRoutes } from './campaigns.js';
 import { registerDashboard } from './dashboard.js';
@@ -71,15 +72,11 @@ export function checkAuthConfig(apiToken: string | undefined, insecureNoAuth: bo
   return token;
 }
 
-/** Headers and cookies that carry the token; scrubbed from every log line the API writes. */
-const REDACT = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'headers.authorization',
-  'headers.cookie',
-  '*.headers.authorization',
-  '*.headers.cookie',
-];
+/**
+ * Headers and cookies that carry the token, and the platforms' credential headers (from the
+ * platform table); scrubbed from every log line the API writes.
+ */
+const redactPaths = (): string[] => secretHeaderPaths(['req.', '', '*.'], ['authorization', 'cookie']);
 
 /**
  * The HTTP producer API, the dashboard and Bull Board, as a Fastify instance that is ready but
@@ -88,7 +85,7 @@ const REDACT = [
  */
 export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   const token = checkAuthConfig(opts.apiToken, opts.insecureNoAuth === true);
-  const log = opts.log.child({ component: 'api' }, { redact: { paths: REDACT, censor: '[redacted]' } });
+  const log = opts.log.child({ component: 'api' }, { redact: { paths: redactPaths(), censor: '[redacted]' } });
   if (token === undefined) log.warn('serving WITHOUT authentication (--insecure-no-auth): anyone who can reach this port controls campaigns');
 
   const { redis, prefix } = opts;

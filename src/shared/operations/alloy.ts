@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { errorFromResponse, isSuccess, parseJson } from '../http.js';
 import { UpshiftError } from '../errors.js';
 import { isPlainObject, nameString } from './common.js';
-import type { OperationModule } from './types.js';
+import type { OperationModule, PlatformAdapter } from './types.js';
 
 const schema = z.strictObject({
   type: z.literal('alloy.upgradeWorkflow'),
@@ -13,7 +13,6 @@ const schema = z.strictObject({
 /** Alloy Embedded: `PUT /workflows/{workflowId}/upgrade?userId=` (reference 000). */
 export const alloyUpgradeWorkflow: OperationModule<z.infer<typeof schema>> = {
   type: 'alloy.upgradeWorkflow',
-  platform: 'alloy',
   schema,
   targetIdField: 'userId',
   targetKey: (t) => String(t.userId),
@@ -40,4 +39,10 @@ export const alloyUpgradeWorkflow: OperationModule<z.infer<typeof schema>> = {
       ? { outcome: 'skipped', reason: 'NOT_UPGRADED' }
       : { outcome: 'upgraded', reason: 'UPGRADED' };
   },
+};
+
+export const alloy: PlatformAdapter<'alloy'> = {
+  name: 'alloy',
+  secretHeaders: ['authorization'],
+  operations: [alloyUpgradeWorkflow],
 };

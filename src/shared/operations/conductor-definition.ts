@@ -22,7 +22,6 @@ function version(t: Target): number | undefined {
  */
 export const conductorUpdateDefinition: OperationModule<z.infer<typeof schema>> = {
   type: 'conductor.updateDefinition',
-  platform: 'conductor',
   schema,
   targetIdField: 'name',
   targetFields: { version: z.number().int().min(0).optional() },

@@ -61,7 +61,6 @@ function resultFromState(op: Op, exec: Execution): ApplyResult | null {
  */
 export const conductorUpgradeExecution: OperationModule<Op> = {
   type: 'conductor.upgradeExecution',
-  platform: 'conductor',
   schema,
   targetIdField: 'workflowId',
   targetKey: (t) => String(t.workflowId),

@@ -3,7 +3,7 @@ import { UpshiftError } from '../errors.js';
 import { errorFromResponse, isSuccess, parseJson, type HttpResponse } from '../http.js';
 import { isPlainObject, nameString } from './common.js';
 import { applyJsonPatch, patchSchema } from './patch.js';
-import type { ApplyContext, OperationModule } from './types.js';
+import type { ApplyContext, OperationModule, PlatformAdapter } from './types.js';
 
 const schema = z.strictObject({
   type: z.literal('nected.updateWorkflow'),
@@ -38,7 +38,6 @@ function headers({ operation, credential }: ApplyContext<Op>): Record<string, st
  */
 export const nectedUpdateWorkflow: OperationModule<Op> = {
   type: 'nected.updateWorkflow',
-  platform: 'nected',
   schema,
   targetIdField: 'entityId',
   targetKey: (t) => String(t.entityId),
@@ -71,4 +70,10 @@ export const nectedUpdateWorkflow: OperationModule<Op> = {
       { cause: conflict },
     );
   },
+};
+
+export const nected: PlatformAdapter<'nected'> = {
+  name: 'nected',
+  secretHeaders: ['nected-api-key'],
+  operations: [nectedUpdateWorkflow],
 };

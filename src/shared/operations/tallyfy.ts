@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { UpshiftError } from '../errors.js';
 import { errorFromResponse, isSuccess, parseJson } from '../http.js';
 import { isPlainObject, nameString } from './common.js';
-import type { OperationModule } from './types.js';
+import type { OperationModule, PlatformAdapter } from './types.js';
 
 const changes = z
   .strictObject({
@@ -24,7 +24,6 @@ const schema = z.strictObject({
 /** Tallyfy: `PUT /organizations/{org_id}/runs/{run_id}`, a partial update (reference 003). */
 export const tallyfyUpdateRun: OperationModule<z.infer<typeof schema>> = {
   type: 'tallyfy.updateRun',
-  platform: 'tallyfy',
   schema,
   targetIdField: 'runId',
   targetKey: (t) => String(t.runId),
@@ -48,4 +47,10 @@ export const tallyfyUpdateRun: OperationModule<z.infer<typeof schema>> = {
     }
     return { outcome: 'upgraded', reason: 'UPGRADED' };
   },
+};
+
+export const tallyfy: PlatformAdapter<'tallyfy'> = {
+  name: 'tallyfy',
+  secretHeaders: ['authorization'],
+  operations: [tallyfyUpdateRun],
 };

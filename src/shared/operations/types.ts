@@ -21,14 +21,23 @@ export interface ApplyContext<O> {
   onConflict(): void;
 }
 
+/** What every operation has in common: its `type` literal. */
+export interface OperationBase {
+  readonly type: string;
+}
+
 /**
- * One platform operation. Every module has this shape, so a new operation is one file and one
- * row in `./index.ts`. `apply` returns `upgraded`/`skipped` results and throws `UpshiftError`
- * for everything else; it never decides about retries.
+ * One platform operation, listed by its platform's adapter (`PlatformAdapter.operations`).
+ * `apply` returns `upgraded`/`skipped` results and throws `UpshiftError` for everything else; it
+ * never decides about retries.
+ *
+ * Tables hold modules of different operation types as `OperationModule` (the default `O`): that
+ * works because `apply` is a method, whose parameter TypeScript checks bivariantly. It is sound
+ * because every caller passes an operation that the module's own `schema` parsed (the spec is
+ * validated at enqueue), never an arbitrary one.
  */
-export interface OperationModule<O extends { type: string } = { type: string }> {
+export interface OperationModule<O extends OperationBase = OperationBase> {
   readonly type: O['type'];
-  readonly platform: 'alloy' | 'conductor' | 'tallyfy' | 'nected';
   /** Strict zod schema of `operation` (with its `type` literal); defaults applied on parse. */
   readonly schema: z.ZodType<O>;
   /** The target field that names the target on the platform. */
@@ -43,4 +52,21 @@ export interface OperationModule<O extends { type: string } = { type: string }> 
   /** The identity of a target within a campaign: duplicates of it are counted once. */
   targetKey(target: Target): string;
   apply(ctx: ApplyContext<O>): Promise<ApplyResult>;
+}
+
+/**
+ * One platform as Upshift calls it: everything platform-specific on the calling side. A new
+ * platform is one module exporting one of these and one row in `PLATFORMS` (./index.ts), or a
+ * `registerPlatform()` call at startup.
+ */
+export interface PlatformAdapter<Name extends string = string> {
+  /** Lower-case identifier; the sandbox part of the platform uses the same name. */
+  readonly name: Name;
+  /**
+   * Request headers (lower-case) that carry the credential. Logs redact them and stored errors
+   * scrub `<header>: <value>` of them, so a platform that echoes a request back leaks nothing.
+   */
+  readonly secretHeaders: readonly string[];
+  /** The operations on this platform; their `type`s are unique across all platforms. */
+  readonly operations: readonly OperationModule[];
 }
