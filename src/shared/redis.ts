@@ -33,6 +33,8 @@ export function createRedis(url: string, extra: RedisOptions = {}): Redis {
 
 
 export class RedisUnavailableError extends Error {
+  readonly errorCode = 'REDIS_UNAVAILABLE';
+
   constructor(url: string, cause: unknown) {
     super(
       `cannot reach Redis at ${redactRedisUrl(url)}: ${(cause as Error)?.message ?? String(cause)}. ` +

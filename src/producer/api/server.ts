@@ -8,8 +8,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import {
   createApiMetrics,
   DEFAULTS,
+  ERRORS,
   InputError,
-  RedisUnavailableError,
   TARGET_QUEUE,
   type HttpClient,
   type Logger,
@@ -21,7 +21,7 @@ import {
 import { authGuard } from './auth.js';
 import { registerCampaignRoutes } from './campaigns.js';
 import { registerDashboard } from './dashboard.js';
-import { HttpError, inputErrorBody, type ApiErrorBody } from './errors.js';
+import { apiErrorBody, errorAnswer } from './errors.js';
 import { errorBody, health, jsonSchema } from './schemas.js';
 
 export interface ApiOptions {
@@ -112,22 +112,16 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   const secrets = credentialValues(opts.connections);
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err instanceof HttpError) return reply.code(err.statusCode).send(err.body);
-    if (err instanceof InputError) return reply.code(400).send(inputErrorBody(err));
-    const status = err.statusCode;
-    if (status === 413) return reply.code(413).send(errorOf('payload_too_large', err.message));
-    if (status === 415) return reply.code(415).send(errorOf('unsupported_media_type', err.message));
-    if (status !== undefined && status >= 400 && status < 500) return reply.code(status).send(errorOf('invalid_input', err.message));
-    if (err instanceof RedisUnavailableError || err.name === 'MaxRetriesPerRequestError' || (err as { code?: string }).code === 'ECONNREFUSED') {
-      request.log.warn({ err: err.message }, 'Redis unavailable');
-      return reply.code(503).send(errorOf('unavailable', 'Redis is unreachable; try again'));
-    }
+    const { code, status, body } = errorAnswer(err);
+    if (code === 'REDIS_UNAVAILABLE') request.log.warn({ err: err.message }, 'Redis unavailable');
     // Scrubbed like a report's error text: an answer a platform echoed into an error (discovery)
     // must not put a registered credential into the API's log.
-    request.log.error({ err: scrubError(`${err.name}: ${err.message}\n${err.stack ?? ''}`, secrets, 4000) }, 'request failed');
-    return reply.code(500).send(errorOf('internal', 'internal error (logged on the server)'));
+    if (code === 'INTERNAL') request.log.error({ err: scrubError(`${err.name}: ${err.message}\n${err.stack ?? ''}`, secrets, 4000) }, 'request failed');
+    return reply.code(status).send(body);
   });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorOf('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)));
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(ERRORS.ROUTE_NOT_FOUND.httpStatus).send(apiErrorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  );
 
   if (token !== undefined) app.addHook('onRequest', authGuard(token));
 
@@ -218,10 +212,6 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   await app.ready();
   return app;
-}
-
-function errorOf(error: ApiErrorBody['error'], message: string): ApiErrorBody {
-  return { error, message };
 }
 
 /** True when Redis answers a PING within `timeoutMs`; a connection that is down answers false at once. */
