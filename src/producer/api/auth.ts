@@ -65,11 +65,11 @@ export function authGuard(token: string): (request: FastifyRequest, reply: Fasti
     const { token: presented, via } = presentedToken(request);
     if (!matches(presented)) {
       const message = via === 'none' ? 'missing API token: send "Authorization: Bearer <UPSHIFT_API_TOKEN>"' : 'wrong API token';
-      await reply.code(ERRORS.UNAUTHORIZED.httpStatus).header('www-authenticate', 'Bearer realm="upshift"').send(apiErrorBody('UNAUTHORIZED', message));
+      await reply.code(ERRORS.API_TOKEN_REFUSED.httpStatus).header('www-authenticate', 'Bearer realm="upshift"').send(apiErrorBody('API_TOKEN_REFUSED', message));
       return;
     }
     if (via === 'cookie' && !SAFE_METHODS.has(request.method) && !sameOrigin(request)) {
-      await reply.code(ERRORS.FORBIDDEN.httpStatus).send(apiErrorBody('FORBIDDEN', ERRORS.FORBIDDEN.message));
+      await reply.code(ERRORS.CROSS_ORIGIN_REFUSED.httpStatus).send(apiErrorBody('CROSS_ORIGIN_REFUSED', ERRORS.CROSS_ORIGIN_REFUSED.message));
     }
   };
 }
