@@ -109,7 +109,7 @@ function fieldToPath(field: string): (string | number)[] {
 }
 
 /** The message without the `source, line n, field "x": ` lead (an issue says it by its path and line). */
-export function plainMessage(err: InputError): string {
+function plainMessage(err: InputError): string {
   const at = err.message.indexOf(': ');
   return at >= 0 ? err.message.slice(at + 2) : err.message;
 }
