@@ -59,20 +59,17 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   CAMPAIGN_NOT_FOUND: 'list campaigns with "upshift list" (and check UPSHIFT_PREFIX)',
 };
 
-/** And per source, for `INVALID_INPUT`: the flags' help, or the variable. */
+/** And per source: the flags' help, or the variable. */
 const SOURCE_HINTS: Record<string, (command: string) => string> = {
   arguments: (command) => `see "upshift ${command} --help"`,
   environment: () => 'correct the variable, or unset it for the default',
 };
 
-/**
- * The fix to add to an input error's message; '' when the message names one already. Messages
- * are written `<what is wrong>; <how to fix it>` across the code base (flags, spec, config,
- * registry), so the second part is what tells.
- */
-function inputHint(err: { message: string; source?: string }, code: ErrorCode, command: string): string {
-  if (err.message.includes('; ')) return '';
-  const hint = HINTS[code] ?? (code === 'INVALID_INPUT' && err.source !== undefined ? SOURCE_HINTS[err.source]?.(command) : undefined);
+/** The general fix to add to an input error whose thrower named none (`InputError.fix`). */
+function inputHint(err: { source?: unknown; fix?: unknown }, code: ErrorCode, command: string): string {
+  if (err.fix !== undefined) return '';
+  const bySource = typeof err.source === 'string' && Object.hasOwn(SOURCE_HINTS, err.source) ? SOURCE_HINTS[err.source]!(command) : undefined;
+  const hint = HINTS[code] ?? bySource;
   return hint === undefined ? '' : `; ${hint}`;
 }
 
@@ -83,10 +80,10 @@ function exitFor(err: unknown, command: string): number {
   const say = (text: string) => console.error(escapeControlChars(text));
   const { code } = errorCodeOf(err);
   const row = ERRORS[code];
-  const e = err as { message?: string; source?: string; stack?: string } | null;
+  const e = err as { message?: string; source?: unknown; fix?: unknown; stack?: string } | null;
   const message = typeof e?.message === 'string' ? e.message : String(err);
   if (row.exitCode === EXIT.input) {
-    say(`upshift ${command}: ${message}${inputHint({ message, ...(typeof e?.source === 'string' ? { source: e.source } : {}) }, code, command)}`);
+    say(`upshift ${command}: ${message}${inputHint(e ?? {}, code, command)}`);
     return row.exitCode;
   }
   if (code !== 'INTERNAL') {

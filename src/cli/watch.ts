@@ -5,8 +5,9 @@
  * unit-tested without Redis or a terminal; `watchCampaign` here is the only part that does I/O.
  * Both are re-exported: this module is the watch's one entry point.
  */
-import { eventsChannel, InputError, readStatus, type CampaignStatus, type Redis } from '../shared/index.js';
+import { eventsChannel, readStatus, type CampaignStatus, type Redis } from '../shared/index.js';
 import { jsonForTerminal } from '../shared/text.js';
+import { noCampaign } from './io.js';
 import { addSample, doneCount, isFinal, progressOf, WATCH_DEFAULTS, type Sample } from './watch-progress.js';
 import { changeKey, ESC, redrawPrefix, renderFrame, renderPlainLine, renderSummary } from './watch-render.js';
 
@@ -85,7 +86,7 @@ export async function watchCampaign(opts: WatchOptions): Promise<CampaignStatus>
     await sub.subscribe(channel);
     let status = await readStatus(opts.redis, opts.prefix, opts.id);
     if (!status) {
-      throw new InputError('arguments', `no campaign "${opts.id}" under prefix "${opts.prefix}"; list campaigns with "upshift list" or set UPSHIFT_PREFIX`);
+      throw noCampaign(opts.id, opts.prefix);
     }
     if (tty) opts.out.write(`${ESC}?25l`);
     let samples: Sample[] = [];

@@ -116,7 +116,7 @@ async function stageAndCommit(
   const chunkSize = opts.chunkSize ?? DEFAULTS.stageChunkSize;
   checkRegistered(spec, opts.connections);
   if (sourced !== undefined && spec.targets !== undefined) {
-    throw new InputError('spec', 'targets are given both inline and as a separate list; give one', { field: 'targets' });
+    throw new InputError('spec', 'targets are given both inline and as a separate list', { field: 'targets', fix: 'give one' });
   }
   if (spec.targets !== undefined && !Array.isArray(spec.targets)) {
     const campaignId = spec.id ?? generateId();

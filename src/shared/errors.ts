@@ -56,11 +56,13 @@ export class InputError extends Error {
   readonly issues: readonly InputIssue[] | undefined;
   /** Which input rule was broken (its row in error-catalogue.ts): `INVALID_INPUT` unless a rule of its own (`CONNECTION_NOT_REGISTERED`). */
   readonly code: InputErrorCode;
+  /** How to correct it, when the thrower knows (the message ends `; <fix>`); the CLI adds a general hint only without one. */
+  readonly fix: string | undefined;
 
   constructor(
     source: string,
     message: string,
-    opts: { line?: number; field?: string; issues?: readonly InputIssue[]; code?: InputErrorCode } = {},
+    opts: { line?: number; field?: string; issues?: readonly InputIssue[]; code?: InputErrorCode; fix?: string } = {},
   ) {
     const where = [
       source,
@@ -69,13 +71,14 @@ export class InputError extends Error {
     ]
       .filter(Boolean)
       .join(', ');
-    super(`${where}: ${message}`);
+    super(`${where}: ${message}${opts.fix === undefined ? '' : `; ${opts.fix}`}`);
     this.name = 'InputError';
     this.source = source;
     this.line = opts.line;
     this.field = opts.field;
     this.issues = opts.issues;
     this.code = opts.code ?? 'INVALID_INPUT';
+    this.fix = opts.fix;
   }
 
   get errorCode(): ErrorCode {

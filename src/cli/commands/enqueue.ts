@@ -30,7 +30,7 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
   try {
     text = await readFile(specPath, 'utf8');
   } catch (err) {
-    throw new InputError(specPath, `cannot read: ${(err as Error).message}; check the path`);
+    throw new InputError(specPath, `cannot read: ${(err as Error).message}`, { fix: 'check the path' });
   }
   const connections = loadConnections();
   const parsed = parseSpec(text, specPath, connections);

@@ -1,7 +1,7 @@
 import { csvHeader, csvLine, InputError, readStatus, REPORT_OUTCOMES, streamReport, type UpshiftConfig } from '../../shared/index.js';
 import { jsonForTerminal } from '../../shared/text.js';
 import { parseFlags } from '../flags.js';
-import { withRedis, write } from '../io.js';
+import { noCampaign, withRedis, write } from '../io.js';
 
 export const help = `upshift report <id> [--outcome upgraded|skipped|failed|pending] [--format ndjson|csv]
 
@@ -26,7 +26,7 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
   if (format !== 'ndjson' && format !== 'csv') throw new InputError('arguments', 'must be ndjson or csv', { field: '--format' });
   await withRedis(config, async (redis) => {
     if (!(await readStatus(redis, config.prefix, id))) {
-      throw new InputError('arguments', `no campaign "${id}" under prefix "${config.prefix}"; list campaigns with "upshift list" or set UPSHIFT_PREFIX`);
+      throw noCampaign(id, config.prefix);
     }
     const out = process.stdout;
     if (format === 'csv') await write(out, csvHeader() + '\n');

@@ -1,7 +1,7 @@
 import { InputError, readStatus, type CampaignStatus, type UpshiftConfig } from '../../shared/index.js';
 import { jsonForTerminal } from '../../shared/text.js';
 import { numberFlag, parseFlags } from '../flags.js';
-import { withRedis } from '../io.js';
+import { noCampaign, withRedis } from '../io.js';
 import { printableStatus, watchCampaign, WATCH_DEFAULTS } from '../watch.js';
 
 export const help = `upshift status <id> [--json] [--watch [--interval-ms N]]
@@ -36,9 +36,9 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
   const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' }, watch: { type: 'boolean' }, 'interval-ms': { type: 'string' } });
   if (values.help) return void console.log(help);
   const id = positionals[0];
-  if (!id) throw new InputError('arguments', 'missing <id>; usage: upshift status <id>');
+  if (!id) throw new InputError('arguments', 'missing <id>', { fix: 'usage: upshift status <id>' });
   const intervalMs = numberFlag(values['interval-ms'], 'interval-ms', { min: WATCH_DEFAULTS.minIntervalMs });
-  if (intervalMs !== undefined && !values.watch) throw new InputError('arguments', 'only applies to --watch; add --watch', { field: '--interval-ms' });
+  if (intervalMs !== undefined && !values.watch) throw new InputError('arguments', 'only applies to --watch', { field: '--interval-ms', fix: 'add --watch' });
   if (values.watch) {
     await withRedis(config, async (redis) => {
       // Ctrl-C ends the watch, not the process: the cursor comes back and the exit code is 0.
@@ -57,6 +57,6 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
     return;
   }
   const status = await withRedis(config, (redis) => readStatus(redis, config.prefix, id));
-  if (!status) throw new InputError('arguments', `no campaign "${id}" under prefix "${config.prefix}"; list campaigns with "upshift list" or set UPSHIFT_PREFIX`);
+  if (!status) throw noCampaign(id, config.prefix);
   console.log(values.json ? jsonForTerminal(status) : formatStatus(status));
 }

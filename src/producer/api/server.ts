@@ -54,8 +54,8 @@ export interface ApiOptions {
 const MIN_TOKEN_CHARS = 16;
 
 /** Why the API refuses to start without a token: the one-line fix, for the CLI and for library callers. */
-export const NO_TOKEN_MESSAGE =
-  'UPSHIFT_API_TOKEN is not set; set it to a secret of at least 16 characters, or pass --insecure-no-auth to serve without authentication';
+const NO_TOKEN_FIX = `set it to a secret of at least ${MIN_TOKEN_CHARS} characters, or pass --insecure-no-auth to serve without authentication`;
+export const NO_TOKEN_MESSAGE = `UPSHIFT_API_TOKEN is not set; ${NO_TOKEN_FIX}`;
 
 /**
  * The token to demand, or undefined to serve without authentication (only when asked to).
@@ -64,9 +64,9 @@ export const NO_TOKEN_MESSAGE =
  */
 export function checkAuthConfig(apiToken: string | undefined, insecureNoAuth: boolean): string | undefined {
   const token = apiToken === '' ? undefined : apiToken;
-  if (token === undefined && !insecureNoAuth) throw new InputError('environment', NO_TOKEN_MESSAGE);
+  if (token === undefined && !insecureNoAuth) throw new InputError('environment', 'UPSHIFT_API_TOKEN is not set', { fix: NO_TOKEN_FIX });
   if (token !== undefined && token.length < MIN_TOKEN_CHARS) {
-    throw new InputError('environment', `UPSHIFT_API_TOKEN is too short; use a secret of at least ${MIN_TOKEN_CHARS} characters`);
+    throw new InputError('environment', 'UPSHIFT_API_TOKEN is too short', { fix: `use a secret of at least ${MIN_TOKEN_CHARS} characters` });
   }
   return token;
 }
