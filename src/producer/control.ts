@@ -28,7 +28,7 @@ export interface ControlOptions {
 
 /** Thrown when a campaign id names nothing (exit 2 in the CLI: the input is wrong). */
 function unknownCampaign(id: string): InputError {
-  return new InputError('campaign', `no campaign "${id}"`, { field: 'id' });
+  return new InputError('campaign', `no campaign "${id}"`, { field: 'id', code: 'CAMPAIGN_NOT_FOUND' });
 }
 
 async function control(id: string, action: ControlAction, opts: ControlOptions, reason = ''): Promise<string> {
@@ -38,7 +38,7 @@ async function control(id: string, action: ControlAction, opts: ControlOptions, 
     throw err;
   });
   if (!res.changed) {
-    throw new InputError('campaign', `cannot ${action} campaign "${id}": it is ${res.state}`, { field: 'state' });
+    throw new InputError('campaign', `cannot ${action} campaign "${id}": it is ${res.state}`, { field: 'state', code: 'CAMPAIGN_STATE_CONFLICT' });
   }
   return res.state;
 }

@@ -5,6 +5,8 @@ import { discoverCampaign } from './discover.js';
 import { campaignMeta, GroupTable } from './groups.js';
 import {
   campaignKeys,
+  CatalogueError,
+  catalogueMessage,
   DEFAULTS,
   eventsChannel,
   InputError,
@@ -12,7 +14,6 @@ import {
   operationFor,
   rolloutLimits,
   schedulerKeys,
-  UpshiftError,
   validateSpec,
   validateTarget,
   withSpan,
@@ -115,7 +116,7 @@ async function stageAndCommit(
   const chunkSize = opts.chunkSize ?? DEFAULTS.stageChunkSize;
   checkRegistered(spec, opts.connections);
   if (sourced !== undefined && spec.targets !== undefined) {
-    throw new InputError('spec', 'targets are given both inline and as a separate list; give one', { field: 'targets' });
+    throw new InputError('spec', 'targets are given both inline and as a separate list', { field: 'targets', fix: 'give one' });
   }
   if (spec.targets !== undefined && !Array.isArray(spec.targets)) {
     const campaignId = spec.id ?? generateId();
@@ -138,9 +139,6 @@ async function stageAndCommit(
           }),
     });
     return { campaignId, ...found, ...(backgrounded ? { discovering: true } : {}) };
-  }
-  if (sourced !== undefined && spec.targets !== undefined) {
-    throw new InputError('spec', 'targets are given both inline and as a separate list; give one', { field: 'targets' });
   }
   let source = opts.source ?? 'targets';
   let items = sourced;
@@ -232,10 +230,7 @@ async function beginStaging(redis: Redis, prefix: string, campaignId: string): P
   if ((await redis.zadd(staging, 'NX', deadline, campaignId)) === 1) return;
   const other = Number(await redis.zscore(staging, campaignId));
   if (other > Date.now()) {
-    throw new UpshiftError(
-      'INVALID_REQUEST',
-      `campaign "${campaignId}" is being enqueued by another producer right now; wait for it or choose another id`,
-    );
+    throw new CatalogueError('STAGING_IN_PROGRESS', catalogueMessage('STAGING_IN_PROGRESS', { id: campaignId }));
   }
   await discardStaging(redis, prefix, campaignId);
   await redis.zadd(staging, deadline, campaignId);
@@ -257,9 +252,7 @@ async function existingCampaign(redis: Redis, specKey: string, stored: CampaignS
   const json = await redis.get(specKey);
   if (json === null) return false;
   if (!isDeepStrictEqual(JSON.parse(json), JSON.parse(JSON.stringify(stored)))) {
-    throw new InputError('spec', `campaign "${stored.id}" already exists with a different spec; choose another id`, {
-      field: 'id',
-    });
+    throw new InputError('spec', catalogueMessage('CAMPAIGN_EXISTS', { id: String(stored.id) }), { field: 'id', code: 'CAMPAIGN_EXISTS' });
   }
   return true;
 }

@@ -200,7 +200,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig 
   if (isClusterUrl(parsed.data.REDIS_URL) && !/\{.+\}/.test(parsed.data.UPSHIFT_PREFIX)) {
     // Every script touches keys of many campaigns at once (shared limits, the round robin), so
     // in a Redis Cluster the deployment's keys must share one slot: the prefix's hash tag.
-    throw new InputError('environment', `on a Redis Cluster the prefix needs a hash tag so the scheduler's keys share a slot; set UPSHIFT_PREFIX={${parsed.data.UPSHIFT_PREFIX}}`, {
+    throw new InputError('environment', "on a Redis Cluster the prefix needs a hash tag so the scheduler's keys share a slot", {
+      fix: `set UPSHIFT_PREFIX={${parsed.data.UPSHIFT_PREFIX}}`,
       field: 'UPSHIFT_PREFIX',
     });
   }

@@ -1,3 +1,4 @@
+import type { ErrorCode } from './error-catalogue.js';
 import { REASONS, type ReasonCode } from './reasons.js';
 
 /**
@@ -25,6 +26,15 @@ export class UpshiftError extends Error {
     this.retryAfterMs = opts.retryAfterMs;
     this.status = opts.status;
   }
+
+  /**
+   * Its row in Upshift's own catalogue when it reaches a caller (discovery's search, run by the
+   * producer): a platform's answer is `PLATFORM_ERROR` (the platform refused Upshift's request,
+   * not the caller's), anything without one (a missing credential, a fault) `INTERNAL`.
+   */
+  get errorCode(): ErrorCode {
+    return this.status === undefined ? 'INTERNAL' : 'PLATFORM_ERROR';
+  }
 }
 
 /** One schema violation, as zod reported it: where (path within the value checked) and what. */
@@ -34,7 +44,7 @@ export interface InputIssue {
 }
 
 /**
- * Bad input from a user: a spec, a target line, a flag. The CLI exits 2 on it.
+ * Bad input from a user: a spec, a target line, a flag, a campaign id. The CLI exits 2 on it.
  * `line` is 1-based in the NDJSON stream (or the index in inline `targets`, 1-based);
  * `field` is the dotted path of the offending field. `issues` holds every schema violation
  * (the message names only the first), for callers such as the HTTP API that show them all.
@@ -44,13 +54,15 @@ export class InputError extends Error {
   readonly field: string | undefined;
   readonly source: string;
   readonly issues: readonly InputIssue[] | undefined;
-  /** Which input rule was broken, for programs: `INVALID_INPUT` unless a rule of its own (`CONNECTION_NOT_REGISTERED`). */
+  /** Which input rule was broken (its row in error-catalogue.ts): `INVALID_INPUT` unless a rule of its own (`CONNECTION_NOT_REGISTERED`). */
   readonly code: InputErrorCode;
+  /** How to correct it, when the thrower knows (the message ends `; <fix>`); the CLI adds a general hint only without one. */
+  readonly fix: string | undefined;
 
   constructor(
     source: string,
     message: string,
-    opts: { line?: number; field?: string; issues?: readonly InputIssue[]; code?: InputErrorCode } = {},
+    opts: { line?: number; field?: string; issues?: readonly InputIssue[]; code?: InputErrorCode; fix?: string } = {},
   ) {
     const where = [
       source,
@@ -59,17 +71,29 @@ export class InputError extends Error {
     ]
       .filter(Boolean)
       .join(', ');
-    super(`${where}: ${message}`);
+    super(`${where}: ${message}${opts.fix === undefined ? '' : `; ${opts.fix}`}`);
     this.name = 'InputError';
     this.source = source;
     this.line = opts.line;
     this.field = opts.field;
     this.issues = opts.issues;
     this.code = opts.code ?? 'INVALID_INPUT';
+    this.fix = opts.fix;
+  }
+
+  get errorCode(): ErrorCode {
+    return this.code;
   }
 }
 
-export type InputErrorCode = 'INVALID_INPUT' | 'CONNECTION_NOT_REGISTERED' | 'CONNECTIONS_INVALID';
+/** The catalogue's codes for input a user can correct (the CLI exits 2 on each). */
+export type InputErrorCode =
+  | 'INVALID_INPUT'
+  | 'CONNECTION_NOT_REGISTERED'
+  | 'CONNECTIONS_INVALID'
+  | 'CAMPAIGN_NOT_FOUND'
+  | 'CAMPAIGN_STATE_CONFLICT'
+  | 'CAMPAIGN_EXISTS';
 
 export interface Classification {
   readonly code: ReasonCode;

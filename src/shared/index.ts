@@ -1,6 +1,7 @@
 export { DEFAULTS, isClusterUrl, loadConfig, redactRedisUrl, type UpshiftConfig } from './config.js';
 export { applyCeilings, CONNECTIONS_HOWTO, credentialValues, loadConnections, normaliseBaseUrl, parseConnections, registeredEntry, resolveConnection, type ConnectionEntry, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
 export { classifyError, InputError, type InputErrorCode, UpshiftError, type Classification, type InputIssue } from './errors.js';
+export { CatalogueError, catalogueMessage, ERRORS, errorCodeOf, EXIT, isErrorCode, type ApiErrorKind, type ErrorCode, type ErrorRow } from './error-catalogue.js';
 export { HttpClient, NotSentError, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse, type SendGate } from './http.js';
 export { campaignOfHolder, decodeJob, encodeJob, jobOfPick, type TargetJob, type TargetJobData } from './jobs.js';
 export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';

@@ -40,6 +40,8 @@ export function masterNodes(redis: Redis | Cluster): Redis[] {
 }
 
 export class RedisUnavailableError extends Error {
+  readonly errorCode = 'REDIS_UNAVAILABLE';
+
   constructor(url: string, cause: unknown) {
     super(
       `cannot reach Redis at ${redactRedisUrl(url)}: ${(cause as Error)?.message ?? String(cause)}. ` +

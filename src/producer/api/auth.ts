@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ApiErrorBody } from './errors.js';
+import { apiErrorBody } from './errors.js';
+import { ERRORS } from '../../shared/index.js';
 
 /** Cookie the dashboard sets (from its own JS, so it cannot be HttpOnly; SameSite=Strict, Path=/). */
 export const TOKEN_COOKIE = 'upshift_token';
@@ -63,19 +64,12 @@ export function authGuard(token: string): (request: FastifyRequest, reply: Fasti
     if ((request.routeOptions.config as { public?: boolean } | undefined)?.public === true) return;
     const { token: presented, via } = presentedToken(request);
     if (!matches(presented)) {
-      const body: ApiErrorBody = {
-        error: 'unauthorized',
-        message:
-          via === 'none'
-            ? 'missing API token: send "Authorization: Bearer <UPSHIFT_API_TOKEN>"'
-            : 'wrong API token',
-      };
-      await reply.code(401).header('www-authenticate', 'Bearer realm="upshift"').send(body);
+      const message = via === 'none' ? 'missing API token: send "Authorization: Bearer <UPSHIFT_API_TOKEN>"' : 'wrong API token';
+      await reply.code(ERRORS.API_TOKEN_REFUSED.httpStatus).header('www-authenticate', 'Bearer realm="upshift"').send(apiErrorBody('API_TOKEN_REFUSED', message));
       return;
     }
     if (via === 'cookie' && !SAFE_METHODS.has(request.method) && !sameOrigin(request)) {
-      const body: ApiErrorBody = { error: 'forbidden', message: 'cross-origin request refused' };
-      await reply.code(403).send(body);
+      await reply.code(ERRORS.CROSS_ORIGIN_REFUSED.httpStatus).send(apiErrorBody('CROSS_ORIGIN_REFUSED', ERRORS.CROSS_ORIGIN_REFUSED.message));
     }
   };
 }

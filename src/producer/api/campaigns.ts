@@ -3,12 +3,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   csvHeader,
   csvLine,
+  catalogueMessage,
   DEFAULTS,
   InputError,
   readStatus,
   ScriptError,
   streamReport,
-  UpshiftError,
   validateSpec,
   type HttpClient,
   type Redis,
@@ -19,7 +19,7 @@ import {
 import { cancelCampaign, listCampaigns, pauseCampaign, promoteCampaign, resumeCampaign, retryCampaign } from '../control.js';
 import { enqueueSourced, type EnqueueResult, type SourcedTarget } from '../enqueue.js';
 import { LineTooLongError, readNdjsonTargets } from '../ndjson.js';
-import { conflict, HttpError, inputErrorBody, notFound, plainMessage } from './errors.js';
+import { apiErrorBody, HttpError, inputErrorBody, notFound } from './errors.js';
 import { readLimitUsage } from './limits.js';
 import {
   campaignList,
@@ -100,10 +100,8 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
         result = await enqueue(() => validateSpec(request.body, 'spec', deps.connections), undefined, deps);
       } else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
       else {
-        throw new HttpError(415, {
-          error: 'unsupported_media_type',
-          message: `send the spec as application/json, or the spec and targets as ${NDJSON}`,
-        });
+        const message = catalogueMessage('UNSUPPORTED_MEDIA_TYPE', { ndjson: NDJSON });
+        throw new HttpError('UNSUPPORTED_MEDIA_TYPE', apiErrorBody('UNSUPPORTED_MEDIA_TYPE', message));
       }
       return reply.code(result.discovering ? 202 : result.created ? 201 : 200).send(result);
     },
@@ -121,7 +119,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
     async (request) => {
       const { id } = campaignId(request);
       const status = await readStatus(redis, prefix, id);
-      if (status === null) throw notFound(`no campaign "${id}"`);
+      if (status === null) throw notFound(id);
       return status;
     },
   );
@@ -140,7 +138,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
     async (request) => {
       const { id } = campaignId(request);
       const usage = await readLimitUsage(redis, prefix, id);
-      if (usage === null) throw notFound(`no campaign "${id}"`);
+      if (usage === null) throw notFound(id);
       return usage;
     },
   );
@@ -166,7 +164,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
     async (request, reply) => {
       const { id } = campaignId(request);
       const query = parseInput(reportQuery, request.query, 'query');
-      if ((await readStatus(redis, prefix, id)) === null) throw notFound(`no campaign "${id}"`);
+      if ((await readStatus(redis, prefix, id)) === null) throw notFound(id);
       const csv = query.format === 'csv';
       reply.type(csv ? 'text/csv; charset=utf-8' : `${NDJSON}; charset=utf-8`);
       const lines = streamReport(redis, prefix, id, query.outcome === undefined ? {} : { outcome: query.outcome });
@@ -232,7 +230,7 @@ function campaignId(request: FastifyRequest): { id: string } {
   try {
     return parseInput(idParams, request.params, 'path');
   } catch {
-    throw notFound(`no campaign "${(request.params as { id?: string }).id ?? ''}"`);
+    throw notFound((request.params as { id?: string }).id ?? '');
   }
 }
 
@@ -240,21 +238,26 @@ function mediaType(request: FastifyRequest): string {
   return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-/** Control errors as HTTP: an unknown id is 404, an action the campaign's state forbids is 409. */
+/**
+ * A script's refusal as the catalogue's `CAMPAIGN_STATE_CONFLICT` (409); the library's own
+ * errors (an unknown id, a state that forbids the action) carry their codes already.
+ */
 async function controlled<T>(id: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {
-    if (err instanceof InputError && err.source === 'campaign' && err.field === 'id') throw notFound(`no campaign "${id}"`);
-    if (err instanceof InputError && err.source === 'campaign' && err.field === 'state') throw conflict(plainMessage(err));
-    if (err instanceof ScriptError && err.code === 'WRONG_STATE') throw conflict(`campaign "${id}": ${err.message}`);
+    if (err instanceof ScriptError && err.code === 'WRONG_STATE') {
+      const message = `campaign "${id}": ${err.message}`;
+      throw new HttpError('CAMPAIGN_STATE_CONFLICT', apiErrorBody('CAMPAIGN_STATE_CONFLICT', message));
+    }
     throw err;
   }
 }
 
 /**
- * Validation (`spec`) errors are 400; after that, the library's own refusals are mapped: an id
- * taken by another spec, or being enqueued right now by another producer, is 409.
+ * Validation (`spec`) errors are 400 and name the spec's NDJSON line; the library's refusals
+ * after that carry their catalogue codes (an id taken by another spec `CAMPAIGN_EXISTS`, one
+ * being staged by another producer `STAGING_IN_PROGRESS`, both 409) and are answered as such.
  */
 async function enqueue(
   spec: () => ReturnType<typeof validateSpec>,
@@ -266,36 +269,30 @@ async function enqueue(
   try {
     validated = spec();
   } catch (err) {
-    if (err instanceof InputError) throw new HttpError(400, inputErrorBody(err, specLine === undefined ? {} : { line: specLine }));
+    if (err instanceof InputError) throw new HttpError(err.code, inputErrorBody(err, specLine === undefined ? {} : { line: specLine }));
     throw err;
   }
-  try {
-    return await enqueueSourced(validated, sourced, {
-      redis: deps.redis,
-      prefix: deps.prefix,
-      retentionMs: deps.retentionMs,
-      source: NDJSON_SOURCE,
-      connections: deps.connections,
-      ...(deps.http === undefined ? {} : { http: deps.http }),
-      // A discovery answers 202 once the campaign exists; it pages on in this process, and how
-      // it ended is in the status hash (`discovering`, `discoverStopped`, `discoveryError`).
-      discoveryInBackground: (paging, campaignId) => {
-        paging.then(
-          ({ total }) => deps.log.info({ campaignId, total }, 'discovery ended'),
-          async (err: Error) => {
-            // Scrubbed by discoverCampaign: no credential in this message. Recorded before it is
-            // logged, so a reader that saw the log line finds the field.
-            await deps.redis.hset(campaignKeys(deps.prefix, campaignId).status, 'discoveryError', err.message).catch(() => undefined);
-            deps.log.warn({ campaignId, err: err.message }, 'discovery failed; POST the same spec again to resume');
-          },
-        );
-      },
-    });
-  } catch (err) {
-    if (err instanceof InputError && err.source === 'spec' && err.field === 'id') throw conflict(plainMessage(err));
-    if (err instanceof UpshiftError && err.code === 'INVALID_REQUEST') throw conflict(err.message);
-    throw err;
-  }
+  return enqueueSourced(validated, sourced, {
+    redis: deps.redis,
+    prefix: deps.prefix,
+    retentionMs: deps.retentionMs,
+    source: NDJSON_SOURCE,
+    connections: deps.connections,
+    ...(deps.http === undefined ? {} : { http: deps.http }),
+    // A discovery answers 202 once the campaign exists; it pages on in this process, and how
+    // it ended is in the status hash (`discovering`, `discoverStopped`, `discoveryError`).
+    discoveryInBackground: (paging, campaignId) => {
+      paging.then(
+        ({ total }) => deps.log.info({ campaignId, total }, 'discovery ended'),
+        async (err: Error) => {
+          // Scrubbed by discoverCampaign: no credential in this message. Recorded before it is
+          // logged, so a reader that saw the log line finds the field.
+          await deps.redis.hset(campaignKeys(deps.prefix, campaignId).status, 'discoveryError', err.message).catch(() => undefined);
+          deps.log.warn({ campaignId, err: err.message }, 'discovery failed; POST the same spec again to resume');
+        },
+      );
+    },
+  });
 }
 
 class TooLarge extends Error {}
@@ -313,7 +310,7 @@ async function enqueueNdjson(
 ): Promise<EnqueueResult> {
   const limit = deps.streamLimitBytes;
   const tooLarge = () =>
-    new HttpError(413, { error: 'payload_too_large', message: `the body is larger than ${limit} bytes; split the targets over campaigns or raise the limit` });
+    new HttpError('PAYLOAD_TOO_LARGE', apiErrorBody('PAYLOAD_TOO_LARGE', catalogueMessage('PAYLOAD_TOO_LARGE', { limit })));
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     reply.header('connection', 'close');
@@ -337,7 +334,7 @@ async function enqueueNdjson(
     if (err instanceof TooLarge || (err instanceof Error && err.cause instanceof TooLarge)) throw tooLarge();
     const long = err instanceof LineTooLongError ? err : err instanceof Error && err.cause instanceof LineTooLongError ? err.cause : undefined;
     if (long) {
-      throw new HttpError(413, { error: 'payload_too_large', message: long.message, source: long.source, ...(long.line === undefined ? {} : { line: long.line }) });
+      throw new HttpError('PAYLOAD_TOO_LARGE', apiErrorBody('PAYLOAD_TOO_LARGE', long.message, { source: long.source, ...(long.line === undefined ? {} : { line: long.line }) }));
     }
     throw err;
   } finally {

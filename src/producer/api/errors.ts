@@ -1,16 +1,15 @@
-import { InputError, type InputErrorCode, type InputIssue } from '../../shared/index.js';
+import {
+  ERRORS,
+  errorCodeOf,
+  InputError,
+  type ApiErrorKind,
+  type ErrorCode,
+  type InputIssue,
+  type ReasonCode,
+} from '../../shared/index.js';
 
 /** The `error` field of every error answer: what kind of failure, for programs to branch on. */
-export type ApiErrorCode =
-  | 'invalid_input'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not_found'
-  | 'conflict'
-  | 'payload_too_large'
-  | 'unsupported_media_type'
-  | 'unavailable'
-  | 'internal';
+export type ApiErrorCode = ApiErrorKind;
 
 /** One problem with the input: the path inside the value checked, and the NDJSON line when it has one. */
 export interface ApiIssue extends InputIssue {
@@ -22,8 +21,10 @@ export interface ApiErrorBody {
   readonly error: ApiErrorCode;
   /** One line for people, naming the source, line and field when there are ones. */
   readonly message: string;
-  /** The input rule broken, when it has a code of its own (`CONNECTION_NOT_REGISTERED`). */
-  readonly code?: InputErrorCode;
+  /** The catalogue code (docs/ERRORS.md), on the rows that say more than `error` does (`CONNECTION_NOT_REGISTERED`). */
+  readonly code?: ErrorCode;
+  /** For `PLATFORM_ERROR`: the platform's refusal as a reason code (docs/REASONS.md), e.g. `INVALID_REQUEST`. */
+  readonly reason?: ReasonCode;
   /** What was wrong (`spec`, `spec targets`, `request body`, `query`, ...). */
   readonly source?: string;
   readonly line?: number;
@@ -31,15 +32,49 @@ export interface ApiErrorBody {
   readonly issues?: readonly ApiIssue[];
 }
 
-/** An answer decided by a route: thrown, and sent as is by the error handler. */
+/** An error answer: the status and the body, both from the code's catalogue row. */
+export interface ApiAnswer {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly body: ApiErrorBody;
+}
+
+/** The body of a catalogue code's answer: its `error` kind, and its `code` when the row names it. */
+export function apiErrorBody(code: ErrorCode, message: string, extra: Omit<ApiErrorBody, 'error' | 'message' | 'code'> = {}): ApiErrorBody {
+  const row = ERRORS[code];
+  return { error: row.api, message, ...(row.apiCode ? { code } : {}), ...extra };
+}
+
+/** An answer decided by a route (a body with more than the thrown error knows): thrown, and sent as is. */
 export class HttpError extends Error {
+  readonly statusCode: number;
+
   constructor(
-    readonly statusCode: number,
+    readonly errorCode: ErrorCode,
     readonly body: ApiErrorBody,
   ) {
     super(body.message);
     this.name = 'HttpError';
+    this.statusCode = ERRORS[errorCode].httpStatus;
   }
+}
+
+/**
+ * The answer to any error a route threw: a look-up of its catalogue code. Only the body's detail
+ * depends on what was thrown (an input error's source, line, field and issues; a platform's
+ * reason); codes whose message is the server's business (`INTERNAL`, `REDIS_UNAVAILABLE`) answer
+ * with the row's message.
+ */
+export function errorAnswer(err: unknown): ApiAnswer {
+  if (err instanceof HttpError) return { code: err.errorCode, status: err.statusCode, body: err.body };
+  const { code, status } = errorCodeOf(err);
+  const row = ERRORS[code];
+  const answer = (body: ApiErrorBody): ApiAnswer => ({ code, status: status ?? row.httpStatus, body });
+  if (row.hidesDetail) return answer(apiErrorBody(code, row.message));
+  if (err instanceof InputError) return answer(row.api === 'invalid_input' ? inputErrorBody(err) : apiErrorBody(code, plainMessage(err)));
+  const message = err instanceof Error ? err.message : String(err);
+  const reason = (err as { code?: unknown }).code;
+  return answer(apiErrorBody(code, message, code === 'PLATFORM_ERROR' && typeof reason === 'string' ? { reason: reason as ReasonCode } : {}));
 }
 
 /** Where the errors of inline targets come from (`enqueueSourced` names them so). */
@@ -58,9 +93,7 @@ export function inputErrorBody(err: InputError, opts: { readonly line?: number }
     inline ? { path: ['targets', err.line! - 1, ...i.path], message: i.message } : line === undefined ? { ...i } : { ...i, line },
   );
   return {
-    error: 'invalid_input',
-    message: err.message,
-    ...(err.code === 'INVALID_INPUT' ? {} : { code: err.code }),
+    ...apiErrorBody(err.code, err.message),
     source: err.source,
     ...(line === undefined ? {} : { line }),
     ...(err.field === undefined || err.field === '' ? {} : { field: err.field }),
@@ -76,15 +109,11 @@ function fieldToPath(field: string): (string | number)[] {
 }
 
 /** The message without the `source, line n, field "x": ` lead (an issue says it by its path and line). */
-export function plainMessage(err: InputError): string {
+function plainMessage(err: InputError): string {
   const at = err.message.indexOf(': ');
   return at >= 0 ? err.message.slice(at + 2) : err.message;
 }
 
-export function notFound(what: string): HttpError {
-  return new HttpError(404, { error: 'not_found', message: what });
-}
-
-export function conflict(message: string): HttpError {
-  return new HttpError(409, { error: 'conflict', message });
+export function notFound(id: string): HttpError {
+  return new HttpError('CAMPAIGN_NOT_FOUND', apiErrorBody('CAMPAIGN_NOT_FOUND', `no campaign "${id}"`));
 }

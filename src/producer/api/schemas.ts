@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CAMPAIGN_ID, InputError, REASONS, REPORT_OUTCOMES, specJsonSchema } from '../../shared/index.js';
+import { CAMPAIGN_ID, ERRORS, InputError, REASONS, REPORT_OUTCOMES, specJsonSchema, type ApiErrorKind, type ErrorCode, type ReasonCode } from '../../shared/index.js';
 
 /**
  * The API's zod schemas. Handlers validate with them; the OpenAPI document is generated from
@@ -91,20 +91,15 @@ export const controlResult = z.object({
   retried: count.optional().describe('retry: failed targets put back to run'),
 });
 
+/** The catalogue's codes an answer names (rows with `apiCode`), and every `error` kind, from the one table. */
+const answerCodes = (Object.keys(ERRORS) as ErrorCode[]).filter((c) => ERRORS[c].apiCode);
+const answerKinds = [...new Set(Object.values(ERRORS).map((r) => r.api))];
+
 export const errorBody = z.object({
-  error: z.enum([
-    'invalid_input',
-    'unauthorized',
-    'forbidden',
-    'not_found',
-    'conflict',
-    'payload_too_large',
-    'unsupported_media_type',
-    'unavailable',
-    'internal',
-  ]),
+  error: z.enum(answerKinds as [ApiErrorKind, ...ApiErrorKind[]]),
   message: z.string(),
-  code: z.enum(['CONNECTION_NOT_REGISTERED', 'CONNECTIONS_INVALID']).optional(),
+  code: z.enum(answerCodes as [ErrorCode, ...ErrorCode[]]).optional(),
+  reason: z.enum(Object.keys(REASONS) as [ReasonCode, ...ReasonCode[]]).optional(),
   source: z.string().optional(),
   line: count.optional(),
   field: z.string().optional(),

@@ -8,8 +8,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import {
   createApiMetrics,
   DEFAULTS,
+  ERRORS,
   InputError,
-  RedisUnavailableError,
   TARGET_QUEUE,
   type HttpClient,
   type Logger,
@@ -22,7 +22,7 @@ import { secretHeaderPaths } from '../../shared/index.js';
 import { authGuard } from './auth.js';
 import { registerCampaignRoutes } from './campaigns.js';
 import { registerDashboard } from './dashboard.js';
-import { HttpError, inputErrorBody, type ApiErrorBody } from './errors.js';
+import { apiErrorBody, errorAnswer } from './errors.js';
 import { errorBody, health, jsonSchema } from './schemas.js';
 
 export interface ApiOptions {
@@ -55,8 +55,8 @@ export interface ApiOptions {
 const MIN_TOKEN_CHARS = 16;
 
 /** Why the API refuses to start without a token: the one-line fix, for the CLI and for library callers. */
-export const NO_TOKEN_MESSAGE =
-  'UPSHIFT_API_TOKEN is not set; set it to a secret of at least 16 characters, or pass --insecure-no-auth to serve without authentication';
+const NO_TOKEN_FIX = `set it to a secret of at least ${MIN_TOKEN_CHARS} characters, or pass --insecure-no-auth to serve without authentication`;
+export const NO_TOKEN_MESSAGE = `UPSHIFT_API_TOKEN is not set; ${NO_TOKEN_FIX}`;
 
 /**
  * The token to demand, or undefined to serve without authentication (only when asked to).
@@ -65,9 +65,9 @@ export const NO_TOKEN_MESSAGE =
  */
 export function checkAuthConfig(apiToken: string | undefined, insecureNoAuth: boolean): string | undefined {
   const token = apiToken === '' ? undefined : apiToken;
-  if (token === undefined && !insecureNoAuth) throw new InputError('environment', NO_TOKEN_MESSAGE);
+  if (token === undefined && !insecureNoAuth) throw new InputError('environment', 'UPSHIFT_API_TOKEN is not set', { fix: NO_TOKEN_FIX });
   if (token !== undefined && token.length < MIN_TOKEN_CHARS) {
-    throw new InputError('environment', `UPSHIFT_API_TOKEN is too short; use a secret of at least ${MIN_TOKEN_CHARS} characters`);
+    throw new InputError('environment', 'UPSHIFT_API_TOKEN is too short', { fix: `use a secret of at least ${MIN_TOKEN_CHARS} characters` });
   }
   return token;
 }
@@ -109,22 +109,16 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   const secrets = credentialValues(opts.connections);
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err instanceof HttpError) return reply.code(err.statusCode).send(err.body);
-    if (err instanceof InputError) return reply.code(400).send(inputErrorBody(err));
-    const status = err.statusCode;
-    if (status === 413) return reply.code(413).send(errorOf('payload_too_large', err.message));
-    if (status === 415) return reply.code(415).send(errorOf('unsupported_media_type', err.message));
-    if (status !== undefined && status >= 400 && status < 500) return reply.code(status).send(errorOf('invalid_input', err.message));
-    if (err instanceof RedisUnavailableError || err.name === 'MaxRetriesPerRequestError' || (err as { code?: string }).code === 'ECONNREFUSED') {
-      request.log.warn({ err: err.message }, 'Redis unavailable');
-      return reply.code(503).send(errorOf('unavailable', 'Redis is unreachable; try again'));
-    }
+    const { code, status, body } = errorAnswer(err);
+    if (code === 'REDIS_UNAVAILABLE') request.log.warn({ err: err.message }, 'Redis unavailable');
     // Scrubbed like a report's error text: an answer a platform echoed into an error (discovery)
     // must not put a registered credential into the API's log.
-    request.log.error({ err: scrubError(`${err.name}: ${err.message}\n${err.stack ?? ''}`, secrets, 4000) }, 'request failed');
-    return reply.code(500).send(errorOf('internal', 'internal error (logged on the server)'));
+    if (code === 'INTERNAL') request.log.error({ err: scrubError(`${err.name}: ${err.message}\n${err.stack ?? ''}`, secrets, 4000) }, 'request failed');
+    return reply.code(status).send(body);
   });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorOf('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)));
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(ERRORS.ROUTE_NOT_FOUND.httpStatus).send(apiErrorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  );
 
   if (token !== undefined) app.addHook('onRequest', authGuard(token));
 
@@ -213,10 +207,6 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   await app.ready();
   return app;
-}
-
-function errorOf(error: ApiErrorBody['error'], message: string): ApiErrorBody {
-  return { error, message };
 }
 
 /** True when Redis answers a PING within `timeoutMs`; a connection that is down answers false at once. */

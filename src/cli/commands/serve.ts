@@ -1,12 +1,35 @@
-import { connectRedis, createLogger, createRedis, DEFAULTS, loadConnections, type UpshiftConfig } from '../shared/index.js';
-import { numberFlag, parseFlags } from './flags.js';
+import { connectRedis, createLogger, createRedis, DEFAULTS, loadConnections, type UpshiftConfig } from '../../shared/index.js';
+import { numberFlag, parseFlags } from '../flags.js';
+
+export const help = `upshift serve [--port N] [--host H] [--insecure-no-auth] [--body-limit-bytes N] [--stream-limit-bytes N]
+              [--request-timeout-ms N] [--connection-timeout-ms N]
+
+Serves the HTTP producer API (docs/API.md), the campaign dashboard at /, the OpenAPI document
+at /openapi.json (rendered at /docs), Bull Board at /admin/queues, /metrics, /healthz and
+/readyz, on --host (default 127.0.0.1) and --port (default 3000), until SIGTERM/SIGINT. Every
+route but /healthz, /readyz and the dashboard's page needs "Authorization: Bearer
+$UPSHIFT_API_TOKEN" (the dashboard asks for the token once and keeps it in a cookie). Without
+UPSHIFT_API_TOKEN it refuses to start (exit 2) unless --insecure-no-auth is given.
+--body-limit-bytes caps a JSON body (default 16 MiB), --stream-limit-bytes a streamed NDJSON
+body (default 1 GiB); larger bodies, and NDJSON lines over 1 MiB, are refused with 413.
+--request-timeout-ms bounds the time to receive a whole request (default 300000),
+--connection-timeout-ms closes a connection idle that long (default 60000); 0 turns either off.
+The environment can set all four: UPSHIFT_API_BODY_LIMIT_BYTES, UPSHIFT_API_STREAM_LIMIT_BYTES,
+UPSHIFT_API_REQUEST_TIMEOUT_MS, UPSHIFT_API_CONNECTION_TIMEOUT_MS (a flag wins). Prints
+"upshift api listening on <url>" on stdout once it listens.
+
+Examples:
+  UPSHIFT_API_TOKEN=$(openssl rand -hex 32) upshift serve --port 3000
+  upshift serve --host 0.0.0.0 --port 8080
+  curl -H "Authorization: Bearer $UPSHIFT_API_TOKEN" -H 'content-type: application/json' \\
+    --data-binary @campaign.json localhost:3000/campaigns`;
 
 /**
  * `upshift serve`: the HTTP producer API, the dashboard and Bull Board on one port, until
  * SIGTERM/SIGINT. Exit 2 (InputError) for bad flags or a missing UPSHIFT_API_TOKEN without
  * --insecure-no-auth; exit 1 when Redis cannot be reached or the port cannot be bound.
  */
-export async function runServeCommand(argv: string[], config: UpshiftConfig, help: string): Promise<void> {
+export async function run(argv: string[], config: UpshiftConfig): Promise<void> {
   const { values } = parseFlags(
     argv,
     {
@@ -32,7 +55,7 @@ export async function runServeCommand(argv: string[], config: UpshiftConfig, hel
 
   // Loaded here, not at the top: Fastify, Swagger UI and Bull Board take a while to load, and
   // only this command needs them.
-  const { buildApi, checkAuthConfig } = await import('../producer/api/index.js');
+  const { buildApi, checkAuthConfig } = await import('../../producer/api/index.js');
   // Refused before touching Redis: a missing token is a configuration error, not an outage.
   checkAuthConfig(config.apiToken, insecureNoAuth);
   const connections = loadConnections();

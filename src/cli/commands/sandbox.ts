@@ -1,9 +1,23 @@
-import { InputError } from '../shared/index.js';
-import { startSandbox } from '../sandbox/index.js';
-import { numberFlag, parseFlags } from './flags.js';
+import { InputError } from '../../shared/index.js';
+import { startSandbox } from '../../sandbox/index.js';
+import { numberFlag, parseFlags } from '../flags.js';
+
+export const help = `upshift sandbox [--host H] [--port N] [--latency-ms N] [--fail-rate R] [--throttle-rate R] [--conflict-rate R]
+                [--reset-rate R] [--slow-rate R] [--slow-ms N] [--limit-key-pattern RE] [--retry-after-s N] [--seed N]
+
+Serves the four platforms' APIs from memory, for tests and demos. Load fixtures with
+POST /__sandbox/fixtures; read counters from GET /__sandbox/stats. Faults are seeded shares of
+requests: 5xx, 429 (with Retry-After), connection resets (before any change), answers slower
+than --slow-ms (after the change). --limit-key-pattern's first capture group over a request's
+target key names the value whose concurrency the stats record.
+
+Examples:
+  upshift sandbox --port 4010 --fail-rate 0.1 --throttle-rate 0.05
+  curl -X POST localhost:4010/__sandbox/fixtures -H 'content-type: application/json' \\
+    -d '{"alloy":{"workflows":{"wf_1":{"latestVersion":2}},"installs":[{"workflowId":"wf_1","userId":"u_1","version":1}]}}'`;
 
 /** `upshift sandbox`: serves the platforms until SIGTERM/SIGINT. */
-export async function runSandboxCommand(argv: string[], help: string): Promise<void> {
+export async function run(argv: string[]): Promise<void> {
   const { values } = parseFlags(
     argv,
     {
