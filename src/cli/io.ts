@@ -1,4 +1,4 @@
-import { connectRedis, createRedis, InputError, type Redis, type UpshiftConfig } from '../shared/index.js';
+import { connectRedis, createRedis, InputError, type RedisClient, type UpshiftConfig } from '../shared/index.js';
 
 /** The CLI's answer to an id with no campaign under the deployment's prefix. */
 export function noCampaign(id: string, prefix: string): InputError {
@@ -9,7 +9,7 @@ export function noCampaign(id: string, prefix: string): InputError {
 }
 
 /** Runs `fn` with a connected Redis of the deployment, disconnected after (a command is one short session). */
-export async function withRedis<T>(config: UpshiftConfig, fn: (redis: Redis) => Promise<T>): Promise<T> {
+export async function withRedis<T>(config: UpshiftConfig, fn: (redis: RedisClient) => Promise<T>): Promise<T> {
   const redis = createRedis(config.redisUrl);
   redis.on('error', () => undefined);
   try {

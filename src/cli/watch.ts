@@ -5,7 +5,7 @@
  * unit-tested without Redis or a terminal; `watchCampaign` here is the only part that does I/O.
  * Both are re-exported: this module is the watch's one entry point.
  */
-import { eventsChannel, readStatus, type CampaignStatus, type Redis } from '../shared/index.js';
+import { eventsChannel, readStatus, type CampaignStatus, type RedisClient } from '../shared/index.js';
 import { jsonForTerminal } from '../shared/text.js';
 import { noCampaign } from './io.js';
 import { addSample, doneCount, isFinal, progressOf, WATCH_DEFAULTS, type Sample } from './watch-progress.js';
@@ -26,7 +26,7 @@ export interface WatchOutput {
 }
 
 export interface WatchOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly id: string;
   readonly intervalMs?: number;

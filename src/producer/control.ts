@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import { GroupTable } from './groups.js';
 import {
   campaignIndexKey,
@@ -22,7 +22,7 @@ import {
 import { DEFAULTS } from '../shared/config.js';
 
 export interface ControlOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
 }
 

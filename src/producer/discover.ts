@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import pRetry from 'p-retry';
 import { campaignMeta, GroupTable } from './groups.js';
 import {
@@ -25,7 +25,7 @@ import {
 } from '../shared/index.js';
 
 export interface DiscoverOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly retentionMs?: number;
   /** Tries per search page for transient errors (p-retry, exponential). */

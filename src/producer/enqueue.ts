@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import { discoverCampaign } from './discover.js';
 import { campaignMeta, GroupTable } from './groups.js';
 import {
@@ -39,7 +39,7 @@ export interface SourcedTarget {
 }
 
 export interface EnqueueOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   /** Named in error messages: a file name, `stdin`, `targets`. */
   readonly source?: string;
@@ -224,7 +224,7 @@ function checkRegistered(spec: CampaignSpec, connections: ConnectionRegistry): v
  * Registers this producer as the one staging the campaign. A staging left by a crashed
  * producer (its deadline passed) is discarded and taken over; a live one is refused.
  */
-async function beginStaging(redis: Redis, prefix: string, campaignId: string): Promise<void> {
+async function beginStaging(redis: RedisClient, prefix: string, campaignId: string): Promise<void> {
   const staging = schedulerKeys(prefix).staging;
   const deadline = Date.now() + DEFAULTS.stagingTtlMs;
   if ((await redis.zadd(staging, 'NX', deadline, campaignId)) === 1) return;
@@ -237,7 +237,7 @@ async function beginStaging(redis: Redis, prefix: string, campaignId: string): P
 }
 
 /** Deletes what a producer staged for a campaign that was never committed. */
-export async function discardStaging(redis: Redis, prefix: string, campaignId: string): Promise<void> {
+export async function discardStaging(redis: RedisClient, prefix: string, campaignId: string): Promise<void> {
   const keys = campaignKeys(prefix, campaignId);
   if ((await redis.exists(keys.status)) === 1) return;
   const fields = await redis.hkeys(keys.groups);
@@ -248,7 +248,7 @@ export async function discardStaging(redis: Redis, prefix: string, campaignId: s
 }
 
 /** A campaign id seen before: the same spec is a no-op, another spec under the same id is refused. */
-async function existingCampaign(redis: Redis, specKey: string, stored: CampaignSpec): Promise<boolean> {
+async function existingCampaign(redis: RedisClient, specKey: string, stored: CampaignSpec): Promise<boolean> {
   const json = await redis.get(specKey);
   if (json === null) return false;
   if (!isDeepStrictEqual(JSON.parse(json), JSON.parse(JSON.stringify(stored)))) {

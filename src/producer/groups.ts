@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import {
   campaignKeys,
   compileLimits,
@@ -52,7 +52,7 @@ export class GroupTable {
   }
 
   /** The table with the groups a campaign already has (a resumed discovery, a retry). */
-  static async load(redis: Redis, prefix: string, spec: CampaignSpec & { readonly id: string }): Promise<GroupTable> {
+  static async load(redis: RedisClient, prefix: string, spec: CampaignSpec & { readonly id: string }): Promise<GroupTable> {
     const table = new GroupTable(spec);
     for (const [field, value] of Object.entries(await redis.hgetall(campaignKeys(prefix, spec.id).groups))) {
       if (/^\d+$/.test(field)) table.gids.set(value, Number(field));
@@ -85,7 +85,7 @@ export class GroupTable {
   }
 
   /** Writes the groups numbered since the last save (before any target of theirs is staged). */
-  async save(redis: Redis, prefix: string, campaignId: string): Promise<void> {
+  async save(redis: RedisClient, prefix: string, campaignId: string): Promise<void> {
     if (this.unsaved.length === 0) return;
     const fields = this.unsaved;
     this.unsaved = [];

@@ -99,12 +99,12 @@ function validateUpgradeBody(v: unknown): UpgradeBody | string {
   const allowed = new Set(['name', 'version', 'taskOutput', 'workflowInput']);
   const unknown = Object.keys(v).filter((k) => !allowed.has(k));
   if (unknown.length > 0) return `unrecognized field(s): ${unknown.join(', ')}`;
-  if (typeof v.name !== 'string' || v.name === '') return 'name is required and must be a non-empty string';
-  if (!Number.isInteger(v.version)) return 'version is required and must be an integer';
-  for (const field of ['taskOutput', 'workflowInput'] as const) {
-    if (v[field] !== undefined && !isPlainObject(v[field])) return `${field} must be an object`;
-  }
-  return v as unknown as UpgradeBody;
+  const { name, version, taskOutput, workflowInput } = v;
+  if (typeof name !== 'string' || name === '') return 'name is required and must be a non-empty string';
+  if (typeof version !== 'number' || !Number.isInteger(version)) return 'version is required and must be an integer';
+  if (taskOutput !== undefined && !isPlainObject(taskOutput)) return 'taskOutput must be an object';
+  if (workflowInput !== undefined && !isPlainObject(workflowInput)) return 'workflowInput must be an object';
+  return { name, version, taskOutput, workflowInput };
 }
 
 const upgradeExecution: Operation<ConductorState> = {

@@ -9,7 +9,7 @@ export { compileLimits, connectionId, LimitKeyError, MAX_LIMITS, type LimitSpec,
 export { createLogger, secretHeaderPaths, type Logger } from './logger.js';
 export { OPERATIONS, operationFor, PLATFORMS, platforms, registerPlatform, secretHeaders, type ApplyContext, type OperationModule, type OperationType, type PlatformAdapter, type PlatformName, type Target } from './operations/index.js';
 export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutcome, type RecordedOutcome, type Outcome, type PauseReason, type ReasonCode, type ReasonInfo } from './reasons.js';
-export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type Redis } from './redis.js';
+export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type RedisClient } from './redis.js';
 export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type DispatchResult, type Pick, type Scripts } from './scripts/index.js';
 export { CAMPAIGN_ID, parseSpec, parseTargetLine, rolloutLimits, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
 export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, type Marker, type MarkedRecord, type OutboxRecord } from './records.js';

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { DEFAULTS } from './config.js';
 import { campaignOfHolder } from './jobs.js';
@@ -19,7 +19,7 @@ export interface MetricsEndpoint {
 }
 
 export interface FleetGaugeOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   /** Limit keys reported by name (the most used); the others are summed into one series. */
   readonly topKeys?: number;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { DEFAULTS } from './config.js';
 import { campaignKeys } from './keys.js';
 import type { RecordedOutcome, ReasonCode } from './reasons.js';
@@ -48,7 +48,7 @@ function splitOutboxEntry(value: string): [string, string] {
  * records by target.
  */
 export async function readRecordJson(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   campaignId: string,
   marked: ReadonlyArray<readonly [targetKey: string, marker: Marker]>,
@@ -82,7 +82,7 @@ export interface MarkedRecord {
  * about `batch` markers (the report, `retry`). Markers are filtered before any record is read.
  */
 export async function* scanRecords(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   campaignId: string,
   keep: (m: Marker) => boolean,
@@ -115,7 +115,7 @@ export interface OutboxRecord {
  * of a campaign that has ended, gives the records hash its retention expiry. Safe to repeat and
  * to run concurrently with other workers doing the same.
  */
-export async function archiveRecords(redis: Redis, scripts: Scripts, prefix: string, campaignId: string, records: readonly OutboxRecord[]): Promise<void> {
+export async function archiveRecords(redis: RedisClient, scripts: Scripts, prefix: string, campaignId: string, records: readonly OutboxRecord[]): Promise<void> {
   if (records.length > 0) await scripts.archive(campaignId, records.flatMap((r) => [r.targetKey, `${r.seq}|${r.json}`]));
   let expiryMs = 0;
   let seqs: number[] = records.map((r) => r.seq);
@@ -131,7 +131,7 @@ export async function archiveRecords(redis: Redis, scripts: Scripts, prefix: str
 }
 
 /** Archives everything in a campaign's outbox, `chunk` records a step (sweeps, cancel). */
-export async function flushOutbox(redis: Redis, scripts: Scripts, prefix: string, campaignId: string, chunk = DEFAULTS.outboxFlushBatch): Promise<number> {
+export async function flushOutbox(redis: RedisClient, scripts: Scripts, prefix: string, campaignId: string, chunk = DEFAULTS.outboxFlushBatch): Promise<number> {
   const { outbox } = campaignKeys(prefix, campaignId);
   let moved = 0;
   let cursor = '0';

@@ -2,14 +2,19 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import pRetry from 'p-retry';
 import { isClusterUrl, redactRedisUrl } from './config.js';
 
-export type { Redis };
+/**
+ * What createRedis makes: a plain client, or a Cluster client for a cluster URL. Everything
+ * that takes a connection takes this; only a caller that must address one node (a keyspace
+ * SCAN, see masterNodes) asks for a plain `Redis`.
+ */
+export type RedisClient = Redis | Cluster;
 
 /**
  * A connection for BullMQ and our scripts. `maxRetriesPerRequest: null` is what BullMQ needs
  * for blocking commands; reconnects back off up to 2 s, forever, so a Redis restart is ridden
  * out instead of crashing the process.
  */
-export function createRedis(url: string, extra: RedisOptions = {}): Redis {
+export function createRedis(url: string, extra: RedisOptions = {}): RedisClient {
   const backoff = (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000);
   if (!isClusterUrl(url)) {
     return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, retryStrategy: backoff, ...extra });
@@ -28,14 +33,14 @@ export function createRedis(url: string, extra: RedisOptions = {}): Redis {
   });
   // The commands Upshift uses (scripts, hashes, lists, pub/sub, BullMQ's) behave alike on both;
   // every key of a deployment shares the prefix's hash tag, so no call spans two slots.
-  return cluster as unknown as Redis;
+  return cluster;
 }
 
 /**
  * The nodes a keyspace SCAN must visit: every master of a Cluster (SCAN runs on one node), or
  * the one Redis. Takes either, since createRedis may have made either.
  */
-export function masterNodes(redis: Redis | Cluster): Redis[] {
+export function masterNodes(redis: RedisClient): Redis[] {
   return redis instanceof Cluster ? redis.nodes('master') : [redis];
 }
 
@@ -56,7 +61,7 @@ export class RedisUnavailableError extends Error {
  * `RedisUnavailableError` naming the (password-free) URL when every try failed.
  */
 export async function connectRedis(
-  redis: Redis,
+  redis: RedisClient,
   url: string,
   opts: { retries?: number; tryTimeoutMs?: number; onRetry?: (attempt: number, err: unknown) => void } = {},
 ): Promise<void> {
@@ -92,7 +97,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-function nextReadyOrError(redis: Redis): Promise<void> {
+function nextReadyOrError(redis: RedisClient): Promise<void> {
   return new Promise((resolve, reject) => {
     const onReady = () => {
       redis.off('error', onError);

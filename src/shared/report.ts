@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { DEFAULTS } from './config.js';
 import { campaignKeys, schedulerKeys } from './keys.js';
 import { scanRecords, type Marker } from './records.js';
@@ -46,7 +46,7 @@ export interface ReportLine {
  * (waiting in their groups, parked for a retry, or running). `outcome` filters.
  */
 export async function* streamReport(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   campaignId: string,
   opts: { outcome?: string; batch?: number } = {},
@@ -75,7 +75,7 @@ export async function* streamReport(
 }
 
 /** Every target entry of a campaign that has no outcome yet, wherever the scheduler holds it. */
-async function* pendingEntries(redis: Redis, prefix: string, campaignId: string, batch: number): AsyncIterable<string> {
+async function* pendingEntries(redis: RedisClient, prefix: string, campaignId: string, batch: number): AsyncIterable<string> {
   const keys = campaignKeys(prefix, campaignId);
   const sched = schedulerKeys(prefix);
   for (const gid of (await redis.hkeys(keys.groups)).filter((f) => /^\d+$/.test(f))) {

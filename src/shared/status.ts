@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { campaignKeys } from './keys.js';
 
 /** The status hash, typed. Counters are numbers; absent timestamps are undefined. */
@@ -48,7 +48,7 @@ const num = (v: string | undefined): number => (v === undefined ? 0 : Number(v))
 const time = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
 
 /** Reads a campaign's status hash; `null` when there is no such campaign. */
-export async function readStatus(redis: Redis, prefix: string, id: string): Promise<CampaignStatus | null> {
+export async function readStatus(redis: RedisClient, prefix: string, id: string): Promise<CampaignStatus | null> {
   const h = await redis.hgetall(campaignKeys(prefix, id).status);
   if (Object.keys(h).length === 0) return null;
   return {

@@ -1,4 +1,4 @@
-import { archiveRecords, flushOutbox, schedulerKeys, type Logger, type OutboxRecord, type Redis, type Scripts } from '../shared/index.js';
+import { archiveRecords, flushOutbox, schedulerKeys, type Logger, type OutboxRecord, type RedisClient, type Scripts } from '../shared/index.js';
 
 /**
  * Moves the outcome records this worker wrote out of the deployment's slot into each campaign's
@@ -18,7 +18,7 @@ export class Archiver {
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly scripts: Scripts,
     private readonly prefix: string,
     private readonly log: Logger,

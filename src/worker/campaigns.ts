@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import {
   campaignKeys,
   DEFAULTS,
@@ -35,7 +35,7 @@ export class CampaignCache {
   private readonly entries = new Map<string, Promise<Campaign | null>>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly connections: ConnectionRegistry,
     private readonly maxEntries: number = DEFAULTS.campaignCacheEntries,

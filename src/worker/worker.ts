@@ -12,7 +12,7 @@ import {
   TARGET_QUEUE,
   upshiftTracer,
   type Logger,
-  type Redis,
+  type RedisClient,
   type Scripts,
   type TargetJobData,
   type UpshiftConfig,
@@ -181,7 +181,7 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
  * start; on a Redis Cluster every key of the deployment is on the prefix's slot, so each master
  * is scanned and only the one holding them finds any.
  */
-async function wakeLegacyBlocked(redis: Redis, prefix: string, scripts: Scripts, log: Logger): Promise<void> {
+async function wakeLegacyBlocked(redis: RedisClient, prefix: string, scripts: Scripts, log: Logger): Promise<void> {
   const head = `${prefix}:sched:blocked:`;
   const nodes = masterNodes(redis);
   let woke = 0;

@@ -14,7 +14,7 @@ import {
   streamReport,
   type CampaignStatus,
   type ConnectionRegistry,
-  type Redis,
+  type RedisClient,
 } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { setCredentialEnv } from '../support/fleet.js';
@@ -31,7 +31,7 @@ const log = createLogger('silent');
 describe('Redis Cluster (3 masters on loopback)', () => {
   let cluster: TestCluster;
   let sandbox: Sandbox;
-  let redis: Redis;
+  let redis: RedisClient;
   let connections: ConnectionRegistry;
   const workers: RunningWorker[] = [];
 

@@ -11,7 +11,7 @@ import {
   streamReport,
   validateSpec,
   type HttpClient,
-  type Redis,
+  type RedisClient,
   campaignKeys,
   type ConnectionRegistry,
   type Logger,
@@ -36,7 +36,7 @@ import {
 } from './schemas.js';
 
 export interface CampaignRouteDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly retentionMs: number;
   readonly streamLimitBytes: number;

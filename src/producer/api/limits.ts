@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../shared/redis.js';
 import { campaignKeys, DEFAULTS, redisTimeMs, schedulerKeys, type ResolvedLimit } from '../../shared/index.js';
 
 /** One resolved limit key value of a campaign and how full it is right now. */
@@ -29,7 +29,7 @@ export interface LimitUsageReport {
  * a bounded read. `null` when there is no such campaign.
  */
 export async function readLimitUsage(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   campaignId: string,
   opts: { readonly maxKeys?: number } = {},

@@ -13,7 +13,7 @@ import {
   TARGET_QUEUE,
   type HttpClient,
   type Logger,
-  type Redis,
+  type RedisClient,
   credentialValues,
   scrubError,
   type ConnectionRegistry,
@@ -27,7 +27,7 @@ import { errorBody, health, jsonSchema } from './schemas.js';
 
 export interface ApiOptions {
   /** The API's connection: commands, scripts, and Bull Board's queue. The caller owns (and closes) it. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly log: Logger;
   /** The bearer token every non-public route demands (`UPSHIFT_API_TOKEN`). */
@@ -210,7 +210,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 }
 
 /** True when Redis answers a PING within `timeoutMs`; a connection that is down answers false at once. */
-async function pingWithin(redis: Redis, timeoutMs: number): Promise<boolean> {
+async function pingWithin(redis: RedisClient, timeoutMs: number): Promise<boolean> {
   if (redis.status !== 'ready') return false;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<boolean>((resolve) => {

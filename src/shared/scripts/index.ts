@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import { DEFAULTS } from '../config.js';
 import { campaignKeys, schedulerKeys } from '../keys.js';
 import { CODES, codeName, type CodeName } from './codes.js';
@@ -100,6 +100,17 @@ function source(file: string): RenderedScript {
 }
 
 type Raw = (...args: (string | number)[]) => Promise<unknown>;
+
+/**
+ * The command `defineCommand` added as `name`, bound to its connection. ioredis's types cannot
+ * see commands made at run time; looking the one up here, and failing loudly when it is missing,
+ * keeps them off the client types, where a connection without the scripts would type-check too.
+ */
+function definedCommand(redis: RedisClient, name: keyof typeof FILES | keyof typeof CAMPAIGN_FILES): Raw {
+  const fn: unknown = Reflect.get(redis, name);
+  if (typeof fn !== 'function') throw new Error(`no command "${name}" on this connection: loadScripts defines it`);
+  return (...args) => Promise.resolve(fn.apply(redis, args));
+}
 
 export interface CommitResult {
   readonly created: boolean;
@@ -223,14 +234,14 @@ function dispatchResult(res: (number | string)[]): DispatchResult {
 }
 
 /** Registers the scripts on a connection (EVALSHA with a transparent EVAL fallback). */
-export function loadScripts(redis: Redis, prefix: string): Scripts {
+export function loadScripts(redis: RedisClient, prefix: string): Scripts {
   for (const [name, file] of [...Object.entries(FILES), ...Object.entries(CAMPAIGN_FILES)]) {
     if (name in redis) continue;
     redis.defineCommand(name, { lua: source(file).lua, numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)![1]) });
   }
   const anchor = schedulerKeys(prefix).ring;
   const cmd = (name: keyof typeof FILES): Raw => {
-    const fn = (redis as unknown as Record<string, Raw>)[name]!.bind(redis);
+    const fn = definedCommand(redis, name);
     const head = source(FILES[name]).includes.has('caps') ? [prefix, CAPS_JSON] : [prefix];
     return (...args) => fn(anchor, ...head, ...args);
   };
@@ -249,7 +260,7 @@ export function loadScripts(redis: Redis, prefix: string): Scripts {
   const unoutbox = cmd('unoutbox');
   const wakeLegacyBlocked = cmd('wakeLegacyBlocked');
   const pauseOf = cmd('pauseOf');
-  const archive = (redis as unknown as Record<string, Raw>)['archive']!.bind(redis);
+  const archive = definedCommand(redis, 'archive');
 
   return {
     async commitCampaign(a) {
