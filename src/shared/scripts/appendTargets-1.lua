@@ -11,8 +11,7 @@
   may complete.
 
   Input:
-    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
-            node of the prefix's hash tag slot, where every key this script touches lives
+    KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
     ARGV[1] key prefix
     ARGV[2] campaign id
     ARGV[3] offset to resume from after this page

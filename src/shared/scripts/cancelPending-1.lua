@@ -5,8 +5,7 @@
   would have; dispatched ones not yet started are recorded by `claim`.
 
   Input:
-    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
-            node of the prefix's hash tag slot, where every key this script touches lives
+    KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
     ARGV[1] key prefix
     ARGV[2] campaign id
     ARGV[3] most targets to drain in this call

@@ -4,8 +4,7 @@
   targets, so after this returns no new target of a paused campaign starts.
 
   Input:
-    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
-            node of the prefix's hash tag slot, where every key this script touches lives
+    KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
     ARGV[1] key prefix
     ARGV[2] campaign id
     ARGV[3] action: pause | resume | cancel | promote

@@ -5,8 +5,7 @@
   reported, and the worker aborts that run: its slot may already be someone else's.
 
   Input:
-    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
-            node of the prefix's hash tag slot, where every key this script touches lives
+    KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
     ARGV[1] key prefix
     ARGV[2] lease, ms
     ARGV[3] worker id

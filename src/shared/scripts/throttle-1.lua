@@ -4,8 +4,7 @@
   without using an attempt; its waits are counted (and bounded by the worker).
 
   Input:
-    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
-            node of the prefix's hash tag slot, where every key this script touches lives
+    KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
     ARGV[1] key prefix
     ARGV[2] scheduler caps (includes/caps.lua)
     ARGV[3] holder

@@ -7,8 +7,7 @@
   the hash being in another slot) and calls again with it. A caller that dies in between leaves
   the campaign in the set, and the next sweep does it.
   Input:
-    KEYS[1] <prefix>:sched:ring, declared so a Redis Cluster client routes the call to the
-            node of the prefix's hash tag slot, where every key this script touches lives
+    KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
     ARGV[1] key prefix
     ARGV[2] campaign id
     ARGV[3] the expiry (ms since epoch) the caller has just given the records hash; 0 if none

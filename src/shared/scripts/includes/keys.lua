@@ -4,7 +4,9 @@
 
   Every script that includes this takes ARGV[1] = the key prefix (UPSHIFT_PREFIX) and derives
   its keys from it, as BullMQ's scripts derive a job's keys from the queue's prefix; the same
-  names are built in TypeScript by src/shared/keys.ts.
+  names are built in TypeScript by src/shared/keys.ts. Each script declares one key, KEYS[1] =
+  <p>:sched:ring, the routing key: a Redis Cluster client routes the call to the node of the
+  prefix's hash tag slot, where every key the script touches lives (docs/SCALING.md).
 
   State (see docs/ARCHITECTURE.md, "Scheduler"):
     <p>:campaign:<c>:g:<gid>   LIST    pending target entries (target JSON) of one group
