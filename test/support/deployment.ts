@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox/index.js';
-import { createLogger, type ConnectionRegistry } from '../../src/shared/index.js';
+import { createLogger, loadScripts, type ConnectionRegistry, type Scripts } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker, type WorkerOptions } from '../../src/worker/index.js';
 import { connectionsFile, noConnections, testConnectionsWith } from './connections.js';
 import { setCredentialEnv, spawnWorker, type WorkerProcess } from './fleet.js';
@@ -23,6 +23,11 @@ export interface DeploymentOptions {
   readonly workerDefaults?: WorkerStartOptions;
   /** Sets the sandbox keys' credential variables in this process (workers read them from there). */
   readonly credentials?: boolean;
+  /**
+   * Registers a stand-in worker (id `w1`) of this concurrency for `leaseMs`, so that the
+   * scheduler scripts dispatch with no worker running (tests that drive `scripts` step by step).
+   */
+  readonly standIn?: { readonly leaseMs: number; readonly concurrency: number };
   /** `'each'` (the default): a deployment per test. `'all'`: one for the block, for setups too slow to repeat. */
   readonly scope?: 'each' | 'all';
 }
@@ -48,6 +53,8 @@ export interface Deployment {
   /** The registry of every sandbox started so far, then `options.urls`: a fresh one once another starts. */
   readonly connections: ConnectionRegistry;
   readonly producer: ProducerOptions;
+  /** The scheduler scripts on the deployment's prefix. */
+  readonly scripts: Scripts;
   /** The worker of `options.worker`. */
   readonly worker: RunningWorker;
   /** Every in-process worker started, in order. */
@@ -73,6 +80,7 @@ export async function openDeployment(options: DeploymentOptions = {}): Promise<D
   if (options.credentials) setCredentialEnv();
   const d = new OpenDeployment(options);
   try {
+    if (options.standIn) await d.scripts.renew(options.standIn.leaseMs, 'w1', options.standIn.concurrency, []);
     if (options.sandbox) await d.startSandbox(options.sandbox);
     if (options.worker) await d.startWorker(options.worker);
   } catch (err) {
@@ -115,6 +123,7 @@ class OpenDeployment implements Deployment {
   private readonly procs: WorkerProcess[] = [];
   private readonly cleanups: (() => unknown)[] = [];
   private registry: { urls: string; connections: ConnectionRegistry } | undefined;
+  private loaded: Scripts | undefined;
 
   constructor(private readonly options: DeploymentOptions) {}
 
@@ -135,6 +144,10 @@ class OpenDeployment implements Deployment {
 
   get producer(): ProducerOptions {
     return { redis: this.redis, prefix: this.prefix, connections: this.connections };
+  }
+
+  get scripts(): Scripts {
+    return (this.loaded ??= loadScripts(this.redis, this.prefix));
   }
 
   get worker(): RunningWorker {
