@@ -127,6 +127,16 @@ describe('hostile target ids', () => {
     });
   });
 
+  /** Enqueues one target per accepted id and runs them: the report, once every one is upgraded. */
+  const upgradeAll = async (spec: Record<string, unknown>, targets: Record<string, string>[]) => {
+    const { campaignId, total } = await enqueueCampaign(spec, targets, t.producer);
+    expect(total).toBe(ACCEPTED.length);
+    await t.startWorker({ concurrency: 8 });
+    const status = await waitForCompletion(t.prefix, campaignId);
+    expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
+    return report(t.redis, t.prefix, campaignId);
+  };
+
   it('alloy.upgradeWorkflow: each id reaches the platform as exactly one userId query value, nothing else changes', async () => {
     t.sandbox.load({
       alloy: {
@@ -134,14 +144,8 @@ describe('hostile target ids', () => {
         installs: ACCEPTED.map((userId) => ({ workflowId: WF, userId, version: 1 })),
       },
     });
-    const { campaignId, total } = await enqueueCampaign(alloySpec('ids-alloy'), ACCEPTED.map((userId) => ({ userId })), t.producer);
-    expect(total).toBe(ACCEPTED.length);
-    await t.startWorker({ concurrency: 8 });
-    const status = await waitForCompletion(t.prefix, campaignId);
-    expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
-
+    const lines = await upgradeAll(alloySpec('ids-alloy'), ACCEPTED.map((userId) => ({ userId })));
     // The report names every id exactly as given, each upgraded on its first attempt.
-    const lines = await report(t.redis, t.prefix, campaignId);
     expect(lines.map((l) => l.target).sort()).toEqual([...ACCEPTED].sort());
     for (const l of lines) expect(l, l.target).toMatchObject({ outcome: 'upgraded', reason: 'UPGRADED', attempts: 1 });
     // And the platform holds exactly those installs upgraded: no other user was touched.
@@ -172,12 +176,7 @@ describe('hostile target ids', () => {
 
   it('tallyfy.updateRun: each id is exactly one path segment, no query, the same headers and body', async () => {
     t.sandbox.load({ tallyfy: { runs: ACCEPTED.map((id) => ({ orgId: ORG, id, name: 'old' })) } });
-    const { campaignId, total } = await enqueueCampaign(tallyfySpec('ids-tallyfy'), ACCEPTED.map((runId) => ({ runId })), t.producer);
-    expect(total).toBe(ACCEPTED.length);
-    await t.startWorker({ concurrency: 8 });
-    const status = await waitForCompletion(t.prefix, campaignId);
-    expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
-    const lines = await report(t.redis, t.prefix, campaignId);
+    const lines = await upgradeAll(tallyfySpec('ids-tallyfy'), ACCEPTED.map((runId) => ({ runId })));
     expect(lines.map((l) => l.target).sort()).toEqual([...ACCEPTED].sort());
     expect(t.sandbox.state().tallyfy!.runs!.every((r) => r.name === 'new')).toBe(true);
 

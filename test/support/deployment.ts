@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
-import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox/index.js';
+import { startSandbox, type Sandbox, type SandboxFixtures, type SandboxOptions } from '../../src/sandbox/index.js';
 import { createLogger, loadScripts, type ConnectionRegistry, type Scripts } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker, type WorkerOptions } from '../../src/worker/index.js';
 import { connectionsFile, noConnections, testConnectionsWith } from './connections.js';
@@ -106,9 +106,35 @@ export function setupDeployment(options: DeploymentOptions = {}): Deployment {
     current = undefined;
     await d?.close();
   });
-  return new Proxy({} as Deployment, {
+  return live('setupDeployment', () => current);
+}
+
+/**
+ * One sandbox for a whole file (`startSandbox(opts)` once), put back to `config` and `fixtures`
+ * before each test: for the sandbox's own tests, which need no Redis.
+ */
+export function setupSandbox(opts: Partial<SandboxOptions>, reset: { readonly config: Parameters<Sandbox['configure']>[0]; readonly fixtures: SandboxFixtures }): Sandbox {
+  let current: Sandbox | undefined;
+  beforeAll(async () => {
+    current = await startSandbox(opts);
+  });
+  afterAll(async () => {
+    await current?.close();
+  });
+  beforeEach(() => {
+    current!.reset();
+    current!.configure(reset.config);
+    current!.load(reset.fixtures);
+  });
+  return live('setupSandbox', () => current);
+}
+
+/** An object that reads through to what `get` returns now (the current test's), methods bound to it. */
+function live<T extends object>(what: string, get: () => T | undefined): T {
+  return new Proxy({} as T, {
     get(_, key) {
-      if (current === undefined) throw new Error(`setupDeployment: ${String(key)} read outside a test`);
+      const current = get();
+      if (current === undefined) throw new Error(`${what}: ${String(key)} read outside a test`);
       const value: unknown = Reflect.get(current, key);
       return typeof value === 'function' ? value.bind(current) : value;
     },
