@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { initTracing, tracingActive, upshiftTracer, withSpan } from '../../src/shared/index.js';
 import { setupDeployment } from '../support/deployment.js';
 import { alloyFleet, CREDENTIAL_ENV } from '../support/fleet.js';
@@ -105,8 +105,9 @@ describe('tracing', () => {
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'upshift-tracing-'));
+    const made = dir;
+    t.defer(() => rmSync(made, { recursive: true, force: true }));
   });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('with OTEL_EXPORTER_OTLP_ENDPOINT: a span for the enqueue and one per target, with campaign, operation, outcome, reason, attempt', async () => {
     const collector = await startCollector();
