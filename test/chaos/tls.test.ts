@@ -1,7 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -21,9 +20,7 @@ describe('rediss:// (TLS) with a password', () => {
   let dir: string;
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'upshift-tls-'));
-    const made = dir;
-    t.defer(() => rmSync(made, { recursive: true, force: true }));
+    dir = t.tempDir('upshift-tls-');
   });
 
   it('workers and the producer work over TLS; the password never reaches a log', async () => {

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
@@ -104,9 +103,7 @@ describe('tracing', () => {
   let dir: string;
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'upshift-tracing-'));
-    const made = dir;
-    t.defer(() => rmSync(made, { recursive: true, force: true }));
+    dir = t.tempDir('upshift-tracing-');
   });
 
   it('with OTEL_EXPORTER_OTLP_ENDPOINT: a span for the enqueue and one per target, with campaign, operation, outcome, reason, attempt', async () => {

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { startSandbox, type Sandbox, type SandboxFixtures, type SandboxOptions } from '../../src/sandbox/index.js';
@@ -70,6 +73,8 @@ export interface Deployment {
   closeWorkers(): Promise<void>;
   /** Runs `cleanup` at close, after the workers and before the sandboxes (in the order deferred). */
   defer(cleanup: () => unknown): void;
+  /** A new temporary directory, removed at close (after the processes that may write to it). */
+  tempDir(prefix: string): string;
   close(): Promise<void>;
 }
 
@@ -214,6 +219,12 @@ class OpenDeployment implements Deployment {
 
   defer(cleanup: () => unknown): void {
     this.cleanups.push(cleanup);
+  }
+
+  tempDir(prefix: string): string {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    this.defer(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
   }
 
   async close(): Promise<void> {
