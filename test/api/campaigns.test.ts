@@ -356,7 +356,8 @@ describe('reading and controlling campaigns', () => {
     });
     // The platform holds every answer: 4 targets start (2 per tenant) and keep their slots.
     await work(10);
-    await until(() => readStatus(api.redis, api.prefix, 'limited'), (s) => s!.active === 4, 'four targets running');
+    // Four calls at the platform: four targets claimed and running.
+    await sandbox.requestsReached(4);
     const during = (await call('GET', '/campaigns/limited/limits')).json();
     expect(during.keys).toEqual([
       { key: scoped('tenant-acme'), inUse: 2, concurrency: 2, atCapacity: true },
