@@ -98,7 +98,9 @@ export async function openDeployment(options: DeploymentOptions = {}): Promise<D
 /**
  * The fixture a describe block begins with: `const t = setupDeployment({ sandbox: {} })` opens a
  * deployment before each test (or once, `scope: 'all'`) and closes it after. Read its members
- * inside the tests, as `t.prefix` and the like: they are the current test's.
+ * inside the tests, as `t.prefix` and the like: they are the current test's. Hooks the file
+ * registers after it run inside it: before-hooks once it is open, after-hooks before it closes
+ * (vitest runs after-hooks last-registered first).
  */
 export function setupDeployment(options: DeploymentOptions = {}): Deployment {
   let current: Deployment | undefined;
