@@ -1,10 +1,9 @@
-import { QueueEvents } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { campaignKeys, streamReport, TARGET_QUEUE } from '../../src/shared/index.js';
+import { campaignKeys, streamReport } from '../../src/shared/index.js';
 import { setupDeployment } from '../support/deployment.js';
 import { alloyFleet } from '../support/fleet.js';
-import { redisUrl, waitForCompletion } from '../support/harness.js';
+import { waitForCompletion } from '../support/harness.js';
 
 describe('worker processes', () => {
   const t = setupDeployment({ sandbox: { latencyMs: 20 } });
@@ -54,10 +53,7 @@ describe('worker processes', () => {
     t.sandbox.configure({ latencyMs: 400 });
     const fleet = alloyFleet(30);
     t.sandbox.load(fleet.fixtures);
-    const events = new QueueEvents(TARGET_QUEUE, { connection: { url: redisUrl() } as never, prefix: t.prefix });
-    await events.waitUntilReady();
-    let active = 0;
-    const busy = new Promise<void>((resolve) => events.on('active', () => ++active === 5 && resolve()));
+    const busy = await t.jobsActive(5);
     const { campaignId } = await enqueueCampaign(
       { id: 'term', connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
       fleet.targets,
@@ -67,7 +63,6 @@ describe('worker processes', () => {
     await busy;
     w.proc.kill('SIGTERM');
     expect((await w.exited).code).toBe(0);
-    await events.close();
 
     const keys = campaignKeys(t.prefix, campaignId);
     const done = await t.redis.hlen(keys.outcomes);

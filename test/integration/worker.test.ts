@@ -1,11 +1,10 @@
-import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { readStatus, streamReport, TARGET_QUEUE, type ReportLine } from '../../src/shared/index.js';
+import { readStatus, streamReport, type ReportLine } from '../../src/shared/index.js';
 import { setupDeployment, type WorkerStartOptions } from '../support/deployment.js';
 import { alloyFleet, nectedGraph } from '../support/fleet.js';
-import { redisUrl, waitForCompletion } from '../support/harness.js';
+import { waitForCompletion } from '../support/harness.js';
 
 async function report(redis: Redis, prefix: string, id: string): Promise<Map<string, ReportLine>> {
   const out = new Map<string, ReportLine>();
@@ -223,15 +222,11 @@ describe('workers against the sandbox', () => {
     t.sandbox.configure({ latencyMs: 300 });
     const fleet = alloyFleet(4);
     t.sandbox.load(fleet.fixtures);
-    const events = new QueueEvents(TARGET_QUEUE, { connection: { url: redisUrl() } as never, prefix: t.prefix });
-    await events.waitUntilReady();
-    let active = 0;
-    const allActive = new Promise<void>((resolve) => events.on('active', () => ++active === 4 && resolve()));
+    const allActive = await t.jobsActive(4);
     const { campaignId } = await enqueue({ id: 'grace', connection: connection('UPSHIFT_TEST_ALLOY_KEY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } }, fleet.targets);
     const w = await t.startWorker({ concurrency: 4 });
     await allActive;
     await w.close();
-    await events.close();
     const status = await readStatus(t.redis, t.prefix, campaignId);
     expect(status).toMatchObject({ state: 'completed', upgraded: 4 });
     expect(await t.redis.llen(`${t.prefix}:targets:active`)).toBe(0);

@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { startSandbox, type Sandbox, type SandboxFixtures, type SandboxOptions } from '../../src/sandbox/index.js';
-import { createLogger, loadScripts, type ConnectionRegistry, type Scripts } from '../../src/shared/index.js';
+import { createLogger, loadScripts, TARGET_QUEUE, type ConnectionRegistry, type Scripts } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker, type WorkerOptions } from '../../src/worker/index.js';
 import { connectionsFile, noConnections, testConnectionsWith } from './connections.js';
 import { setCredentialEnv, spawnWorker, type WorkerProcess } from './fleet.js';
@@ -75,6 +76,11 @@ export interface Deployment {
   defer(cleanup: () => unknown): void;
   /** A new temporary directory, removed at close (after the processes that may write to it). */
   tempDir(prefix: string): string;
+  /**
+   * Listens for target jobs going active (BullMQ's queue events); resolves once listening, with
+   * the promise that `n` have (start the workers after, so that none is missed).
+   */
+  jobsActive(n: number): Promise<Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -227,6 +233,14 @@ class OpenDeployment implements Deployment {
     const dir = mkdtempSync(join(tmpdir(), prefix));
     this.defer(() => rmSync(dir, { recursive: true, force: true }));
     return dir;
+  }
+
+  async jobsActive(n: number): Promise<Promise<void>> {
+    const events = new QueueEvents(TARGET_QUEUE, { connection: { url: redisUrl() } as never, prefix: this.prefix });
+    this.defer(() => events.close());
+    await events.waitUntilReady();
+    let active = 0;
+    return new Promise<void>((resolve) => events.on('active', () => ++active === n && resolve()));
   }
 
   async close(): Promise<void> {
