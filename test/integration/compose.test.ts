@@ -16,7 +16,7 @@ import { enqueueCampaign } from '../../src/producer/index.js';
 import { DEFAULTS, loadConfig, loadConnections, parseSpec, readStatus } from '../../src/shared/index.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
-import { setupDeployment } from '../support/deployment.js';
+import { setupDeployment, spawnApi } from '../support/deployment.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const cli = join(root, 'dist/src/cli/main.js');
@@ -499,24 +499,13 @@ describe('the sample campaign (examples/)', () => {
 
   it('sample-campaign.sh loads the fixtures and enqueues through the API', async () => {
     const token = `test-${t.prefix}`;
-    const api = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
+    const api = await spawnApi(
+      ['--host', '127.0.0.1', '--port', '0'],
       // The spec's connection as the script rewrites it (SPEC_BASE_URL): the sandbox of this test.
-      env: { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: t.prefix, UPSHIFT_API_TOKEN: token, LOG_LEVEL: 'warn', UPSHIFT_CONNECTIONS: testConnectionsFile(t.sandbox.url) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let apiErr = '';
-    api.stderr.on('data', (d: Buffer) => (apiErr += d.toString()));
-    const apiExited = once(api, 'exit');
+      { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: t.prefix, UPSHIFT_API_TOKEN: token, LOG_LEVEL: 'warn', UPSHIFT_CONNECTIONS: testConnectionsFile(t.sandbox.url) },
+    );
     try {
-      const apiUrl = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        api.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /upshift api listening on (\S+)/.exec(out);
-          if (m) resolve(m[1]!);
-        });
-        void apiExited.then(([code]) => reject(new Error(`upshift serve exited (${code}) before listening: ${apiErr}`)));
-      });
+      const apiUrl = api.url;
       const run = (env: Record<string, string>) => {
         const p = spawn('bash', [join(examples, 'sample-campaign.sh')], {
           env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), API_URL: apiUrl, SANDBOX_URL: t.sandbox.url, WAIT_S: '30', ...env },
@@ -551,8 +540,8 @@ describe('the sample campaign (examples/)', () => {
       const stored = await fetch(`${apiUrl}/campaigns/sample-test`, { headers: { authorization: `Bearer ${token}` } });
       expect(stored.status).toBe(200);
     } finally {
-      api.kill('SIGTERM');
-      await apiExited;
+      api.proc.kill('SIGTERM');
+      await api.exited;
     }
   });
 });

@@ -1,6 +1,9 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
@@ -85,6 +88,7 @@ export interface Deployment {
 }
 
 const silent = createLogger('silent');
+const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
 /** A deployment for code that manages its own lifetime: `try { … } finally { await d.close() }`. */
 export async function openDeployment(options: DeploymentOptions = {}): Promise<Deployment> {
@@ -120,6 +124,33 @@ export function setupDeployment(options: DeploymentOptions = {}): Deployment {
     await d?.close();
   });
   return live('setupDeployment', () => current);
+}
+
+export interface ApiProcess {
+  readonly proc: ChildProcess;
+  /** Where it listens, as it printed it. */
+  readonly url: string;
+  /** Resolves with the exit code when the process ends. */
+  readonly exited: Promise<[number | null]>;
+  stderr(): string;
+}
+
+/** `upshift serve ARGS` from the build (`npm test` builds first), resolved once it says where it listens. */
+export async function spawnApi(args: string[], env: NodeJS.ProcessEnv): Promise<ApiProcess> {
+  const proc = spawn(process.execPath, [cliPath, 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = once(proc, 'exit') as Promise<[number | null]>;
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /upshift api listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then(([code]) => reject(new Error(`upshift serve exited (${code}) before listening: ${stderr}`)));
+  });
+  return { proc, url, exited, stderr: () => stderr };
 }
 
 /**
