@@ -60,7 +60,7 @@ describe('worker processes', () => {
       t.producer,
     );
     const w = await t.spawnWorker(['--concurrency', '5']);
-    await busy;
+    await busy.reached;
     w.proc.kill('SIGTERM');
     expect((await w.exited).code).toBe(0);
 

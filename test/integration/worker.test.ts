@@ -225,7 +225,7 @@ describe('workers against the sandbox', () => {
     const allActive = await t.jobsActive(4);
     const { campaignId } = await enqueue({ id: 'grace', connection: connection('UPSHIFT_TEST_ALLOY_KEY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } }, fleet.targets);
     const w = await t.startWorker({ concurrency: 4 });
-    await allActive;
+    await allActive.reached;
     await w.close();
     const status = await readStatus(t.redis, t.prefix, campaignId);
     expect(status).toMatchObject({ state: 'completed', upgraded: 4 });

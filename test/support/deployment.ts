@@ -80,10 +80,11 @@ export interface Deployment {
   /** A new temporary directory, removed at close (after the processes that may write to it). */
   tempDir(prefix: string): string;
   /**
-   * Listens for target jobs going active (BullMQ's queue events); resolves once listening, with
-   * the promise that `n` have (start the workers after, so that none is missed).
+   * Listens for target jobs going active (BullMQ's queue events): `reached` resolves once `n`
+   * have. Resolves once listening (start the workers after, so that none is missed); the promise
+   * is wrapped, as a promise resolved with a promise would wait for the inner one.
    */
-  jobsActive(n: number): Promise<Promise<void>>;
+  jobsActive(n: number): Promise<{ readonly reached: Promise<void> }>;
   close(): Promise<void>;
 }
 
@@ -266,12 +267,12 @@ class OpenDeployment implements Deployment {
     return dir;
   }
 
-  async jobsActive(n: number): Promise<Promise<void>> {
+  async jobsActive(n: number): Promise<{ readonly reached: Promise<void> }> {
     const events = new QueueEvents(TARGET_QUEUE, { connection: { url: redisUrl() } as never, prefix: this.prefix });
     this.defer(() => events.close());
     await events.waitUntilReady();
     let active = 0;
-    return new Promise<void>((resolve) => events.on('active', () => ++active === n && resolve()));
+    return { reached: new Promise<void>((resolve) => events.on('active', () => ++active === n && resolve())) };
   }
 
   async close(): Promise<void> {
