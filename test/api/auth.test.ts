@@ -6,6 +6,7 @@ import { buildApi, TOKEN_COOKIE } from '../../src/producer/api/index.js';
 import { createLogger, InputError } from '../../src/shared/index.js';
 import { newRedis, redisUrl, testPrefix } from '../support/harness.js';
 import { connectionsFile, noConnections } from '../support/connections.js';
+import { spawnApi } from '../support/deployment.js';
 import { AUTH, startTestApi, TOKEN, type TestApi } from './support.js';
 
 const cookie = (value: string) => ({ cookie: `theme=dark; ${TOKEN_COOKIE}=${encodeURIComponent(value)}` });
@@ -134,28 +135,16 @@ describe('starting without a token', () => {
   });
 
   it('upshift serve --insecure-no-auth starts, warns, serves, and exits 0 on SIGTERM', async () => {
-    const proc = spawn(process.execPath, [cli, 'serve', '--port', '0', '--insecure-no-auth'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = once(proc, 'exit') as Promise<[number | null]>;
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      proc.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /upshift api listening on (\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      exited.then(() => reject(new Error(`serve exited before listening: ${stderr}`)));
-    });
+    const api = await spawnApi(['--port', '0', '--insecure-no-auth'], env());
     try {
-      const res = await fetch(`${url}/campaigns`);
+      const res = await fetch(`${api.url}/campaigns`);
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ campaigns: [] });
-      expect(stderr).toContain('WITHOUT authentication');
+      expect(api.stderr()).toContain('WITHOUT authentication');
     } finally {
-      proc.kill('SIGTERM');
+      api.proc.kill('SIGTERM');
     }
-    const [code] = await exited;
+    const [code] = await api.exited;
     expect(code).toBe(0);
   });
 });

@@ -2,13 +2,13 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, createLogger, readStatus, type ConnectionRegistry } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
-import { redisUrl, waitForCompletion, waitForState } from '../support/harness.js';
+import { startSandbox } from '../../src/sandbox/index.js';
+import { campaignKeys, readStatus } from '../../src/shared/index.js';
+import { alloyFleet } from '../support/fleet.js';
+import { waitForCompletion, waitForState } from '../support/harness.js';
 import { AUTH, campaignData, ndjson, startTestApi, until, type TestApi } from './support.js';
 import { testConnections } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
 
 const NDJSON = { ...AUTH, 'content-type': 'application/x-ndjson' };
 const JSON_BODY = { ...AUTH, 'content-type': 'application/json' };
@@ -208,29 +208,17 @@ describe('body size limits', () => {
 });
 
 describe('reading and controlling campaigns', () => {
+  const t = setupDeployment({ sandbox: { latencyMs: 5 }, urls: ['http://127.0.0.1:9'], credentials: true });
   let api: TestApi;
-  let sandbox: Sandbox;
-  let workers: RunningWorker[];
-  let connections: ConnectionRegistry;
-  beforeAll(() => setCredentialEnv());
   beforeEach(async () => {
-    sandbox = await startSandbox({ latencyMs: 5 });
-    connections = testConnections(sandbox.url, 'http://127.0.0.1:9');
-    api = await startTestApi({ connections });
-    workers = [];
+    api = await startTestApi(t.producer);
   });
-  afterEach(async () => {
-    await Promise.all(workers.map((w) => w.close()));
-    await sandbox.close();
-    await api.close();
-  });
+  afterEach(() => api.close());
 
-  const work = async (concurrency = 4) => {
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix: api.prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency }));
-  };
+  const work = (concurrency = 4) => t.startWorker({ concurrency });
   const live = (id: string, extra: Record<string, unknown> = {}) => ({
     ...idle(id, extra),
-    connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+    connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
   });
   const call = (method: 'GET' | 'POST', url: string, payload?: object) =>
     api.app.inject({ method, url, headers: payload === undefined ? AUTH : JSON_BODY, ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }) });
@@ -277,7 +265,7 @@ describe('reading and controlling campaigns', () => {
 
   it('list, status and report (with ?outcome= and csv), retry of failed targets, 409 to cancel a completed campaign', async () => {
     const fleet = alloyFleet(4);
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     await work();
     // Two users the platform does not know: failed NOT_FOUND.
     await create(live('run', { targets: [...fleet.targets, { userId: 'ghost-1' }, { userId: 'ghost-2' }] }));
@@ -325,7 +313,7 @@ describe('reading and controlling campaigns', () => {
 
   it('promote opens the next step of a rollout waiting at a manual gate', async () => {
     const fleet = alloyFleet(4);
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     await work();
     await create(live('staged', { targets: fleet.targets, rollout: { steps: [{ count: 2 }], gate: 'manual' } }));
     const gated = await waitForState(api.prefix, 'staged', ['gated']);
@@ -338,11 +326,12 @@ describe('reading and controlling campaigns', () => {
 
   it('limits: slots in use vs. concurrency per resolved key, full keys first', async () => {
     const fleet = alloyFleet(6);
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     // The same platform, now slow: restarted on its port, so it is still the registered connection.
-    const port = Number(new URL(sandbox.url).port);
-    await sandbox.close();
-    sandbox = await startSandbox({ latencyMs: 60_000, port });
+    const port = Number(new URL(t.sandbox.url).port);
+    await t.sandbox.close();
+    const sandbox = await startSandbox({ latencyMs: 60_000, port });
+    t.defer(() => sandbox.close());
     sandbox.load(fleet.fixtures);
     const targets = fleet.targets.map((t, i) => ({ ...t, tenant: i < 4 ? 'acme' : 'zeta' }));
     await create(
@@ -367,7 +356,8 @@ describe('reading and controlling campaigns', () => {
     });
     // The platform holds every answer: 4 targets start (2 per tenant) and keep their slots.
     await work(10);
-    await until(() => readStatus(api.redis, api.prefix, 'limited'), (s) => s!.active === 4, 'four targets running');
+    // Four calls at the platform: four targets claimed and running.
+    await sandbox.requestsReached(4);
     const during = (await call('GET', '/campaigns/limited/limits')).json();
     expect(during.keys).toEqual([
       { key: scoped('tenant-acme'), inUse: 2, concurrency: 2, atCapacity: true },

@@ -1,8 +1,8 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { campaignKeys, eventsChannel, readStatus } from '../../src/shared/index.js';
 import { testConnections } from '../support/connections.js';
-import { setCredentialEnv, CREDENTIAL_ENV } from '../support/fleet.js';
+import { setupDeployment } from '../support/deployment.js';
+import { CREDENTIAL_ENV } from '../support/fleet.js';
 import { newRedis } from '../support/harness.js';
 import { AUTH, startTestApi, type TestApi } from './support.js';
 
@@ -12,22 +12,18 @@ import { AUTH, startTestApi, type TestApi } from './support.js';
  * bounded by a target cap and a deadline.
  */
 describe('POST /campaigns with a discovery query', () => {
+  const t = setupDeployment({ sandbox: { latencyMs: 1 }, credentials: true });
   let api: TestApi;
-  let sandbox: Sandbox;
+
+  beforeEach(async () => {
+    api = await startTestApi(t.producer);
+  });
+  afterEach(() => api.close());
+
   const headers = { ...AUTH, 'content-type': 'application/json' };
 
-  beforeAll(() => setCredentialEnv());
-  beforeEach(async () => {
-    sandbox = await startSandbox({ latencyMs: 1 });
-    api = await startTestApi({ connections: testConnections(sandbox.url) });
-  });
-  afterEach(async () => {
-    await api.close();
-    await sandbox.close();
-  });
-
   const load = (n: number) =>
-    sandbox.load({
+    t.sandbox.load({
       conductor: {
         definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
         executions: Array.from({ length: n }, (_, i) => ({ workflowId: `x-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
@@ -65,7 +61,7 @@ describe('POST /campaigns with a discovery query', () => {
 
   it('a discovery that fails in the background records a scrubbed discoveryError; the answer was already 202', async () => {
     // The search answers 400 echoing the key; the campaign exists and says why discovery stopped.
-    sandbox.close();
+    t.sandbox.close();
     const { createServer } = await import('node:http');
     const server = createServer((req, res) => {
       req.resume();
@@ -86,7 +82,6 @@ describe('POST /campaigns with a discovery query', () => {
     } finally {
       await echoApi.close();
       await new Promise((resolve) => server.close(resolve));
-      sandbox = await startSandbox({ latencyMs: 1 });
     }
   });
 });

@@ -4,7 +4,8 @@ import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { buildApi, type ApiOptions } from '../../src/producer/api/index.js';
 import { noConnections } from '../support/connections.js';
-import { deletePrefix, keysUnder, newRedis, testPrefix } from '../support/harness.js';
+import { openDeployment } from '../support/deployment.js';
+import { keysUnder } from '../support/harness.js';
 
 /** A token as an operator would set it (never logged: see the log capture). */
 export const TOKEN = 'test-token-0123456789abcdef';
@@ -22,13 +23,15 @@ export interface TestApi {
 }
 
 /**
- * An API over real Redis under a fresh prefix, logging at trace level into memory. Its
- * connections registry is empty unless the test gives one (`testConnections` of the URLs its
- * specs use): a test that enqueues nothing registers nothing.
+ * An API over real Redis under a fresh prefix (or the test's, given `redis` and `prefix`), logging
+ * at trace level into memory. Its connections registry is empty unless the test gives one
+ * (`testConnections` of the URLs its specs use): a test that enqueues nothing registers nothing.
  */
 export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise<TestApi> {
-  const redis = newRedis();
-  const prefix = testPrefix();
+  // A test that gives the Redis connection and prefix (a deployment's) owns them; else the API does.
+  const own = overrides.redis === undefined ? await openDeployment() : undefined;
+  const redis = overrides.redis ?? own!.redis;
+  const prefix = overrides.prefix ?? own!.prefix;
   let text = '';
   let waiters: (() => void)[] = [];
   const sink = new Writable({
@@ -51,12 +54,11 @@ export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise
       logged: () => new Promise<void>((resolve) => waiters.push(resolve)),
       async close() {
         await app.close();
-        await deletePrefix(redis, prefix);
-        redis.disconnect();
+        await own?.close();
       },
     };
   } catch (err) {
-    redis.disconnect();
+    await own?.close();
     throw err;
   }
 }

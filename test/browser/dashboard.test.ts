@@ -2,13 +2,11 @@ import { existsSync, mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, readStatus, type CampaignStatus } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
+import { readStatus, type CampaignStatus } from '../../src/shared/index.js';
 import { AUTH, startTestApi, TOKEN, until, type TestApi } from '../api/support.js';
-import { testConnections } from '../support/connections.js';
-import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
-import { redisUrl, waitForCompletion } from '../support/harness.js';
+import { setupDeployment } from '../support/deployment.js';
+import { alloyFleet } from '../support/fleet.js';
+import { waitForCompletion } from '../support/harness.js';
 
 // The page callbacks below run in the browser; this project compiles without the DOM library,
 // so the little of the DOM they touch is declared here (module scope: nothing leaks).
@@ -70,35 +68,28 @@ const expected = (s: CampaignStatus) => ({
 });
 
 describe('dashboard in a real browser', () => {
+  // Slow answers and one tenant key of 2 slots: the campaign runs long enough to watch (~20 targets/s).
+  const t = setupDeployment({ scope: 'all', sandbox: { latencyMs: 100 }, worker: { concurrency: 4 }, credentials: true });
   let api: TestApi;
-  let sandbox: Sandbox;
-  let worker: RunningWorker;
   let browser: Browser;
   let url: string;
 
   beforeAll(async () => {
-    setCredentialEnv();
-    // Slow answers and one tenant key of 2 slots: the campaign runs long enough to watch (~20 targets/s).
-    sandbox = await startSandbox({ latencyMs: 100 });
-    const connections = testConnections(sandbox.url);
-    api = await startTestApi({ connections });
+    api = await startTestApi(t.producer);
     await api.app.listen({ port: 0, host: '127.0.0.1' });
     url = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
-    worker = await startWorker({ redisUrl: redisUrl(), prefix: api.prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency: 4 });
     if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: install Debian's chromium (apt-get install chromium)`);
     // --no-sandbox: Chromium's sandbox cannot start as root (CI containers).
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });
   afterAll(async () => {
     await browser?.close();
-    await worker?.close();
-    await sandbox?.close();
     await api?.close();
   });
 
   it('shows a running campaign with the status hash figures; pause and resume from the page', async () => {
     const fleet = alloyFleet(400);
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     // Unknown users first: they fail NOT_FOUND early, so the reasons table has a row to check.
     const targets = [{ userId: 'ghost-1' }, { userId: 'ghost-2' }, ...fleet.targets].map((t) => ({ ...t, tenant: 'acme' }));
     const created = await api.app.inject({
@@ -108,7 +99,7 @@ describe('dashboard in a real browser', () => {
       payload: JSON.stringify({
         id: CAMPAIGN,
         name: 'Dashboard <b>check</b>',
-        connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+        connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
         operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
         limits: [{ key: 'tenant-${target.tenant}', concurrency: 2 }],
         targets,

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { alloyFleet, spawnWorker, type WorkerProcess } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
-import { connectionsFile, testConnections } from '../support/connections.js';
+import { type Sandbox } from '../../src/sandbox/index.js';
+import { alloyFleet } from '../support/fleet.js';
+import { waitForCompletion } from '../support/harness.js';
+import { testConnections } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
 import { recordFigures } from './figures.js';
 
 function rssMb(pid: number): number {
@@ -41,37 +41,21 @@ async function peakRssMb(sandbox: Sandbox, pid: number, from: number, to: number
 const LOADED_TIMEOUT_MS = 600_000;
 
 describe('worker memory', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let worker: WorkerProcess | undefined;
-
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox();
-  });
-  afterEach(async () => {
-    if (worker && worker.proc.exitCode === null) worker.proc.kill('SIGKILL');
-    await worker?.exited;
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
+  const t = setupDeployment({ sandbox: {} });
 
   it('stays flat: peak RSS over the last 10,000 of 200,000 targets is within 20% of the peak over the 10,000 after the first 20,000', async () => {
     const n = 200_000;
     const fleet = alloyFleet(n);
-    sandbox.load(fleet.fixtures);
-    const connections = testConnections(sandbox.url);
-    worker = await spawnWorker({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections) }, ['--concurrency', '50']);
-    const spec = { id: 'mem', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } };
+    t.sandbox.load(fleet.fixtures);
+    const connections = testConnections(t.sandbox.url);
+    const worker = await t.spawnWorker(['--concurrency', '50']);
+    const spec = { id: 'mem', connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } };
     const startedAt = Date.now();
-    await enqueueCampaign(spec, fleet.targets, { redis, prefix, connections });
+    await enqueueCampaign(spec, fleet.targets, { redis: t.redis, prefix: t.prefix, connections });
     const pid = worker.proc.pid!;
-    const early = await peakRssMb(sandbox, pid, 20_000, 30_000);
-    const late = await peakRssMb(sandbox, pid, n - 10_000, n);
-    const status = await waitForCompletion(prefix, 'mem', LOADED_TIMEOUT_MS - 60_000);
+    const early = await peakRssMb(t.sandbox, pid, 20_000, 30_000);
+    const late = await peakRssMb(t.sandbox, pid, n - 10_000, n);
+    const status = await waitForCompletion(t.prefix, 'mem', LOADED_TIMEOUT_MS - 60_000);
     expect(status).toMatchObject({ upgraded: n, pending: 0, active: 0 });
     expect(Math.min(early.samples, late.samples)).toBeGreaterThanOrEqual(10);
     const growth = late.peak / early.peak;

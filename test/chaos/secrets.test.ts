@@ -1,12 +1,11 @@
 import { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { eventsChannel, readStatus } from '../../src/shared/index.js';
 import { startPrivateRedis } from '../../scripts/lib/private-redis.js';
-import { spawnWorker, type WorkerProcess } from '../support/fleet.js';
 import { testPrefix } from '../support/harness.js';
 import { connectionsFile, testConnectionsWith } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
 import { recordFigures } from './figures.js';
 
 const SECRETS = {
@@ -39,19 +38,8 @@ async function dumpAll(redis: Redis): Promise<string[]> {
 }
 
 describe('secrets', () => {
-  let sandbox: Sandbox;
-  let procs: WorkerProcess[];
-
-  beforeEach(async () => {
-    // Faults make error records, whose stored text must not carry a credential either.
-    sandbox = await startSandbox({ keys: SECRETS, failRate: 0.2, throttleRate: 0.05, retryAfterS: 0, latencyMs: 2 });
-    procs = [];
-  });
-  afterEach(async () => {
-    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-    await Promise.all(procs.map((p) => p.exited));
-    await sandbox.close();
-  });
+  // Faults make error records, whose stored text must not carry a credential either.
+  const t = setupDeployment({ sandbox: { keys: SECRETS, failRate: 0.2, throttleRate: 0.05, retryAfterS: 0, latencyMs: 2 } });
 
   it('no credential and no Redis password in any Redis value or any log line of a full run', async () => {
     const server = await startPrivateRedis([], { password: REDIS_PASSWORD });
@@ -59,12 +47,12 @@ describe('secrets', () => {
     const redis = new Redis(url);
     const prefix = testPrefix();
     try {
-      sandbox.load({
+      t.sandbox.load({
         alloy: { workflows: { w: { latestVersion: 2 } }, installs: Array.from({ length: 200 }, (_, i) => ({ workflowId: 'w', userId: `u${i}`, version: 1, forbidden: i % 10 === 0 })) },
         tallyfy: { runs: Array.from({ length: 100 }, (_, i) => ({ orgId: 'o', id: `r${i}`, name: 'old' })) },
       });
       // The sandbox registered for this test's own variables, as the worker and producer see it.
-      const connections = testConnectionsWith([sandbox.url], ['SECRET_ALLOY', 'SECRET_TALLYFY', 'SECRET_WRONG']);
+      const connections = testConnectionsWith([t.sandbox.url], ['SECRET_ALLOY', 'SECRET_TALLYFY', 'SECRET_WRONG']);
       const env = {
         REDIS_URL: url,
         UPSHIFT_PREFIX: prefix,
@@ -75,8 +63,8 @@ describe('secrets', () => {
         // A wrong key: every call answers 401, and the error text is stored.
         SECRET_WRONG: `${SECRETS.nected}-revoked`,
       };
-      procs.push(await spawnWorker(env, ['--concurrency', '8']));
-      const conn = (ref: string) => ({ baseUrl: sandbox.url, credentialRef: ref, timeoutMs: 2000 });
+      const w = await t.spawnWorker(['--concurrency', '8'], env);
+      const conn = (ref: string) => ({ baseUrl: t.sandbox.url, credentialRef: ref, timeoutMs: 2000 });
       const ids = ['s-alloy', 's-tallyfy', 's-denied'];
       await enqueueCampaign({ id: ids[0], connection: conn('SECRET_ALLOY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'w' }, retry: { attempts: 3, backoffMs: 1 } }, Array.from({ length: 200 }, (_, i) => ({ userId: `u${i}` })), { redis, prefix, connections });
       await enqueueCampaign({ id: ids[1], connection: conn('SECRET_TALLYFY'), operation: { type: 'tallyfy.updateRun', orgId: 'o', changes: { name: 'new' } }, retry: { attempts: 3, backoffMs: 1 } }, Array.from({ length: 100 }, (_, i) => ({ runId: `r${i}` })), { redis, prefix, connections });
@@ -98,7 +86,6 @@ describe('secrets', () => {
 
       const failedDenied = await readStatus(redis, prefix, 's-denied');
       expect(failedDenied).toMatchObject({ failed: 1 });
-      const w = procs[0]!;
       w.proc.kill('SIGTERM');
       await w.exited;
 

@@ -1,35 +1,26 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { eventsChannel, readStatus } from '../../src/shared/index.js';
 import { freePort } from '../../scripts/lib/private-redis.js';
-import { alloyFleet, spawnWorker, type WorkerProcess } from '../support/fleet.js';
+import { alloyFleet } from '../support/fleet.js';
 import { testPrefix } from '../support/harness.js';
 import { connectionsFile, testConnections } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
 import { recordFigures } from './figures.js';
 
 const PASSWORD = 'tls-redis-pw-7Hq2';
 
 describe('rediss:// (TLS) with a password', () => {
+  const t = setupDeployment({ sandbox: {} });
   let dir: string;
-  let sandbox: Sandbox;
-  let worker: WorkerProcess | undefined;
 
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'upshift-tls-'));
-    sandbox = await startSandbox();
-  });
-  afterEach(async () => {
-    if (worker && worker.proc.exitCode === null) worker.proc.kill('SIGKILL');
-    await worker?.exited;
-    await sandbox.close();
-    rmSync(dir, { recursive: true, force: true });
+  beforeEach(() => {
+    dir = t.tempDir('upshift-tls-');
   });
 
   it('workers and the producer work over TLS; the password never reaches a log', async () => {
@@ -50,17 +41,17 @@ describe('rediss:// (TLS) with a password', () => {
     try {
       await redis.ping();
       const fleet = alloyFleet(50);
-      sandbox.load(fleet.fixtures);
+      t.sandbox.load(fleet.fixtures);
       // The worker trusts the test CA the standard Node way; REDIS_URL is used as given.
-      const connections = testConnections(sandbox.url);
-      worker = await spawnWorker({ REDIS_URL: url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections), LOG_LEVEL: 'debug', NODE_EXTRA_CA_CERTS: cert }, ['--concurrency', '5']);
+      const connections = testConnections(t.sandbox.url);
+      const worker = await t.spawnWorker(['--concurrency', '5'], { REDIS_URL: url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections), LOG_LEVEL: 'debug', NODE_EXTRA_CA_CERTS: cert });
       const sub = new Redis(url, { tls: { ca: readFileSync(cert) } });
       const ended = new Promise<void>((resolve) =>
         sub.on('message', (_c, m: string) => (JSON.parse(m) as { ended?: boolean }).ended && resolve()),
       );
       await sub.subscribe(eventsChannel(prefix));
       await enqueueCampaign(
-        { id: 'tls', connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
+        { id: 'tls', connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
         fleet.targets,
         { redis, prefix, connections },
       );

@@ -1,15 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
 import { OpenAPIBackend } from 'openapi-backend';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, type ConnectionRegistry } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { alloyFleet, nectedGraph, setCredentialEnv } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
-import { testConnections } from '../support/connections.js';
+import { type Sandbox } from '../../src/sandbox/index.js';
+import { alloyFleet, nectedGraph } from '../support/fleet.js';
+import { waitForCompletion } from '../support/harness.js';
+import { setupDeployment } from '../support/deployment.js';
 
 /**
  * The requests Upshift really sends (as the sandbox received them, bytes and all) validated
@@ -56,38 +53,19 @@ function asRequest(r: Received) {
 }
 
 describe('requests match the platforms OpenAPI documents', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let worker: RunningWorker;
-  let connections: ConnectionRegistry;
-
-  beforeAll(async () => {
-    setCredentialEnv();
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox({ record: true, conflictRate: 0.3, seed: 3 });
-    connections = testConnections(sandbox.url);
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency: 4 });
-  });
-  afterAll(async () => {
-    await worker.close();
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
+  const t = setupDeployment({ scope: 'all', sandbox: { record: true, conflictRate: 0.3, seed: 3 }, worker: { concurrency: 4 }, credentials: true });
 
   it('alloy: PUT /workflows/{workflowId}/upgrade', async () => {
     const fleet = alloyFleet(5, 'wf ü/1');
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     const { campaignId } = await enqueueCampaign(
-      { connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf ü/1' } },
+      { connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf ü/1' } },
       [...fleet.targets, { userId: 'a?b&c=#d' }],
-      { redis, prefix, connections },
+      t.producer,
     );
-    await waitForCompletion(prefix, campaignId);
+    await waitForCompletion(t.prefix, campaignId);
     const api = await validator('alloy-embedded.openapi.yaml');
-    const reqs = sandbox.received!.filter((r) => r.path.startsWith('/workflows/'));
+    const reqs = t.sandbox.received!.filter((r) => r.path.startsWith('/workflows/'));
     expect(reqs).toHaveLength(6);
     for (const r of reqs) {
       const req = asRequest(r);
@@ -103,19 +81,19 @@ describe('requests match the platforms OpenAPI documents', () => {
   });
 
   it('nected: PATCH /dev/v1/workflow/{entity-id}, after a conflict too', async () => {
-    sandbox.load({ nected: { workflows: Array.from({ length: 8 }, (_, i) => ({ entityId: `n-${i}`, graph: nectedGraph(`g${i}`) })) } });
+    t.sandbox.load({ nected: { workflows: Array.from({ length: 8 }, (_, i) => ({ entityId: `n-${i}`, graph: nectedGraph(`g${i}`) })) } });
     const { campaignId } = await enqueueCampaign(
       {
-        connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_NECTED_KEY' },
+        connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_NECTED_KEY' },
         operation: { type: 'nected.updateWorkflow', conflictRetries: 20, patch: [{ op: 'add', path: '/nodes/-', value: { id: '2', type: 'codeNode', data: { nodeType: 'codeNode', name: 'New' } } }] },
       },
       Array.from({ length: 8 }, (_, i) => ({ entityId: `n-${i}` })),
-      { redis, prefix, connections },
+      t.producer,
     );
-    const status = await waitForCompletion(prefix, campaignId);
+    const status = await waitForCompletion(t.prefix, campaignId);
     expect(status.upgraded).toBe(8);
     const api = await validator('nected-workflow.openapi.json');
-    const patches = sandbox.received!.filter((r) => r.method === 'PATCH');
+    const patches = t.sandbox.received!.filter((r) => r.method === 'PATCH');
     expect(patches.length).toBeGreaterThanOrEqual(8);
     for (const r of patches) {
       const req = asRequest(r);

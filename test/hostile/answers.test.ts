@@ -7,15 +7,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { SANDBOX_KEYS } from '../../src/sandbox/index.js';
-import { createLogger, DEFAULTS, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { setCredentialEnv } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { DEFAULTS, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
+import { waitForCompletion } from '../support/harness.js';
 import { testConnections } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
 
 const TIMEOUT_MS = 1000;
 const ATTEMPTS = 2;
@@ -185,37 +183,27 @@ async function startPlatform(): Promise<{ url: string; seen: Seen[]; close(): Pr
 /* The campaigns ------------------------------------------------------------------------------ */
 
 describe('malformed platform answers', () => {
-  let redis: Redis;
-  let prefix: string;
+  const t = setupDeployment({ scope: 'all', credentials: true });
   let platform: Awaited<ReturnType<typeof startPlatform>>;
-  let worker: RunningWorker;
   let connections: ConnectionRegistry;
 
   beforeAll(async () => {
-    setCredentialEnv();
-    redis = newRedis();
-    prefix = testPrefix();
     platform = await startPlatform();
+    t.defer(() => platform.close());
     connections = testConnections(platform.url);
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, createLogger('silent'), { connections, concurrency: 8 });
-  });
-  afterAll(async () => {
-    await worker?.close();
-    await platform?.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
+    await t.startWorker({ connections, concurrency: 8 });
   });
 
   const connection = (ref: string) => ({ baseUrl: platform.url, credentialRef: ref, timeoutMs: TIMEOUT_MS });
   const retry = { attempts: ATTEMPTS, backoffMs: 1 };
 
   async function run(spec: Record<string, unknown>, targets: Record<string, string>[]): Promise<Map<string, ReportLine>> {
-    const { campaignId } = await enqueueCampaign(spec, targets, { redis, prefix, connections });
-    const status = await waitForCompletion(prefix, campaignId, 60_000);
+    const { campaignId } = await enqueueCampaign(spec, targets, { redis: t.redis, prefix: t.prefix, connections });
+    const status = await waitForCompletion(t.prefix, campaignId, 60_000);
     expect(status).toMatchObject({ state: 'completed', total: targets.length, pending: 0, active: 0 });
     expect(status.upgraded + status.skipped + status.failed).toBe(targets.length);
     const lines = new Map<string, ReportLine>();
-    for await (const line of streamReport(redis, prefix, campaignId)) lines.set(line.target, line);
+    for await (const line of streamReport(t.redis, t.prefix, campaignId)) lines.set(line.target, line);
     return lines;
   }
 
@@ -264,7 +252,7 @@ describe('malformed platform answers', () => {
   });
 
   it('the worker is still up and working afterwards', async () => {
-    expect(worker.worker.isRunning()).toBe(true);
+    expect(t.worker.worker.isRunning()).toBe(true);
     const lines = await run(
       { id: 'after', connection: connection('UPSHIFT_TEST_ALLOY_KEY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, retry },
       [{ userId: 'ok' }, { userId: 'not-upgraded' }],

@@ -5,15 +5,12 @@
  * at enqueue, naming the line and field, with nothing written.
  */
 import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import type { ReceivedRequest } from '../../src/sandbox/server.js';
-import { createLogger, InputError, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { setCredentialEnv } from '../support/fleet.js';
-import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
-import { testConnections } from '../support/connections.js';
+import { InputError, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { keysUnder, waitForCompletion } from '../support/harness.js';
+import { setupDeployment } from '../support/deployment.js';
 
 const PLAIN = 'plain-id';
 
@@ -71,8 +68,6 @@ const REJECTED: readonly [string, string, RegExp][] = [
 const WF = 'wf 1?#%/x'; // a hostile workflowId too: one segment, whatever it holds
 const ORG = 'org \u00fc/1?#';
 
-const log = createLogger('silent');
-
 /** The raw request target split as a server must: path segments first, then each decoded. */
 function split(r: ReceivedRequest): { segments: string[]; query: URLSearchParams | null } {
   const at = r.path.indexOf('?');
@@ -90,28 +85,9 @@ async function report(redis: Redis, prefix: string, id: string): Promise<ReportL
 }
 
 describe('hostile target ids', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let worker: RunningWorker | undefined;
-  let connections: ConnectionRegistry;
+  const t = setupDeployment({ sandbox: { record: true }, credentials: true });
 
-  beforeAll(() => setCredentialEnv());
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox({ record: true });
-    connections = testConnections(sandbox.url);
-    worker = undefined;
-  });
-  afterEach(async () => {
-    await worker?.close();
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
-
-  const connection = (ref: string) => ({ baseUrl: sandbox.url, credentialRef: ref, timeoutMs: 5000 });
+  const connection = (ref: string) => ({ baseUrl: t.sandbox.url, credentialRef: ref, timeoutMs: 5000 });
   const alloySpec = (id: string) => ({
     id,
     connection: connection('UPSHIFT_TEST_ALLOY_KEY'),
@@ -137,7 +113,7 @@ describe('hostile target ids', () => {
     ['tallyfy.updateRun', 'runId', tallyfySpec],
   ] as const)('%s refuses at enqueue, naming line and field, writing nothing', (_type, field, specOf) => {
     it.each(REJECTED)('%s', async (_name, id, message) => {
-      const err = await enqueueCampaign(specOf('bad'), [{ [field]: PLAIN }, { [field]: id }], { redis, prefix, connections }).then(
+      const err = await enqueueCampaign(specOf('bad'), [{ [field]: PLAIN }, { [field]: id }], t.producer).then(
         () => new Error('accepted'),
         (e: unknown) => e,
       );
@@ -147,33 +123,37 @@ describe('hostile target ids', () => {
       expect((err as InputError).message).toContain(`field "${field}"`);
       // The message quotes no part of the id (a 100 KB id must not become a 100 KB message).
       expect((err as InputError).message.length).toBeLessThan(200);
-      expect(await keysUnder(redis, prefix)).toEqual([]);
+      expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
     });
   });
 
+  /** Enqueues one target per accepted id and runs them: the report, once every one is upgraded. */
+  const upgradeAll = async (spec: Record<string, unknown>, targets: Record<string, string>[]) => {
+    const { campaignId, total } = await enqueueCampaign(spec, targets, t.producer);
+    expect(total).toBe(ACCEPTED.length);
+    await t.startWorker({ concurrency: 8 });
+    const status = await waitForCompletion(t.prefix, campaignId);
+    expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
+    return report(t.redis, t.prefix, campaignId);
+  };
+
   it('alloy.upgradeWorkflow: each id reaches the platform as exactly one userId query value, nothing else changes', async () => {
-    sandbox.load({
+    t.sandbox.load({
       alloy: {
         workflows: { [WF]: { latestVersion: 2 } },
         installs: ACCEPTED.map((userId) => ({ workflowId: WF, userId, version: 1 })),
       },
     });
-    const { campaignId, total } = await enqueueCampaign(alloySpec('ids-alloy'), ACCEPTED.map((userId) => ({ userId })), { redis, prefix, connections });
-    expect(total).toBe(ACCEPTED.length);
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 8 });
-    const status = await waitForCompletion(prefix, campaignId);
-    expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
-
+    const lines = await upgradeAll(alloySpec('ids-alloy'), ACCEPTED.map((userId) => ({ userId })));
     // The report names every id exactly as given, each upgraded on its first attempt.
-    const lines = await report(redis, prefix, campaignId);
     expect(lines.map((l) => l.target).sort()).toEqual([...ACCEPTED].sort());
     for (const l of lines) expect(l, l.target).toMatchObject({ outcome: 'upgraded', reason: 'UPGRADED', attempts: 1 });
     // And the platform holds exactly those installs upgraded: no other user was touched.
-    expect(sandbox.state().alloy!.installs!.every((i) => i.version === 2)).toBe(true);
+    expect(t.sandbox.state().alloy!.installs!.every((i) => i.version === 2)).toBe(true);
 
-    const received = sandbox.received!;
+    const received = t.sandbox.received!;
     expect(received).toHaveLength(ACCEPTED.length);
-    const host = new URL(sandbox.url).host;
+    const host = new URL(t.sandbox.url).host;
     const plain = received.find((r) => split(r).query?.get('userId') === PLAIN)!;
     expect(plain).toBeDefined();
     const seen: string[] = [];
@@ -195,19 +175,14 @@ describe('hostile target ids', () => {
   });
 
   it('tallyfy.updateRun: each id is exactly one path segment, no query, the same headers and body', async () => {
-    sandbox.load({ tallyfy: { runs: ACCEPTED.map((id) => ({ orgId: ORG, id, name: 'old' })) } });
-    const { campaignId, total } = await enqueueCampaign(tallyfySpec('ids-tallyfy'), ACCEPTED.map((runId) => ({ runId })), { redis, prefix, connections });
-    expect(total).toBe(ACCEPTED.length);
-    worker = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 8 });
-    const status = await waitForCompletion(prefix, campaignId);
-    expect(status).toMatchObject({ total: ACCEPTED.length, upgraded: ACCEPTED.length, failed: 0, skipped: 0 });
-    const lines = await report(redis, prefix, campaignId);
+    t.sandbox.load({ tallyfy: { runs: ACCEPTED.map((id) => ({ orgId: ORG, id, name: 'old' })) } });
+    const lines = await upgradeAll(tallyfySpec('ids-tallyfy'), ACCEPTED.map((runId) => ({ runId })));
     expect(lines.map((l) => l.target).sort()).toEqual([...ACCEPTED].sort());
-    expect(sandbox.state().tallyfy!.runs!.every((r) => r.name === 'new')).toBe(true);
+    expect(t.sandbox.state().tallyfy!.runs!.every((r) => r.name === 'new')).toBe(true);
 
-    const received = sandbox.received!;
+    const received = t.sandbox.received!;
     expect(received).toHaveLength(ACCEPTED.length);
-    const host = new URL(sandbox.url).host;
+    const host = new URL(t.sandbox.url).host;
     const plain = received.find((r) => split(r).segments[4] === PLAIN)!;
     expect(plain).toBeDefined();
     const seen: string[] = [];
@@ -237,13 +212,13 @@ describe('hostile target ids', () => {
       [alloySpec('lone'), 'userId'],
       [tallyfySpec('lone'), 'runId'],
     ] as const) {
-      const err = await enqueueCampaign(spec, [{ [field]: PLAIN }, { [field]: '\ud800x' }], { redis, prefix, connections }).then(
+      const err = await enqueueCampaign(spec, [{ [field]: PLAIN }, { [field]: '\ud800x' }], t.producer).then(
         () => new Error('accepted'),
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(InputError);
       expect(err).toMatchObject({ line: 2, field });
-      expect(await keysUnder(redis, prefix)).toEqual([]);
+      expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
     }
   });
 });

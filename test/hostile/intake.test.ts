@@ -12,7 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
 import { DEFAULTS, InputError, validateSpec } from '../../src/shared/index.js';
 import { AUTH, startTestApi } from '../api/support.js';
-import { keysUnder, redisUrl, usePrefix } from '../support/harness.js';
+import { setupDeployment } from '../support/deployment.js';
+import { keysUnder, redisUrl } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
 import { runCli } from '../support/fleet.js';
 
@@ -50,7 +51,7 @@ const spec = (id: string, extra: Record<string, unknown> = {}) => ({
 });
 
 describe('NDJSON line bound', () => {
-  const t = usePrefix();
+  const t = setupDeployment();
 
   it('is 1 MiB, a named default', () => {
     expect(MAX).toBe(1_048_576);
@@ -117,7 +118,7 @@ const CONTROLS: readonly [string, string][] = [
 ];
 
 describe('control characters are refused where they would reach a terminal or a limit key', () => {
-  const t = usePrefix();
+  const t = setupDeployment();
 
   const refusal = async (rawSpec: unknown, targets: unknown[]): Promise<InputError> => {
     const err = await failure(enqueueCampaign(rawSpec, targets, { redis: t.redis, prefix: t.prefix, connections }));

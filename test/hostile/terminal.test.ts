@@ -9,12 +9,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { campaignKeys } from '../../src/shared/index.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix } from '../support/harness.js';
-import { testConnections, testConnectionsFile } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
 import { runCli } from '../support/fleet.js';
 
 
@@ -27,31 +25,24 @@ const REASON = 'SERVER_ERROR\u0085\u001b[5m';
 const NOTE = 'note\u009b2J\u007f\u001b[31m';
 
 describe('upshift output with hostile text in Redis', () => {
-  let redis: Redis;
-  let prefix: string;
+  const t = setupDeployment({ urls: ['http://127.0.0.1:9'] });
   let env: Record<string, string>;
   beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: testConnectionsFile('http://127.0.0.1:9'), NO_COLOR: '1' };
+    env = { ...t.env(), NO_COLOR: '1' };
     const spec = {
       id: 'hostile-text',
       connection: { baseUrl: 'http://127.0.0.1:9', credentialRef: 'K' },
       operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' },
     };
-    await enqueueCampaign(spec, [{ userId: 'a', note: NOTE }], { redis, prefix, connections: testConnections('http://127.0.0.1:9') });
+    await enqueueCampaign(spec, [{ userId: 'a', note: NOTE }], t.producer);
     // What another writer left in the status hash (the schema refuses such a name at enqueue).
-    await redis.hset(campaignKeys(prefix, 'hostile-text').status, {
+    await t.redis.hset(campaignKeys(t.prefix, 'hostile-text').status, {
       name: NAME,
       state: STATE,
       pausedReason: 'OPERATOR\u001b[2J',
       [`r:${REASON}`]: 1,
       finishedAt: Date.now(),
     });
-  });
-  afterEach(async () => {
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
   });
 
   it('status, status --watch and list print it escaped', async () => {

@@ -8,7 +8,6 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { sandboxConnections, writeConnectionsFile } from '../../scripts/lib/connections.js';
 import { buildApi } from '../../src/producer/api/index.js';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import {
   campaignKeys,
   classifyError,
@@ -23,9 +22,9 @@ import {
 } from '../../src/shared/index.js';
 import { isDeniedAddress } from '../../src/shared/egress.js';
 import { recordFigures } from '../chaos/figures.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { CREDENTIAL_ENV, setCredentialEnv, alloyFleet } from '../support/fleet.js';
-import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix, usePrefix, waitForCompletion } from '../support/harness.js';
+import { CREDENTIAL_ENV, alloyFleet } from '../support/fleet.js';
+import { setupDeployment } from '../support/deployment.js';
+import { keysUnder, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
 
 /**
  * The trust boundary (docs/SECURITY.md): a campaign can only use a connection the operator
@@ -103,15 +102,11 @@ async function report(redis: Redis, prefix: string, id: string): Promise<ReportL
 }
 
 describe('trust boundary: only registered connections, nothing to anywhere else', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
+  const t = setupDeployment({ sandbox: { latencyMs: 1 }, credentials: true });
   let trap: Capture;
   let registry: ConnectionRegistry;
-  const workers: RunningWorker[] = [];
 
   beforeAll(() => {
-    setCredentialEnv();
     process.env.AWS_SECRET_ACCESS_KEY = SECRET;
   });
   afterAll(() => {
@@ -119,47 +114,43 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
     recordFigures('trust', { ...tally, tests: 'test/hostile/trust.test.ts' });
   });
   beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox({ latencyMs: 1 });
     trap = await capture();
-    registry = sandboxConnections(sandbox.url, Object.keys(CREDENTIAL_ENV));
+    registry = sandboxConnections(t.sandbox.url, Object.keys(CREDENTIAL_ENV));
   });
+  // Runs before the deployment closes (vitest runs after-hooks last-registered first): the
+  // secrets scan needs the keys, and the workers closed so that nothing more is written.
   afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.close()));
+    await t.closeWorkers();
     tally.requestsToUnregisteredOrigins += trap.requests.length;
-    await scanForSecrets(redis, prefix);
-    await sandbox.close();
+    await scanForSecrets(t.redis, t.prefix);
     await trap.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
   });
 
   it('refuses a credentialRef the registry did not bind to the origin (exfiltration by credentialRef): no request, nothing in Redis', async () => {
     const fleet = alloyFleet(3);
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     await expectRefused(
-      enqueueCampaign({ connection: { baseUrl: sandbox.url, credentialRef: 'AWS_SECRET_ACCESS_KEY' }, operation: alloyOp }, fleet.targets, { redis, prefix, connections: registry }),
+      enqueueCampaign({ connection: { baseUrl: t.sandbox.url, credentialRef: 'AWS_SECRET_ACCESS_KEY' }, operation: alloyOp }, fleet.targets, { redis: t.redis, prefix: t.prefix, connections: registry }),
     );
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 
   it('refuses a baseUrl the registry does not hold, even with a registered credentialRef (exfiltration by baseUrl)', async () => {
     await expectRefused(
-      enqueueCampaign({ connection: { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: registry }),
+      enqueueCampaign({ connection: { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: alloyOp }, [{ userId: 'u' }], { redis: t.redis, prefix: t.prefix, connections: registry }),
     );
     // Another path prefix on the registered origin is another endpoint.
     await expectRefused(
-      enqueueCampaign({ connection: { baseUrl: `${sandbox.url}/elsewhere`, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: registry }),
+      enqueueCampaign({ connection: { baseUrl: `${t.sandbox.url}/elsewhere`, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: alloyOp }, [{ userId: 'u' }], { redis: t.redis, prefix: t.prefix, connections: registry }),
     );
-    await expectRefused(enqueueCampaign({ connection: 'not-registered', operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: registry }));
+    await expectRefused(enqueueCampaign({ connection: 'not-registered', operation: alloyOp }, [{ userId: 'u' }], { redis: t.redis, prefix: t.prefix, connections: registry }));
     expect(trap.requests).toHaveLength(0);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 
   it('refuses an operation the connection is not registered for', async () => {
-    const narrow = parseConnections({ connections: { c: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', operations: ['tallyfy.updateRun'], privateNetwork: true } } });
-    await expectRefused(enqueueCampaign({ connection: 'c', operation: alloyOp }, [{ userId: 'u' }], { redis, prefix, connections: narrow }));
+    const narrow = parseConnections({ connections: { c: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', operations: ['tallyfy.updateRun'], privateNetwork: true } } });
+    await expectRefused(enqueueCampaign({ connection: 'c', operation: alloyOp }, [{ userId: 'u' }], { redis: t.redis, prefix: t.prefix, connections: narrow }));
   });
 
   it('discovery runs only against a registered connection: an unregistered origin gets no search call', async () => {
@@ -171,11 +162,11 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
           targets: { discover: { workflowName: 'flow' } },
         },
         undefined,
-        { redis, prefix, connections: registry },
+        { redis: t.redis, prefix: t.prefix, connections: registry },
       ),
     );
     expect(trap.requests).toHaveLength(0);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 
   it('discovery errors that echo the request carry no credential (to the caller, and so to any log)', async () => {
@@ -186,7 +177,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
       const err = await enqueueCampaign(
         { id: 'echo', connection: 'echo', operation: { type: 'conductor.upgradeExecution', name: 'flow', version: 2 }, targets: { discover: { workflowName: 'flow' } } },
         undefined,
-        { redis, prefix, connections },
+        { redis: t.redis, prefix: t.prefix, connections },
       ).then(
         () => undefined,
         (e: Error) => e,
@@ -202,12 +193,12 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
   });
 
   it('the HTTP API answers 400 CONNECTION_NOT_REGISTERED naming `connection`, sends nothing, writes nothing', async () => {
-    const api = await buildApi({ redis, prefix, log, apiToken: 'test-token-0123456789abcdef', connections: registry });
+    const api = await buildApi({ redis: t.redis, prefix: t.prefix, log, apiToken: 'test-token-0123456789abcdef', connections: registry });
     try {
       const headers = { authorization: 'Bearer test-token-0123456789abcdef', 'content-type': 'application/json' };
       for (const connection of [
         { baseUrl: trap.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
-        { baseUrl: sandbox.url, credentialRef: 'AWS_SECRET_ACCESS_KEY' },
+        { baseUrl: t.sandbox.url, credentialRef: 'AWS_SECRET_ACCESS_KEY' },
         { baseUrl: 'http://169.254.169.254', credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
         { baseUrl: 'http://10.0.0.5:8500', credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
       ]) {
@@ -226,7 +217,7 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
       tally.attempts++;
       expect(discovery.statusCode).toBe(400);
       expect(trap.requests).toHaveLength(0);
-      expect((await keysUnder(redis, prefix)).filter((k) => !k.startsWith(`${prefix}:targets:`))).toEqual([]);
+      expect((await keysUnder(t.redis, t.prefix)).filter((k) => !k.startsWith(`${t.prefix}:targets:`))).toEqual([]);
     } finally {
       await api.close();
     }
@@ -234,34 +225,34 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
 
   it('a worker re-checks the stored campaign: a spec edited in Redis to point elsewhere fails CONNECTION_NOT_REGISTERED without a call', async () => {
     const fleet = alloyFleet(5);
-    sandbox.load(fleet.fixtures);
-    await enqueueCampaign({ id: 'edited', connection: 'UPSHIFT_TEST_ALLOY_KEY', operation: alloyOp }, fleet.targets, { redis, prefix, connections: registry });
+    t.sandbox.load(fleet.fixtures);
+    await enqueueCampaign({ id: 'edited', connection: 'UPSHIFT_TEST_ALLOY_KEY', operation: alloyOp }, fleet.targets, { redis: t.redis, prefix: t.prefix, connections: registry });
     // Whoever can write Redis rewrites the stored connection before any worker runs it.
-    const key = campaignKeys(prefix, 'edited').spec;
-    const stored = JSON.parse((await redis.get(key))!);
+    const key = campaignKeys(t.prefix, 'edited').spec;
+    const stored = JSON.parse((await t.redis.get(key))!);
     stored.connection = { ...stored.connection, baseUrl: trap.url, credentialRef: 'AWS_SECRET_ACCESS_KEY', privateNetwork: true };
-    await redis.set(key, JSON.stringify(stored));
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 5, connections: registry }));
+    await t.redis.set(key, JSON.stringify(stored));
+    await t.startWorker({ concurrency: 5, connections: registry });
     tally.attempts += 5;
-    const s = await waitForCompletion(prefix, 'edited');
+    const s = await waitForCompletion(t.prefix, 'edited');
     expect(s).toMatchObject({ total: 5, failed: 5, upgraded: 0 });
-    const lines = await report(redis, prefix, 'edited');
+    const lines = await report(t.redis, t.prefix, 'edited');
     expect(lines.map((l) => l.reason)).toEqual(Array(5).fill('CONNECTION_NOT_REGISTERED'));
     expect(lines.every((l) => l.attempts === 1)).toBe(true);
     expect(trap.requests).toHaveLength(0);
-    expect(sandbox.stats().requests).toBe(0);
+    expect(t.sandbox.stats().requests).toBe(0);
   });
 
   it('a worker whose own registry lacks the connection fails its targets without a call', async () => {
     const fleet = alloyFleet(3);
-    sandbox.load(fleet.fixtures);
-    await enqueueCampaign({ id: 'foreign', connection: 'UPSHIFT_TEST_ALLOY_KEY', operation: alloyOp }, fleet.targets, { redis, prefix, connections: registry });
-    const other = sandboxConnections(sandbox.url, ['UPSHIFT_TEST_NECTED_KEY']);
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 3, connections: other }));
-    const s = await waitForCompletion(prefix, 'foreign');
+    t.sandbox.load(fleet.fixtures);
+    await enqueueCampaign({ id: 'foreign', connection: 'UPSHIFT_TEST_ALLOY_KEY', operation: alloyOp }, fleet.targets, { redis: t.redis, prefix: t.prefix, connections: registry });
+    const other = sandboxConnections(t.sandbox.url, ['UPSHIFT_TEST_NECTED_KEY']);
+    await t.startWorker({ concurrency: 3, connections: other });
+    const s = await waitForCompletion(t.prefix, 'foreign');
     expect(s).toMatchObject({ total: 3, failed: 3 });
-    expect((await report(redis, prefix, 'foreign')).map((l) => l.reason)).toEqual(Array(3).fill('CONNECTION_NOT_REGISTERED'));
-    expect(sandbox.stats().requests).toBe(0);
+    expect((await report(t.redis, t.prefix, 'foreign')).map((l) => l.reason)).toEqual(Array(3).fill('CONNECTION_NOT_REGISTERED'));
+    expect(t.sandbox.stats().requests).toBe(0);
   });
 
   it('egress guard: loopback, private and metadata destinations fail EGRESS_DENIED at connect, literal or by name, never retried', async () => {
@@ -277,17 +268,17 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
     });
     for (const name of Object.keys(origins)) {
       await enqueueCampaign({ id: name, connection: { name, timeoutMs: 2000 }, operation: alloyOp, retry: { attempts: 3, backoffMs: 0 } }, [{ userId: 'u1' }, { userId: 'u2' }], {
-        redis,
-        prefix,
+        redis: t.redis,
+        prefix: t.prefix,
         connections,
       });
     }
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { concurrency: 4, connections }));
+    await t.startWorker({ concurrency: 4, connections });
     tally.attempts += 2 * Object.keys(origins).length;
     for (const name of Object.keys(origins)) {
-      const s = await waitForCompletion(prefix, name);
+      const s = await waitForCompletion(t.prefix, name);
       expect(s, name).toMatchObject({ total: 2, failed: 2, retries: 0 });
-      const lines = await report(redis, prefix, name);
+      const lines = await report(t.redis, t.prefix, name);
       expect(lines.map((l) => l.reason), name).toEqual(['EGRESS_DENIED', 'EGRESS_DENIED']);
       expect(lines.every((l) => l.attempts === 1)).toBe(true);
     }
@@ -367,7 +358,7 @@ describe('connections registry file', () => {
 });
 
 describe('registry limits are ceilings', () => {
-  const t = usePrefix();
+  const t = setupDeployment();
 
   it('a campaign may lower a registry limit but a higher figure is clipped, with a warning in the status hash', async () => {
     const connections = parseConnections({

@@ -1,19 +1,15 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { watchCampaign } from '../../src/cli/watch.js';
 import { enqueueCampaign, pauseCampaign, resumeCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, readStatus, type ConnectionRegistry } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix } from '../support/harness.js';
-import { testConnections } from '../support/connections.js';
+import { readStatus } from '../../src/shared/index.js';
+import { setupDeployment } from '../support/deployment.js';
+import { alloyFleet } from '../support/fleet.js';
+import { deletePrefix, redisUrl } from '../support/harness.js';
 
 const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
-const log = createLogger('silent');
 
 /** `upshift status <id> --watch` from the build, stdout a pipe (not a TTY), read line by line. */
 interface Watcher {
@@ -87,53 +83,38 @@ function parse(line: string): PlainLine {
 }
 
 describe('upshift status --watch', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let workers: RunningWorker[];
-  let watchers: Watcher[];
+  // Latency keeps the campaign running long enough for several readings.
+  const t = setupDeployment({ sandbox: { latencyMs: 20 }, credentials: true });
   let env: Record<string, string>;
-  let connections: ConnectionRegistry;
 
-  beforeAll(() => setCredentialEnv());
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    // Latency keeps the campaign running long enough for several readings.
-    sandbox = await startSandbox({ latencyMs: 20 });
-    connections = testConnections(sandbox.url);
-    workers = [];
-    watchers = [];
-    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, LOG_LEVEL: 'warn' };
-  });
-  afterEach(async () => {
-    for (const w of watchers) if (w.proc.exitCode === null && w.proc.signalCode === null) w.proc.kill('SIGKILL');
-    await Promise.all(watchers.map((w) => w.exited));
-    await Promise.all(workers.map((w) => w.close()));
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
+  beforeEach(() => {
+    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: t.prefix, LOG_LEVEL: 'warn' };
   });
 
+  const killAtEnd = (w: Watcher) =>
+    t.defer(async () => {
+      if (w.proc.exitCode === null && w.proc.signalCode === null) w.proc.kill('SIGKILL');
+      await w.exited;
+    });
   const start = (args: string[]) => {
     const w = watch(args, env);
-    watchers.push(w);
+    killAtEnd(w);
     return w;
   };
   const work = async () => {
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 2 }));
+    await t.startWorker({ concurrency: 2 });
   };
   const enqueue = async (id: string, n: number) => {
     const fleet = alloyFleet(n);
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     await enqueueCampaign(
       {
         id,
-        connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+        connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
         operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
       },
       fleet.targets,
-      { redis, prefix, connections },
+      t.producer,
     );
   };
 
@@ -168,9 +149,9 @@ describe('upshift status --watch', () => {
     // An interval of 10 minutes: every line after the first can only come from an event.
     const w = start(['evented', '--watch', '--interval-ms', '600000']);
     await w.line((l) => l.startsWith('evented running 0/20 '));
-    await pauseCampaign('evented', { redis, prefix });
+    await pauseCampaign('evented', { redis: t.redis, prefix: t.prefix });
     expect(await w.line((l) => l.startsWith('evented paused '))).toMatch(/ paused=OPERATOR$/);
-    await resumeCampaign('evented', { redis, prefix });
+    await resumeCampaign('evented', { redis: t.redis, prefix: t.prefix });
     await w.line((l, i) => i > 1 && l.startsWith('evented running '));
     await work();
     expect(await w.exited).toBe(0);
@@ -185,13 +166,13 @@ describe('upshift status --watch', () => {
     w.proc.kill('SIGINT');
     expect(await w.exited).toBe(0);
     expect(w.stderr()).toBe('');
-    expect((await readStatus(redis, prefix, 'interrupted'))?.state).toBe('running');
+    expect((await readStatus(t.redis, t.prefix, 'interrupted'))?.state).toBe('running');
   });
 
   it('exits 2 for an unknown campaign or a flag without --watch, naming the fix', async () => {
     const unknown = start(['nope', '--watch']);
     expect(await unknown.exited).toBe(2);
-    expect(unknown.stderr().trim()).toBe(`upshift status: arguments: no campaign "nope" under prefix "${prefix}"; list campaigns with "upshift list" or set UPSHIFT_PREFIX`);
+    expect(unknown.stderr().trim()).toBe(`upshift status: arguments: no campaign "nope" under prefix "${t.prefix}"; list campaigns with "upshift list" or set UPSHIFT_PREFIX`);
     expect(unknown.stdout()).toBe('');
 
     const stray = start(['nope', '--interval-ms', '500']);
@@ -206,9 +187,9 @@ describe('upshift status --watch', () => {
     for (const level of ['warn', 'debug']) {
       await enqueue('vanishing', 5);
       const w = watch(['vanishing', '--watch', '--interval-ms', '100'], { ...env, LOG_LEVEL: level });
-      watchers.push(w);
+      killAtEnd(w);
       await w.line((l) => l.startsWith('vanishing running 0/5 '));
-      await deletePrefix(redis, prefix);
+      await deletePrefix(t.redis, t.prefix);
       expect(await w.exited).toBe(1);
       const [first, ...rest] = w.stderr().trimEnd().split('\n');
       expect(first).toBe(
@@ -233,7 +214,7 @@ describe('upshift status --watch', () => {
         return true;
       },
     };
-    const watching = watchCampaign({ redis, prefix, id: 'framed', intervalMs: 50, out: terminal, color: true });
+    const watching = watchCampaign({ redis: t.redis, prefix: t.prefix, id: 'framed', intervalMs: 50, out: terminal, color: true });
     await drawn;
     await work();
     const final = await watching;

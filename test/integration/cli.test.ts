@@ -2,31 +2,21 @@ import { runCli } from '../support/fleet.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { deletePrefix, keysUnder, newRedis, redisUrl, testPrefix } from '../support/harness.js';
-import { testConnectionsFile } from '../support/connections.js';
-
-/** The registry the CLI's enqueue and worker commands read: the spec's platform at 127.0.0.1:9. */
-const connectionsPath = testConnectionsFile('http://127.0.0.1:9');
+import { beforeEach, describe, expect, it } from 'vitest';
+import { setupDeployment } from '../support/deployment.js';
+import { keysUnder } from '../support/harness.js';
 
 const run = runCli;
 
 describe('upshift CLI', () => {
-  let redis: Redis;
-  let prefix: string;
+  // The registry the CLI's enqueue and worker commands read: the spec's platform at 127.0.0.1:9.
+  const t = setupDeployment({ urls: ['http://127.0.0.1:9'] });
   let dir: string;
   let env: Record<string, string>;
 
   beforeEach(() => {
-    redis = newRedis();
-    prefix = testPrefix();
     dir = mkdtempSync(join(tmpdir(), 'upshift-cli-'));
-    env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsPath };
-  });
-  afterEach(async () => {
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
+    env = t.env();
   });
 
   const specFile = (spec: unknown) => {
@@ -66,7 +56,7 @@ describe('upshift CLI', () => {
     const r = await run(['enqueue', specFile(spec), '--targets', targets], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${targets}, line 2, field "userId": must not contain "/"`);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 
   it('exits 2 on an invalid spec, an unknown campaign, bad flags and unknown commands', async () => {
@@ -82,7 +72,7 @@ describe('upshift CLI', () => {
     expect([missing.code, missing.stderr]).toEqual([2, 'upshift status: arguments: missing <id>; usage: upshift status <id>\n']);
     expect((await run(['pause', 'nope'], env)).stderr).toMatch(/no campaign "nope"; list campaigns with "upshift list"/);
     expect((await run(['enqueue', join(dir, 'missing.json')], env)).code).toBe(2);
-    expect(await keysUnder(redis, prefix)).toEqual([]);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
   });
 
   it('exits 1 with a clear message when Redis is unreachable', async () => {

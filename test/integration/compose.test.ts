@@ -11,19 +11,16 @@ import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, DEFAULTS, loadConfig, loadConnections, parseSpec, readStatus } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
+import { DEFAULTS, loadConfig, loadConnections, parseSpec, readStatus } from '../../src/shared/index.js';
 import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
+import { setupDeployment, spawnApi } from '../support/deployment.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const cli = join(root, 'dist/src/cli/main.js');
 const examples = join(root, 'examples');
-const log = createLogger('silent');
 
 /** Debian's docker-compose on the PATH; the test fails (never skips) without it. */
 function dockerCompose(): string {
@@ -458,10 +455,7 @@ describe('Dockerfile', () => {
 });
 
 describe('the sample campaign (examples/)', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let workers: RunningWorker[];
+  const t = setupDeployment({ sandbox: {} });
   let workerEnv: Record<string, string>;
   const savedEnv = { ...process.env };
 
@@ -481,19 +475,6 @@ describe('the sample campaign (examples/)', () => {
       else process.env[k] = savedEnv[k];
     }
   });
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox();
-    workers = [];
-  });
-  afterEach(async () => {
-    await Promise.all(workers.map((w) => w.close()));
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
-
   const sampleSpec = () => JSON.parse(readFileSync(join(examples, 'sample-spec.json'), 'utf8')) as Record<string, any>;
   const sampleTargets = () =>
     readFileSync(join(examples, 'sample-targets.ndjson'), 'utf8')
@@ -502,43 +483,32 @@ describe('the sample campaign (examples/)', () => {
       .map((l) => JSON.parse(l) as unknown);
 
   it('upgrades most users and fails the rest with named reasons', async () => {
-    sandbox.load(JSON.parse(readFileSync(join(examples, 'sample-fixtures.json'), 'utf8')));
+    t.sandbox.load(JSON.parse(readFileSync(join(examples, 'sample-fixtures.json'), 'utf8')));
     const spec = sampleSpec();
-    spec.connection.baseUrl = sandbox.url;
+    spec.connection.baseUrl = t.sandbox.url;
     // The sample is paced for watching (a rate on the connection); the outcomes do not depend on pace.
     spec.limits = (spec.limits as { rate?: unknown }[]).map(({ rate: _rate, ...rest }) => rest);
-    const connections = testConnections(sandbox.url);
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 20 }));
-    const { campaignId, total } = await enqueueCampaign(spec, sampleTargets(), { redis, prefix, connections });
+    const connections = testConnections(t.sandbox.url);
+    await t.startWorker({ connections, concurrency: 20 });
+    const { campaignId, total } = await enqueueCampaign(spec, sampleTargets(), { redis: t.redis, prefix: t.prefix, connections });
     expect(total).toBe(600);
-    const done = await waitForCompletion(prefix, campaignId);
+    const done = await waitForCompletion(t.prefix, campaignId);
     expect(done).toMatchObject({ state: 'completed', upgraded: 575, skipped: 0, failed: 25 });
     expect(done.reasons).toEqual({ REINSTALL_REQUIRED: 14, FORBIDDEN: 6, NOT_FOUND: 5 });
   });
 
   it('sample-campaign.sh loads the fixtures and enqueues through the API', async () => {
-    const token = `test-${prefix}`;
-    const api = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
+    const token = `test-${t.prefix}`;
+    const api = await spawnApi(
+      ['--host', '127.0.0.1', '--port', '0'],
       // The spec's connection as the script rewrites it (SPEC_BASE_URL): the sandbox of this test.
-      env: { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_API_TOKEN: token, LOG_LEVEL: 'warn', UPSHIFT_CONNECTIONS: testConnectionsFile(sandbox.url) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let apiErr = '';
-    api.stderr.on('data', (d: Buffer) => (apiErr += d.toString()));
-    const apiExited = once(api, 'exit');
+      { ...process.env, REDIS_URL: redisUrl(), UPSHIFT_PREFIX: t.prefix, UPSHIFT_API_TOKEN: token, LOG_LEVEL: 'warn', UPSHIFT_CONNECTIONS: testConnectionsFile(t.sandbox.url) },
+    );
     try {
-      const apiUrl = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        api.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /upshift api listening on (\S+)/.exec(out);
-          if (m) resolve(m[1]!);
-        });
-        void apiExited.then(([code]) => reject(new Error(`upshift serve exited (${code}) before listening: ${apiErr}`)));
-      });
+      const apiUrl = api.url;
       const run = (env: Record<string, string>) => {
         const p = spawn('bash', [join(examples, 'sample-campaign.sh')], {
-          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), API_URL: apiUrl, SANDBOX_URL: sandbox.url, WAIT_S: '30', ...env },
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), API_URL: apiUrl, SANDBOX_URL: t.sandbox.url, WAIT_S: '30', ...env },
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         let stdout = '';
@@ -552,26 +522,26 @@ describe('the sample campaign (examples/)', () => {
       const tokenless = await run({ CAMPAIGN_ID: 'tokenless' });
       expect(tokenless.code).toBe(1);
       expect(tokenless.stderr).toContain('UPSHIFT_API_TOKEN is not set');
-      expect(await readStatus(redis, prefix, 'tokenless')).toBeNull();
+      expect(await readStatus(t.redis, t.prefix, 'tokenless')).toBeNull();
 
       const refused = await run({ UPSHIFT_API_TOKEN: 'wrong', CAMPAIGN_ID: 'refused' });
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain('the API refused the token (HTTP 401); export UPSHIFT_API_TOKEN');
 
-      const ok = await run({ UPSHIFT_API_TOKEN: token, SPEC_BASE_URL: sandbox.url, CAMPAIGN_ID: 'sample-test' });
+      const ok = await run({ UPSHIFT_API_TOKEN: token, SPEC_BASE_URL: t.sandbox.url, CAMPAIGN_ID: 'sample-test' });
       expect(ok.stderr).toBe('');
       expect(ok.code).toBe(0);
       expect(ok.stdout).toContain('Campaign sample-test is running');
       expect(ok.stdout).toContain('dashboard   http://localhost:3000');
-      expect(sandbox.state().alloy?.installs).toHaveLength(595);
-      const status = await readStatus(redis, prefix, 'sample-test');
+      expect(t.sandbox.state().alloy?.installs).toHaveLength(595);
+      const status = await readStatus(t.redis, t.prefix, 'sample-test');
       expect(status).toMatchObject({ id: 'sample-test', total: 600, state: 'running' });
-      expect(await readStatus(redis, prefix, 'refused')).toBeNull();
+      expect(await readStatus(t.redis, t.prefix, 'refused')).toBeNull();
       const stored = await fetch(`${apiUrl}/campaigns/sample-test`, { headers: { authorization: `Bearer ${token}` } });
       expect(stored.status).toBe(200);
     } finally {
-      api.kill('SIGTERM');
-      await apiExited;
+      api.proc.kill('SIGTERM');
+      await api.exited;
     }
   });
 });

@@ -1,12 +1,9 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, HttpClient, InputError, readStatus, UpshiftError, type ConnectionRegistry, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+import { campaignKeys, HttpClient, InputError, readStatus, UpshiftError, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
 import type { Endpoint } from '../../src/shared/http.js';
-import { setCredentialEnv, spawnWorker, type WorkerProcess } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
-import { connectionsFile, testConnections } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
+import { waitForCompletion } from '../support/harness.js';
 
 /** An HttpClient that fails once, like a producer that died, after `n` search pages. */
 class DyingAfter extends HttpClient {
@@ -21,31 +18,7 @@ class DyingAfter extends HttpClient {
 }
 
 describe('discovery (conductor.upgradeExecution)', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let procs: WorkerProcess[];
-  let connections: ConnectionRegistry;
-  let connectionsPath: string;
-
-  beforeAll(() => setCredentialEnv());
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox({ record: true, latencyMs: 1 });
-    procs = [];
-    connections = testConnections(sandbox.url, 'http://127.0.0.1:1');
-    connectionsPath = connectionsFile(connections);
-  });
-  afterEach(async () => {
-    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-    await Promise.all(procs.map((p) => p.exited));
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
-
-  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsPath });
+  const t = setupDeployment({ sandbox: { record: true, latencyMs: 1 }, urls: ['http://127.0.0.1:1'], credentials: true });
   const spec = {
     id: 'found',
     connection: { baseUrl: 'http://127.0.0.1:1', credentialRef: 'UPSHIFT_TEST_CONDUCTOR_KEY', timeoutMs: 5000 },
@@ -55,7 +28,7 @@ describe('discovery (conductor.upgradeExecution)', () => {
 
   it('pages through 12,000 executions (3 pages), survives a producer and a worker crash, upgrades each once', async () => {
     const running = Array.from({ length: 12_000 }, (_, i) => ({ workflowId: `x-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const }));
-    sandbox.load({
+    t.sandbox.load({
       conductor: {
         definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
         executions: [
@@ -67,52 +40,51 @@ describe('discovery (conductor.upgradeExecution)', () => {
         ],
       },
     });
-    const s = { ...spec, connection: { ...spec.connection, baseUrl: sandbox.url } };
-    const doomed = await spawnWorker(env(), ['--concurrency', '20', '--lease-ms', '1500', '--lock-duration-ms', '1000', '--stalled-interval-ms', '500']);
-    procs.push(doomed);
+    const s = { ...spec, connection: { ...spec.connection, baseUrl: t.sandbox.url } };
+    const doomed = await t.spawnWorker(['--concurrency', '20', '--lease-ms', '1500', '--lock-duration-ms', '1000', '--stalled-interval-ms', '500']);
 
     // The producer dies after the first page: the campaign runs what it has so far.
-    await expect(enqueueCampaign(s, undefined, { redis, prefix, connections, http: new DyingAfter(1) })).rejects.toThrow('producer died');
-    expect(await readStatus(redis, prefix, 'found')).toMatchObject({ state: 'running', total: 5000 });
+    await expect(enqueueCampaign(s, undefined, { ...t.producer, http: new DyingAfter(1) })).rejects.toThrow('producer died');
+    expect(await readStatus(t.redis, t.prefix, 'found')).toMatchObject({ state: 'running', total: 5000 });
 
     // A worker dies mid-run; another takes over; the producer is run again and resumes at page 2.
-    await sandbox.requestsReached(2000);
+    await t.sandbox.requestsReached(2000);
     doomed.proc.kill('SIGKILL');
-    procs.push(await spawnWorker(env(), ['--concurrency', '20', '--lease-ms', '1500']));
-    const resumed = await enqueueCampaign(s, undefined, { redis, prefix, connections });
+    await t.spawnWorker(['--concurrency', '20', '--lease-ms', '1500']);
+    const resumed = await enqueueCampaign(s, undefined, t.producer);
     expect(resumed).toMatchObject({ campaignId: 'found', total: 12_000, created: false });
     // Enqueueing a finished discovery again is a no-op.
-    expect(await enqueueCampaign(s, undefined, { redis, prefix, connections })).toMatchObject({ total: 12_000, created: false });
+    expect(await enqueueCampaign(s, undefined, t.producer)).toMatchObject({ total: 12_000, created: false });
 
-    const status = await waitForCompletion(prefix, 'found', 120_000);
+    const status = await waitForCompletion(t.prefix, 'found', 120_000);
     expect(status).toMatchObject({ state: 'completed', total: 12_000, failed: 0, pending: 0, active: 0 });
     // An execution the killed worker had upgraded, without living to record it, is read again
     // and found current: skipped ALREADY_CURRENT, not upgraded twice.
     expect(status.upgraded + status.skipped).toBe(12_000);
     expect(status.skipped).toBeLessThanOrEqual(20);
-    const searches = sandbox.received!.filter((r) => r.path.startsWith('/api/workflow/search'));
+    const searches = t.sandbox.received!.filter((r) => r.path.startsWith('/api/workflow/search'));
     // Page 1 before the crash; the resumed run starts at page 2. Upgraded executions leave the
     // result set meanwhile, so a second pass from 0 finds what the shift skipped, and a pass
     // that finds nothing new ends discovery.
     const starts = searches.map((r) => new URL(r.path, 'http://x').searchParams.get('start'));
     expect(starts.slice(0, 3)).toEqual(['0', '5000', '10000']);
     expect(starts.filter((x) => x === '0').length).toBeGreaterThanOrEqual(2);
-    expect(Number((await redis.hget(campaignKeys(prefix, 'found').status, 'discoverPasses'))!)).toBeGreaterThanOrEqual(2);
+    expect(Number((await t.redis.hget(campaignKeys(t.prefix, 'found').status, 'discoverPasses'))!)).toBeGreaterThanOrEqual(2);
     expect(new URL(searches[0]!.path, 'http://x').searchParams.get('query')).toBe('workflowType IN (flow) AND status IN (RUNNING,PAUSED) AND version IN (1)');
-    const execs = sandbox.state().conductor!.executions!;
+    const execs = t.sandbox.state().conductor!.executions!;
     expect(execs.filter((e) => e.workflowId.startsWith('x-')).every((e) => e.workflowVersion === 2)).toBe(true);
     expect(execs.find((e) => e.workflowId === 'other')!.workflowVersion).toBe(1);
     // Every execution was upgraded exactly once.
-    const applied = Object.values(sandbox.stats().appliedByTarget);
+    const applied = Object.values(t.sandbox.stats().appliedByTarget);
     expect(applied).toHaveLength(12_000);
     expect(applied.every((n) => n === 1)).toBe(true);
-    expect(await redis.exists(campaignKeys(prefix, 'found').seen)).toBe(0);
+    expect(await t.redis.exists(campaignKeys(t.prefix, 'found').seen)).toBe(0);
   });
 
   it('refuses discovery for other operations, and with a staged rollout', async () => {
     const bad = { ...spec, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'w' } };
-    await expect(enqueueCampaign(bad, undefined, { redis, prefix, connections })).rejects.toThrow(/discovery is for conductor.upgradeExecution only/);
+    await expect(enqueueCampaign(bad, undefined, t.producer)).rejects.toThrow(/discovery is for conductor.upgradeExecution only/);
     const staged = { ...spec, rollout: { steps: [10] } };
-    await expect(enqueueCampaign(staged, undefined, { redis, prefix, connections })).rejects.toBeInstanceOf(InputError);
+    await expect(enqueueCampaign(staged, undefined, t.producer)).rejects.toBeInstanceOf(InputError);
   });
 });

@@ -1,51 +1,26 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { alloyFleet, nectedGraph, setCredentialEnv } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
-import { testConnections } from '../support/connections.js';
-
-const log = createLogger('silent');
+import { streamReport, type ReportLine } from '../../src/shared/index.js';
+import { setupDeployment } from '../support/deployment.js';
+import { alloyFleet, nectedGraph } from '../support/fleet.js';
+import { waitForCompletion } from '../support/harness.js';
 
 describe('dry run', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let worker: RunningWorker;
-  let connections: ConnectionRegistry;
-
-  beforeAll(() => setCredentialEnv());
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox({ record: true });
-    connections = testConnections(sandbox.url);
-    worker = await startWorker({ redisUrl: redisUrl(), prefix }, log, { connections, concurrency: 8 });
-  });
-  afterEach(async () => {
-    await worker.close();
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
-
-  const connection = (ref: string) => ({ baseUrl: sandbox.url, credentialRef: ref, timeoutMs: 2000 });
+  const t = setupDeployment({ sandbox: { record: true }, worker: { concurrency: 8 }, credentials: true });
+  const connection = (ref: string) => ({ baseUrl: t.sandbox.url, credentialRef: ref, timeoutMs: 2000 });
   const run = async (spec: Record<string, unknown>, targets: unknown[]) => {
-    const { campaignId } = await enqueueCampaign({ ...spec, dryRun: true }, targets, { redis, prefix, connections });
-    const status = await waitForCompletion(prefix, campaignId);
+    const { campaignId } = await enqueueCampaign({ ...spec, dryRun: true }, targets, t.producer);
+    const status = await waitForCompletion(t.prefix, campaignId);
     const lines = new Map<string, ReportLine>();
-    for await (const line of streamReport(redis, prefix, campaignId)) lines.set(line.target, line);
+    for await (const line of streamReport(t.redis, t.prefix, campaignId)) lines.set(line.target, line);
     return { status, lines };
   };
-  const writes = () => sandbox.received!.filter((r) => r.method !== 'GET');
+  const writes = () => t.sandbox.received!.filter((r) => r.method !== 'GET');
 
   it('reads, decides and records what would happen, leaving every platform untouched', async () => {
     const fleet = alloyFleet(5);
-    sandbox.load(fleet.fixtures);
-    sandbox.load({
+    t.sandbox.load(fleet.fixtures);
+    t.sandbox.load({
       conductor: {
         definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
         executions: [
@@ -61,7 +36,7 @@ describe('dry run', () => {
         ],
       },
     });
-    const before = sandbox.state();
+    const before = t.sandbox.state();
 
     const alloy = await run(
       { id: 'dry-alloy', connection: connection('UPSHIFT_TEST_ALLOY_KEY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } },
@@ -91,7 +66,7 @@ describe('dry run', () => {
     expect(nected.lines.get('missing')).toMatchObject({ outcome: 'would-fail', reason: 'NOT_FOUND' });
 
     expect(writes()).toEqual([]);
-    expect(sandbox.state()).toEqual(before);
-    expect(sandbox.stats().appliedByTarget).toEqual({});
+    expect(t.sandbox.state()).toEqual(before);
+    expect(t.sandbox.stats().appliedByTarget).toEqual({});
   });
 });

@@ -4,10 +4,8 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign, pauseCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import {
   createApiMetrics,
   createLogger,
@@ -18,9 +16,9 @@ import {
   type TargetJobData,
 } from '../../src/shared/index.js';
 import { Dispatcher } from '../../src/worker/dispatcher.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { alloyFleet, nectedGraph, setCredentialEnv, spawnWorker } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { setupDeployment } from '../support/deployment.js';
+import { alloyFleet, nectedGraph } from '../support/fleet.js';
+import { newRedis, redisUrl, waitForCompletion } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
 
 const log = createLogger('silent');
@@ -75,29 +73,10 @@ async function freePort(): Promise<number> {
 }
 
 describe('metrics', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox | undefined;
-  let workers: RunningWorker[];
-  const cleanups: (() => Promise<unknown>)[] = [];
-
-  beforeAll(() => setCredentialEnv());
-  beforeEach(() => {
-    redis = newRedis();
-    prefix = testPrefix();
-    workers = [];
-  });
-  afterEach(async () => {
-    await Promise.all(workers.map((w) => w.close()));
-    for (const c of cleanups.splice(0)) await c();
-    await sandbox?.close();
-    sandbox = undefined;
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
+  const t = setupDeployment({ credentials: true });
 
   it('worker /metrics: counters equal the status hash, call latency matches what the platform saw, /healthz answers', async () => {
-    sandbox = await startSandbox({ seed: 3, failRate: 0.1, throttleRate: 0.06, resetRate: 0.04, conflictRate: 0.3, retryAfterS: 1 });
+    const sandbox = await t.startSandbox({ seed: 3, failRate: 0.1, throttleRate: 0.06, resetRate: 0.04, conflictRate: 0.3, retryAfterS: 1 });
     const connections = testConnections(sandbox.url);
     const n = 16;
     sandbox.load({ nected: { workflows: Array.from({ length: n }, (_, i) => ({ entityId: `w-${i}`, graph: nectedGraph(`wf ${i}`) })) } });
@@ -111,17 +90,16 @@ describe('metrics', () => {
         retry: { attempts: 20, backoffMs: 1 },
       },
       targets,
-      { redis, prefix, connections },
+      { redis: t.redis, prefix: t.prefix, connections },
     );
-    const w = await startWorker({ redisUrl: redisUrl(), prefix }, log, { connections, concurrency: 4, metricsPort: 0 });
-    workers.push(w);
+    const w = await t.startWorker({ connections, concurrency: 4, metricsPort: 0 });
     const port = w.metricsPort!;
     expect(port).toBeGreaterThan(0);
 
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(200);
 
-    const status = await waitForCompletion(prefix, campaignId);
+    const status = await waitForCompletion(t.prefix, campaignId);
     const stats = sandbox.stats();
     const { status: code, type, samples } = await scrape(port);
     expect(code).toBe(200);
@@ -186,12 +164,11 @@ describe('metrics', () => {
     expect(series(samples, 'process_cpu_user_seconds_total')).toHaveLength(1);
 
     await w.close();
-    workers = [];
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   });
 
   it('fleet gauges (createApiMetrics): campaigns by state, pending of a paused campaign, slots per key with "other", a Retry-After pause, queue depth', async () => {
-    const scripts = loadScripts(redis, prefix);
+    const scripts = loadScripts(t.redis, t.prefix);
     const leaseMs = 60_000;
     // Campaign L: limit key per tenant, 2 slots each; tenants a (3 targets), b (3), c (1).
     const tenants = ['a', 'a', 'a', 'b', 'b', 'b', 'c'];
@@ -201,17 +178,17 @@ describe('metrics', () => {
     await enqueueCampaign(
       { id: 'limited', connection, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' }, limits: [{ key: 'tenant-${target.tenant}', concurrency: 2 }] },
       limited,
-      { redis, prefix, connections },
+      { redis: t.redis, prefix: t.prefix, connections },
     );
     // Campaign P: paused before anything ran.
-    await enqueueCampaign({ id: 'held', connection, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-2' } }, alloyFleet(5).targets, { redis, prefix, connections });
-    await pauseCampaign('held', { redis, prefix });
+    await enqueueCampaign({ id: 'held', connection, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-2' } }, alloyFleet(5).targets, { redis: t.redis, prefix: t.prefix, connections });
+    await pauseCampaign('held', { redis: t.redis, prefix: t.prefix });
 
     // A stand-in worker of concurrency 10 takes what the limits allow: 2 + 2 + 1 slots, handed to BullMQ.
     await scripts.renew(leaseMs, 'stand-in', 10, []);
-    const queue = new Queue<TargetJobData>(TARGET_QUEUE, { connection: redis, prefix });
+    const queue = new Queue<TargetJobData>(TARGET_QUEUE, { connection: t.redis, prefix: t.prefix });
     const dispatcher = new Dispatcher(scripts, queue, log, 256, leaseMs);
-    cleanups.push(async () => {
+    t.defer(async () => {
       dispatcher.stop();
       await queue.close();
     });
@@ -219,8 +196,8 @@ describe('metrics', () => {
     expect(step.picks).toHaveLength(5);
     await dispatcher.deliver(step);
 
-    const metrics = createApiMetrics({ redis, prefix, topKeys: 2 });
-    cleanups.push(() => metrics.close());
+    const metrics = createApiMetrics({ redis: t.redis, prefix: t.prefix, topKeys: 2 });
+    t.defer(() => metrics.close());
     expect(metrics.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
     let samples = parse(await metrics.render());
     expect(total(samples, 'upshift_metrics_redis_up')).toBe(1);
@@ -245,7 +222,7 @@ describe('metrics', () => {
     // Tenant c's target meets a Retry-After of a minute: its connection pauses, its slot frees.
     const c = step.picks.find((p) => (JSON.parse(p.entry) as { tenant: string }).tenant === 'c')!;
     const targetKey = operationFor('alloy.upgradeWorkflow').targetKey(JSON.parse(c.entry));
-    const channel = eventsChannel(prefix);
+    const channel = eventsChannel(t.prefix);
     expect((await scripts.claim(c.holder, 'run-1', leaseMs, targetKey, channel)).kind).toBe('claimed');
     expect(await scripts.throttle(c.holder, 'run-1', targetKey, 60_000, 'THROTTLED: test', channel)).not.toBeNull();
 
@@ -261,8 +238,8 @@ describe('metrics', () => {
   it('a scrape while Redis cannot answer reports redis_up 0 and still serves', async () => {
     const unreachable = newRedis();
     unreachable.disconnect();
-    const metrics = createApiMetrics({ redis: unreachable, prefix, timeoutMs: 200 });
-    cleanups.push(() => metrics.close());
+    const metrics = createApiMetrics({ redis: unreachable, prefix: t.prefix, timeoutMs: 200 });
+    t.defer(() => metrics.close());
     const samples = parse(await metrics.render());
     expect(total(samples, 'upshift_metrics_redis_up')).toBe(0);
     expect(series(samples, 'upshift_campaigns')).toHaveLength(0);
@@ -272,11 +249,7 @@ describe('metrics', () => {
   it('upshift worker --metrics-port serves /metrics and /healthz until SIGTERM; a bad port is exit 2', async () => {
     const port = await freePort();
     const connectionsPath = testConnectionsFile('http://127.0.0.1:9');
-    const worker = await spawnWorker({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsPath }, ['--metrics-port', String(port)]);
-    cleanups.push(async () => {
-      if (worker.proc.exitCode === null) worker.proc.kill('SIGKILL');
-      await worker.exited;
-    });
+    const worker = await t.spawnWorker(['--metrics-port', String(port)], { UPSHIFT_CONNECTIONS: connectionsPath });
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(200);
     expect(await health.text()).toBe('ok\n');

@@ -1,13 +1,10 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { campaignKeys, createLogger, loadScripts, parseMarker, readStatus, schedulerKeys, streamReport, type ConnectionRegistry, type ReportLine } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
+import { campaignKeys, createLogger, loadScripts, parseMarker, readStatus, schedulerKeys, streamReport, type ReportLine } from '../../src/shared/index.js';
 import { Archiver } from '../../src/worker/archiver.js';
-import { alloyFleet, setCredentialEnv } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
-import { testConnections } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
+import { alloyFleet } from '../support/fleet.js';
+import { waitForCompletion } from '../support/harness.js';
 
 /**
  * Outcome records are written in two steps (src/shared/records.ts): marker and outbox with the
@@ -18,58 +15,38 @@ const log = createLogger('silent');
 const RETENTION_MS = 600_000;
 
 describe('outcome records in the campaign slot', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
-  let workers: RunningWorker[];
-  let connections: ConnectionRegistry;
-
-  beforeAll(() => setCredentialEnv());
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox();
-    workers = [];
-    connections = testConnections(sandbox.url, 'http://127.0.0.1:1');
-  });
-  afterEach(async () => {
-    await Promise.all(workers.map((w) => w.close()));
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
-
+  const t = setupDeployment({ sandbox: {}, urls: ['http://127.0.0.1:1'], credentials: true });
   const spec = (id: string) => ({
     id,
-    connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
+    connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
     operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
   });
   const run = async (id: string, n: number, outboxSweepMs = 60_000) => {
     const fleet = alloyFleet(n);
-    sandbox.load(fleet.fixtures);
-    workers.push(await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections, concurrency: 10, outboxSweepMs }));
-    await enqueueCampaign(spec(id), fleet.targets, { redis, prefix, connections, retentionMs: RETENTION_MS });
-    return waitForCompletion(prefix, id);
+    t.sandbox.load(fleet.fixtures);
+    await t.startWorker({ concurrency: 10, outboxSweepMs });
+    await enqueueCampaign(spec(id), fleet.targets, { ...t.producer, retentionMs: RETENTION_MS });
+    return waitForCompletion(t.prefix, id);
   };
   const report = async (id: string) => {
     const out: ReportLine[] = [];
-    for await (const line of streamReport(redis, prefix, id)) out.push(line);
+    for await (const line of streamReport(t.redis, t.prefix, id)) out.push(line);
     return out.sort((a, b) => a.target.localeCompare(b.target));
   };
 
   it('moves every record to the campaign key, empties the outbox and gives the records the retention', async () => {
     expect(await run('moved', 300)).toMatchObject({ state: 'completed', upgraded: 300 });
-    const keys = campaignKeys(prefix, 'moved');
-    expect(keys.records).toBe(`${prefix}:campaign:{moved}:records`);
+    const keys = campaignKeys(t.prefix, 'moved');
+    expect(keys.records).toBe(`${t.prefix}:campaign:{moved}:records`);
     // The finishing worker archives before it reports the run settled; closing waits for it.
-    await Promise.all(workers.map((w) => w.close()));
-    expect(await redis.exists(keys.outbox)).toBe(0);
-    expect(await redis.sismember(schedulerKeys(prefix).outboxes, 'moved')).toBe(0);
+    await t.closeWorkers();
+    expect(await t.redis.exists(keys.outbox)).toBe(0);
+    expect(await t.redis.sismember(schedulerKeys(t.prefix).outboxes, 'moved')).toBe(0);
 
-    const markers = Object.entries(await redis.hgetall(keys.outcomes)).map(([k, v]) => [k, parseMarker(v)] as const);
+    const markers = Object.entries(await t.redis.hgetall(keys.outcomes)).map(([k, v]) => [k, parseMarker(v)] as const);
     expect(markers).toHaveLength(300);
     expect(new Set(markers.map(([, m]) => m.seq)).size).toBe(300);
-    const records = await redis.hgetall(keys.records);
+    const records = await t.redis.hgetall(keys.records);
     for (const [target, m] of markers) {
       expect(m).toMatchObject({ outcome: 'upgraded', reason: 'UPGRADED' });
       const stored = records[target]!;
@@ -77,7 +54,7 @@ describe('outcome records in the campaign slot', () => {
       expect(JSON.parse(stored.slice(stored.indexOf('|') + 1))).toMatchObject({ target: { userId: target }, outcome: 'upgraded', attempts: 1 });
     }
     // The records expire with the rest of the campaign (same absolute time, set from finishedAt).
-    const [recordsTtl, statusTtl] = [await redis.pttl(keys.records), await redis.pttl(keys.status)];
+    const [recordsTtl, statusTtl] = [await t.redis.pttl(keys.records), await t.redis.pttl(keys.status)];
     expect(recordsTtl).toBeGreaterThan(RETENTION_MS - 60_000);
     expect(Math.abs(recordsTtl - statusTtl)).toBeLessThan(2_000);
 
@@ -89,13 +66,13 @@ describe('outcome records in the campaign slot', () => {
   it('records left by a worker that died after finish stay readable in the outbox, and a sweep moves them', async () => {
     // The scripts driven as a worker would, with nothing archived: what a worker killed between
     // `finish` and its archive call leaves behind.
-    const scripts = loadScripts(redis, prefix);
+    const scripts = loadScripts(t.redis, t.prefix);
     await scripts.renew(60_000, 'doomed-worker', 100, []);
     const fleet = alloyFleet(120);
     await enqueueCampaign({ ...spec('stuck'), connection: { baseUrl: 'http://127.0.0.1:1', credentialRef: 'K' } }, fleet.targets, {
-      redis,
-      prefix,
-      connections,
+      redis: t.redis,
+      prefix: t.prefix,
+      connections: t.connections,
       retentionMs: RETENTION_MS,
     });
     let finished = 0;
@@ -115,35 +92,35 @@ describe('outcome records in the campaign slot', () => {
       }
       picks = next.length > 0 ? next : (await scripts.dispatch(100, 60_000)).picks;
     }
-    const keys = campaignKeys(prefix, 'stuck');
-    expect(await readStatus(redis, prefix, 'stuck')).toMatchObject({ state: 'completed', upgraded: 120 });
-    expect(await redis.hlen(keys.outbox)).toBe(120);
-    expect(await redis.exists(keys.records)).toBe(0);
-    expect(await redis.sismember(schedulerKeys(prefix).outboxes, 'stuck')).toBe(1);
+    const keys = campaignKeys(t.prefix, 'stuck');
+    expect(await readStatus(t.redis, t.prefix, 'stuck')).toMatchObject({ state: 'completed', upgraded: 120 });
+    expect(await t.redis.hlen(keys.outbox)).toBe(120);
+    expect(await t.redis.exists(keys.records)).toBe(0);
+    expect(await t.redis.sismember(schedulerKeys(t.prefix).outboxes, 'stuck')).toBe(1);
     const before = await report('stuck');
     expect(before).toHaveLength(120);
     expect(before.every((l) => l.outcome === 'upgraded' && l.fields.userId === l.target && l.at !== null)).toBe(true);
 
-    const archiver = new Archiver(redis, scripts, prefix, log, 20, 3_600_000);
+    const archiver = new Archiver(t.redis, scripts, t.prefix, log, 20, 3_600_000);
     await archiver.sweep();
     await archiver.close();
-    expect(await redis.exists(keys.outbox)).toBe(0);
-    expect(await redis.sismember(schedulerKeys(prefix).outboxes, 'stuck')).toBe(0);
-    expect(await redis.hlen(keys.records)).toBe(120);
-    expect(await redis.pttl(keys.records)).toBeGreaterThan(RETENTION_MS - 60_000);
+    expect(await t.redis.exists(keys.outbox)).toBe(0);
+    expect(await t.redis.sismember(schedulerKeys(t.prefix).outboxes, 'stuck')).toBe(0);
+    expect(await t.redis.hlen(keys.records)).toBe(120);
+    expect(await t.redis.pttl(keys.records)).toBeGreaterThan(RETENTION_MS - 60_000);
     expect(await report('stuck')).toEqual(before);
   });
 
   it('a late copy of an older record never replaces a newer one', async () => {
     await run('late', 5);
-    await Promise.all(workers.map((w) => w.close()));
-    const scripts = loadScripts(redis, prefix);
-    const keys = campaignKeys(prefix, 'late');
-    const seq = parseMarker((await redis.hget(keys.outcomes, 'user-0'))!).seq;
-    const current = await redis.hget(keys.records, 'user-0');
+    await t.closeWorkers();
+    const scripts = loadScripts(t.redis, t.prefix);
+    const keys = campaignKeys(t.prefix, 'late');
+    const seq = parseMarker((await t.redis.hget(keys.outcomes, 'user-0'))!).seq;
+    const current = await t.redis.hget(keys.records, 'user-0');
     expect(await scripts.archive('late', ['user-0', `${seq - 1}|{"stale":true}`])).toBe(0);
     expect(await scripts.archive('late', ['user-0', `${seq}|{"again":true}`])).toBe(0);
-    expect(await redis.hget(keys.records, 'user-0')).toBe(current);
+    expect(await t.redis.hget(keys.records, 'user-0')).toBe(current);
     expect(await scripts.archive('late', ['user-0', `${seq + 1}|{"newer":true}`])).toBe(1);
     // A stored record whose seq is not the marker's is not the target's record: the report
     // falls back to what the marker says rather than show it.

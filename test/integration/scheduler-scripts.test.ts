@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { campaignKeys, eventsChannel, loadScripts, readStatus, schedulerKeys, type Scripts } from '../../src/shared/index.js';
-import { deletePrefix, newRedis, testPrefix } from '../support/harness.js';
+import { campaignKeys, eventsChannel, readStatus, schedulerKeys, type Scripts } from '../../src/shared/index.js';
+import { setupDeployment } from '../support/deployment.js';
 import { testConnections } from '../support/connections.js';
 
 /**
@@ -16,17 +16,11 @@ describe('scheduler scripts', () => {
   const LEASE = 60_000;
   // Two connections: the same variable at two origins (a Retry-After pauses one of them).
   const connections = testConnections('http://127.0.0.1:1', 'http://127.0.0.1:2');
-
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    scripts = loadScripts(redis, prefix);
-    // A worker of concurrency 100 opens the window.
-    await scripts.renew(LEASE, 'w1', 100, []);
-  });
-  afterEach(async () => {
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
+  // A worker of concurrency 100 opens the window.
+  const t = setupDeployment({ standIn: { leaseMs: LEASE, concurrency: 100 } });
+  // The tests below read the deployment's parts under these names.
+  beforeEach(() => {
+    ({ redis, prefix, scripts } = t);
   });
 
   const spec = (id: string, limits: unknown[] = []) => ({

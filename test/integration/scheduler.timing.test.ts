@@ -1,15 +1,11 @@
-import type { Redis } from 'ioredis';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { Agent, request } from 'undici';
-import { SANDBOX_KEYS, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createLogger, schedulerKeys } from '../../src/shared/index.js';
-import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { setCredentialEnv, spawnWorker, type WorkerProcess } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
-import { connectionsFile, testConnections } from '../support/connections.js';
-
-const log = createLogger('silent');
+import { SANDBOX_KEYS, type Sandbox, type SandboxOptions } from '../../src/sandbox/index.js';
+import { schedulerKeys } from '../../src/shared/index.js';
+import { setupDeployment, type WorkerStartOptions } from '../support/deployment.js';
+import { type WorkerProcess } from '../support/fleet.js';
+import { waitForCompletion } from '../support/harness.js';
 
 /** Targets `t<k>-u<i>` spread over `keys` tenants with Zipf weights 1/(k+1). */
 function skewedFleet(n: number, keys: number, wf = 'wf-1') {
@@ -48,48 +44,15 @@ async function sequentialCallMs(s: Sandbox, n: number): Promise<number> {
 
 
 describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandboxes: Sandbox[];
-  let workers: RunningWorker[];
-  let procs: WorkerProcess[];
-
-  beforeAll(() => setCredentialEnv());
-  beforeEach(() => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandboxes = [];
-    workers = [];
-    procs = [];
-  });
-  afterEach(async () => {
-    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-    await Promise.all(procs.map((p) => p.exited));
-    await Promise.all(workers.map((w) => w.close()));
-    await Promise.all(sandboxes.map((s) => s.close()));
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
-
-  const sandbox = async (opts: Parameters<typeof startSandbox>[0] = {}) => {
-    const s = await startSandbox({ record: true, ...opts });
-    sandboxes.push(s);
-    return s;
-  };
-  /** The test's registry: every sandbox it has started (workers and producer are given it after the sandboxes start). */
-  const connections = () => testConnections(...sandboxes.map((s) => s.url));
-  const work = async (opts: Partial<Parameters<typeof startWorker>[2]> = {}) => {
-    const w = await startWorker({ redisUrl: redisUrl(), prefix, logLevel: 'silent' }, log, { connections: connections(), concurrency: 10, ...opts });
-    workers.push(w);
-    return w;
-  };
+  const t = setupDeployment({ credentials: true, workerDefaults: { concurrency: 10 } });
+  const sandbox = (opts: Partial<SandboxOptions> = {}) => t.startSandbox({ record: true, ...opts });
+  const work = (opts: WorkerStartOptions = {}) => t.startWorker(opts);
   const alloySpec = (id: string, s: Sandbox, extra: Record<string, unknown> = {}) => ({
     id,
     connection: { baseUrl: s.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
     operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
     ...extra,
   });
-  const env = () => ({ REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: connectionsFile(connections()) });
   const fast = ['--lease-ms', '1500', '--lock-duration-ms', '1000', '--stalled-interval-ms', '500'];
 
   it('never passes a per-key limit across 3 worker processes, with one SIGKILLed mid-run', async () => {
@@ -100,12 +63,13 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     const { campaignId } = await enqueueCampaign(
       alloySpec('limits', s, { limits: [{ key: '${target.tenant}', concurrency: 3 }] }),
       targets,
-      { redis, prefix, connections: connections() },
+      t.producer,
     );
-    for (let i = 0; i < 3; i++) procs.push(await spawnWorker(env(), ['--concurrency', '20', ...fast]));
+    const procs: WorkerProcess[] = [];
+    for (let i = 0; i < 3; i++) procs.push(await t.spawnWorker(['--concurrency', '20', ...fast]));
     await s.requestsReached(3000);
     procs[0]!.proc.kill('SIGKILL');
-    const status = await waitForCompletion(prefix, campaignId, 120_000);
+    const status = await waitForCompletion(t.prefix, campaignId, 120_000);
 
     expect(status).toMatchObject({ total: 10_000, upgraded: 10_000, failed: 0, pending: 0, active: 0 });
     const max = s.stats().maxInFlightByKey;
@@ -114,9 +78,9 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     // Capacity is used, not wasted: every key reached its limit at some point.
     expect(Math.max(...Object.values(max))).toBe(3);
     // All slots came back: nothing is held once the campaign is done.
-    expect(await redis.hlen(schedulerKeys(prefix).inflight)).toBe(0);
+    expect(await t.redis.hlen(schedulerKeys(t.prefix).inflight)).toBe(0);
     // (The campaign's key values are scoped to its connection: the sandbox's entry for the variable.)
-    for (let k = 0; k < 20; k++) expect(await redis.zcard(schedulerKeys(prefix).slot(`UPSHIFT_TEST_ALLOY_KEY/t${k}`))).toBe(0);
+    for (let k = 0; k < 20; k++) expect(await t.redis.zcard(schedulerKeys(t.prefix).slot(`UPSHIFT_TEST_ALLOY_KEY/t${k}`))).toBe(0);
   });
 
   it('wakes the next target of a full key at once: limit 1, 200 targets at 10 ms', async () => {
@@ -127,9 +91,9 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     const callMs = await sequentialCallMs(s, 50);
     s.received!.splice(0);
     // A worker process of its own, as deployed: not sharing this process's event loop with the sandbox.
-    procs.push(await spawnWorker(env(), ['--concurrency', '10']));
-    const { campaignId } = await enqueueCampaign(alloySpec('wake', s, { limits: [{ key: 'one', concurrency: 1 }] }), fleet.targets, { redis, prefix, connections: connections() });
-    const status = await waitForCompletion(prefix, campaignId);
+    await t.spawnWorker(['--concurrency', '10']);
+    const { campaignId } = await enqueueCampaign(alloySpec('wake', s, { limits: [{ key: 'one', concurrency: 1 }] }), fleet.targets, t.producer);
+    const status = await waitForCompletion(t.prefix, campaignId);
     expect(status.upgraded).toBe(200);
     expect(s.stats().maxInFlight).toBe(1);
     const makespanMs = status.finishedAt! - status.createdAt!;
@@ -154,15 +118,11 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     s.load(fleet.fixtures);
     await work({ concurrency: 20 });
     const started = Date.now();
-    await enqueueCampaign(alloySpec('rate', s, { limits: [{ key: 'rated', rate: { max: 50, perMs: 1000 } }] }), fleet.targets, { redis, prefix, connections: connections() });
-    await new Promise<void>((resolve) => {
-      const t = setInterval(() => {
-        if (s.received!.length > 0 && s.received!.at(-1)!.at - s.received![0]!.at >= 10_000) {
-          clearInterval(t);
-          resolve();
-        }
-      }, 50);
-    });
+    await enqueueCampaign(alloySpec('rate', s, { limits: [{ key: 'rated', rate: { max: 50, perMs: 1000 } }] }), fleet.targets, t.producer);
+    // The 10 s window from the first call is whole once a call arrives after its end.
+    await s.requestsReached(1);
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    await s.requestsReached(s.stats().requests + 1);
     const times = s.received!.map((r) => r.at).filter((t) => t - s.received![0]!.at < 10_000);
     let worst = 0;
     for (let i = 0, j = 0; i < times.length; i++) {
@@ -188,10 +148,10 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     b.load(fb.fixtures);
     await work({ concurrency: 10 });
     const [ca, cb] = await Promise.all([
-      enqueueCampaign(alloySpec('conn-a', a), fa.targets, { redis, prefix, connections: connections() }),
-      enqueueCampaign(alloySpec('conn-b', b), fb.targets, { redis, prefix, connections: connections() }),
+      enqueueCampaign(alloySpec('conn-a', a), fa.targets, t.producer),
+      enqueueCampaign(alloySpec('conn-b', b), fb.targets, t.producer),
     ]);
-    const [sa, sb] = await Promise.all([waitForCompletion(prefix, ca.campaignId), waitForCompletion(prefix, cb.campaignId)]);
+    const [sa, sb] = await Promise.all([waitForCompletion(t.prefix, ca.campaignId), waitForCompletion(t.prefix, cb.campaignId)]);
     expect(sa).toMatchObject({ upgraded: 300, failed: 0 });
     expect(sb).toMatchObject({ upgraded: 1500, failed: 0, retryAfterWaits: 0 });
     const throttles = a.stats().faults.throttled;
@@ -221,22 +181,22 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     s.load({ alloy: { workflows: { 'wf-2': { latestVersion: 2 } }, installs: small.targets.map((t) => ({ workflowId: 'wf-2', userId: t.userId, version: 1 })) } });
     const concurrency = 5;
     await work({ concurrency });
-    const bigRes = await enqueueCampaign(alloySpec('big', s), big.targets, { redis, prefix, connections: connections() });
+    const bigRes = await enqueueCampaign(alloySpec('big', s), big.targets, t.producer);
     await s.requestsReached(200);
     const from = s.received!.length;
     const smallRes = await enqueueCampaign(
       { ...alloySpec('small', s), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-2' } },
       small.targets,
-      { redis, prefix, connections: connections() },
+      t.producer,
     );
-    await waitForCompletion(prefix, smallRes.campaignId);
+    await waitForCompletion(t.prefix, smallRes.campaignId);
     const after = s.received!.slice(from);
     const lastSmall = after.findLastIndex((r) => r.path.includes('/wf-2/'));
     const bigBefore = after.slice(0, lastSmall).filter((r) => r.path.includes('/wf-1/')).length;
     console.log(`fairness: ${bigBefore} big-campaign calls before the small campaign's last (concurrency ${concurrency})`);
     // Round robin: the small campaign alternates with the big one after the window in flight.
     expect(bigBefore).toBeLessThanOrEqual(small.targets.length + 2 * concurrency);
-    expect((await waitForCompletion(prefix, bigRes.campaignId)).upgraded).toBe(3000);
+    expect((await waitForCompletion(t.prefix, bigRes.campaignId)).upgraded).toBe(3000);
   });
 
   it('returns a SIGKILLed worker\'s slot after its lease, not before', async () => {
@@ -244,17 +204,15 @@ describe('scheduler: limits, wake-up, rates, Retry-After, fairness, leases', () 
     const s = await sandbox({ latencyMs: 300 });
     const fleet = skewedFleet(8, 1);
     s.load(fleet.fixtures);
-    const { campaignId } = await enqueueCampaign(alloySpec('lease', s, { limits: [{ key: 'solo', concurrency: 1 }] }), fleet.targets, { redis, prefix, connections: connections() });
-    const doomed = await spawnWorker(env(), ['--concurrency', '4', '--lease-ms', String(leaseMs), '--lock-duration-ms', '1000', '--stalled-interval-ms', '500']);
-    procs.push(doomed);
+    const { campaignId } = await enqueueCampaign(alloySpec('lease', s, { limits: [{ key: 'solo', concurrency: 1 }] }), fleet.targets, t.producer);
+    const doomed = await t.spawnWorker(['--concurrency', '4', '--lease-ms', String(leaseMs), '--lock-duration-ms', '1000', '--stalled-interval-ms', '500']);
     await s.requestsReached(2);
     // The second target is now in flight on the doomed worker, holding the only slot.
     const killedAt = Date.now();
     doomed.proc.kill('SIGKILL');
     await doomed.exited;
-    const survivor = await spawnWorker(env(), ['--concurrency', '4', '--lease-ms', String(leaseMs)]);
-    procs.push(survivor);
-    const status = await waitForCompletion(prefix, campaignId);
+    await t.spawnWorker(['--concurrency', '4', '--lease-ms', String(leaseMs)]);
+    const status = await waitForCompletion(t.prefix, campaignId);
     expect(status).toMatchObject({ upgraded: 8, failed: 0, pending: 0, active: 0 });
     expect(status.reclaimed).toBeGreaterThanOrEqual(1);
     const next = s.received!.find((r) => r.at > killedAt)!;

@@ -1,18 +1,16 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import type { Redis } from 'ioredis';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { initTracing, tracingActive, upshiftTracer, withSpan } from '../../src/shared/index.js';
-import { alloyFleet, CREDENTIAL_ENV, spawnWorker } from '../support/fleet.js';
-import { deletePrefix, newRedis, redisUrl, testPrefix, waitForCompletion } from '../support/harness.js';
+import { setupDeployment } from '../support/deployment.js';
+import { alloyFleet, CREDENTIAL_ENV } from '../support/fleet.js';
+import { redisUrl, waitForCompletion } from '../support/harness.js';
 import { testConnectionsFile } from '../support/connections.js';
 
 const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -101,42 +99,29 @@ async function cli(args: string[], env: Record<string, string>): Promise<{ code:
 }
 
 describe('tracing', () => {
-  let redis: Redis;
-  let prefix: string;
-  let sandbox: Sandbox;
+  const t = setupDeployment({ sandbox: { seed: 5 } });
   let dir: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
 
-  beforeEach(async () => {
-    redis = newRedis();
-    prefix = testPrefix();
-    sandbox = await startSandbox({ seed: 5 });
-    dir = mkdtempSync(join(tmpdir(), 'upshift-tracing-'));
-  });
-  afterEach(async () => {
-    for (const c of cleanups.splice(0)) await c();
-    await sandbox.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-    rmSync(dir, { recursive: true, force: true });
+  beforeEach(() => {
+    dir = t.tempDir('upshift-tracing-');
   });
 
   it('with OTEL_EXPORTER_OTLP_ENDPOINT: a span for the enqueue and one per target, with campaign, operation, outcome, reason, attempt', async () => {
     const collector = await startCollector();
-    cleanups.push(async () => {
+    t.defer(async () => {
       collector.server.closeAllConnections();
       collector.server.close();
     });
     const fleet = alloyFleet(4);
-    sandbox.load(fleet.fixtures);
+    t.sandbox.load(fleet.fixtures);
     const spec = {
       id: 'traced',
-      connection: { baseUrl: sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
+      connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' },
       operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
     };
     writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec));
     writeFileSync(join(dir, 'targets.ndjson'), [...fleet.targets, { userId: 'ghost' }].map((t) => JSON.stringify(t)).join('\n') + '\n');
-    const env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: testConnectionsFile(sandbox.url), OTEL_EXPORTER_OTLP_ENDPOINT: collector.url };
+    const env = { REDIS_URL: redisUrl(), UPSHIFT_PREFIX: t.prefix, UPSHIFT_CONNECTIONS: testConnectionsFile(t.sandbox.url), OTEL_EXPORTER_OTLP_ENDPOINT: collector.url };
 
     const enqueued = await cli(['enqueue', join(dir, 'spec.json'), '--targets', join(dir, 'targets.ndjson'), '--json'], env);
     expect(enqueued.stderr).toBe('');
@@ -152,12 +137,8 @@ describe('tracing', () => {
     });
     expect([...collector.contentTypes]).toEqual(['application/json']);
 
-    const worker = await spawnWorker({ ...env, LOG_LEVEL: 'warn' });
-    cleanups.push(async () => {
-      if (worker.proc.exitCode === null) worker.proc.kill('SIGKILL');
-      await worker.exited;
-    });
-    const status = await waitForCompletion(prefix, 'traced');
+    const worker = await t.spawnWorker([], { ...env, LOG_LEVEL: 'warn' });
+    const status = await waitForCompletion(t.prefix, 'traced');
     expect(status).toMatchObject({ upgraded: 4, failed: 1 });
     worker.proc.kill('SIGTERM');
     expect(await worker.exited).toEqual({ code: 0, signal: null });

@@ -5,8 +5,9 @@
  * the sandbox did to exactly one request.
  */
 import { request as httpRequest } from 'node:http';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SANDBOX_KEYS, startSandbox, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
+import { setupSandbox } from '../support/deployment.js';
 
 interface Answer {
   status: number;
@@ -60,19 +61,7 @@ const upgradeU1 = (s: Sandbox, timeoutMs?: number) =>
   send(s.url, 'PUT', '/workflows/wf-1/upgrade?userId=u-1', { headers: ALLOY, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
 const versionOf = (s: Sandbox, userId: string) => s.state().alloy!.installs!.find((i) => i.userId === userId)!.version;
 
-let sb: Sandbox;
-
-beforeAll(async () => {
-  sb = await startSandbox({ record: true });
-});
-afterAll(async () => {
-  await sb.close();
-});
-beforeEach(() => {
-  sb.reset();
-  sb.configure(QUIET);
-  sb.load(FIXTURES);
-});
+const sb = setupSandbox({ record: true }, { config: QUIET, fixtures: FIXTURES });
 
 describe('resetRate', () => {
   it('resets the connection without an answer, after reading the body and before applying anything', async () => {

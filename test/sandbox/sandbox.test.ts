@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request, type Dispatcher } from 'undici';
 import { SANDBOX_KEYS, startSandbox, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
+import { setupSandbox } from '../support/deployment.js';
 
 /* Helpers ------------------------------------------------------------------------------------ */
 
@@ -101,23 +102,9 @@ const DEFAULT_CONFIG = {
   limitKeyPattern: null,
 } as const;
 
-let sb: Sandbox;
+const sb = setupSandbox({ record: true }, { config: DEFAULT_CONFIG, fixtures: FIXTURES });
 const api = (method: Dispatcher.HttpMethod, path: string, opts?: { headers?: Headers; body?: unknown }) =>
   call(sb.url, method, path, opts);
-
-beforeAll(async () => {
-  sb = await startSandbox({ record: true });
-});
-
-afterAll(async () => {
-  await sb.close();
-});
-
-beforeEach(() => {
-  sb.reset();
-  sb.configure(DEFAULT_CONFIG);
-  sb.load(FIXTURES);
-});
 
 /* Common ------------------------------------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterEach, beforeEach, inject } from 'vitest';
+import { inject } from 'vitest';
 import { eventsChannel, readStatus, type CampaignStatus } from '../../src/shared/index.js';
 
 export function redisUrl(): string {
@@ -16,24 +16,6 @@ export function newRedis(): Redis {
   const r = new Redis(redisUrl(), { maxRetriesPerRequest: null });
   r.on('error', () => undefined);
   return r;
-}
-
-/**
- * The fixture most tests begin with: a Redis connection and a prefix of the test's own, made
- * before each test, with every key under the prefix deleted and the connection closed after.
- * Read `redis` and `prefix` inside the tests (they change per test).
- */
-export function usePrefix(): { readonly redis: Redis; readonly prefix: string } {
-  const ctx = {} as { redis: Redis; prefix: string };
-  beforeEach(() => {
-    ctx.redis = newRedis();
-    ctx.prefix = testPrefix();
-  });
-  afterEach(async () => {
-    await deletePrefix(ctx.redis, ctx.prefix);
-    ctx.redis.disconnect();
-  });
-  return ctx;
 }
 
 export async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
@@ -53,10 +35,10 @@ export async function deletePrefix(redis: Redis, prefix: string): Promise<void> 
 }
 
 /**
- * Resolves with the campaign's status once it is `completed`, waiting on the completion event
- * the worker publishes (subscribe first, then read, so the event cannot slip between).
+ * Resolves with the campaign's status once it has ended (`completed`, or `cancelled` and
+ * drained), waiting on the event the worker publishes (subscribe first, then read, so the event
+ * cannot slip between).
  */
-/** Resolves with the status once the campaign has ended (`completed`, or `cancelled` and drained). */
 export async function waitForCompletion(prefix: string, id: string, timeoutMs = 60_000): Promise<CampaignStatus> {
   return waitFor(prefix, id, (e) => e.ended === true, (s) => s.finishedAt !== undefined, 'ended', timeoutMs);
 }
