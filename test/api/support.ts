@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { buildApi, type ApiOptions } from '../../src/producer/api/index.js';
+import type { Redis } from 'ioredis';
 import { noConnections } from '../support/connections.js';
 import { openDeployment } from '../support/deployment.js';
 import { keysUnder } from '../support/harness.js';
@@ -27,7 +27,10 @@ export interface TestApi {
  * at trace level into memory. Its connections registry is empty unless the test gives one
  * (`testConnections` of the URLs its specs use): a test that enqueues nothing registers nothing.
  */
-export async function startTestApi(overrides: Partial<ApiOptions> = {}): Promise<TestApi> {
+export async function startTestApi(
+  // A plain client: the tests read keys back with SCAN, which a Cluster runs per node.
+  overrides: Partial<Omit<ApiOptions, 'redis'>> & { readonly redis?: Redis } = {},
+): Promise<TestApi> {
   // A test that gives the Redis connection and prefix (a deployment's) owns them; else the API does.
   const own = overrides.redis === undefined ? await openDeployment() : undefined;
   const redis = overrides.redis ?? own!.redis;

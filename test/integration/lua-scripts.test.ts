@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { campaignKeys, eventsChannel, loadScripts, readStatus, schedulerKeys, ScriptError } from '../../src/shared/index.js';
-import { usePrefix } from '../support/harness.js';
+import { setupDeployment } from '../support/deployment.js';
 import { testConnections } from '../support/connections.js';
 
 /**
@@ -10,7 +10,7 @@ import { testConnections } from '../support/connections.js';
  * written before its meta had a key of its own.
  */
 describe('scheduler scripts: edges', () => {
-  const ctx = usePrefix();
+  const ctx = setupDeployment();
   const LEASE = 60_000;
   const connections = testConnections('http://127.0.0.1:1');
   const spec = (id: string) => ({
