@@ -5,8 +5,8 @@
  * campaign in Redis.
  *
  * Every property counts the inputs it checked; the last test asserts the total (>= 10,000).
- * That is why this is one file over the 400-line limit: the counts live in this module, and each
- * test file runs in its own process, so a total over properties in several files could not be taken.
+ * That is why this is one file over the 400-line limit: the counts live in this module, and vitest
+ * isolates each test file (its own module instances), so no test could total properties in several files.
  */
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
