@@ -10,7 +10,6 @@ import { buildApi } from '../../src/producer/api/index.js';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import {
   campaignKeys,
-  classifyError,
   createLogger,
   HttpClient,
   InputError,
@@ -20,7 +19,6 @@ import {
   type ConnectionRegistry,
   type ReportLine,
 } from '../../src/shared/index.js';
-import { isDeniedAddress } from '../../src/shared/egress.js';
 import { recordFigures } from '../chaos/figures.js';
 import { CREDENTIAL_ENV, alloyFleet } from '../support/fleet.js';
 import { setupDeployment } from '../support/deployment.js';
@@ -298,30 +296,6 @@ describe('trust boundary: only registered connections, nothing to anywhere else'
     } finally {
       await bouncer.close();
     }
-  });
-});
-
-describe('egress guard: address classes', () => {
-  it.each([
-    ['127.0.0.1'], ['127.255.0.9'], ['10.1.2.3'], ['172.16.0.1'], ['172.31.255.255'], ['192.168.1.1'], ['169.254.169.254'], ['100.64.0.1'], ['100.127.255.255'],
-    ['0.0.0.0'], ['224.0.0.1'], ['255.255.255.255'], ['::1'], ['::'], ['fc00::1'], ['fd12:3456::1'], ['fe80::1'], ['ff02::1'],
-    ['::ffff:127.0.0.1'], ['::ffff:7f00:1'], ['::ffff:169.254.169.254'], ['::ffff:10.0.0.1'], ['::127.0.0.1'], ['64:ff9b::a9fe:a9fe'], ['[::1]'], ['fe80::1%eth0'],
-  ])('%s is refused', (address) => {
-    expect(isDeniedAddress(address)).toBe(true);
-  });
-
-  it.each([['93.184.216.34'], ['8.8.8.8'], ['172.32.0.1'], ['100.128.0.1'], ['2606:4700::1111'], ['::ffff:93.184.216.34'], ['2001:db8::1'.replace('db8', '4860')]])('%s is allowed', (address) => {
-    expect(isDeniedAddress(address)).toBe(false);
-  });
-
-  it('a refusal is EGRESS_DENIED and not retryable', async () => {
-    const http = new HttpClient();
-    const err = await http.send({ baseUrl: 'http://127.0.0.1:9', privateNetwork: false }, { method: 'GET', segments: ['x'], headers: {} }, 2000).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    await http.close();
-    expect(classifyError(err)).toMatchObject({ code: 'EGRESS_DENIED', retryable: false });
   });
 });
 
