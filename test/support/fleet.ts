@@ -61,12 +61,16 @@ export function sendLog(): { env: Record<string, string>; read(): SentRequest[];
   return {
     env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(), UPSHIFT_TEST_SEND_LOG: dir },
     read: () =>
-      readdirSync(dir).flatMap((f) =>
-        readFileSync(join(dir, f), 'utf8')
+      readdirSync(dir).flatMap((f) => {
+        const text = readFileSync(join(dir, f), 'utf8');
+        // A live worker may be halfway through writing a line (a read is not atomic against a
+        // write): only what ends in a newline has been written whole.
+        return text
+          .slice(0, text.lastIndexOf('\n') + 1)
           .split('\n')
           .filter((line) => line !== '')
-          .map((line) => JSON.parse(line) as SentRequest),
-      ),
+          .map((line) => JSON.parse(line) as SentRequest);
+      }),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
