@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import type { FaultInjector } from './faults.js';
-import type { CommonConfig } from './options.js';
+import type { CommonConfig } from './common-config.js';
 
 /** What a handler decides; the server adds latency and writes it. `body: undefined` = empty body. */
 export interface Reply {

@@ -15,7 +15,7 @@
  * - Faults act like a proxy in front of the platform: before auth, before any state change.
  */
 export { startSandbox, type Sandbox } from './server.js';
-export { SANDBOX_KEYS, type SandboxKeys, type SandboxOptions } from './options.js';
+export { SANDBOX_KEYS, type SandboxConfig, type SandboxKeys, type SandboxOptions } from './options.js';
 export { registerSandboxPlatform, SANDBOX_PLATFORMS, type SandboxFixtures, type SandboxPlatformName } from './platforms.js';
 export { compositeKey, type HandlerEnv, type Operation, type PlatformRequest, type Reply, type Route, type SandboxPlatform } from './http.js';
 export type { SandboxStats } from './stats.js';

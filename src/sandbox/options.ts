@@ -1,65 +1,26 @@
 import { z } from 'zod';
+import type { CommonConfig } from './common-config.js';
 import { SANDBOX_KEYS, sandboxPlatforms, type PlatformOptions, type SandboxPlatformName } from './platforms.js';
 
 export { SANDBOX_KEYS };
+export type { CommonConfig };
 
 /** The API key each platform accepts, by platform name. */
 export type SandboxKeys = { [K in SandboxPlatformName]: string } & { [platform: string]: string };
 
 /** The options every sandbox has; each platform may add its own (`SandboxPlatform.config`). */
-export interface CommonOptions {
+export interface CommonOptions extends CommonConfig {
   /** TCP port on 127.0.0.1; 0 picks a free one. */
   port: number;
   /** Interface to bind; loopback unless a container needs it reachable (`0.0.0.0`). */
   host: string;
-  /** Added before writing every platform answer (never to `/__sandbox/*`). */
-  latencyMs: number;
-  /**
-   * Share of platform requests whose connection is reset (TCP RST, no answer at all) once the
-   * request body has been read and before anything is applied: the client sees a network error
-   * and the platform's state is unchanged. Drawn before `throttleRate` and `failRate`. Counted
-   * in `stats.faults.resets`; the recorded request has no `status` and `fault: 'reset'`.
-   */
-  resetRate: number;
-  /**
-   * Share of platform requests that reach the platform (no reset, throttle or injected failure)
-   * whose answer is held back by `slowMs` on top of `latencyMs`. The state change is applied
-   * first, so a client whose timeout fires meanwhile has changed the target without hearing of
-   * it. Counted in `stats.faults.slow`; the recorded request has `fault: 'slow'`.
-   */
-  slowRate: number;
-  /** Extra delay of a slow answer (`slowRate`), in ms (at most one hour); 30000 by default, past a typical client timeout. */
-  slowMs: number;
-  /** Share of platform requests answered 500/502/503 `{"message":"injected fault","retryable":true}`. */
-  failRate: number;
-  /** Share of platform requests answered 429 with `Retry-After: <retryAfterS>`. */
-  throttleRate: number;
-  /** Integer seconds sent in Retry-After (on 429 and injected 503). */
-  retryAfterS: number;
   /** PRNG seed: the same seed and the same request sequence give the same faults. */
   seed: number;
   /** Every registered platform's key; the ones not given are its `defaultKey`. */
   keys: SandboxKeys;
   /** Keep every platform request in `Sandbox.received`. */
   record: boolean;
-  /**
-   * A regular expression applied to each request's target key (the same key as
-   * `requestsByTarget`, e.g. `alloy:<workflowId>:<userId>`); its first capture group is the value
-   * whose concurrency `maxInFlightByKey` records. Lets a test map targets to limit keys (e.g.
-   * `^alloy:[^:]+:(t\d+)-`) without the client sending anything the real platform would not get.
-   *
-   * Compiled as `new RegExp(pattern)` (no flags) and must hold at least one capture group.
-   * Requests with no target key, whose key does not match, or whose first group did not take
-   * part in the match are not counted per key. Null (the default): nothing is counted per key.
-   */
-  limitKeyPattern: string | null;
 }
-
-/** The common options that can change on a running sandbox. */
-export type CommonConfig = Pick<
-  CommonOptions,
-  'latencyMs' | 'resetRate' | 'slowRate' | 'slowMs' | 'failRate' | 'throttleRate' | 'retryAfterS' | 'limitKeyPattern'
->;
 
 /** The common options and the table's platforms' own (`conflictRate`, `conflictStatus` of Nected). */
 export type SandboxOptions = CommonOptions & PlatformOptions;

@@ -127,11 +127,14 @@ export function csvLine(l: ReportLine): string {
   return CSV_COLUMNS.map((c) => csvCell(l[c])).join(',');
 }
 
+/** Put before a cell a spreadsheet would run as a formula, so it reads as text. */
+const FORMULA_DEFUSER = "'";
+
 function csvCell(v: string | number | null): string {
   if (v === null) return '';
   const s = String(v);
   // Quote, and defuse cells a spreadsheet would run as a formula.
-  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
+  const safe = /^[=+\-@\t\r]/.test(s) ? FORMULA_DEFUSER + s : s;
   // Quoted too: the other characters some readers take as a line break (VT, FF, NEL, U+2028/9),
   // so no cell can start a record of its own.
   return /[",\n\r\u000b\u000c\u0085\u2028\u2029]/.test(safe) || safe !== s ? `"${safe.replace(/"/g, '""')}"` : safe;

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
-import { startSandbox, type Sandbox, type SandboxFixtures, type SandboxOptions } from '../../src/sandbox/index.js';
+import { startSandbox, type Sandbox, type SandboxConfig, type SandboxFixtures, type SandboxOptions } from '../../src/sandbox/index.js';
 import { createLogger, loadScripts, TARGET_QUEUE, type ConnectionRegistry, type Scripts } from '../../src/shared/index.js';
 import { startWorker, type RunningWorker, type WorkerOptions } from '../../src/worker/index.js';
 import { connectionsFile, noConnections, testConnectionsWith } from './connections.js';
@@ -158,7 +158,7 @@ export async function spawnApi(args: string[], env: NodeJS.ProcessEnv): Promise<
  * One sandbox for a whole file (`startSandbox(opts)` once), put back to `config` and `fixtures`
  * before each test: for the sandbox's own tests, which need no Redis.
  */
-export function setupSandbox(opts: Partial<SandboxOptions>, reset: { readonly config: Parameters<Sandbox['configure']>[0]; readonly fixtures: SandboxFixtures }): Sandbox {
+export function setupSandbox(opts: Partial<SandboxOptions>, reset: { readonly config: SandboxConfig; readonly fixtures: SandboxFixtures }): Sandbox {
   let current: Sandbox | undefined;
   beforeAll(async () => {
     current = await startSandbox(opts);

@@ -1,0 +1,43 @@
+/**
+ * The options every sandbox has that can change on a running sandbox (`Sandbox.configure`,
+ * `POST /__sandbox/config`). In a file of their own because the platform modules' contract
+ * (http.ts) reads them and the full options (options.ts) are built from the platform table: the
+ * two importing each other would tie every platform module into a loop.
+ */
+export interface CommonConfig {
+  /** Added before writing every platform answer (never to `/__sandbox/*`). */
+  latencyMs: number;
+  /**
+   * Share of platform requests whose connection is reset (TCP RST, no answer at all) once the
+   * request body has been read and before anything is applied: the client sees a network error
+   * and the platform's state is unchanged. Drawn before `throttleRate` and `failRate`. Counted
+   * in `stats.faults.resets`; the recorded request has no `status` and `fault: 'reset'`.
+   */
+  resetRate: number;
+  /**
+   * Share of platform requests that reach the platform (no reset, throttle or injected failure)
+   * whose answer is held back by `slowMs` on top of `latencyMs`. The state change is applied
+   * first, so a client whose timeout fires meanwhile has changed the target without hearing of
+   * it. Counted in `stats.faults.slow`; the recorded request has `fault: 'slow'`.
+   */
+  slowRate: number;
+  /** Extra delay of a slow answer (`slowRate`), in ms (at most one hour); 30000 by default, past a typical client timeout. */
+  slowMs: number;
+  /** Share of platform requests answered 500/502/503 `{"message":"injected fault","retryable":true}`. */
+  failRate: number;
+  /** Share of platform requests answered 429 with `Retry-After: <retryAfterS>`. */
+  throttleRate: number;
+  /** Integer seconds sent in Retry-After (on 429 and injected 503). */
+  retryAfterS: number;
+  /**
+   * A regular expression applied to each request's target key (the same key as
+   * `requestsByTarget`, e.g. `alloy:<workflowId>:<userId>`); its first capture group is the value
+   * whose concurrency `maxInFlightByKey` records. Lets a test map targets to limit keys (e.g.
+   * `^alloy:[^:]+:(t\d+)-`) without the client sending anything the real platform would not get.
+   *
+   * Compiled as `new RegExp(pattern)` (no flags) and must hold at least one capture group.
+   * Requests with no target key, whose key does not match, or whose first group did not take
+   * part in the match are not counted per key. Null (the default): nothing is counted per key.
+   */
+  limitKeyPattern: string | null;
+}
