@@ -1,7 +1,7 @@
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
-import type { Counter, Histogram } from 'prom-client';
+import type { Histogram } from 'prom-client';
 import type { ClaimResult, HttpResponse, ReasonCode, RecordedOutcome } from '../../shared/index.js';
-import { CLAIM_RESULTS, claimLabel, errorLabel, statusLabel, type ClaimLabel, type Families } from './families.js';
+import { CLAIM_RESULTS, claimLabel, errorLabel, statusLabel, type ClaimLabel, type Families, type Tally } from './families.js';
 
 /**
  * What the processor reports about one target run. The hot path: every method is a couple of
@@ -26,15 +26,9 @@ export interface TargetRun {
   end(): void;
 }
 
-type CounterChild = Counter.Internal;
+type CounterChild = Tally;
 type CallChild = Histogram.Internal<'operation' | 'method' | 'status'>;
 
-/** A child whose series shows (at 0) from now on, before its first increment. */
-function shown<L extends string>(family: Counter<L>, labels: Partial<Record<L, string>>): CounterChild {
-  const child = family.labels(labels);
-  child.inc(0);
-  return child;
-}
 
 /** One operation type's children, bound once; also the `TargetRun` when there is no span. */
 export class OperationRun implements TargetRun {
@@ -54,16 +48,16 @@ export class OperationRun implements TargetRun {
     private readonly f: Families,
     private readonly operation: string,
   ) {
-    this.claims = Object.fromEntries(CLAIM_RESULTS.map((result) => [result, shown(f.claims, { operation, result })])) as Record<
+    this.claims = Object.fromEntries(CLAIM_RESULTS.map((result) => [result, f.claims.tally({ operation, result })])) as Record<
       ClaimLabel,
       CounterChild
     >;
-    this.conflicts = shown(f.conflicts, { operation });
-    this.pauses = shown(f.pauses, { operation });
-    this.pauseSeconds = shown(f.pauseSeconds, { operation });
-    this.holds = shown(f.holds, { operation });
-    this.holdSeconds = shown(f.holdSeconds, { operation });
-    this.leasesLost = shown(f.leasesLost, { operation });
+    this.conflicts = f.conflicts.tally({ operation });
+    this.pauses = f.pauses.tally({ operation });
+    this.pauseSeconds = f.pauseSeconds.tally({ operation });
+    this.holds = f.holds.tally({ operation });
+    this.holdSeconds = f.holdSeconds.tally({ operation });
+    this.leasesLost = f.leasesLost.tally({ operation });
   }
 
   claimed(claim: ClaimResult): void {
@@ -103,7 +97,7 @@ export class OperationRun implements TargetRun {
   retried(code: ReasonCode, requeued: boolean): void {
     if (!requeued) return;
     let child = this.retries.get(code);
-    if (!child) this.retries.set(code, (child = this.f.retries.labels({ operation: this.operation, code })));
+    if (!child) this.retries.set(code, (child = this.f.retries.tally({ operation: this.operation, code })));
     child.inc();
   }
 
@@ -118,7 +112,7 @@ export class OperationRun implements TargetRun {
     if (!recorded) return;
     const key = `${outcome} ${reason}`;
     let child = this.outcomes.get(key);
-    if (!child) this.outcomes.set(key, (child = this.f.outcomes.labels({ operation: this.operation, outcome, reason })));
+    if (!child) this.outcomes.set(key, (child = this.f.outcomes.tally({ operation: this.operation, outcome, reason })));
     child.inc();
   }
 
