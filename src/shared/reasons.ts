@@ -71,6 +71,12 @@ const catalogue = {
     retryable: false,
     description: 'Nected kept rejecting the checksum after `conflictRetries` fetch-patch-send rounds.',
   },
+  VERIFY_MISMATCH: {
+    outcome: 'failed',
+    retryable: false,
+    description:
+      'With `verify`, the platform accepted the write but reading the target back did not show the change (a write it dropped, or another writer in between).',
+  },
   REINSTALL_REQUIRED: {
     outcome: 'failed',
     retryable: false,

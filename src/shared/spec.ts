@@ -82,6 +82,8 @@ const specSchema = z.strictObject({
   limits: z.array(limitSchema).max(MAX_LIMITS, `at most ${MAX_LIMITS} limits per campaign`).default([]),
   rollout: rolloutSchema.optional(),
   dryRun: z.boolean().default(false),
+  /** After each accepted write, read the target back; `VERIFY_MISMATCH` when the change is absent. */
+  verify: z.boolean().default(false),
   targets: z.union([z.array(z.unknown()), z.strictObject({ discover: discoverSchema })]).optional(),
 });
 

@@ -85,6 +85,7 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
       operation: campaign.spec.operation,
       target: a.target,
       send: (req) => send(deps, a, req),
+      verify: campaign.spec.verify,
       credential: () => {
         const value = readCredential(campaign);
         if (!secrets.includes(value)) secrets.push(value);

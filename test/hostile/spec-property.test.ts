@@ -78,6 +78,7 @@ const BASE_SPECS: readonly Record<string, unknown>[] = [
     ],
     rollout: { steps: [1, 10, { count: 500 }, 100], maxFailureRatio: 0.05, minSamples: 20, gate: 'manual' },
     dryRun: false,
+    verify: true,
     targets: [{ userId: 'u1', tenant: 'a' }, { userId: 'u2', tenant: 'b', tier: 2 }],
   },
   {
@@ -317,7 +318,7 @@ function checkSpec(raw: unknown): { ok: true } | { ok: false; err: InputError } 
     if (err.field !== undefined && err.field !== '') {
       expect(err.message).toContain(`field "${err.field}"`);
     } else if (isPlainObject(raw)) {
-      const unknown = Object.keys(raw).filter((k) => !['id', 'name', 'connection', 'operation', 'retry', 'limits', 'rollout', 'dryRun', 'targets'].includes(k));
+      const unknown = Object.keys(raw).filter((k) => !['id', 'name', 'connection', 'operation', 'retry', 'limits', 'rollout', 'dryRun', 'verify', 'targets'].includes(k));
       expect(unknown.length, `no field named in: ${err.message.slice(0, 300)}`).toBeGreaterThan(0);
       expect(unknown.some((k) => err.message.includes(`"${k}"`)), err.message.slice(0, 300)).toBe(true);
     }
@@ -354,6 +355,7 @@ describe('validateSpec: property-based', () => {
         limits: fc.oneof(hostileValue, fc.array(fc.record({ key: limitKey, concurrency: hostileValue, rate: hostileValue }, { requiredKeys: [] }), { maxLength: 6 })),
         rollout: hostileValue,
         dryRun: hostileValue,
+        verify: hostileValue,
         targets: hostileValue,
       },
       { requiredKeys: [] },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+import { classifyError, operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
 import { testConnections } from '../support/connections.js';
 
 const connections = testConnections('https://platform.test');
@@ -7,7 +7,7 @@ const connections = testConnections('https://platform.test');
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> };
 
 /** Runs an operation against scripted answers, recording every request it makes. */
-async function run(type: string, operation: Record<string, unknown>, target: Record<string, string | number>, replies: Reply[]) {
+async function run(type: string, operation: Record<string, unknown>, target: Record<string, string | number>, replies: Reply[], verify = false) {
   const spec = validateSpec({
     connection: { baseUrl: 'https://platform.test', credentialRef: 'KEY' },
     operation: { type, ...operation },
@@ -21,6 +21,7 @@ async function run(type: string, operation: Record<string, unknown>, target: Rec
       target,
       credential: () => 'sekret',
       onConflict: () => void conflicts++,
+      verify,
       send: async (req): Promise<HttpResponse> => {
         sent.push(req);
         const r = queue.shift();
@@ -200,5 +201,99 @@ describe('nected.updateWorkflow', () => {
   it('fails a 400 that does not name the checksum, and skips a no-op patch', async () => {
     expect((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('a'), { status: 400, body: { message: 'bad node' } }])).error?.code).toBe('INVALID_REQUEST');
     expect((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('a', 'v2')])).value?.reason).toBe('ALREADY_CURRENT');
+  });
+});
+
+describe('verify: the read-back after an accepted write', () => {
+  function expectMismatch(error: UpshiftError | undefined) {
+    expect(error?.code).toBe('VERIFY_MISMATCH');
+    expect(classifyError(error).retryable).toBe(false);
+  }
+
+  describe('conductor.upgradeExecution', () => {
+    const op = { name: 'flow', version: 3 };
+    const exec = (status: string, version: number, name = 'flow') => ({ status: 200, body: { workflowId: 'e', workflowName: name, workflowVersion: version, status } });
+    it('makes no extra call without verify', async () => {
+      const { value, sent } = await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec('RUNNING', 2), { status: 200 }]);
+      expect(value?.reason).toBe('UPGRADED');
+      expect(sent.map((r) => r.method)).toEqual(['GET', 'POST']);
+    });
+    it('reads the execution again and accepts the new version, even on an execution that ended since', async () => {
+      const r = await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec('RUNNING', 2), { status: 200 }, exec('COMPLETED', 3)], true);
+      expect(r.value?.reason).toBe('UPGRADED');
+      expect(r.sent.map((q) => q.method)).toEqual(['GET', 'POST', 'GET']);
+      expect(r.sent[2]).toMatchObject({ segments: ['api', 'workflow', 'e'] });
+    });
+    it('fails when the execution reads back at the old version', async () => {
+      expectMismatch((await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec('RUNNING', 2), { status: 200 }, exec('RUNNING', 2)], true)).error);
+    });
+  });
+
+  describe('conductor.updateDefinition', () => {
+    const op = { patch: [{ op: 'test', path: '/timeoutSeconds', value: 0 }, { op: 'replace', path: '/timeoutSeconds', value: 60 }], ownerEmail: 'ops@acme.test' };
+    const def = { name: 'flow', version: 2, tasks: [], timeoutSeconds: 0, ownerEmail: 'old@acme.test', updateTime: 1 };
+    it('makes no extra call without verify', async () => {
+      const { value, sent } = await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: def }, { status: 200 }]);
+      expect(value?.reason).toBe('UPGRADED');
+      expect(sent.map((r) => r.method)).toEqual(['GET', 'PUT']);
+    });
+    it('reads the same version back, ignoring the fields the server rewrites (and the test op)', async () => {
+      const after = { ...def, timeoutSeconds: 60, ownerEmail: 'ops@acme.test', updateTime: 2, updatedBy: 'ops' };
+      const r = await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: def }, { status: 200 }, { status: 200, body: after }], true);
+      expect(r.value?.reason).toBe('UPGRADED');
+      expect(r.sent[2]).toMatchObject({ method: 'GET', segments: ['api', 'metadata', 'workflow', 'flow'], query: { version: '2' } });
+    });
+    it('with newVersion reads the latest version, whatever its number', async () => {
+      const after = { ...def, version: 3, timeoutSeconds: 60, ownerEmail: 'ops@acme.test' };
+      const r = await run('conductor.updateDefinition', { ...op, newVersion: true }, { name: 'flow', version: 2 }, [{ status: 200, body: def }, { status: 200 }, { status: 200, body: after }], true);
+      expect(r.value?.reason).toBe('UPGRADED');
+      expect(r.sent[2]).toMatchObject({ method: 'GET', query: {} });
+    });
+    it('fails when the definition reads back unpatched', async () => {
+      expectMismatch((await run('conductor.updateDefinition', op, { name: 'flow' }, [{ status: 200, body: def }, { status: 200 }, { status: 200, body: def }], true)).error);
+    });
+  });
+
+  describe('nected.updateWorkflow', () => {
+    const op = { patch: [{ op: 'replace', path: '/name', value: 'v2' }, { op: 'add', path: '/nodes/-', value: { id: 'n' } }] };
+    const graph = (checksum: string, name: string, nodes: unknown[]) => ({ status: 200, body: { code: 'success', data: { entityId: 'w', name, nodes, edges: [], checksum } } });
+    const ok = { status: 200, body: { data: { checksum: 'c2' } } };
+    it('makes no extra call without verify', async () => {
+      const { sent } = await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('c1', 'v1', []), ok]);
+      expect(sent.map((r) => r.method)).toEqual(['GET', 'PATCH']);
+    });
+    it('reads the graph again and accepts it under its new checksum', async () => {
+      const r = await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('c1', 'v1', []), ok, graph('c2', 'v2', [{ id: 'n' }])], true);
+      expect(r.value?.reason).toBe('UPGRADED');
+      expect(r.sent.map((q) => q.method)).toEqual(['GET', 'PATCH', 'GET']);
+    });
+    it('fails when the graph reads back without the change', async () => {
+      expectMismatch((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('c1', 'v1', []), ok, graph('c1', 'v1', [])], true)).error);
+      expectMismatch((await run('nected.updateWorkflow', op, { entityId: 'w' }, [graph('c1', 'v1', []), ok, graph('c2', 'v2', [])], true)).error);
+    });
+  });
+
+  describe('tallyfy.updateRun', () => {
+    const op = { orgId: 'o', changes: { name: 'New', tags: ['t1'], prerun: [{ f: 1 }] } };
+    it('checks the run in the answer, with no extra call', async () => {
+      const run1 = { status: 200, body: { data: { id: 'r', name: 'New', tags: ['t1'], prerun: [{ id: 'f', value: 1 }] } } };
+      const r = await run('tallyfy.updateRun', op, { runId: 'r' }, [run1], true);
+      expect(r.value?.reason).toBe('UPGRADED');
+      expect(r.sent).toHaveLength(1);
+    });
+    it('fails when the answered run does not hold a changed field', async () => {
+      const stale = { status: 200, body: { data: { id: 'r', name: 'Old', tags: ['t1'] } } };
+      expectMismatch((await run('tallyfy.updateRun', op, { runId: 'r' }, [stale], true)).error);
+      // Without verify the same answer is an upgrade: the check is verify's alone.
+      expect((await run('tallyfy.updateRun', op, { runId: 'r' }, [stale])).value?.reason).toBe('UPGRADED');
+    });
+  });
+
+  describe('alloy.upgradeWorkflow', () => {
+    it('has nothing to read back: the answer is the evidence, no extra call', async () => {
+      const r = await run('alloy.upgradeWorkflow', { workflowId: 'wf' }, { userId: 'u' }, [{ status: 200, body: { upgraded: true } }], true);
+      expect(r.value?.reason).toBe('UPGRADED');
+      expect(r.sent).toHaveLength(1);
+    });
   });
 });

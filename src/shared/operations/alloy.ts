@@ -35,6 +35,8 @@ export const alloyUpgradeWorkflow: OperationModule<z.infer<typeof schema>> = {
       throw new UpshiftError('UNEXPECTED_RESPONSE', `alloy upgrade: 200 with an unexpected body: ${res.text.slice(0, 200)}`);
     }
     // `upgraded` defaults to true in the document; only an explicit false means "nothing done".
+    // `verify` adds nothing here: Alloy documents no read of a user's installed workflow
+    // version (reference 000), so `upgraded` in this answer is the only evidence there is.
     return body.upgraded === false
       ? { outcome: 'skipped', reason: 'NOT_UPGRADED' }
       : { outcome: 'upgraded', reason: 'UPGRADED' };

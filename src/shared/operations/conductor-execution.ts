@@ -56,6 +56,21 @@ function resultFromState(op: Op, exec: Execution): ApplyResult | null {
 }
 
 /**
+ * The read-back of `verify`. The version alone decides, whatever the status: an execution that
+ * ended since the upgrade keeps the version it ran with, so an ended one still shows the change.
+ */
+async function verifyUpgrade(ctx: ApplyContext<Op>): Promise<void> {
+  const exec = await readExecution(ctx);
+  const { name, version } = ctx.operation;
+  if (exec.workflowName !== name || exec.workflowVersion !== version) {
+    throw new UpshiftError(
+      'VERIFY_MISMATCH',
+      `conductor upgrade accepted, but the execution reads back as "${exec.workflowName}" version ${exec.workflowVersion}, not "${name}" version ${version}`,
+    );
+  }
+}
+
+/**
  * Conductor (Orkes): `POST /api/workflow/{id}/upgrade` (reference 001), after reading the
  * execution, because the document leaves ended executions and same-version upgrades open.
  */
@@ -81,7 +96,10 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
         ...(operation.workflowInput === undefined ? {} : { workflowInput: operation.workflowInput }),
       },
     });
-    if (isSuccess(res.status)) return { outcome: 'upgraded', reason: 'UPGRADED' };
+    if (isSuccess(res.status)) {
+      if (ctx.verify) await verifyUpgrade(ctx);
+      return { outcome: 'upgraded', reason: 'UPGRADED' };
+    }
 
     // The execution may have ended, or been upgraded (by us, on an attempt whose answer was
     // lost), between the read and the upgrade: a second read tells which.

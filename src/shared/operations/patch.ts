@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import jsonpatch from 'fast-json-patch';
 import { z } from 'zod';
 import { UpshiftError } from '../errors.js';
+import { isPlainObject } from './common.js';
 
 const pointer = z.string().regex(/^(\/.*)?$/, 'must be a JSON pointer ("" or starting with "/")');
 // `undefined` is no JSON value: it would pass here from a library caller and vanish from the
@@ -50,4 +51,52 @@ export function applyJsonPatch<T>(doc: T, patch: JsonPatch): { result: T; change
 
 function firstLine(s: string | undefined): string {
   return (s ?? '').split('\n')[0] ?? '';
+}
+
+const NOTHING = Symbol('nothing');
+
+/** The value at a JSON pointer in `doc`, or NOTHING when the path does not exist. */
+function valueAt(doc: unknown, pointer: string): unknown {
+  if (pointer === '') return doc;
+  let cur = doc;
+  for (const raw of pointer.slice(1).split('/')) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(cur)) {
+      if (!/^(0|[1-9][0-9]*)$/.test(key) || Number(key) >= cur.length) return NOTHING;
+      cur = cur[Number(key)];
+    } else if (isPlainObject(cur) && Object.prototype.hasOwnProperty.call(cur, key)) {
+      cur = cur[key];
+    } else {
+      return NOTHING;
+    }
+  }
+  return cur;
+}
+
+function without(doc: unknown, keys: readonly string[]): unknown {
+  if (!isPlainObject(doc)) return doc;
+  const copy = { ...doc };
+  for (const k of keys) delete copy[k];
+  return copy;
+}
+
+/**
+ * Whether `read` (the document read back after the write) holds what `written` (the patched
+ * document that was sent) holds at every path the patch wrote or removed. Only those paths are
+ * compared, so fields the server manages elsewhere (timestamps, checksums) cannot fail it;
+ * `ignore` names top-level fields the server rewrites on every write, left out even when a
+ * path covers the whole document. `test` operations wrote nothing and are not re-run: a test of
+ * the old value would fail on the new document by design. An append (`/-`) compares the array.
+ */
+export function patchHolds(written: unknown, read: unknown, patch: JsonPatch, ignore: readonly string[] = []): boolean {
+  const w = without(written, ignore);
+  const r = without(read, ignore);
+  for (const op of patch) {
+    if (op.op === 'test') continue;
+    for (const path of op.op === 'move' ? [op.path, op.from] : [op.path]) {
+      const p = path.endsWith('/-') ? path.slice(0, -2) : path;
+      if (!isDeepStrictEqual(valueAt(w, p), valueAt(r, p))) return false;
+    }
+  }
+  return true;
 }

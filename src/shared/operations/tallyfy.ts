@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import { UpshiftError } from '../errors.js';
 import { errorFromResponse, isSuccess, parseJson } from '../http.js';
@@ -28,7 +29,7 @@ export const tallyfyUpdateRun: OperationModule<z.infer<typeof schema>> = {
   targetIdField: 'runId',
   targetKey: (t) => String(t.runId),
 
-  async apply({ operation, target, send, credential }) {
+  async apply({ operation, target, send, credential, verify }) {
     const res = await send({
       method: 'PUT',
       segments: ['organizations', operation.orgId, 'runs', String(target.runId)],
@@ -44,6 +45,21 @@ export const tallyfyUpdateRun: OperationModule<z.infer<typeof schema>> = {
     // "200 with an error body" is not success: the document promises the run under `data`.
     if (!isPlainObject(body) || !isPlainObject(body.data)) {
       throw new UpshiftError('UNEXPECTED_RESPONSE', `tallyfy update run: 200 without data: ${res.text.slice(0, 200)}`);
+    }
+    if (verify) {
+      // The answer is the run after the update (reference 003), so it is the read-back: no
+      // extra call. `prerun` is left out: the answer renders kick-off fields per field type, not
+      // as the values sent, so comparing it would fail runs that did change.
+      const data = body.data;
+      const differ = Object.entries(operation.changes).filter(
+        ([k, v]) => v !== undefined && k !== 'prerun' && !isDeepStrictEqual(data[k], v),
+      );
+      if (differ.length > 0) {
+        throw new UpshiftError(
+          'VERIFY_MISMATCH',
+          `tallyfy update accepted, but the run it answered does not hold ${differ.map(([k]) => k).join(', ')}`,
+        );
+      }
     }
     return { outcome: 'upgraded', reason: 'UPGRADED' };
   },

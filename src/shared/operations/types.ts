@@ -19,6 +19,11 @@ export interface ApplyContext<O> {
   credential(): string;
   /** Counts one stale-checksum rejection in the campaign's `conflicts`. */
   onConflict(): void;
+  /**
+   * The spec's `verify`: after a write the platform accepted, read the target back (through
+   * `send`) and throw `VERIFY_MISMATCH` unless the change is there.
+   */
+  readonly verify: boolean;
 }
 
 /** What every operation has in common: its `type` literal. */
