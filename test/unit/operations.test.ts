@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyError, operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+import { patchHolds } from '../../src/shared/operations/patch.js';
 import { testConnections } from '../support/connections.js';
 
 const connections = testConnections('https://platform.test');
@@ -247,7 +248,8 @@ describe('verify: the read-back after an accepted write', () => {
       const after = { ...def, version: 3, timeoutSeconds: 60, ownerEmail: 'ops@acme.test' };
       const r = await run('conductor.updateDefinition', { ...op, newVersion: true }, { name: 'flow', version: 2 }, [{ status: 200, body: def }, { status: 200 }, { status: 200, body: after }], true);
       expect(r.value?.reason).toBe('UPGRADED');
-      expect(r.sent[2]).toMatchObject({ method: 'GET', query: {} });
+      expect(r.sent[2]).toMatchObject({ method: 'GET', segments: ['api', 'metadata', 'workflow', 'flow'] });
+      expect(r.sent[2]!.query).toEqual({});
     });
     it('fails when the definition reads back unpatched', async () => {
       expectMismatch((await run('conductor.updateDefinition', op, { name: 'flow' }, [{ status: 200, body: def }, { status: 200 }, { status: 200, body: def }], true)).error);
@@ -295,5 +297,27 @@ describe('verify: the read-back after an accepted write', () => {
       expect(r.value?.reason).toBe('UPGRADED');
       expect(r.sent).toHaveLength(1);
     });
+  });
+});
+
+describe('patchHolds: the paths a patch wrote hold what was sent', () => {
+  const before = { a: 1, list: [1, 2, 3], obj: { x: 1 }, stamp: 1 };
+  it('compares removed, moved and appended paths, skipping test ops and other fields', () => {
+    const patch = [
+      { op: 'test', path: '/a', value: 1 },
+      { op: 'remove', path: '/list/0' },
+      { op: 'move', path: '/y', from: '/obj/x' },
+      { op: 'add', path: '/list/-', value: 9 },
+    ] as const;
+    const written = { a: 1, list: [2, 3, 9], obj: {}, y: 1, stamp: 1 };
+    expect(patchHolds(written, { ...written, a: 2, stamp: 5 }, [...patch])).toBe(true);
+    expect(patchHolds(written, { ...written, list: [2, 3] }, [...patch])).toBe(false);
+    expect(patchHolds(written, { ...written, obj: { x: 1 } }, [...patch])).toBe(false);
+    expect(patchHolds(written, before, [...patch])).toBe(false);
+  });
+  it('leaves the ignored top-level fields out of a whole-document replace', () => {
+    const patch = [{ op: 'replace' as const, path: '', value: { a: 2 } }];
+    expect(patchHolds({ a: 2 }, { a: 2, stamp: 9 }, patch, ['stamp'])).toBe(true);
+    expect(patchHolds({ a: 2 }, { a: 1, stamp: 9 }, patch, ['stamp'])).toBe(false);
   });
 });
