@@ -2,9 +2,13 @@
  * `dropWriteRate`: a write the platform answers 2xx whose change is not kept (a platform that
  * acknowledges and loses the write), and `load()` as the way to edit a target behind Upshift's back.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { startSandbox } from '../../src/sandbox/index.js';
 import { setupSandbox } from '../support/deployment.js';
+import { runCli } from '../support/fleet.js';
 import { ALLOY, CONDUCTOR, NECTED, TALLYFY, DEFAULT_CONFIG, FIXTURES, apiOn, call, definition, type Answer } from './support.js';
 
 const sb = setupSandbox({ record: true }, { config: DEFAULT_CONFIG, fixtures: FIXTURES });
@@ -192,5 +196,40 @@ describe('editing a target behind Upshift\u2019s back', () => {
     // The other records are untouched, and nothing counts as applied by a client.
     expect(sb.state().nected!.workflows).toHaveLength(FIXTURES.nected!.workflows!.length);
     expect(sb.stats().appliedByTarget).toEqual({});
+  });
+});
+
+describe('upshift sandbox --drop-write-rate', () => {
+  const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+
+  it('starts a sandbox that drops writes at that rate', async () => {
+    const proc = spawn(process.execPath, [cliPath, 'sandbox', '--port', '0', '--drop-write-rate', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = once(proc, 'exit');
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        proc.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /upshift sandbox listening on (\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        void exited.then(([code]) => reject(new Error(`upshift sandbox exited (${String(code)}) before listening`)));
+      });
+      expect((await call(url, 'POST', '/__sandbox/fixtures', { headers: { 'content-type': 'application/json' }, body: FIXTURES })).status).toBe(204);
+      expect((await call(url, 'PUT', '/workflows/wf-1/upgrade?userId=u-1', { headers: ALLOY })).status).toBe(200);
+      const stats = (await call(url, 'GET', '/__sandbox/stats')).json;
+      expect(stats.faults.droppedWrites).toBe(1);
+      const state = (await call(url, 'GET', '/__sandbox/state')).json;
+      expect(state.alloy.installs.find((i: { userId: string }) => i.userId === 'u-1').version).toBe(4);
+    } finally {
+      proc.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  it('refuses a rate above 1 as an input error', async () => {
+    const r = await runCli(['sandbox', '--port', '0', '--drop-write-rate', '1.5'], {});
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/drop-write-rate/);
   });
 });
