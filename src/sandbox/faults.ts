@@ -30,13 +30,13 @@ export class FaultInjector {
   /**
    * Four independent streams: transport faults are drawn for every platform request, slow
    * answers only for requests that got past the transport faults, dropped writes only for writes
-   * that got past them, conflicts only for Nected PATCHes. Separate streams keep the transport-fault sequence the same whether or not a run
-   * contains PATCHes or slow answers.
+   * that got past them, conflicts only for Nected PATCHes. Separate streams keep the
+   * transport-fault sequence the same whether or not a run contains PATCHes, slow answers or
+   * dropped writes.
    */
   private transport!: () => number;
   private conflicts!: () => number;
   private slow!: () => number;
-  /** Its own stream too: a run with `dropWriteRate` 0 draws nothing from it, so the others' sequences stay as they were. */
   private drops!: () => number;
 
   constructor(private readonly seed: number) {

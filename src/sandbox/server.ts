@@ -4,8 +4,8 @@
  * load balancer in front of a real platform would impose:
  *
  *   arrive (in-flight++) -> read body -> target key known (per-key in-flight++) -> reset?
- *   -> throttle? -> fail? -> drop? -> too large? -> route -> handler -> slow? -> latency (+ slowMs) ->
- *   write (both in-flights-- when the answer ends, or the connection closes)
+ *   -> throttle? -> fail? -> drop? (writes) -> too large? -> route -> handler -> slow?
+ *   -> latency (+ slowMs) -> write (both in-flights-- when the answer ends, or the connection closes)
  *
  * A reset destroys the connection with a TCP RST and answers nothing; nothing was applied.
  * A slow answer was applied and is merely late. A dropped write is answered as usual, but its
