@@ -23,6 +23,17 @@ export interface CommonConfig {
   slowRate: number;
   /** Extra delay of a slow answer (`slowRate`), in ms (at most one hour); 30000 by default, past a typical client timeout. */
   slowMs: number;
+  /**
+   * Share of platform writes (any method but GET and HEAD) that reach the platform (no reset,
+   * throttle or injected failure) whose state change is silently lost: a write its handler
+   * answers 2xx is answered exactly as usual, but the platform's state is put back as it was
+   * before (like a platform that acknowledges and then loses the write), so only reading the
+   * target back shows it. Not counted in `appliedByTarget`; counted in `stats.faults.droppedWrites`;
+   * the recorded request has `fault: 'dropped'` (even when it was also slow). Drawn from its own
+   * seeded stream, so the other faults' sequences do not depend on it. Each dropped write copies
+   * and restores that platform's whole state (O(state)); at the default 0 nothing is copied.
+   */
+  dropWriteRate: number;
   /** Share of platform requests answered 500/502/503 `{"message":"injected fault","retryable":true}`. */
   failRate: number;
   /** Share of platform requests answered 429 with `Retry-After: <retryAfterS>`. */

@@ -74,6 +74,17 @@ export class ConductorState {
     this.definitions.clear();
   }
 
+  /** Unlike `load(snapshot())`, keeps each execution's create and update times. */
+  checkpoint(): () => void {
+    const executions = structuredClone(this.executions);
+    const definitions = structuredClone(this.definitions);
+    return () => {
+      this.clear();
+      for (const [id, e] of executions) this.executions.set(id, e);
+      for (const [name, byVersion] of definitions) this.definitions.set(name, byVersion);
+    };
+  }
+
   snapshot(): ConductorFixtures {
     const executions = [...this.executions.values()].map(
       ({ createTime: _c, updateTime: _u, ...e }): ConductorExecutionFixture => e,

@@ -297,6 +297,7 @@ export const conductorSandbox: SandboxPlatform<'conductor', ConductorState, Cond
   load: (state, f) => state.load(f),
   clear: (state) => state.clear(),
   snapshot: (state) => state.snapshot(),
+  checkpoint: (state) => state.checkpoint(),
   error,
   routes,
 };

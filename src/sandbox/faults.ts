@@ -28,14 +28,16 @@ export interface FaultRates {
 
 export class FaultInjector {
   /**
-   * Three independent streams: transport faults are drawn for every platform request, slow
-   * answers only for requests that got past the transport faults, conflicts only for Nected
-   * PATCHes. Separate streams keep the transport-fault sequence the same whether or not a run
-   * contains PATCHes or slow answers.
+   * Four independent streams: transport faults are drawn for every platform request, slow
+   * answers only for requests that got past the transport faults, dropped writes only for writes
+   * that got past them, conflicts only for Nected PATCHes. Separate streams keep the
+   * transport-fault sequence the same whether or not a run contains PATCHes, slow answers or
+   * dropped writes.
    */
   private transport!: () => number;
   private conflicts!: () => number;
   private slow!: () => number;
+  private drops!: () => number;
 
   constructor(private readonly seed: number) {
     this.reseed();
@@ -46,6 +48,7 @@ export class FaultInjector {
     this.transport = mulberry32(this.seed);
     this.conflicts = mulberry32(this.seed ^ 0x9e3779b9);
     this.slow = mulberry32(this.seed ^ 0x85ebca6b);
+    this.drops = mulberry32(this.seed ^ 0xc2b2ae35);
   }
 
   /**
@@ -71,6 +74,14 @@ export class FaultInjector {
    */
   slowAnswer(rates: FaultRates): boolean {
     return rates.slowRate > 0 && this.slow() < rates.slowRate;
+  }
+
+  /**
+   * Whether a write that reached the platform (no transport fault) loses its state change, at
+   * `dropWriteRate`. Drawn once per such write, before its handler runs, whatever it answers.
+   */
+  dropWrite(dropWriteRate: number): boolean {
+    return dropWriteRate > 0 && this.drops() < dropWriteRate;
   }
 
   /** Whether a concurrent edit lands just before this write's checksum check, at `conflictRate`. */

@@ -75,6 +75,12 @@ export interface SandboxPlatform<Name extends string, S, F, C extends object = o
   clear(state: S): void;
   /** Its state in fixture shape (loading it into an empty sandbox gives the same state). */
   snapshot(state: S): F;
+  /**
+   * Takes a copy of the state and returns what puts it back exactly (used for `dropWriteRate`).
+   * Optional: without it, `clear` then `load` of a `snapshot` copy, which is exact unless
+   * loading adds something the snapshot leaves out (Conductor's create and update times).
+   */
+  checkpoint?(state: S): () => void;
   /** Each platform words its errors differently: the body of an error answer with this status. */
   error(status: number, message: string): unknown;
   /** Options of its own, if it has any; their names must not clash with another platform's. */

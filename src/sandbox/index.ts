@@ -13,6 +13,14 @@
  * - Tallyfy: Laravel order — 404/403 before 422 body validation; Accept must name application/json.
  * - Nected: a stale checksum gets `conflictStatus` (409 CONFLICT, or 400 CHECKSUM_MISMATCH).
  * - Faults act like a proxy in front of the platform: before auth, before any state change.
+ *   Except `dropWriteRate`, which acts like the platform itself: it acknowledges a write (2xx,
+ *   the usual answer) and then loses it, so only reading the target back shows it.
+ *
+ * To change a target behind Upshift's back (someone editing it by hand between a write and a later
+ * read), `load()` (`POST /__sandbox/fixtures`) that one record with the change: a loaded record
+ * replaces the one with the same lookup key (Alloy workflow+user, Conductor execution id or
+ * definition name+version, Tallyfy org+run, Nected entity+branch) and leaves the others alone.
+ * It counts as no client request: nothing in `stats()` moves.
  */
 export { startSandbox, type Sandbox } from './server.js';
 export { SANDBOX_KEYS, type SandboxConfig, type SandboxKeys, type SandboxOptions } from './options.js';

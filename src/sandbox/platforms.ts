@@ -6,7 +6,7 @@
 import type { z } from 'zod';
 import { alloySandbox } from './alloy.js';
 import { conductorSandbox } from './conductor.js';
-import type { HandlerEnv, PlatformConfig, PlatformRequest, Reply, SandboxPlatform } from './http.js';
+import type { HandlerEnv, Operation, PlatformConfig, PlatformRequest, Reply, SandboxPlatform } from './http.js';
 import { nectedSandbox } from './nected.js';
 import { tallyfySandbox } from './tallyfy.js';
 
@@ -39,7 +39,11 @@ type OptionsOf<P> = P extends { readonly config?: PlatformConfig<infer C> } ? C 
 export type SharedEnv = Omit<HandlerEnv<unknown, Record<string, unknown>>, 'state' | 'key'>;
 
 export interface BoundOperation {
-  handle(req: PlatformRequest): Reply;
+  /**
+   * `drop` (a `dropWriteRate` draw): run the handler as usual, but with `applied` counting
+   * nothing, and put this platform's state back as it was when the answer is 2xx.
+   */
+  handle(req: PlatformRequest, drop?: boolean): Reply;
   target?(req: PlatformRequest): string | undefined;
 }
 
@@ -101,6 +105,23 @@ function instantiate<S, F, C extends object>(p: SandboxPlatform<string, S, F, C>
   const state = p.createState();
   // The sandbox's config holds every registered platform's options, parsed by their shapes.
   const env: HandlerEnv<S, C> = { ...shared, config: shared.config as HandlerEnv<S, C>['config'], state, key };
+  const droppingEnv: HandlerEnv<S, C> = { ...env, applied: () => {} };
+  const checkpoint = (): (() => void) => {
+    if (p.checkpoint) return p.checkpoint(state);
+    // Copied before the handler runs: it may change the very records the snapshot shares.
+    const before = structuredClone(p.snapshot(state));
+    return () => {
+      p.clear(state);
+      p.load(state, before);
+    };
+  };
+  const handle = (op: Operation<S, C>, req: PlatformRequest, drop: boolean): Reply => {
+    if (!drop) return op.handle(req, env);
+    const restore = checkpoint();
+    const reply = op.handle(req, droppingEnv);
+    if (reply.status >= 200 && reply.status < 300) restore();
+    return reply;
+  };
   return {
     name: p.name,
     routes: p.routes.map((route) => ({
@@ -109,7 +130,7 @@ function instantiate<S, F, C extends object>(p: SandboxPlatform<string, S, F, C>
       methods: Object.fromEntries(
         Object.entries(route.methods).map(([method, op]): [string, BoundOperation] => [
           method,
-          { handle: (req) => op.handle(req, env), ...(op.target ? { target: (req) => op.target!(req) } : {}) },
+          { handle: (req, drop = false) => handle(op, req, drop), ...(op.target ? { target: (req) => op.target!(req) } : {}) },
         ]),
       ),
     })),

@@ -4,11 +4,12 @@
  * load balancer in front of a real platform would impose:
  *
  *   arrive (in-flight++) -> read body -> target key known (per-key in-flight++) -> reset?
- *   -> throttle? -> fail? -> too large? -> route -> handler -> slow? -> latency (+ slowMs) ->
- *   write (both in-flights-- when the answer ends, or the connection closes)
+ *   -> throttle? -> fail? -> drop? (writes) -> too large? -> route -> handler -> slow?
+ *   -> latency (+ slowMs) -> write (both in-flights-- when the answer ends, or the connection closes)
  *
  * A reset destroys the connection with a TCP RST and answers nothing; nothing was applied.
- * A slow answer was applied and is merely late.
+ * A slow answer was applied and is merely late. A dropped write is answered as usual, but its
+ * platform's state is put back as it was before the handler ran.
  *
  * `/__sandbox/*` is the control plane and skips all of it.
  */
@@ -44,8 +45,11 @@ export interface ReceivedRequest {
   at: number;
   /** The status answered (set once the answer is decided, before the latency wait); absent for a reset. */
   status?: number;
-  /** Set when the request met a fault that its status does not show: reset, or answered `slowMs` late. */
-  fault?: 'reset' | 'slow';
+  /**
+   * Set when the request met a fault that its status does not show: reset, answered `slowMs`
+   * late, or a 2xx write whose change was not kept (`dropped`, which wins over `slow`).
+   */
+  fault?: 'reset' | 'slow' | 'dropped';
 }
 
 export interface Sandbox {
@@ -141,6 +145,7 @@ export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<
     const { reply } = decision;
     record.status = reply.status;
     if (decision.slow) record.fault = 'slow';
+    if (decision.dropped) record.fault = 'dropped';
     // State already changed; the answer is merely late, like a slow network after a commit.
     const delayMs = config.latencyMs + (decision.slow ? config.slowMs : 0);
     if (delayMs > 0) await delayUnlessClosed(delayMs, res);
@@ -201,7 +206,7 @@ interface Body {
 }
 
 /** What becomes of one platform request: reset without an answer, or answered (maybe late). */
-type Decision = { kind: 'reset' } | { kind: 'reply'; reply: Reply; slow: boolean };
+type Decision = { kind: 'reset' } | { kind: 'reply'; reply: Reply; slow: boolean; dropped: boolean };
 
 /**
  * The fate of one platform request, computed synchronously so a state change and its answer
@@ -236,12 +241,16 @@ function answer(
     stats.connectionReset();
     return { kind: 'reset' };
   }
-  if (fault) return { kind: 'reply', reply: faultReply(fault, config, stats), slow: false };
+  if (fault) return { kind: 'reply', reply: faultReply(fault, config, stats), slow: false, dropped: false };
 
-  const reply = platformAnswer(body, segments, match, op, req);
+  // Only writes a handler will see draw: reads never change state, and a rate of 0 draws nothing.
+  const drop = op !== undefined && method !== 'GET' && method !== 'HEAD' && faults.dropWrite(config.dropWriteRate);
+  const reply = platformAnswer(body, segments, match, op, req, drop);
+  const dropped = drop && reply.status >= 200 && reply.status < 300;
+  if (dropped) stats.droppedWrite();
   const slow = faults.slowAnswer(config);
   if (slow) stats.slowed();
-  return { kind: 'reply', reply, slow };
+  return { kind: 'reply', reply, slow, dropped };
 }
 
 /** The platform's own answer, once the request got past the transport faults. */
@@ -251,6 +260,7 @@ function platformAnswer(
   match: { route: BoundRoute; params: Record<string, string> } | undefined,
   op: BoundOperation | undefined,
   req: PlatformRequest,
+  drop: boolean,
 ): Reply {
   const platformError = (status: number, message: string): Reply => ({
     status,
@@ -263,7 +273,7 @@ function platformAnswer(
     return { ...platformError(405, 'method not allowed'), headers: { allow: Object.keys(match.route.methods).join(', ') } };
   }
   try {
-    return op.handle(req);
+    return op.handle(req, drop);
   } catch (err) {
     // A sandbox bug: answer it visibly (and count it) rather than hang the client.
     return { status: 500, body: { message: `sandbox error: ${(err as Error).message}` } };

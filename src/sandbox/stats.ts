@@ -7,15 +7,16 @@ export interface SandboxStats {
   /**
    * Injected faults: answered 5xx (`failed`), answered 429 (`throttled`), simulated concurrent
    * Nected edits (`conflicts`), connections reset without an answer (`resets`), answers held
-   * back by `slowMs` (`slow`, counted when decided, whether or not the client waited for them).
+   * back by `slowMs` (`slow`, counted when decided, whether or not the client waited for them),
+   * writes answered 2xx whose state change was not kept (`droppedWrites`, `dropWriteRate`).
    */
-  faults: { failed: number; throttled: number; conflicts: number; resets: number; slow: number };
+  faults: { failed: number; throttled: number; conflicts: number; resets: number; slow: number; droppedWrites: number };
   /** Platform requests between arrival and the end of their answer (latency included). */
   inFlight: number;
   maxInFlight: number;
   /** Requests per target key (`alloy:<workflowId>:<userId>`, `conductor:exec:<id>`, ...), faulted ones included. */
   requestsByTarget: Record<string, number>;
-  /** Successful state-changing calls per target key. */
+  /** Successful state-changing calls per target key (a dropped write is not one). */
   appliedByTarget: Record<string, number>;
   /**
    * Highest concurrency per limit key: the first capture group of the `limitKeyPattern` option
@@ -89,6 +90,10 @@ export class StatsRecorder {
     this.s.faults.slow += 1;
   }
 
+  droppedWrite(): void {
+    this.s.faults.droppedWrites += 1;
+  }
+
   /** Zeroes the counters; requests still open stay counted in `inFlight` so it never goes negative. */
   reset(): void {
     const inFlight = this.s.inFlight;
@@ -125,7 +130,7 @@ function emptyStats(): SandboxStats {
   return {
     requests: 0,
     byStatus: counts(),
-    faults: { failed: 0, throttled: 0, conflicts: 0, resets: 0, slow: 0 },
+    faults: { failed: 0, throttled: 0, conflicts: 0, resets: 0, slow: 0, droppedWrites: 0 },
     inFlight: 0,
     maxInFlight: 0,
     requestsByTarget: counts(),

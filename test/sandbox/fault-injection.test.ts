@@ -60,7 +60,7 @@ describe('fault injection', () => {
     const r = await api('PUT', '/workflows/wf-1/upgrade?userId=u-1', { headers: ALLOY });
     expect(r.status).toBe(429);
     expect(r.headers['retry-after']).toBe('0');
-    expect(sb.stats().faults).toEqual({ failed: 0, throttled: 1, conflicts: 0, resets: 0, slow: 0 });
+    expect(sb.stats().faults).toEqual({ failed: 0, throttled: 1, conflicts: 0, resets: 0, slow: 0, droppedWrites: 0 });
   });
 
   it('never faults the control plane', async () => {

@@ -79,7 +79,7 @@ describe('resetRate', () => {
     expect(rec).toMatchObject({ method: 'PUT', path: '/organizations/org-1/runs/run-1', body, fault: 'reset' });
     expect(rec!.status).toBeUndefined();
     const s = sb.stats();
-    expect(s.faults).toEqual({ failed: 0, throttled: 0, conflicts: 0, resets: 1, slow: 0 });
+    expect(s.faults).toEqual({ failed: 0, throttled: 0, conflicts: 0, resets: 1, slow: 0, droppedWrites: 0 });
     expect(s.byStatus).toEqual({});
     expect(s.appliedByTarget).toEqual({});
     expect(s.requestsByTarget).toEqual({ 'tallyfy:org-1:run-1': 1 }); // it did reach the front of the target
@@ -129,7 +129,7 @@ describe('slowRate', () => {
       expect(performance.now() - started).toBeLessThan(10_000);
       expect(versionOf(fresh, 'u-1')).toBe(5); // applied before the wait
       const s = fresh.stats();
-      expect(s.faults).toEqual({ failed: 0, throttled: 0, conflicts: 0, resets: 0, slow: 1 });
+      expect(s.faults).toEqual({ failed: 0, throttled: 0, conflicts: 0, resets: 0, slow: 1, droppedWrites: 0 });
       expect(s.appliedByTarget).toEqual({ 'alloy:wf-1:u-1': 1 });
       expect(fresh.received![0]).toMatchObject({ status: 200, fault: 'slow' });
 

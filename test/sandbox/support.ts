@@ -94,6 +94,7 @@ export const DEFAULT_CONFIG = {
   resetRate: 0,
   slowRate: 0,
   slowMs: 30_000,
+  dropWriteRate: 0,
   failRate: 0,
   throttleRate: 0,
   retryAfterS: 1,

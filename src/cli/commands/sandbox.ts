@@ -3,12 +3,14 @@ import { startSandbox } from '../../sandbox/index.js';
 import { numberFlag, parseFlags } from '../flags.js';
 
 export const help = `upshift sandbox [--host H] [--port N] [--latency-ms N] [--fail-rate R] [--throttle-rate R] [--conflict-rate R]
-                [--reset-rate R] [--slow-rate R] [--slow-ms N] [--limit-key-pattern RE] [--retry-after-s N] [--seed N]
+                [--reset-rate R] [--slow-rate R] [--slow-ms N] [--drop-write-rate R] [--limit-key-pattern RE]
+                [--retry-after-s N] [--seed N]
 
 Serves the four platforms' APIs from memory, for tests and demos. Load fixtures with
 POST /__sandbox/fixtures; read counters from GET /__sandbox/stats. Faults are seeded shares of
 requests: 5xx, 429 (with Retry-After), connection resets (before any change), answers slower
-than --slow-ms (after the change). --limit-key-pattern's first capture group over a request's
+than --slow-ms (after the change), writes answered 2xx whose change is not kept
+(--drop-write-rate). --limit-key-pattern's first capture group over a request's
 target key names the value whose concurrency the stats record.
 
 Examples:
@@ -31,6 +33,7 @@ export async function run(argv: string[]): Promise<void> {
       'reset-rate': { type: 'string' },
       'slow-rate': { type: 'string' },
       'slow-ms': { type: 'string' },
+      'drop-write-rate': { type: 'string' },
       'limit-key-pattern': { type: 'string' },
       seed: { type: 'string' },
     },
@@ -48,6 +51,7 @@ export async function run(argv: string[]): Promise<void> {
       resetRate: numberFlag(values['reset-rate'], 'reset-rate', { min: 0, max: 1, integer: false }),
       slowRate: numberFlag(values['slow-rate'], 'slow-rate', { min: 0, max: 1, integer: false }),
       slowMs: numberFlag(values['slow-ms'], 'slow-ms', { min: 0, max: 3_600_000, integer: false }),
+      dropWriteRate: numberFlag(values['drop-write-rate'], 'drop-write-rate', { min: 0, max: 1, integer: false }),
       seed: numberFlag(values.seed, 'seed', { min: 0, max: 2 ** 32 - 1 }),
     }).filter(([, v]) => v !== undefined),
   );
