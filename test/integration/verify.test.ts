@@ -91,4 +91,47 @@ describe('verify', () => {
     }
     expect(t.sandbox.received!.filter((r) => r.path.startsWith('/organizations/')).map((r) => r.method)).toEqual(Array(4).fill('PUT'));
   });
+
+  it('catches writes the platform answered 2xx and never applied (sandbox dropWriteRate); without verify they count as upgraded', async () => {
+    const n = 20;
+    const fleet = (prefix: string) => ({
+      conductor: {
+        definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
+        executions: Array.from({ length: n }, (_, i) => ({ workflowId: `${prefix}-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
+      },
+    });
+    t.sandbox.load(fleet('d'));
+    t.sandbox.configure({ dropWriteRate: 0.5 });
+    const spec = (id: string, verify: boolean) => ({
+      id,
+      connection: connection('UPSHIFT_TEST_CONDUCTOR_KEY'),
+      operation: { type: 'conductor.upgradeExecution' as const, name: 'flow', version: 2 },
+      retry: { attempts: 1 },
+      verify,
+    });
+    const verified = await enqueueCampaign(spec('vdrop', true), Array.from({ length: n }, (_, i) => ({ workflowId: `d-${i}` })), t.producer);
+    await t.startWorker();
+    const status = await waitForCompletion(t.prefix, verified.campaignId);
+    const dropped = t.sandbox.stats().faults.droppedWrites;
+    expect(dropped).toBeGreaterThan(0);
+    expect(status).toMatchObject({ total: n, upgraded: n - dropped, failed: dropped });
+
+    const executions = new Map(t.sandbox.state().conductor!.executions!.map((e) => [e.workflowId, e.workflowVersion]));
+    const droppedTargets = t.sandbox.received!.filter((r) => r.fault === 'dropped').map((r) => /\/api\/workflow\/([^/]+)\/upgrade/.exec(r.path)![1]);
+    const lines = await report(t.redis, t.prefix, verified.campaignId);
+    const failed = lines.filter((l) => l.outcome === 'failed');
+    expect(failed.map((l) => l.target).sort()).toEqual([...droppedTargets].sort());
+    for (const l of failed) {
+      expect(l).toMatchObject({ reason: 'VERIFY_MISMATCH', attempts: 1 });
+      expect(executions.get(l.target)).toBe(1);
+    }
+    for (const l of lines.filter((x) => x.outcome === 'upgraded')) expect(executions.get(l.target)).toBe(2);
+
+    // The same faults without verify: every dropped write is recorded as upgraded.
+    t.sandbox.load(fleet('u'));
+    const before = t.sandbox.stats().faults.droppedWrites;
+    const unverified = await enqueueCampaign(spec('vdrop-off', false), Array.from({ length: n }, (_, i) => ({ workflowId: `u-${i}` })), t.producer);
+    expect(await waitForCompletion(t.prefix, unverified.campaignId)).toMatchObject({ total: n, upgraded: n, failed: 0 });
+    expect(t.sandbox.stats().faults.droppedWrites).toBeGreaterThan(before);
+  });
 });
