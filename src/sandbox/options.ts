@@ -134,6 +134,11 @@ export function configOf(options: SandboxOptions): Required<SandboxConfig> {
   return Object.fromEntries(Object.keys(configShape()).map((k) => [k, options[k as keyof SandboxOptions]])) as Required<SandboxConfig>;
 }
 
+/** The run-time configuration a sandbox starts with: what a test puts back to undo its `configure`. */
+export function defaultConfig(): Required<SandboxConfig> {
+  return configOf(resolveOptions());
+}
+
 /** Validates a runtime configuration change; throws a readable error on a bad value. */
 export function parseConfig(input: unknown): SandboxConfig {
   const parsed = configSchema().safeParse(input);

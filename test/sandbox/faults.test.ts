@@ -6,7 +6,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { SANDBOX_KEYS, startSandbox, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
+import { defaultConfig, SANDBOX_KEYS, startSandbox, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
 import { setupSandbox } from '../support/deployment.js';
 
 interface Answer {
@@ -55,13 +55,12 @@ const FIXTURES: SandboxFixtures = {
   tallyfy: { runs: [{ orgId: 'org-1', id: 'run-1', name: 'Onboarding' }] },
 };
 
-const QUIET = { latencyMs: 0, resetRate: 0, slowRate: 0, slowMs: 30_000, failRate: 0, throttleRate: 0, conflictRate: 0 };
 
 const upgradeU1 = (s: Sandbox, timeoutMs?: number) =>
   send(s.url, 'PUT', '/workflows/wf-1/upgrade?userId=u-1', { headers: ALLOY, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
 const versionOf = (s: Sandbox, userId: string) => s.state().alloy!.installs!.find((i) => i.userId === userId)!.version;
 
-const sb = setupSandbox({ record: true }, { config: QUIET, fixtures: FIXTURES });
+const sb = setupSandbox({ record: true }, { config: defaultConfig(), fixtures: FIXTURES });
 
 describe('resetRate', () => {
   it('resets the connection without an answer, after reading the body and before applying anything', async () => {

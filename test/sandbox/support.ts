@@ -3,7 +3,7 @@
  * fixtures and quiet config every test starts from. One module, so the split files cannot drift apart.
  */
 import { request, type Dispatcher } from 'undici';
-import { SANDBOX_KEYS, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
+import { defaultConfig, SANDBOX_KEYS, type Sandbox, type SandboxFixtures } from '../../src/sandbox/index.js';
 
 export type Headers = Record<string, string>;
 
@@ -89,19 +89,8 @@ export const FIXTURES: SandboxFixtures = {
   },
 };
 
-export const DEFAULT_CONFIG = {
-  latencyMs: 0,
-  resetRate: 0,
-  slowRate: 0,
-  slowMs: 30_000,
-  dropWriteRate: 0,
-  failRate: 0,
-  throttleRate: 0,
-  retryAfterS: 1,
-  conflictRate: 0,
-  conflictStatus: 409,
-  limitKeyPattern: null,
-} as const;
+/** The sandbox's own defaults: each test starts from them, whatever the one before configured. */
+export const DEFAULT_CONFIG = defaultConfig();
 
 /** `call` against a file's sandbox (a `setupSandbox` handle, read at call time). */
 export const apiOn =
