@@ -94,6 +94,19 @@ function configShape(): z.ZodRawShape {
   return Object.assign({}, commonConfigShape, ...sandboxPlatforms().map((p) => p.configShape));
 }
 
+/** The names of the run-time options: the common ones and every registered platform's own. */
+export function configKeys(): string[] {
+  return Object.keys(configShape());
+}
+
+/** What is wrong with `value` for the run-time option `key`, or null when it is valid. */
+export function configIssue(key: string, value: unknown): string | null {
+  const schema = configShape()[key];
+  if (schema === undefined) return `no sandbox option "${key}"`;
+  const parsed = z.safeParse(schema, value);
+  return parsed.success ? null : (parsed.error.issues[0]?.message ?? 'invalid value');
+}
+
 /** Strict: an unknown option is a typo the caller should hear about. */
 const configSchema = () => z.strictObject(configShape()).partial();
 

@@ -2,12 +2,9 @@
  * `dropWriteRate`: a write the platform answers 2xx whose change is not kept (a platform that
  * acknowledges and loses the write), and `load()` as the way to edit a target behind Upshift's back.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { startSandbox } from '../../src/sandbox/index.js';
-import { setupSandbox } from '../support/deployment.js';
+import { setupSandbox, spawnListening } from '../support/deployment.js';
 import { runCli } from '../support/fleet.js';
 import { ALLOY, CONDUCTOR, NECTED, TALLYFY, DEFAULT_CONFIG, FIXTURES, apiOn, call, definition, type Answer } from './support.js';
 
@@ -199,22 +196,11 @@ describe('editing a target behind Upshift\u2019s back', () => {
   });
 });
 
-describe('upshift sandbox --drop-write-rate', () => {
-  const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+describe('upshift sandbox: run-time options as flags', () => {
 
   it('starts a sandbox that drops writes at that rate', async () => {
-    const proc = spawn(process.execPath, [cliPath, 'sandbox', '--port', '0', '--drop-write-rate', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = once(proc, 'exit');
+    const { proc, url, exited } = await spawnListening('sandbox', ['--port', '0', '--drop-write-rate', '1']);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        proc.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /upshift sandbox listening on (\S+)/.exec(out);
-          if (m) resolve(m[1]!);
-        });
-        void exited.then(([code]) => reject(new Error(`upshift sandbox exited (${String(code)}) before listening`)));
-      });
       expect((await call(url, 'POST', '/__sandbox/fixtures', { headers: { 'content-type': 'application/json' }, body: FIXTURES })).status).toBe(204);
       expect((await call(url, 'PUT', '/workflows/wf-1/upgrade?userId=u-1', { headers: ALLOY })).status).toBe(200);
       const stats = (await call(url, 'GET', '/__sandbox/stats')).json;
@@ -225,6 +211,22 @@ describe('upshift sandbox --drop-write-rate', () => {
       proc.kill('SIGTERM');
       await exited;
     }
+  });
+
+  it("takes a platform's own option as a flag too, checked by the platform's schema", async () => {
+    const { proc, url, exited } = await spawnListening('sandbox', ['--port', '0', '--conflict-rate', '1', '--conflict-status', '400']);
+    try {
+      expect((await call(url, 'POST', '/__sandbox/fixtures', { headers: { 'content-type': 'application/json' }, body: FIXTURES })).status).toBe(204);
+      const { data } = (await call(url, 'GET', '/dev/v1/workflow/ent-1', { headers: NECTED })).json;
+      // Every write meets a concurrent edit, answered with the flag's status instead of 409.
+      expect((await call(url, 'PATCH', '/dev/v1/workflow/ent-1', { headers: NECTED, body: { ...data, name: 'renamed' } })).status).toBe(400);
+    } finally {
+      proc.kill('SIGTERM');
+      await exited;
+    }
+    const r = await runCli(['sandbox', '--port', '0', '--conflict-status', '401'], {});
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--conflict-status/);
   });
 
   it('refuses a rate above 1 as an input error', async () => {

@@ -127,7 +127,7 @@ export function setupDeployment(options: DeploymentOptions = {}): Deployment {
   return live('setupDeployment', () => current);
 }
 
-export interface ApiProcess {
+export interface ListeningProcess {
   readonly proc: ChildProcess;
   /** Where it listens, as it printed it. */
   readonly url: string;
@@ -136,22 +136,31 @@ export interface ApiProcess {
   stderr(): string;
 }
 
-/** `upshift serve ARGS` from the build (`npm test` builds first), resolved once it says where it listens. */
-export async function spawnApi(args: string[], env: NodeJS.ProcessEnv): Promise<ApiProcess> {
-  const proc = spawn(process.execPath, [cliPath, 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `upshift <command> ARGS` from the build (`npm test` builds first), resolved once it prints
+ * `upshift <what> listening on <url>` (`api` for serve, `sandbox` for sandbox).
+ */
+export async function spawnListening(command: 'serve' | 'sandbox', args: string[], env: NodeJS.ProcessEnv = process.env): Promise<ListeningProcess> {
+  const proc = spawn(process.execPath, [cliPath, command, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(proc, 'exit') as Promise<[number | null]>;
+  const ready = new RegExp(`upshift ${command === 'serve' ? 'api' : command} listening on (\\S+)`);
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /upshift api listening on (\S+)/.exec(out);
+      const m = ready.exec(out);
       if (m) resolve(m[1]!);
     });
-    void exited.then(([code]) => reject(new Error(`upshift serve exited (${code}) before listening: ${stderr}`)));
+    void exited.then(([code]) => reject(new Error(`upshift ${command} exited (${code}) before listening: ${stderr}`)));
   });
   return { proc, url, exited, stderr: () => stderr };
+}
+
+/** `upshift serve ARGS`, resolved once it says where it listens. */
+export function spawnApi(args: string[], env: NodeJS.ProcessEnv): Promise<ListeningProcess> {
+  return spawnListening('serve', args, env);
 }
 
 /**
