@@ -197,7 +197,6 @@ describe('editing a target behind Upshift\u2019s back', () => {
 });
 
 describe('upshift sandbox: run-time options as flags', () => {
-
   it('starts a sandbox that drops writes at that rate', async () => {
     const { proc, url, exited } = await spawnListening('sandbox', ['--port', '0', '--drop-write-rate', '1']);
     try {
