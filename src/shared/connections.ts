@@ -4,6 +4,7 @@ import { DEFAULTS } from './config.js';
 import { InputError } from './errors.js';
 import { limitSchema, MAX_LIMITS, type LimitSpec } from './limits.js';
 import { operationTypes } from './operations/index.js';
+import { baseOperationType } from './operations/undo.js';
 
 /**
  * The connections registry: the operator's list of which credential may be sent to which
@@ -163,7 +164,8 @@ export function resolveConnection(
     }
   }
   const entry = entries[name]!;
-  if (entry.operations !== undefined && !entry.operations.includes(operationType)) {
+  // An undo campaign's `undo:<type>` is allowed where the operation it takes back is.
+  if (entry.operations !== undefined && !entry.operations.includes(baseOperationType(operationType))) {
     throw notRegistered(source, `connection "${name}" is not registered for ${operationType}`);
   }
   const timeoutMs = typeof input === 'string' ? undefined : input.timeoutMs;
@@ -197,7 +199,7 @@ export function registeredEntry(
     same = false;
   }
   if (!same) return { error: `connection "${name}" differs from the one registered on this worker` };
-  if (entry.operations !== undefined && !entry.operations.includes(operationType)) {
+  if (entry.operations !== undefined && !entry.operations.includes(baseOperationType(operationType))) {
     return { error: `connection "${name}" is not registered for ${operationType} on this worker` };
   }
   return { entry };

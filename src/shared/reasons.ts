@@ -31,6 +31,11 @@ export interface ReasonInfo {
 const catalogue = {
   // upgraded
   UPGRADED: { outcome: 'upgraded', retryable: false, description: 'The platform accepted the change.' },
+  REVERTED: {
+    outcome: 'upgraded',
+    retryable: false,
+    description: 'Undo campaign: the platform accepted the write that put the target back as the original campaign read it before its upgrade.',
+  },
 
   // skipped
   CANCELLED: { outcome: 'skipped', retryable: false, description: 'The campaign was cancelled before this target started.' },
@@ -43,6 +48,12 @@ const catalogue = {
     outcome: 'skipped',
     retryable: false,
     description: 'The Conductor execution has ended (COMPLETED, FAILED, TIMED_OUT or TERMINATED).',
+  },
+  CHANGED_SINCE_UPGRADE: {
+    outcome: 'skipped',
+    retryable: false,
+    description:
+      'Undo campaign: the target no longer holds what the upgrade wrote (someone changed it since), so it is left as it is.',
   },
   NOT_UPGRADED: {
     outcome: 'skipped',
@@ -76,6 +87,17 @@ const catalogue = {
     retryable: false,
     description:
       'With `verify`, the platform accepted the write but reading the target back did not show the change (a write it dropped, or another writer in between).',
+  },
+  NOT_REVERTIBLE: {
+    outcome: 'failed',
+    retryable: false,
+    description:
+      "Undo campaign: the upgrade cannot be taken back (the platform's API has no way to, or the original campaign ran with `undo: false` and kept nothing).",
+  },
+  UNDO_DATA_EXPIRED: {
+    outcome: 'failed',
+    retryable: false,
+    description: "Undo campaign: the original target's outcome record, and the pre-image kept in it, had expired (retention) when the undo campaign was made.",
   },
   REINSTALL_REQUIRED: {
     outcome: 'failed',

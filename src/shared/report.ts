@@ -3,6 +3,7 @@ import { DEFAULTS } from './config.js';
 import { campaignKeys, schedulerKeys } from './keys.js';
 import { scanRecords, type Marker } from './records.js';
 import { operationFor } from './operations/index.js';
+import { UNDO_FIELD } from './operations/undo.js';
 import { DRY_RUN_OUTCOME, type Outcome, type RecordedOutcome, type ReasonCode } from './reasons.js';
 
 /** One target's outcome record (see records.ts for where it is kept). */
@@ -19,6 +20,8 @@ export interface OutcomeRecord {
   readonly error: string | null;
   /** ms since epoch */
   readonly at: number;
+  /** What the upgrade kept to take itself back (`undo`): read by `upshift undo`, never reported. */
+  readonly undo?: unknown;
 }
 
 /** The outcomes a report can be filtered by (`upshift report --outcome`, the API's `?outcome=`). */
@@ -66,7 +69,7 @@ export async function* streamReport(
   if (specJson === null) return;
   const op = operationFor((JSON.parse(specJson) as { operation: { type: string } }).operation.type);
   for await (const entry of pendingEntries(redis, prefix, campaignId, batch)) {
-    const fields = JSON.parse(entry) as Record<string, string | number>;
+    const { [UNDO_FIELD]: _kept, ...fields } = JSON.parse(entry) as Record<string, string | number>;
     const target = op.targetKey(fields);
     // A target that finished while we read is reported once, from the outcomes above.
     if ((await redis.hexists(keys.outcomes, target)) === 1) continue;
@@ -105,9 +108,11 @@ function markerLine(target: string, m: Marker): ReportLine {
 }
 
 function toLine(target: string, r: OutcomeRecord): ReportLine {
+  // An undo campaign's targets carry their kept data; the report shows the target's own fields.
+  const { [UNDO_FIELD]: _kept, ...fields } = r.target;
   return {
     target,
-    fields: r.target,
+    fields,
     outcome: r.outcome,
     reason: r.reason,
     attempts: r.attempts,

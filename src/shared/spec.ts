@@ -45,6 +45,8 @@ const rolloutSchema = z
     maxFailureRatio: z.number().min(0).max(1).optional(),
     minSamples: z.number().int().min(1).default(20),
     gate: z.enum(['auto', 'manual']).default('auto'),
+    /** What a breached failure budget does: pause the campaign, or cancel it and start its undo campaign. */
+    onBreach: z.enum(['pause', 'undo']).default('pause'),
   })
   .refine(
     (r) => r.steps.every((s, i) => i === 0 || typeof s !== 'number' || typeof r.steps[i - 1] !== 'number' || s > (r.steps[i - 1] as number)),
@@ -84,6 +86,8 @@ const specSchema = z.strictObject({
   dryRun: z.boolean().default(false),
   /** After each accepted write, read the target back; `VERIFY_MISMATCH` when the change is absent. */
   verify: z.boolean().default(false),
+  /** Keep, in each target's outcome record, what `upshift undo` needs to put it back as it was. */
+  undo: z.boolean().default(true),
   targets: z.union([z.array(z.unknown()), z.strictObject({ discover: discoverSchema })]).optional(),
 });
 

@@ -29,8 +29,6 @@ export interface ProcessorDeps extends SettleDeps {
 /** Thrown by a dry run's `send` instead of making a call that would change something. */
 class DryRunWrite extends Error {}
 
-/** What a dry run that reached a write records: that target would be upgraded. */
-const WOULD_WRITE: ApplyResult = { outcome: 'upgraded', reason: 'UPGRADED' };
 
 /**
  * The BullMQ processor. A job exists only for a target that holds its slots (see dispatch).
@@ -86,6 +84,8 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
       target: a.target,
       send: (req) => send(deps, a, req),
       verify: campaign.spec.verify,
+      // Campaigns stored before `undo` existed have none: they keep data, as the default says.
+      captureUndo: campaign.spec.undo !== false && !campaign.spec.dryRun,
       credential: () => {
         const value = readCredential(campaign);
         if (!secrets.includes(value)) secrets.push(value);
@@ -100,9 +100,14 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
   } catch (error) {
     // A dry run makes the reads (and the checks and patching that follow them) and stops at
     // the first call that would change something: that target would be upgraded.
-    if (error instanceof DryRunWrite && !a.signal.aborted) return { result: WOULD_WRITE, conflicts, secrets };
+    if (error instanceof DryRunWrite && !a.signal.aborted) return { result: wouldWrite(campaign), conflicts, secrets };
     return { error, conflicts, secrets };
   }
+}
+
+/** What a dry run that reached a write records: that target would be upgraded (or reverted). */
+function wouldWrite(campaign: Campaign): ApplyResult {
+  return { outcome: 'upgraded', reason: campaign.op.writeReason ?? 'UPGRADED' };
 }
 
 /**

@@ -77,18 +77,18 @@ export interface Claimed {
   readonly sentAt: number;
 }
 
-type Finish = (outcome: Outcome, reason: ReasonCode, error: string | null) => Promise<Next | undefined>;
+type Finish = (outcome: Outcome, reason: ReasonCode, error: string | null, undo?: unknown) => Promise<Next | undefined>;
 
 /** Records how `a` ended; returns the target `finish` picked for this worker to run next. */
 export async function settle(deps: SettleDeps, a: Attempt, end: AttemptEnd): Promise<Next | undefined> {
   let finished = false;
-  const finish: Finish = async (outcome, reason, error) => {
-    const { step, nextToken, sentAt } = await recordOutcome(deps, a, end, outcome, reason, error);
+  const finish: Finish = async (outcome, reason, error, undo) => {
+    const { step, nextToken, sentAt } = await recordOutcome(deps, a, end, outcome, reason, error, undo);
     finished = true;
     return handOn(deps, step, nextToken, sentAt);
   };
   try {
-    if ('result' in end) return await finish(end.result.outcome, end.result.reason, a.claim.lastError);
+    if ('result' in end) return await finish(end.result.outcome, end.result.reason, a.claim.lastError, end.result.undo);
     if (a.signal.aborted) {
       a.run.leaseLost();
       return undefined; // the lease is gone: the target was requeued; record nothing
@@ -116,7 +116,7 @@ async function settleFailure(deps: SettleDeps, a: Attempt, end: AttemptEnd & { r
   return undefined;
 }
 
-async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real: Outcome, reason: ReasonCode, error: string | null) {
+async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real: Outcome, reason: ReasonCode, error: string | null, undo: unknown) {
   const { holder, campaignId } = a.job;
   const outcome = a.campaign.spec.dryRun ? DRY_RUN_OUTCOME[real] : real;
   const record: OutcomeRecord = {
@@ -128,6 +128,8 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
     ...(end.conflicts > 0 ? { conflicts: end.conflicts } : {}),
     error: error === null ? null : scrubError(error, end.secrets, deps.limits.maxErrorChars),
     at: Date.now(),
+    // Next to the outcome, in the same record: same slot, same retention (README, "Undo").
+    ...(undo === undefined ? {} : { undo }),
   };
   const sentAt = performance.now();
   const nextToken = deps.continuing() ? deps.leases.newToken() : undefined;

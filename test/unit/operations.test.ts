@@ -23,6 +23,7 @@ async function run(type: string, operation: Record<string, unknown>, target: Rec
       credential: () => 'sekret',
       onConflict: () => void conflicts++,
       verify,
+      captureUndo: false,
       send: async (req): Promise<HttpResponse> => {
         sent.push(req);
         const r = queue.shift();

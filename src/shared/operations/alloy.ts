@@ -41,6 +41,11 @@ export const alloyUpgradeWorkflow: OperationModule<z.infer<typeof schema>> = {
       ? { outcome: 'skipped', reason: 'NOT_UPGRADED' }
       : { outcome: 'upgraded', reason: 'UPGRADED' };
   },
+
+  /** Nothing is kept: the API moves a user to the latest version only, never to an earlier one. */
+  async revert() {
+    throw new UpshiftError('NOT_REVERTIBLE', "Alloy's upgrade API only moves a user to the latest version of a workflow (reference 000); there is no call that moves one back");
+  },
 };
 
 export const alloy: PlatformAdapter<'alloy'> = {

@@ -1,8 +1,10 @@
 import { z } from 'zod';
 import { UpshiftError } from '../errors.js';
 import { errorFromResponse, isSuccess, parseJson } from '../http.js';
+import { isDeepStrictEqual } from 'node:util';
 import { isPlainObject, nameString } from './common.js';
 import type { ApplyContext, ApplyResult, OperationModule } from './types.js';
+import { BACK_ALREADY, CHANGED_SINCE_UPGRADE, keptObject, REVERTED } from './undo.js';
 
 const schema = z.strictObject({
   type: z.literal('conductor.upgradeExecution'),
@@ -20,6 +22,13 @@ interface Execution {
   status: string;
   workflowName: string;
   workflowVersion: number;
+  input: Record<string, unknown>;
+}
+
+/** What an upgrade keeps to take itself back: the version it moved from, and the input when it replaced some. */
+interface Kept {
+  version: number;
+  input?: Record<string, unknown>;
 }
 
 async function readExecution({ send, credential, target }: ApplyContext<Op>): Promise<Execution> {
@@ -39,7 +48,12 @@ async function readExecution({ send, credential, target }: ApplyContext<Op>): Pr
   ) {
     throw new UpshiftError('UNEXPECTED_RESPONSE', `conductor get execution: unexpected body: ${res.text.slice(0, 200)}`);
   }
-  return { status: body.status, workflowName: body.workflowName, workflowVersion: body.workflowVersion };
+  return {
+    status: body.status,
+    workflowName: body.workflowName,
+    workflowVersion: body.workflowVersion,
+    input: isPlainObject(body.input) ? body.input : {},
+  };
 }
 
 /** What the execution's current state says about the upgrade, or null when it should be sent. */
@@ -81,24 +95,21 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
   targetKey: (t) => String(t.workflowId),
 
   async apply(ctx) {
-    const { operation, send, credential, target } = ctx;
-    const before = resultFromState(operation, await readExecution(ctx));
+    const { operation } = ctx;
+    const exec = await readExecution(ctx);
+    const before = resultFromState(operation, exec);
     if (before) return before;
 
-    const res = await send({
-      method: 'POST',
-      segments: ['api', 'workflow', String(target.workflowId), 'upgrade'],
-      headers: { 'x-authorization': credential(), accept: '*/*' },
-      json: {
-        name: operation.name,
-        version: operation.version,
-        ...(operation.taskOutput === undefined ? {} : { taskOutput: operation.taskOutput }),
-        ...(operation.workflowInput === undefined ? {} : { workflowInput: operation.workflowInput }),
-      },
+    const res = await upgrade(ctx, {
+      name: operation.name,
+      version: operation.version,
+      ...(operation.taskOutput === undefined ? {} : { taskOutput: operation.taskOutput }),
+      ...(operation.workflowInput === undefined ? {} : { workflowInput: operation.workflowInput }),
     });
     if (isSuccess(res.status)) {
       if (ctx.verify) await verifyUpgrade(ctx);
-      return { outcome: 'upgraded', reason: 'UPGRADED' };
+      const kept: Kept = { version: exec.workflowVersion, ...(operation.workflowInput === undefined ? {} : { input: exec.input }) };
+      return { outcome: 'upgraded', reason: 'UPGRADED', ...(ctx.captureUndo ? { undo: kept } : {}) };
     }
 
     // The execution may have ended, or been upgraded (by us, on an attempt whose answer was
@@ -109,4 +120,46 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
     }
     throw errorFromResponse(res, 'conductor upgrade');
   },
+
+  /**
+   * Upgrades the execution back to the version it ran before, with the input it had when the
+   * upgrade replaced some. Left alone when it ended, or no longer runs the version (or input)
+   * the upgrade set. Task outputs the upgrade gave skipped tasks stay: they belong to tasks of
+   * the version being left. On a platform that merges `workflowInput` into the input (as the
+   * sandbox does), input keys the upgrade added remain; the keys it overwrote are restored.
+   */
+  async revert(ctx, raw) {
+    const kept = keptObject(raw, ctx.operation.type) as unknown as Kept;
+    const { operation } = ctx;
+    const state = (exec: Execution): ApplyResult | null => {
+      if (exec.workflowName !== operation.name) return CHANGED_SINCE_UPGRADE;
+      if (ENDED.has(exec.status)) return { outcome: 'skipped', reason: 'NOT_RUNNING' };
+      if (exec.workflowVersion === kept.version && holds(exec.input, kept.input)) return BACK_ALREADY;
+      if (exec.workflowVersion !== operation.version || !holds(exec.input, operation.workflowInput)) return CHANGED_SINCE_UPGRADE;
+      return null;
+    };
+    const now = state(await readExecution(ctx));
+    if (now) return now;
+    const res = await upgrade(ctx, { name: operation.name, version: kept.version, ...(kept.input === undefined ? {} : { workflowInput: kept.input }) });
+    if (isSuccess(res.status)) return REVERTED;
+    if (res.status === 400 || res.status === 409) {
+      const after = state(await readExecution(ctx));
+      if (after) return after;
+    }
+    throw errorFromResponse(res, 'conductor upgrade (undo)');
+  },
 };
+
+function upgrade({ send, credential, target }: ApplyContext<Op>, json: Record<string, unknown>) {
+  return send({
+    method: 'POST',
+    segments: ['api', 'workflow', String(target.workflowId), 'upgrade'],
+    headers: { 'x-authorization': credential(), accept: '*/*' },
+    json,
+  });
+}
+
+/** Whether `input` holds every value of `wanted` (nothing wanted: it does). */
+function holds(input: Record<string, unknown>, wanted: Record<string, unknown> | undefined): boolean {
+  return wanted === undefined || Object.entries(wanted).every(([k, v]) => isDeepStrictEqual(input[k], v));
+}

@@ -4,6 +4,7 @@ import { conductor } from './conductor.js';
 import { nected } from './nected.js';
 import { tallyfy } from './tallyfy.js';
 import type { OperationBase, OperationModule, PlatformAdapter } from './types.js';
+import { undoModuleFor, UNDO_PREFIX } from './undo.js';
 
 export type { ApplyContext, ApplyResult, OperationBase, OperationModule, PlatformAdapter, Target } from './types.js';
 
@@ -36,6 +37,7 @@ export function registerPlatform(adapter: PlatformAdapter): void {
   if (registered.some((p) => p.name === adapter.name)) throw new Error(`platform ${adapter.name} is already registered`);
   for (const op of adapter.operations) {
     if (byType.has(op.type)) throw new Error(`operation type ${op.type} is already registered`);
+    if (op.type.startsWith(UNDO_PREFIX)) throw new Error(`operation type ${op.type}: "${UNDO_PREFIX}" is reserved for undo campaigns`);
   }
   for (const h of adapter.secretHeaders) {
     if (h !== h.toLowerCase()) throw new Error(`secret header ${h} of ${adapter.name} must be lower-case`);
@@ -43,6 +45,8 @@ export function registerPlatform(adapter: PlatformAdapter): void {
   registered.push(adapter);
   for (const op of adapter.operations) {
     byType.set(op.type, op);
+    // An undo campaign's operation; not in OPERATIONS, so no spec can ask for it.
+    byType.set(`${UNDO_PREFIX}${op.type}`, undoModuleFor(op));
     (OPERATIONS as OperationModule[]).push(op);
   }
 }

@@ -2,8 +2,9 @@ import { z } from 'zod';
 import { UpshiftError } from '../errors.js';
 import { errorFromResponse, isSuccess, parseJson, type HttpResponse } from '../http.js';
 import { isPlainObject, nameString } from './common.js';
-import { applyJsonPatch, patchHolds, patchSchema } from './patch.js';
-import type { ApplyContext, OperationModule, PlatformAdapter } from './types.js';
+import { applyJsonPatch, patchHolds, patchSchema, type JsonPatch } from './patch.js';
+import type { ApplyContext, ApplyResult, OperationModule, PlatformAdapter } from './types.js';
+import { BACK_ALREADY, CHANGED_SINCE_UPGRADE, digest, inversePatch, keptObject, REVERTED } from './undo.js';
 
 const schema = z.strictObject({
   type: z.literal('nected.updateWorkflow'),
@@ -67,31 +68,90 @@ export const nectedUpdateWorkflow: OperationModule<Op> = {
   targetKey: (t) => String(t.entityId),
 
   async apply(ctx) {
-    const { operation, target, send, onConflict } = ctx;
+    const { operation, target } = ctx;
     const segments = ['dev', 'v1', 'workflow', String(target.entityId)];
-    let conflict: UpshiftError | undefined;
-    for (let round = 0; round <= operation.conflictRetries; round++) {
-      const { checksum, graph } = await readWorkflow(ctx, segments);
+    return rounds(ctx, async ({ checksum, graph }) => {
       const { result, changed } = applyJsonPatch(graph, operation.patch);
       if (!changed) return { outcome: 'skipped', reason: 'ALREADY_CURRENT' };
+      const res = await ctx.send({ method: 'PATCH', segments, headers: headers(ctx), json: { ...result, checksum } });
+      if (!isSuccess(res.status)) return res;
+      if (ctx.verify) await verifyPatch(ctx, segments, result);
+      if (!ctx.captureUndo) return { outcome: 'upgraded', reason: 'UPGRADED' };
+      const kept: Kept = {
+        inverse: inversePatch(result, graph),
+        wrote: digest(result),
+        before: digest(graph),
+        ...(answeredChecksum(res) === undefined ? {} : { checksum: answeredChecksum(res) }),
+      };
+      return { outcome: 'upgraded', reason: 'UPGRADED', undo: kept };
+    });
+  },
 
-      const res = await send({ method: 'PATCH', segments, headers: headers(ctx), json: { ...result, checksum } });
-      if (isSuccess(res.status)) {
-        if (ctx.verify) await verifyPatch(ctx, segments, result);
-        return { outcome: 'upgraded', reason: 'UPGRADED' };
-      }
-      conflict = patchError(res);
-      if (conflict.code !== 'CHECKSUM_CONFLICT') throw conflict;
-      onConflict();
-    }
-    // As RETRIES_EXHAUSTED carries the last transient error, this carries the last conflict.
-    throw new UpshiftError(
-      'CONFLICT_RETRIES_EXHAUSTED',
-      `checksum still stale after ${operation.conflictRetries + 1} rounds; last answer: ${conflict?.code}: ${conflict?.message}`,
-      { cause: conflict },
-    );
+  /**
+   * PATCHes the graph back as it was read before the upgrade, when it is still the one the
+   * upgrade saved: its checksum is the one the PATCH answered, or (another save of the same
+   * graph, or an answer without a checksum) its digest is that of what the upgrade wrote. A
+   * stale checksum starts another round, as for the upgrade.
+   */
+  async revert(ctx, raw) {
+    const kept = keptObject(raw, ctx.operation.type) as unknown as Kept;
+    const segments = ['dev', 'v1', 'workflow', String(ctx.target.entityId)];
+    return rounds(ctx, async ({ checksum, graph }) => {
+      const now = digest(graph);
+      if (now === kept.before) return BACK_ALREADY;
+      if (checksum !== kept.checksum && now !== kept.wrote) return CHANGED_SINCE_UPGRADE;
+      const { result } = applyJsonPatch(graph, kept.inverse);
+      const res = await ctx.send({ method: 'PATCH', segments, headers: headers(ctx), json: { ...result, checksum } });
+      return isSuccess(res.status) ? REVERTED : res;
+    });
   },
 };
+
+/** What an update keeps to take itself back. */
+interface Kept {
+  /** The patch from the graph written back to the graph read. */
+  inverse: JsonPatch;
+  /** Digests of the graph written and the graph read (checksum aside). */
+  wrote: string;
+  before: string;
+  /** The checksum the PATCH answered (reference 004: `data.checksum`), when it did. */
+  checksum?: string;
+}
+
+function answeredChecksum(res: HttpResponse): string | undefined {
+  try {
+    const body: unknown = JSON.parse(res.text);
+    return isPlainObject(body) && isPlainObject(body.data) && typeof body.data.checksum === 'string' ? body.data.checksum : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Fetch-patch-send rounds under optimistic locking: each round reads the graph and its
+ * checksum and hands them to `round`, which returns a result or the PATCH's refusal. A stale
+ * checksum starts another round (counted in `conflicts`), up to `conflictRetries` more.
+ */
+async function rounds(
+  ctx: ApplyContext<Op>,
+  round: (read: { checksum: string; graph: Record<string, unknown> }) => Promise<ApplyResult | HttpResponse>,
+): Promise<ApplyResult> {
+  const segments = ['dev', 'v1', 'workflow', String(ctx.target.entityId)];
+  let conflict: UpshiftError | undefined;
+  for (let n = 0; n <= ctx.operation.conflictRetries; n++) {
+    const answer = await round(await readWorkflow(ctx, segments));
+    if (!('status' in answer)) return answer;
+    conflict = patchError(answer);
+    if (conflict.code !== 'CHECKSUM_CONFLICT') throw conflict;
+    ctx.onConflict();
+  }
+  // As RETRIES_EXHAUSTED carries the last transient error, this carries the last conflict.
+  throw new UpshiftError(
+    'CONFLICT_RETRIES_EXHAUSTED',
+    `checksum still stale after ${ctx.operation.conflictRetries + 1} rounds; last answer: ${conflict?.code}: ${conflict?.message}`,
+    { cause: conflict },
+  );
+}
 
 export const nected: PlatformAdapter<'nected'> = {
   name: 'nected',

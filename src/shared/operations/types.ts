@@ -8,6 +8,11 @@ export type Target = Readonly<Record<string, string | number>>;
 export interface ApplyResult {
   readonly outcome: 'upgraded' | 'skipped';
   readonly reason: ReasonCode;
+  /**
+   * What an upgrade kept to take it back (`captureUndo`): JSON data that `revert` reads, stored in
+   * the target's outcome record. Absent when nothing was written or nothing could be kept.
+   */
+  readonly undo?: unknown;
 }
 
 export interface ApplyContext<O> {
@@ -24,6 +29,11 @@ export interface ApplyContext<O> {
    * `send`) and throw `VERIFY_MISMATCH` unless the change is there.
    */
   readonly verify: boolean;
+  /**
+   * The spec's `undo` (and not a dry run): keep in `ApplyResult.undo` what `revert` needs to put
+   * the target back as it was read before the write.
+   */
+  readonly captureUndo: boolean;
 }
 
 /** What every operation has in common: its `type` literal. */
@@ -57,6 +67,16 @@ export interface OperationModule<O extends OperationBase = OperationBase> {
   /** The identity of a target within a campaign: duplicates of it are counted once. */
   targetKey(target: Target): string;
   apply(ctx: ApplyContext<O>): Promise<ApplyResult>;
+  /**
+   * Takes one upgrade back, in an undo campaign (operations/undo.ts): `kept` is what `apply` kept
+   * (`ApplyResult.undo`), or undefined when it kept nothing. Returns `upgraded`/`REVERTED`, or a
+   * skip (`CHANGED_SINCE_UPGRADE` when the target no longer holds what the upgrade wrote,
+   * `ALREADY_CURRENT` when it is back already); throws like `apply` (`NOT_REVERTIBLE` when it
+   * cannot be done). Absent: the operation cannot be reverted.
+   */
+  revert?(ctx: ApplyContext<O>, kept: unknown): Promise<ApplyResult>;
+  /** The reason a write records (and a dry run's would-be write): `UPGRADED` when absent. */
+  readonly writeReason?: ReasonCode;
 }
 
 /**
