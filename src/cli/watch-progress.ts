@@ -40,6 +40,9 @@ export function printableStatus(s: CampaignStatus): CampaignStatus {
     operation: e(s.operation),
     name: e(s.name),
     pausedReason: s.pausedReason === undefined ? undefined : e(s.pausedReason),
+    cancelReason: s.cancelReason === undefined ? undefined : e(s.cancelReason),
+    undoCampaign: s.undoCampaign === undefined ? undefined : e(s.undoCampaign),
+    undoOf: s.undoOf === undefined ? undefined : e(s.undoOf),
     reasons: Object.fromEntries(Object.entries(s.reasons).map(([code, n]) => [e(code), n])),
   };
 }

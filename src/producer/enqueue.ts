@@ -186,6 +186,8 @@ async function stageAndCommit(
         minSamples: rollout.minSamples,
         gate: rollout.gate,
         ...(rollout.maxFailureRatio === undefined ? {} : { maxFailureRatio: rollout.maxFailureRatio }),
+        // A dry run changed nothing: its breach pauses it, there is nothing to undo.
+        ...(rollout.onBreach === 'undo' && !stored.dryRun ? { onBreach: 'undo' } : {}),
       });
     }
 

@@ -1,5 +1,6 @@
 /**
- * Tallyfy: `PUT /organizations/{org_id}/runs/{run_id}`, a partial update of a process run.
+ * Tallyfy: `PUT /organizations/{org_id}/runs/{run_id}`, a partial update of a process run, and
+ * `GET` of the same path ("get a process run"), which an update that keeps undo data reads first.
  * Tallyfy is a Laravel API: route binding (404) and authorization (403) come before body
  * validation (422, `{"message","errors":{field:[...]}}`), as in Laravel.
  */
@@ -129,7 +130,22 @@ const updateRun: Operation<TallyfyState> = {
   },
 };
 
-const routes: Route<TallyfyState>[] = [{ pattern: ['organizations', ':orgId', 'runs', ':runId'], methods: { PUT: updateRun } }];
+/** `GET /organizations/{org_id}/runs/{run_id}`: Tallyfy's "get a process run", the run under `data`. */
+const getRun: Operation<TallyfyState> = {
+  target: (req) => tallyfyTarget(req.params.orgId!, req.params.runId!),
+  handle(req, env) {
+    if (!hasAuthScheme(req, 'bearer', env.key)) return fail(401, 'Unauthenticated.');
+    if (header(req, 'x-tallyfy-client') !== 'APIClient') return fail(400, 'X-Tallyfy-Client header must be APIClient');
+    if (!acceptsJson(req)) return fail(406, 'Accept must include application/json');
+    const { orgId, runId } = req.params as { orgId: string; runId: string };
+    const run = env.state.get(compositeKey(orgId, runId));
+    if (!run) return fail(404, 'not found');
+    if (run.forbidden) return fail(403, 'This action is unauthorized.');
+    return { status: 200, body: { data: view(run) } };
+  },
+};
+
+const routes: Route<TallyfyState>[] = [{ pattern: ['organizations', ':orgId', 'runs', ':runId'], methods: { GET: getRun, PUT: updateRun } }];
 
 export const tallyfySandbox: SandboxPlatform<'tallyfy', TallyfyState, TallyfyFixtures> = {
   name: 'tallyfy',

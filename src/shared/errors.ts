@@ -93,7 +93,8 @@ export type InputErrorCode =
   | 'CONNECTIONS_INVALID'
   | 'CAMPAIGN_NOT_FOUND'
   | 'CAMPAIGN_STATE_CONFLICT'
-  | 'CAMPAIGN_EXISTS';
+  | 'CAMPAIGN_EXISTS'
+  | 'UNDO_NOT_POSSIBLE';
 
 export interface Classification {
   readonly code: ReasonCode;

@@ -25,7 +25,7 @@ export interface CampaignKeys {
   readonly groups: string;
   /**
    * Hash: the campaign's meta. Written by the producer before commit (`conn` connection id, `tk`
-   * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`);
+   * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`/`onBreach`);
    * the scheduler's `seq` (holder counter) and `capgid` (groups in the capacity records).
    */
   readonly meta: string;
@@ -79,6 +79,8 @@ export function schedulerKeys(prefix: string) {
     retry: `${s}retry`,
     /** SET: campaigns whose outbox may hold records not yet archived (or whose records need their TTL). */
     outboxes: `${s}outboxes`,
+    /** ZSET: campaigns whose failure budget broke with `onBreach: "undo"` -> when; until a worker has made their undo campaign. */
+    undoDue: `${s}undo-due`,
     slot: (key: string) => `${s}slot:${key}`,
     /** HASH: a connection-scoped key's capacity record (campaign -> figures; `=c` smallest concurrency, `=r` longest spacing). */
     cap: (key: string) => `${s}cap:${key}`,

@@ -147,6 +147,12 @@ const checkedSpecSchema = specSchema.superRefine((spec, ctx) => {
       message: `connection.timeoutMs x retry.attempts is ${budget} ms, over the bound of ${DEFAULTS.maxTargetCallBudgetMs} ms per target`,
     });
   }
+  if (spec.rollout?.onBreach === 'undo') {
+    if (spec.rollout.maxFailureRatio === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['rollout', 'onBreach'], message: 'needs rollout.maxFailureRatio: without a failure budget nothing breaches it' });
+    }
+    if (!spec.undo) ctx.addIssue({ code: 'custom', path: ['rollout', 'onBreach'], message: '"undo" needs undo: true (the data an undo reverts from)' });
+  }
   const t = spec.targets;
   if (t === undefined || Array.isArray(t)) return;
   if (spec.operation.type !== 'conductor.upgradeExecution') {

@@ -33,7 +33,13 @@ export interface CampaignStatus {
   readonly rolloutStep: number | undefined;
   readonly rolloutSteps: number | undefined;
   readonly rolloutLimit: number | undefined;
-  /** A failure budget breach: failed targets, finished samples and their ratio when it paused. */
+  /** Why a `cancelled` campaign was cancelled by Upshift itself: `FAILURE_BUDGET_EXCEEDED` (rollout.onBreach "undo"). */
+  readonly cancelReason: string | undefined;
+  /** The undo campaign of this one (`upshift undo`), when there is one. */
+  readonly undoCampaign: string | undefined;
+  /** The campaign this undo campaign takes back. */
+  readonly undoOf: string | undefined;
+  /** A failure budget breach: failed targets, finished samples and their ratio when it paused (or was cancelled). */
   readonly breach: { readonly failed: number; readonly samples: number; readonly ratio: number } | undefined;
   readonly createdAt: number | undefined;
   readonly updatedAt: number | undefined;
@@ -72,6 +78,9 @@ export async function readStatus(redis: RedisClient, prefix: string, id: string)
     retryAfterWaits: num(h.retryAfterWaits),
     retryAfterWaitMs: num(h.retryAfterWaitMs),
     pausedReason: h.pausedReason || undefined,
+    cancelReason: h.cancelReason || undefined,
+    undoCampaign: h.undoCampaign || undefined,
+    undoOf: h.undoOf || undefined,
     rolloutStep: time(h.rolloutStep),
     rolloutSteps: time(h.rolloutSteps),
     rolloutLimit: time(h.rolloutLimit),

@@ -29,6 +29,9 @@ function formatStatus(status: CampaignStatus): string {
       : `  ${done}/${s.total} done (${pct}%): upgraded ${s.upgraded}, skipped ${s.skipped}, failed ${s.failed}`,
     `  pending ${s.pending}, active ${s.active}; retries ${s.retries}, Retry-After waits ${s.retryAfterWaits}, conflicts ${s.conflicts}, reclaimed ${s.reclaimed}`,
     ...(s.pausedReason ? [`  paused: ${s.pausedReason}`] : []),
+    ...(s.cancelReason ? [`  cancelled: ${s.cancelReason}`] : []),
+    ...(s.undoCampaign ? [`  undone by campaign ${s.undoCampaign}`] : []),
+    ...(s.undoOf ? [`  takes back campaign ${s.undoOf}`] : []),
   ].join('\n');
 }
 

@@ -16,7 +16,7 @@
                                        campaign written before :meta existed has its meta here too)
     <p>:campaign:<c>:meta      HASH    written by the producer before commit: 'conn' -> connection
                                        id, 'tk' -> target key fields, 'retentionMs', and a rollout's
-                                       'rollout', 'minSamples', 'gate', 'maxFailureRatio'; the
+                                       'rollout', 'minSamples', 'gate', 'maxFailureRatio', 'onBreach'; the
                                        scheduler's: 'seq' -> holder counter, 'capgid' -> gids
                                        0 .. capgid-1 are in the capacity records (use_limits)
     <p>:campaign:<c>:ready     LIST    gids that may have a runnable target (round robin)
@@ -51,6 +51,8 @@
     <p>:sched:capacity         STRING  sum of live workers' concurrency (the dispatch window)
     <p>:sched:outboxes         SET     campaigns whose outbox may hold records, or whose records
                                        still need their retention TTL
+    <p>:sched:undo-due         ZSET    campaign -> when its failure budget broke with onBreach 'undo':
+                                       cancelled here, its undo campaign still to be made by a worker
 
   A holder is '<campaign id>.<n>': one dispatch of one target. Every group with pending entries
   is in exactly one of ready / a key's waiting list / delayed (stale extra memberships are

@@ -12,22 +12,30 @@
 -- Staged rollout and failure budget, judged after every counted outcome of a running campaign.
 -- The budget: once `minSamples` targets have finished (upgraded or failed; skips count for
 -- neither side) since the campaign started or was last resumed, a failed share above
--- `maxFailureRatio` pauses it. A step: when every target admitted so far has an outcome, the
+-- `maxFailureRatio` pauses it (or, with `onBreach` 'undo', cancels it for its undo campaign). A step: when every target admitted so far has an outcome, the
 -- next step opens (`gate: auto`) or the campaign waits in `gated` (`gate: manual`).
 local function rollout_check(c, now, channel, st)
   if st.state ~= 'running' then return end
   local status = ck(c, 'status')
   local up, sk, fa = tonumber(st.upgraded or '0'), tonumber(st.skipped or '0'), tonumber(st.failed or '0')
-  local g = meta_get(c, 'maxFailureRatio', 'minSamples', 'gate', 'rollout')
+  local g = meta_get(c, 'maxFailureRatio', 'minSamples', 'gate', 'rollout', 'onBreach')
   local maxRatio = tonumber(g[1] or '')
   if maxRatio then
     local samples = up + fa - tonumber(st.budgetSamples0 or '0')
     local failed = fa - tonumber(st.budgetFailed0 or '0')
     if samples > 0 and samples >= tonumber(g[2] or '0') and failed / samples > maxRatio then
-      redis.call('HSET', status, 'state', 'paused', 'pausedReason', 'FAILURE_BUDGET_EXCEEDED', 'pausedAt', now,
-        'breachFailed', failed, 'breachSamples', samples, 'breachRatio', string.format('%.4f', failed / samples),
-        'updatedAt', now)
-      redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'paused', reason = 'FAILURE_BUDGET_EXCEEDED' }))
+      redis.call('HSET', status, 'breachFailed', failed, 'breachSamples', samples,
+        'breachRatio', string.format('%.4f', failed / samples), 'updatedAt', now)
+      if g[5] == 'undo' then
+        -- Cancelled at once, so nothing more starts; a worker drains the rest and makes the undo
+        -- campaign (worker/breach-undo.ts), found here after any crash.
+        redis.call('HSET', status, 'state', 'cancelled', 'cancelReason', 'FAILURE_BUDGET_EXCEEDED')
+        redis.call('ZADD', S .. 'undo-due', now, c)
+        redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'cancelled', reason = 'FAILURE_BUDGET_EXCEEDED', undo = true }))
+      else
+        redis.call('HSET', status, 'state', 'paused', 'pausedReason', 'FAILURE_BUDGET_EXCEEDED', 'pausedAt', now)
+        redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'paused', reason = 'FAILURE_BUDGET_EXCEEDED' }))
+      end
       return
     end
   end

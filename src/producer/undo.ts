@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+import type { RedisClient } from '../shared/redis.js';
+import { cancelCampaign, type ControlOptions } from './control.js';
+import { enqueueSourced, type EnqueueResult, type SourcedTarget } from './enqueue.js';
+import {
+  campaignIndexKey,
+  campaignKeys,
+  CatalogueError,
+  catalogueMessage,
+  DEFAULTS,
+  encodeCarry,
+  eventsChannel,
+  InputError,
+  isUndoType,
+  operationFor,
+  readStatus,
+  scanRecords,
+  UNDO_FIELD,
+  UNDO_PREFIX,
+  type CampaignSpec,
+  type ConnectionRegistry,
+  type OutcomeRecord,
+  type UndoCarry,
+} from '../shared/index.js';
+
+/**
+ * Undo campaigns (README, "Undo"): `undoCampaign(id)` makes campaign `<id>-undo`, whose targets
+ * are `id`'s upgraded ones, each carrying what its upgrade kept, and whose operation
+ * `undo:<type>` puts each back (operations/undo.ts). It is a campaign like any other: same
+ * connection, same limits, its own status hash and report, pause/resume/cancel/retry.
+ */
+
+export interface UndoOptions extends ControlOptions {
+  /** The operator's connections registry: the undo campaign is checked against it as any campaign is. */
+  readonly connections: ConnectionRegistry;
+  /** Make the undo campaign a dry run (`<id>-undo-dry`): its reads are made, nothing is written, the original is left running. */
+  readonly dryRun?: boolean;
+  /** How long to wait for a running original's targets in flight once it is cancelled. */
+  readonly waitMs?: number;
+  readonly chunkSize?: number;
+}
+
+export interface UndoResult extends EnqueueResult {
+  /** The campaign taken back. */
+  readonly undoOf: string;
+  /** True when the original was still running and this undo cancelled it first. */
+  readonly cancelledOriginal: boolean;
+}
+
+const SUFFIX = { real: '-undo', dry: '-undo-dry' } as const;
+
+/**
+ * The undo campaign's id: `<id>-undo` (`<id>-undo-dry` for a dry run), or, when that would be
+ * longer than a campaign id may be, the id cut short with a digest of the whole id in it.
+ */
+export function undoCampaignId(id: string, dryRun = false): string {
+  const suffix = dryRun ? SUFFIX.dry : SUFFIX.real;
+  if (id.length + suffix.length <= 64) return `${id}${suffix}`;
+  const tag = createHash('sha256').update(id).digest('hex').slice(0, 10);
+  return `${id.slice(0, 64 - suffix.length - tag.length - 1)}-${tag}${suffix}`;
+}
+
+/**
+ * Makes (or finds, when it exists) the undo campaign of campaign `id`. A campaign still running
+ * is cancelled first and its targets in flight are waited for, so nothing is reverted before it
+ * was applied (a dry run leaves it running and previews the targets upgraded so far).
+ */
+export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoResult> {
+  const { redis, prefix } = opts;
+  const keys = campaignKeys(prefix, id);
+  const specJson = await redis.get(keys.spec);
+  if (specJson === null) {
+    // Still listed in the index but without data: its retention ran out.
+    if ((await redis.zscore(campaignIndexKey(prefix), id)) !== null) {
+      throw new CatalogueError('CAMPAIGN_EXPIRED', catalogueMessage('CAMPAIGN_EXPIRED', { id }));
+    }
+    throw new InputError('campaign', `no campaign "${id}"`, { field: 'id', code: 'CAMPAIGN_NOT_FOUND' });
+  }
+  const spec = { ...(JSON.parse(specJson) as CampaignSpec), id };
+  const refuse = (why: string) => new InputError('campaign', catalogueMessage('UNDO_NOT_POSSIBLE', { id, why }), { field: 'id', code: 'UNDO_NOT_POSSIBLE' });
+  if (isUndoType(spec.operation.type)) throw refuse('it is an undo campaign itself; run the original campaign again instead');
+  if (spec.dryRun) throw refuse('it was a dry run and changed nothing');
+  const dryRun = opts.dryRun === true;
+
+  let cancelledOriginal = false;
+  if (!dryRun) {
+    const state = (await readStatus(redis, prefix, id))?.state;
+    if (state !== 'completed' && state !== 'cancelled') {
+      await cancelCampaign(id, opts);
+      cancelledOriginal = true;
+    }
+    // Also for a campaign cancelled before (a breach with onBreach "undo"): its last targets
+    // may still be running.
+    await waitUntilEnded(redis, prefix, id, opts.waitMs ?? DEFAULTS.undoWaitMs);
+  }
+
+  const undoId = undoCampaignId(id, dryRun);
+  const op = operationFor(spec.operation.type);
+  const undoSpec: CampaignSpec & { id: string } = {
+    id: undoId,
+    name: `undo of ${spec.name || id}`.slice(0, 200),
+    connection: spec.connection,
+    operation: { ...spec.operation, type: `${UNDO_PREFIX}${spec.operation.type}`, undoOf: id },
+    retry: spec.retry,
+    limits: spec.limits,
+    dryRun,
+    verify: false,
+    undo: false,
+  };
+  const retentionMs = Number(await redis.hget(keys.meta, 'retentionMs')) || undefined;
+  const result = await enqueueSourced(undoSpec, upgradedTargets(redis, prefix, spec, op.targetIdField, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
+    redis,
+    prefix,
+    connections: opts.connections,
+    source: `campaign ${id}`,
+    ...(opts.chunkSize === undefined ? {} : { chunkSize: opts.chunkSize }),
+    ...(retentionMs === undefined ? {} : { retentionMs }),
+  });
+  // Linked both ways, also when it existed already (a link lost to a crash is made again).
+  await redis.hset(campaignKeys(prefix, undoId).status, 'undoOf', id);
+  if (!dryRun) await redis.hset(keys.status, 'undoCampaign', undoId);
+  return { ...result, undoOf: id, cancelledOriginal };
+}
+
+/** The original's upgraded targets, each with what its upgrade kept in `@undo`. */
+async function* upgradedTargets(
+  redis: RedisClient,
+  prefix: string,
+  spec: CampaignSpec & { id: string },
+  idField: string,
+  batch: number,
+): AsyncIterable<SourcedTarget> {
+  let line = 0;
+  for await (const records of scanRecords(redis, prefix, spec.id, (m) => m.outcome === 'upgraded', batch)) {
+    for (const { targetKey, json } of records) {
+      line++;
+      if (json === undefined) {
+        // The marker outlived its record: the target is known by its key alone.
+        yield { line, value: { [idField]: targetKey, [UNDO_FIELD]: encodeCarry({ x: 1 }) } };
+        continue;
+      }
+      const rec = JSON.parse(json) as OutcomeRecord;
+      const carry: UndoCarry =
+        rec.undo !== undefined
+          ? { k: rec.undo }
+          : { n: spec.undo === false ? `campaign ${spec.id} ran with undo: false, so nothing was kept to revert this target from` : '' };
+      yield { line, value: { ...rec.target, [UNDO_FIELD]: encodeCarry(carry) } };
+    }
+  }
+}
+
+/**
+ * Resolves once campaign `id` has ended (every target has an outcome): announced on the events
+ * channel, checked once after subscribing so an end in between is not missed.
+ */
+async function waitUntilEnded(redis: RedisClient, prefix: string, id: string, waitMs: number): Promise<void> {
+  const sub = redis.duplicate();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const ended = new Promise<void>((resolve) => {
+      sub.on('message', (_channel: string, message: string) => {
+        const event = JSON.parse(message) as { id?: string; ended?: boolean };
+        if (event.id === id && event.ended === true) resolve();
+      });
+    });
+    await sub.subscribe(eventsChannel(prefix));
+    const status = await readStatus(redis, prefix, id);
+    if (status === null || status.finishedAt !== undefined) return;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), waitMs);
+    });
+    if ((await Promise.race([ended, timedOut])) === 'timeout') {
+      const now = await readStatus(redis, prefix, id);
+      if (now !== null && now.finishedAt === undefined) {
+        throw new CatalogueError('UNDO_WAIT_TIMEOUT', catalogueMessage('UNDO_WAIT_TIMEOUT', { id, active: now.active, ms: waitMs }));
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    await sub.quit().catch(() => sub.disconnect());
+  }
+}
