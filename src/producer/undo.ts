@@ -84,14 +84,14 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
 
   let cancelledOriginal = false;
   if (!dryRun) {
-    const state = (await readStatus(redis, prefix, id))?.state;
-    if (state !== 'completed' && state !== 'cancelled') {
+    const status = await readStatus(redis, prefix, id);
+    if (status !== null && status.finishedAt === undefined) {
+      // Cancelling drains the targets not started; also for a campaign cancelled before without
+      // its drain (a breach with onBreach "undo" cancels in the scheduler, and leaves it to this).
       await cancelCampaign(id, opts);
-      cancelledOriginal = true;
+      cancelledOriginal = status.state !== 'cancelled';
+      await waitUntilEnded(redis, prefix, id, opts.waitMs ?? DEFAULTS.undoWaitMs);
     }
-    // Also for a campaign cancelled before (a breach with onBreach "undo"): its last targets
-    // may still be running.
-    await waitUntilEnded(redis, prefix, id, opts.waitMs ?? DEFAULTS.undoWaitMs);
   }
 
   const undoId = undoCampaignId(id, dryRun);

@@ -20,6 +20,7 @@ import {
 } from '../shared/index.js';
 import { masterNodes } from '../shared/redis.js';
 import { Archiver } from './archiver.js';
+import { BreachUndo } from './breach-undo.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
 import { LeaseKeeper } from './leases.js';
@@ -97,6 +98,7 @@ export async function startWorker(
   const channel = eventsChannel(config.prefix);
   const pauses = new PauseBoard((connection) => scripts.pauseOf(connection), opts.pauseGateMs);
   const archiver = new Archiver(redis, scripts, config.prefix, log, opts.archiveBatchMs, opts.outboxSweepMs);
+  const breachUndo = new BreachUndo(redis, config.prefix, connections, log, opts.outboxSweepMs);
   let closing: Promise<void> | undefined;
   const processor = createProcessor({
     scripts,
@@ -128,11 +130,13 @@ export async function startWorker(
   // A new or resumed campaign announces itself; this worker then looks for work at once. A
   // Retry-After pause is announced too: running targets hold their next call on that connection.
   sub.on('message', (_channel, message: string) => {
-    const event = JSON.parse(message) as { pause?: string; until?: number; now?: number };
+    const event = JSON.parse(message) as { id?: string; pause?: string; until?: number; now?: number; undo?: boolean };
     if (event.pause !== undefined) pauses.note(event.pause, event.until!, event.now!);
+    else if (event.undo === true && event.id !== undefined) breachUndo.note(event.id);
     else dispatcher.trigger();
   });
   await sub.subscribe(channel);
+  void breachUndo.sweep();
   await leases.register();
   dispatcher.trigger();
   serving = 'running';
@@ -146,6 +150,7 @@ export async function startWorker(
       closing ??= (async () => {
         serving = 'closing';
         dispatcher.stop();
+        breachUndo.close();
         await sub.quit().catch(() => sub.disconnect());
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<'timeout'>((resolve) => {
