@@ -23,6 +23,23 @@ function comparable(state: SandboxFixtures): unknown {
 
 const N = 6;
 
+/** `base` with the records of `over` in place of the ones with the same identity (as the sandbox's load does). */
+function merged(base: unknown, over: unknown): unknown {
+  const b = base as Record<string, Record<string, Record<string, unknown>[]>>;
+  const o = over as Record<string, Record<string, Record<string, unknown>[]>>;
+  const id = (r: Record<string, unknown>) => String(r.workflowId ?? r.entityId ?? r.id ?? `${String(r.name)}@${String(r.version)}`);
+  const out = structuredClone(b);
+  for (const [platform, lists] of Object.entries(o)) {
+    for (const [list, records] of Object.entries(lists)) {
+      for (const r of records) {
+        const at = out[platform]![list]!.findIndex((x) => id(x) === id(r));
+        out[platform]![list]![at] = r;
+      }
+    }
+  }
+  return out;
+}
+
 /** One fleet per operation: what each target is before the upgrade. */
 function fleet(): SandboxFixtures {
   return {
@@ -64,6 +81,8 @@ describe('undo', () => {
       key: 'UPSHIFT_TEST_CONDUCTOR_KEY',
       operation: { type: 'conductor.upgradeExecution', name: 'flow', version: 2, workflowInput: { region: 'us' } },
       targets: Array.from({ length: N }, (_, i) => ({ workflowId: `e-${i}` })),
+      // Someone gave the execution other input after the upgrade.
+      edit: (s: SandboxFixtures): SandboxFixtures => ({ conductor: { executions: [{ ...s.conductor!.executions!.find((e) => e.workflowId === 'e-0')!, input: { region: 'ap', n: 0 } }] } }),
     },
     {
       label: 'conductor.updateDefinition',
@@ -78,6 +97,7 @@ describe('undo', () => {
         ],
       },
       targets: Array.from({ length: N }, (_, i) => ({ name: `def-${i}`, version: 1 })),
+      edit: (s: SandboxFixtures): SandboxFixtures => ({ conductor: { definitions: [{ ...s.conductor!.definitions!.find((d) => d.name === 'def-0')!, timeoutSeconds: 5 }] } }),
     },
     {
       label: 'nected.updateWorkflow',
@@ -91,17 +111,23 @@ describe('undo', () => {
         ],
       },
       targets: Array.from({ length: N }, (_, i) => ({ entityId: `w-${i}` })),
+      // Saved by hand: a new checksum, as every save gets.
+      edit: (s: SandboxFixtures): SandboxFixtures => {
+        const { checksum: _checksum, ...w } = s.nected!.workflows!.find((x) => x.entityId === 'w-0')!;
+        return { nected: { workflows: [{ ...w, graph: { ...w.graph, name: 'renamed by hand' } }] } };
+      },
     },
     {
       label: 'tallyfy.updateRun',
       key: 'UPSHIFT_TEST_TALLYFY_KEY',
       operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'migrated', tags: ['b', 'c'] } },
       targets: Array.from({ length: N }, (_, i) => ({ runId: `run-${i}` })),
+      edit: (s: SandboxFixtures): SandboxFixtures => ({ tallyfy: { runs: [{ ...s.tallyfy!.runs!.find((r) => r.id === 'run-0')!, tags: ['hand'] }] } }),
     },
   ] as const;
 
   for (const c of CASES) {
-    it(`${c.label}: undo puts every target back exactly as it was; one edited since is left alone`, async () => {
+    it(`${c.label}: undo puts every target back exactly as it was, leaves one edited since alone; its dry run changes nothing`, async () => {
       t.sandbox.load(fleet());
       const before = comparable(t.sandbox.state());
       const id = `u-${c.label.replace('.', '-')}`;
@@ -118,14 +144,19 @@ describe('undo', () => {
       expect(comparable(t.sandbox.state())).toEqual(upgraded);
       expect((await report(t.redis, t.prefix, dry.campaignId)).every((l) => l.reason === 'REVERTED')).toBe(true);
 
+      // Target 0 is changed by hand after the upgrade: the undo must leave it as the person left it.
+      t.sandbox.load(c.edit(t.sandbox.state()));
+      const edited = comparable(c.edit(t.sandbox.state()));
+
       const undone = await undoCampaign(id, t.producer);
       expect(undone).toMatchObject({ campaignId: `${id}-undo`, undoOf: id, total: N, created: true, cancelledOriginal: false });
       const status = await waitForCompletion(t.prefix, undone.campaignId);
-      expect(status).toMatchObject({ total: N, upgraded: N, failed: 0, operation: `undo:${c.label}`, undoOf: id });
+      expect(status).toMatchObject({ total: N, upgraded: N - 1, skipped: 1, failed: 0, operation: `undo:${c.label}`, undoOf: id });
       expect((await readStatus(t.redis, t.prefix, id))?.undoCampaign).toBe(undone.campaignId);
-      expect(comparable(t.sandbox.state())).toEqual(before);
+      // Every other target is exactly as before the upgrade; the edited one is as edited.
+      expect(comparable(t.sandbox.state())).toEqual(merged(before, edited));
       const lines = await report(t.redis, t.prefix, undone.campaignId);
-      expect(lines.map((l) => l.reason)).toEqual(Array(N).fill('REVERTED'));
+      expect(lines.map((l) => l.reason)).toEqual(['CHANGED_SINCE_UPGRADE', ...Array(N - 1).fill('REVERTED')]);
       // The report shows the target's own fields, not the data it carried.
       for (const l of lines) expect(Object.keys(l.fields).some((k) => k.startsWith('@'))).toBe(false);
 
