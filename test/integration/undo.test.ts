@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { enqueueCampaign, undoCampaign } from '../../src/producer/index.js';
-import { readStatus, streamReport, type ReportLine } from '../../src/shared/index.js';
+import { campaignKeys, eventsChannel, flushOutbox, readStatus, schedulerKeys, streamReport, type ReportLine } from '../../src/shared/index.js';
 import type { SandboxFixtures } from '../../src/sandbox/index.js';
 import { setupDeployment } from '../support/deployment.js';
 import { nectedGraph } from '../support/fleet.js';
@@ -164,4 +164,168 @@ describe('undo', () => {
       expect(await undoCampaign(id, t.producer)).toMatchObject({ campaignId: undone.campaignId, created: false });
     });
   }
+
+  it('records why a target cannot be reverted: Alloy, a new definition version, a campaign run with undo: false (which also saves Tallyfy its read)', async () => {
+    t.sandbox.load({
+      ...fleet(),
+      alloy: { workflows: { wf: { latestVersion: 2 } }, installs: [1, 2, 3].map((i) => ({ workflowId: 'wf', userId: `user-${i}`, version: 1 })) },
+    });
+    await t.startWorker();
+    const runs = [
+      { id: 'nr-alloy', connection: connection('UPSHIFT_TEST_ALLOY_KEY'), operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, targets: [1, 2, 3].map((i) => ({ userId: `user-${i}` })) },
+      {
+        id: 'nr-newversion',
+        connection: connection('UPSHIFT_TEST_CONDUCTOR_KEY'),
+        operation: { type: 'conductor.updateDefinition', ownerEmail: 'ops@acme.test', newVersion: true, patch: [{ op: 'replace', path: '/timeoutSeconds', value: 60 }] },
+        targets: [{ name: 'def-1' }, { name: 'def-2' }],
+      },
+      {
+        id: 'nr-off',
+        connection: connection('UPSHIFT_TEST_TALLYFY_KEY'),
+        operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'x' } },
+        undo: false,
+        targets: [{ runId: 'run-1' }, { runId: 'run-2' }],
+      },
+    ];
+    for (const { targets, ...spec } of runs) {
+      await enqueueCampaign(spec, targets, t.producer);
+      expect(await waitForCompletion(t.prefix, spec.id)).toMatchObject({ upgraded: targets.length });
+    }
+    // undo: false made no read of the runs: only their updates.
+    expect(t.sandbox.received!.filter((r) => r.path.startsWith('/organizations/')).map((r) => r.method)).toEqual(['PUT', 'PUT']);
+    const expected = { 'nr-alloy': /only moves a user to the latest version/, 'nr-newversion': /new definition version/, 'nr-off': /ran with undo: false/ };
+    for (const { id, targets } of runs) {
+      const undone = await undoCampaign(id, t.producer);
+      expect(await waitForCompletion(t.prefix, undone.campaignId)).toMatchObject({ total: targets.length, failed: targets.length });
+      for (const l of await report(t.redis, t.prefix, undone.campaignId)) {
+        expect(l).toMatchObject({ outcome: 'failed', reason: 'NOT_REVERTIBLE', attempts: 1 });
+        expect(l.error).toMatch(expected[id as keyof typeof expected]);
+      }
+    }
+    // Nothing was written back.
+    expect(t.sandbox.received!.filter((r) => r.path.startsWith('/organizations/')).map((r) => r.method)).toEqual(['PUT', 'PUT']);
+  });
+
+  it('refuses to undo an undo campaign or a dry run, and an unknown campaign', async () => {
+    t.sandbox.load(fleet());
+    await t.startWorker();
+    const spec = { connection: connection('UPSHIFT_TEST_TALLYFY_KEY'), operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'x' } } };
+    await enqueueCampaign({ ...spec, id: 'np-real' }, [{ runId: 'run-1' }], t.producer);
+    await enqueueCampaign({ ...spec, id: 'np-dry', dryRun: true }, [{ runId: 'run-2' }], t.producer);
+    await waitForCompletion(t.prefix, 'np-real');
+    await waitForCompletion(t.prefix, 'np-dry');
+    const { campaignId } = await undoCampaign('np-real', t.producer);
+    await waitForCompletion(t.prefix, campaignId);
+    await expect(undoCampaign(campaignId, t.producer)).rejects.toMatchObject({ code: 'UNDO_NOT_POSSIBLE', message: expect.stringMatching(/undo campaign itself/) });
+    await expect(undoCampaign('np-dry', t.producer)).rejects.toMatchObject({ code: 'UNDO_NOT_POSSIBLE', message: expect.stringMatching(/dry run/) });
+    await expect(undoCampaign('np-none', t.producer)).rejects.toMatchObject({ code: 'CAMPAIGN_NOT_FOUND' });
+  });
+
+  it('answers clearly when the data expired: the whole campaign (CAMPAIGN_EXPIRED), or one record (UNDO_DATA_EXPIRED)', async () => {
+    t.sandbox.load(fleet());
+    await t.startWorker();
+    const spec = { connection: connection('UPSHIFT_TEST_TALLYFY_KEY'), operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'x' } } };
+    await enqueueCampaign({ ...spec, id: 'ex-part' }, [1, 2, 3].map((i) => ({ runId: `run-${i}` })), t.producer);
+    await enqueueCampaign({ ...spec, id: 'ex-all' }, [{ runId: 'run-4' }], t.producer);
+    await waitForCompletion(t.prefix, 'ex-part');
+    await waitForCompletion(t.prefix, 'ex-all');
+
+    // One record gone (its marker kept): that target fails, the others are reverted.
+    const keys = campaignKeys(t.prefix, 'ex-part');
+    await flushOutbox(t.redis, t.scripts, t.prefix, 'ex-part');
+    expect(await t.redis.hdel(keys.records, 'run-2')).toBe(1);
+    const part = await undoCampaign('ex-part', t.producer);
+    expect(await waitForCompletion(t.prefix, part.campaignId)).toMatchObject({ total: 3, upgraded: 2, failed: 1 });
+    const lines = await report(t.redis, t.prefix, part.campaignId);
+    expect(lines.map((l) => [l.target, l.reason])).toEqual([['run-1', 'REVERTED'], ['run-2', 'UNDO_DATA_EXPIRED'], ['run-3', 'REVERTED']]);
+    expect(lines[1]!.error).toMatch(/had expired/);
+
+    // The whole campaign gone as its retention removes it; it is still named in the index.
+    const all = campaignKeys(t.prefix, 'ex-all');
+    await t.redis.del(all.status, all.spec, all.outcomes, all.outbox, all.records, all.groups, all.meta, all.attempts);
+    await expect(undoCampaign('ex-all', t.producer)).rejects.toMatchObject({ errorCode: 'CAMPAIGN_EXPIRED', message: expect.stringMatching(/has expired/) });
+  });
+
+  it('undo of a running campaign cancels it first and reverts only what it applied, after its targets in flight finished', async () => {
+    const n = 40;
+    t.sandbox.load({
+      conductor: {
+        definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
+        executions: Array.from({ length: n }, (_, i) => ({ workflowId: `r-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
+      },
+    });
+    t.sandbox.configure({ latencyMs: 20 });
+    const id = 'running';
+    await enqueueCampaign(
+      {
+        id,
+        connection: connection('UPSHIFT_TEST_CONDUCTOR_KEY'),
+        operation: { type: 'conductor.upgradeExecution', name: 'flow', version: 2 },
+        limits: [{ key: 'all', concurrency: 2 }],
+        rollout: { steps: [{ count: 10 }] },
+      },
+      Array.from({ length: n }, (_, i) => ({ workflowId: `r-${i}` })),
+      t.producer,
+    );
+    // Undo lands as the second step opens, with its first targets in flight.
+    const sub = t.redis.duplicate();
+    t.defer(() => sub.disconnect());
+    const stepped = new Promise<void>((resolve) => {
+      sub.on('message', (_channel: string, message: string) => {
+        const e = JSON.parse(message) as { id?: string; step?: number };
+        if (e.id === id && e.step === 1) resolve();
+      });
+    });
+    await sub.subscribe(eventsChannel(t.prefix));
+    await t.startWorker();
+    await stepped;
+    const undone = await undoCampaign(id, t.producer);
+    expect(undone.cancelledOriginal).toBe(true);
+    const original = await readStatus(t.redis, t.prefix, id);
+    expect(original).toMatchObject({ state: 'cancelled', undoCampaign: undone.campaignId });
+    // The undo was made after the original ended: every target of it has its outcome.
+    expect(original!.finishedAt).toBeDefined();
+    expect(original!.upgraded + original!.skipped).toBe(n);
+    expect(original!.upgraded).toBeGreaterThan(0);
+    expect(original!.skipped).toBe(original!.reasons.CANCELLED);
+    expect(undone.total).toBe(original!.upgraded);
+    expect(await waitForCompletion(t.prefix, undone.campaignId)).toMatchObject({ total: original!.upgraded, upgraded: original!.upgraded });
+    // Back on version 1, every one of them: upgraded and reverted, or never touched.
+    expect(t.sandbox.state().conductor!.executions!.map((e) => e.workflowVersion)).toEqual(Array(n).fill(1));
+    const upgrades = t.sandbox.received!.filter((r) => r.method === 'POST');
+    expect(upgrades).toHaveLength(2 * original!.upgraded);
+  });
+
+  it('rollout.onBreach "undo": a breached budget cancels the campaign and reverts what it changed', async () => {
+    const n = 30;
+    t.sandbox.load({
+      tallyfy: {
+        // Every third run may not be updated: 403, a permanent failure.
+        runs: Array.from({ length: n }, (_, i) => ({ orgId: 'org', id: `b-${String(i).padStart(2, '0')}`, name: 'old', summary: '', tags: [], folders: [], forbidden: i % 3 === 2 })),
+      },
+    });
+    const before = comparable(t.sandbox.state());
+    const id = 'breach';
+    await enqueueCampaign(
+      {
+        id,
+        connection: connection('UPSHIFT_TEST_TALLYFY_KEY'),
+        operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'new', tags: ['v2'] } },
+        rollout: { steps: [50], maxFailureRatio: 0.1, minSamples: 6, onBreach: 'undo' },
+        limits: [{ key: 'all', concurrency: 1 }],
+      },
+      Array.from({ length: n }, (_, i) => ({ runId: `b-${String(i).padStart(2, '0')}` })),
+      t.producer,
+    );
+    await t.startWorker();
+    const undoStatus = await waitForCompletion(t.prefix, `${id}-undo`);
+    const original = await readStatus(t.redis, t.prefix, id);
+    expect(original).toMatchObject({ state: 'cancelled', cancelReason: 'FAILURE_BUDGET_EXCEEDED', undoCampaign: `${id}-undo`, pausedReason: undefined });
+    expect(original!.breach!.ratio).toBeGreaterThan(0.1);
+    expect(original!.reasons.CANCELLED).toBeGreaterThan(0);
+    expect(undoStatus).toMatchObject({ undoOf: id, total: original!.upgraded, upgraded: original!.upgraded, failed: 0 });
+    // Only what the campaign changed was written back: the forbidden runs were never touched.
+    expect(comparable(t.sandbox.state())).toEqual(before);
+    expect(await t.redis.zcard(schedulerKeys(t.prefix).undoDue)).toBe(0);
+  });
 });
