@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyError, operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
+import { classifyError, encodeCarry, operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
 import { patchHolds } from '../../src/shared/operations/patch.js';
 import { testConnections } from '../support/connections.js';
 
@@ -8,22 +8,24 @@ const connections = testConnections('https://platform.test');
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> };
 
 /** Runs an operation against scripted answers, recording every request it makes. */
-async function run(type: string, operation: Record<string, unknown>, target: Record<string, string | number>, replies: Reply[], verify = false) {
+async function run(type: string, operation: Record<string, unknown>, target: Record<string, string | number>, replies: Reply[], verify = false, captureUndo = false) {
+  // An undo operation runs the original operation's revert: checked by the original's schema.
+  const base = type.startsWith('undo:') ? type.slice('undo:'.length) : type;
   const spec = validateSpec({
     connection: { baseUrl: 'https://platform.test', credentialRef: 'KEY' },
-    operation: { type, ...operation },
+    operation: { type: base, ...operation },
   }, 'spec', connections);
   const sent: HttpRequest[] = [];
   let conflicts = 0;
   const queue = [...replies];
   const result = await operationFor(type)
     .apply({
-      operation: spec.operation,
+      operation: base === type ? spec.operation : { ...spec.operation, type, undoOf: 'c-1' },
       target,
       credential: () => 'sekret',
       onConflict: () => void conflicts++,
       verify,
-      captureUndo: false,
+      captureUndo,
       send: async (req): Promise<HttpResponse> => {
         sent.push(req);
         const r = queue.shift();
@@ -320,5 +322,95 @@ describe('patchHolds: the paths a patch wrote hold what was sent', () => {
     const patch = [{ op: 'replace' as const, path: '', value: { a: 2 } }];
     expect(patchHolds({ a: 2 }, { a: 2, stamp: 9 }, patch, ['stamp'])).toBe(true);
     expect(patchHolds({ a: 2 }, { a: 1, stamp: 9 }, patch, ['stamp'])).toBe(false);
+  });
+});
+
+/** Runs the undo of one upgrade of `type` that kept `kept`, against scripted answers. */
+function revert(type: string, operation: Record<string, unknown>, target: Record<string, string | number>, kept: unknown, replies: Reply[]) {
+  return run(`undo:${type}`, operation, { ...target, '@undo': encodeCarry(kept === undefined ? { n: '' } : { k: kept }) }, replies);
+}
+
+describe('undo: what an upgrade keeps, and its revert', () => {
+  it('conductor.upgradeExecution keeps the version it left (and the input it replaced) and upgrades back with it', async () => {
+    const op = { name: 'flow', version: 3, workflowInput: { a: 1 } };
+    const exec = (status: string, version: number, input: Record<string, unknown>) => ({ status: 200, body: { workflowName: 'flow', workflowVersion: version, status, input } });
+    const up = await run('conductor.upgradeExecution', op, { workflowId: 'e' }, [exec('RUNNING', 2, { a: 0, b: 2 }), { status: 200 }], false, true);
+    expect(up.value).toEqual({ outcome: 'upgraded', reason: 'UPGRADED', undo: { version: 2, input: { a: 0, b: 2 } } });
+    const kept = up.value!.undo;
+
+    const back = await revert('conductor.upgradeExecution', op, { workflowId: 'e' }, kept, [exec('RUNNING', 3, { a: 1, b: 2 }), { status: 200 }]);
+    expect(back.value).toEqual({ outcome: 'upgraded', reason: 'REVERTED' });
+    expect(back.sent[1]).toMatchObject({ method: 'POST', segments: ['api', 'workflow', 'e', 'upgrade'], json: { name: 'flow', version: 2, workflowInput: { a: 0, b: 2 } } });
+    for (const [state, reason] of [
+      [exec('COMPLETED', 3, { a: 1 }), 'NOT_RUNNING'],
+      [exec('RUNNING', 4, { a: 1 }), 'CHANGED_SINCE_UPGRADE'],
+      [exec('RUNNING', 3, { a: 9 }), 'CHANGED_SINCE_UPGRADE'],
+      [exec('RUNNING', 2, { a: 0, b: 2 }), 'ALREADY_CURRENT'],
+    ] as const) {
+      const r = await revert('conductor.upgradeExecution', op, { workflowId: 'e' }, kept, [state]);
+      expect([r.value, r.sent.length]).toEqual([{ outcome: 'skipped', reason }, 1]);
+    }
+  });
+
+  it('conductor.updateDefinition keeps an inverse patch and digests, not the document', async () => {
+    const op = { patch: [{ op: 'replace', path: '/timeoutSeconds', value: 60 }], ownerEmail: 'ops@acme.test' };
+    const def = { name: 'flow', version: 2, tasks: [{ name: 'big', inputParameters: { x: 'y'.repeat(500) } }], timeoutSeconds: 0, ownerEmail: 'old@acme.test', updateTime: 1 };
+    const up = await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: def }, { status: 200 }], false, true);
+    const kept = up.value!.undo as { inverse: unknown[]; wrote: string; before: string };
+    expect(kept.inverse).toEqual(expect.arrayContaining([{ op: 'replace', path: '/timeoutSeconds', value: 0 }, { op: 'replace', path: '/ownerEmail', value: 'old@acme.test' }]));
+    expect(JSON.stringify(kept).length).toBeLessThan(200);
+
+    const written = { ...def, timeoutSeconds: 60, ownerEmail: 'ops@acme.test', updateTime: 2 };
+    const back = await revert('conductor.updateDefinition', op, { name: 'flow', version: 2 }, kept, [{ status: 200, body: written }, { status: 200 }]);
+    expect(back.value?.reason).toBe('REVERTED');
+    expect(back.sent[1]).toMatchObject({ method: 'PUT', query: { overwrite: 'true', newVersion: 'false' }, json: { ...def, updateTime: 2 } });
+    const edited = await revert('conductor.updateDefinition', op, { name: 'flow', version: 2 }, kept, [{ status: 200, body: { ...written, description: 'by hand' } }]);
+    expect(edited.value?.reason).toBe('CHANGED_SINCE_UPGRADE');
+    const asBefore = await revert('conductor.updateDefinition', op, { name: 'flow', version: 2 }, kept, [{ status: 200, body: { ...def, updateTime: 3 } }]);
+    expect(asBefore.value?.reason).toBe('ALREADY_CURRENT');
+    // A new version: nothing kept, and its undo says why without a call.
+    const newVersion = await run('conductor.updateDefinition', { ...op, newVersion: true }, { name: 'flow' }, [{ status: 200, body: def }, { status: 200 }], false, true);
+    expect(newVersion.value?.undo).toBeUndefined();
+    const refused = await revert('conductor.updateDefinition', { ...op, newVersion: true }, { name: 'flow' }, undefined, []);
+    expect([refused.error?.code, refused.sent.length]).toEqual(['NOT_REVERTIBLE', 0]);
+  });
+
+  it('nected.updateWorkflow keeps the checksum its PATCH answered; a stale checksum on the way back re-reads, bounded', async () => {
+    const op = { patch: [{ op: 'replace', path: '/name', value: 'new' }], conflictRetries: 1 };
+    const got = (name: string, checksum: string) => ({ status: 200, body: { data: { name, nodes: [], checksum } } });
+    const up = await run('nected.updateWorkflow', op, { entityId: 'w' }, [got('old', 'c1'), { status: 200, body: { data: { checksum: 'c2' } } }], false, true);
+    const kept = up.value!.undo as { checksum: string };
+    expect(kept.checksum).toBe('c2');
+
+    const back = await revert('nected.updateWorkflow', op, { entityId: 'w' }, kept, [got('new', 'c2'), { status: 200, body: { data: { checksum: 'c3' } } }]);
+    expect(back.value?.reason).toBe('REVERTED');
+    expect(back.sent[1]).toMatchObject({ method: 'PATCH', json: { name: 'old', nodes: [], checksum: 'c2' } });
+    // A save of the same graph since (another checksum): still ours, reverted.
+    const resaved = await revert('nected.updateWorkflow', op, { entityId: 'w' }, kept, [got('new', 'c9'), { status: 200, body: {} }]);
+    expect(resaved.value?.reason).toBe('REVERTED');
+    expect((await revert('nected.updateWorkflow', op, { entityId: 'w' }, kept, [got('by hand', 'c9')])).value?.reason).toBe('CHANGED_SINCE_UPGRADE');
+    const stale = await revert('nected.updateWorkflow', op, { entityId: 'w' }, kept, [got('new', 'c2'), { status: 409, body: {} }, got('new', 'c4'), { status: 409, body: {} }]);
+    expect([stale.error?.code, stale.conflicts, stale.sent.length]).toEqual(['CONFLICT_RETRIES_EXHAUSTED', 2, 4]);
+  });
+
+  it('tallyfy.updateRun reads the run first to keep the previous values, and writes them back (absent ones as empty)', async () => {
+    const op = { orgId: 'org', changes: { name: 'new', summary: 'sum', tags: ['t'] } };
+    const run0 = { id: 'r', name: 'old', tags: [] };
+    const up = await run('tallyfy.updateRun', op, { runId: 'r' }, [{ status: 200, body: { data: run0 } }, { status: 200, body: { data: { ...run0, ...op.changes } } }], false, true);
+    expect(up.sent.map((r) => r.method)).toEqual(['GET', 'PUT']);
+    expect(up.value?.undo).toEqual({ prev: { name: 'old', summary: null, tags: [] } });
+    const back = await revert('tallyfy.updateRun', op, { runId: 'r' }, up.value!.undo, [{ status: 200, body: { data: { ...run0, ...op.changes } } }, { status: 200, body: { data: run0 } }]);
+    expect(back.value?.reason).toBe('REVERTED');
+    expect(back.sent[1]).toMatchObject({ method: 'PUT', json: { name: 'old', summary: '', tags: [] } });
+    const edited = await revert('tallyfy.updateRun', op, { runId: 'r' }, up.value!.undo, [{ status: 200, body: { data: { ...run0, ...op.changes, name: 'by hand' } } }]);
+    expect(edited.value?.reason).toBe('CHANGED_SINCE_UPGRADE');
+    // Kick-off fields are read back rendered: nothing is kept, and no read is made for it.
+    const prerun = await run('tallyfy.updateRun', { orgId: 'org', changes: { prerun: [1] } }, { runId: 'r' }, [{ status: 200, body: { data: run0 } }], false, true);
+    expect([prerun.sent.map((r) => r.method), prerun.value?.undo]).toEqual([['PUT'], undefined]);
+  });
+
+  it('an undo target whose record expired fails UNDO_DATA_EXPIRED without a call', async () => {
+    const r = await run('undo:tallyfy.updateRun', { orgId: 'org', changes: { name: 'x' } }, { runId: 'r', '@undo': encodeCarry({ x: 1 }) }, []);
+    expect([r.error?.code, r.sent.length]).toEqual(['UNDO_DATA_EXPIRED', 0]);
   });
 });
