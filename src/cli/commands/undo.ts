@@ -9,20 +9,20 @@ export const help = `upshift undo <id> [--dry-run] [--json] [--wait-ms N]
 Makes campaign <id>-undo, which puts every target that <id> upgraded back as it was before, from
 what the upgrade kept (spec "undo", on by default). It is a campaign like any other: workers run
 it, and status, report, pause, resume, cancel and retry work on it. Each of its targets ends
-upgraded/REVERTED, or skipped with CHANGED_SINCE_UPGRADE (edited since: left alone),
+upgraded/REVERTED, skipped/CHANGED_SINCE_UPGRADE (edited since: left alone), or failed with
 NOT_REVERTIBLE or UNDO_DATA_EXPIRED (docs/REASONS.md).
 
 A campaign still running is cancelled first, and its targets in flight are waited for (at most
---wait-ms, default ${DEFAULTS.undoWaitMs}; longer is exit 1 UNDO_WAIT_TIMEOUT: run undo again).
+--wait-ms, default ${DEFAULTS.undoWaitMs} ms; longer is exit 1 UNDO_WAIT_TIMEOUT: run undo again).
 --dry-run makes <id>-undo-dry instead: it reads every target and changes nothing, and leaves a
 running campaign running. Running undo again makes nothing new. Needs UPSHIFT_CONNECTIONS, as
 enqueue does. With --json: {"campaignId","undoOf","total","created","cancelledOriginal"}.
 
 Examples:
   upshift undo onboarding-v3 --dry-run
-  upshift status onboarding-v3-undo-dry --watch      # what the undo would do
+  upshift status onboarding-v3-undo-dry --watch           # what the undo would do
   upshift undo onboarding-v3
-  upshift report onboarding-v3-undo --outcome skipped     # targets left as they are, and why`;
+  upshift report onboarding-v3-undo --outcome skipped     # targets edited since, left as they are`;
 
 export async function run(argv: string[], config: UpshiftConfig): Promise<void> {
   const { values, positionals } = parseFlags(argv, {
