@@ -22,6 +22,7 @@ import * as retry from './commands/retry.js';
 import * as sandbox from './commands/sandbox.js';
 import * as serve from './commands/serve.js';
 import * as status from './commands/status.js';
+import * as undo from './commands/undo.js';
 import * as worker from './commands/worker.js';
 
 /** One `upshift <name>` command (src/cli/commands/<name>.ts): its --help text and its handler. */
@@ -40,6 +41,7 @@ Commands:
   list [--json]                                               campaigns with state, counts, age
   pause <id> | resume <id> | cancel <id> | promote <id>       control a campaign
   retry <id> [--reason CODE]                                  run failed targets again
+  undo <id> [--dry-run] [--json] [--wait-ms N]                put the targets a campaign upgraded back as they were
   sandbox [--host H] [--port N] [--latency-ms N] [--fail-rate R] [--throttle-rate R] [--conflict-rate R]
           [--reset-rate R] [--slow-rate R] [--slow-ms N] [--limit-key-pattern RE] [--seed N]
   serve [--port N] [--host H] [--insecure-no-auth]            HTTP API, dashboard, /docs, Bull Board
@@ -49,10 +51,10 @@ UPSHIFT_RETENTION_MS (how long an ended campaign's data is kept; default 7 days)
 Run "upshift <command> --help" for examples.`;
 
 
-const COMMANDS: Readonly<Record<string, Command>> = { enqueue, worker, status, report, list, pause, resume, cancel, promote, retry, sandbox, serve };
+const COMMANDS: Readonly<Record<string, Command>> = { enqueue, worker, status, report, list, pause, resume, cancel, promote, retry, undo, sandbox, serve };
 
 /** Commands that emit spans when OTEL_EXPORTER_OTLP_ENDPOINT is set, with their service name. */
-const TRACED: Record<string, ServiceName> = { enqueue: 'upshift-producer', worker: 'upshift-worker', serve: 'upshift-api' };
+const TRACED: Record<string, ServiceName> = { enqueue: 'upshift-producer', undo: 'upshift-producer', worker: 'upshift-worker', serve: 'upshift-api' };
 
 /** The CLI's hint per catalogue code: how to correct input whose message names only what is wrong. */
 const HINTS: Partial<Record<ErrorCode, string>> = {

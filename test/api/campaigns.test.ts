@@ -234,6 +234,7 @@ describe('reading and controlling campaigns', () => {
       ['POST', '/campaigns/nope/cancel'],
       ['POST', '/campaigns/nope/promote'],
       ['POST', '/campaigns/nope/retry'],
+      ['POST', '/campaigns/nope/undo'],
       ['GET', '/campaigns/a:b'],
     ] as const) {
       const res = await call(method, url);

@@ -129,6 +129,7 @@ describe('OpenAPI document and /docs', () => {
     ['post', '/campaigns/{id}/cancel'],
     ['post', '/campaigns/{id}/promote'],
     ['post', '/campaigns/{id}/retry'],
+    ['post', '/campaigns/{id}/undo'],
     ['get', '/healthz'],
     ['get', '/readyz'],
     ['get', '/metrics'],
@@ -163,6 +164,11 @@ describe('OpenAPI document and /docs', () => {
     expect(backend.validateRequest(request({ ...good, operation: { type: 'alloy.upgradeWorkflow' } })).valid).toBe(false);
     expect(backend.validateRequest({ method: 'get', path: '/campaigns/c1/report', query: { outcome: 'failed' }, headers: {} }).valid).toBe(true);
     expect(backend.validateRequest({ method: 'get', path: '/campaigns/c1/report', query: { outcome: 'done' }, headers: {} }).valid).toBe(false);
+    const undo = (body: unknown) => ({ method: 'post', path: '/campaigns/c1/undo', headers: { 'content-type': 'application/json' }, body });
+    expect(backend.validateRequest(undo({ dryRun: true })).errors ?? []).toEqual([]);
+    expect(backend.validateRequest(undo({ dryRun: 'yes' })).valid).toBe(false);
+    expect(backend.validateRequest(undo({ colour: 'red' })).valid).toBe(false);
+    expect(Object.keys(doc.paths['/campaigns/{id}/undo'].post.responses).sort()).toEqual(['200', '201', '400', '401', '404', '409', '410']);
   });
 
   it('/docs renders the document with Swagger UI served from this server (no CDN)', async () => {

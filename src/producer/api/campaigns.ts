@@ -18,6 +18,7 @@ import {
 } from '../../shared/index.js';
 import { cancelCampaign, listCampaigns, pauseCampaign, promoteCampaign, resumeCampaign, retryCampaign } from '../control.js';
 import { enqueueSourced, type EnqueueResult, type SourcedTarget } from '../enqueue.js';
+import { undoCampaign } from '../undo.js';
 import { LineTooLongError, readNdjsonTargets } from '../ndjson.js';
 import { apiErrorBody, HttpError, inputErrorBody, notFound } from './errors.js';
 import { readLimitUsage } from './limits.js';
@@ -33,6 +34,8 @@ import {
   parseInput,
   reportQuery,
   retryBody,
+  undoBody,
+  undoResult,
 } from './schemas.js';
 
 export interface CampaignRouteDeps {
@@ -95,8 +98,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
       if (type === 'application/json') {
         // The body has arrived whole; what follows is the server's own work (a discovery pages
         // for as long as the fleet takes), which the idle connection timeout must not cut.
-        const socket = request.raw.socket as { setTimeout?: (ms: number) => unknown } | undefined;
-        if (typeof socket?.setTimeout === 'function') socket.setTimeout(0); // inject()'s mock socket has none
+        keepConnectionOpen(request);
         result = await enqueue(() => validateSpec(request.body, 'spec', deps.connections), undefined, deps);
       } else if (type === NDJSON) result = await enqueueNdjson(request, reply, deps);
       else {
@@ -223,6 +225,50 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
       return { campaignId: id, state: status?.state ?? 'unknown', retried };
     },
   );
+
+  app.post(
+    '/campaigns/:id/undo',
+    {
+      schema: {
+        tags,
+        operationId: 'undoCampaign',
+        summary: 'Make the undo campaign `<id>-undo`: every target the campaign upgraded is put back as it was',
+        description:
+          'A campaign still running is cancelled first and its targets in flight are waited for ' +
+          `(up to ${DEFAULTS.undoWaitMs} ms; longer is 409 \`UNDO_WAIT_TIMEOUT\`: POST again). ` +
+          '201 when the undo campaign is made, 200 with `created: false` when it existed already (nothing new is enqueued). ' +
+          'The undo campaign runs like any other: follow it with `GET /campaigns/{undo id}`. ' +
+          '409 `UNDO_NOT_POSSIBLE` for an undo campaign or a dry run; 410 `CAMPAIGN_EXPIRED` when its data is gone.',
+        params,
+        body: { content: { 'application/json': { schema: jsonSchema(undoBody, 'input') } } },
+        response: {
+          200: jsonSchema(undoResult),
+          201: jsonSchema(undoResult),
+          ...errors(400, 401, 404, 409, 410),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = campaignId(request);
+      const { dryRun } = parseInput(undoBody, request.body, 'body');
+      // Waiting for a cancelled campaign's targets in flight may outlast the idle timeout.
+      keepConnectionOpen(request);
+      const result = await controlled(id, () =>
+        undoCampaign(id, { ...opts, connections: deps.connections, dryRun: dryRun === true }),
+      );
+      const { campaignId: undoId, undoOf, total, created, cancelledOriginal } = result;
+      return reply.code(created ? 201 : 200).send({ campaignId: undoId, undoOf, total, created, cancelledOriginal });
+    },
+  );
+}
+
+/**
+ * Lifts the idle timeout off the request's connection: for a route whose answer waits on the
+ * server's own work (a discovery's paging, an undo waiting for targets in flight), not on the client.
+ */
+function keepConnectionOpen(request: FastifyRequest): void {
+  const socket = request.raw.socket as { setTimeout?: (ms: number) => unknown } | undefined;
+  if (typeof socket?.setTimeout === 'function') socket.setTimeout(0); // inject()'s mock socket has none
 }
 
 /** The path's campaign id; an id that cannot exist (wrong shape) is as unknown as a missing one. */

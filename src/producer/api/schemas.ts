@@ -27,6 +27,20 @@ export const retryBody = z
   })
   .describe('optional: without a body every failed target runs again');
 
+export const undoBody = z
+  .strictObject({
+    dryRun: z.boolean().optional().describe('make `<id>-undo-dry` instead: every target is read, nothing is written, a running campaign is left running'),
+  })
+  .describe('optional: without a body the undo is real');
+
+export const undoResult = z.object({
+  campaignId: z.string().describe('the undo campaign: `<id>-undo`, or `<id>-undo-dry` for a dry run'),
+  undoOf: z.string().describe('the campaign taken back'),
+  total: z.number().int().describe("the undo campaign's targets: those the campaign upgraded"),
+  created: z.boolean().describe('false when the undo campaign existed already: nothing new was enqueued'),
+  cancelledOriginal: z.boolean().describe('the campaign was still running, and this undo cancelled it (and waited for its targets in flight) first'),
+});
+
 export const enqueueResult = z.object({
   campaignId: z.string(),
   total: z.number().int().describe('distinct targets'),

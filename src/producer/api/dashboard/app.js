@@ -167,6 +167,15 @@
     notice.hidden = c.state !== 'paused';
     notice.textContent = c.state === 'paused' ? `paused: ${c.pausedReason || 'OPERATOR'}${breach}` : '';
 
+    // The links between a campaign and its undo campaign, as `upshift status` prints them.
+    const undo = [
+      c.cancelReason ? `cancelled: ${c.cancelReason}` : '',
+      c.undoCampaign ? `undone by campaign ${c.undoCampaign}` : '',
+      c.undoOf ? `takes back campaign ${c.undoOf}` : '',
+    ].filter(Boolean).join('; ');
+    field(el, 'undo').hidden = undo === '';
+    field(el, 'undo').textContent = undo;
+
     renderLimits(el, usage, c.state);
     renderReasons(el, c.reasons || {});
 
