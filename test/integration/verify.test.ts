@@ -78,7 +78,8 @@ describe('verify', () => {
       t.producer,
     );
     const tallyfy = await enqueueCampaign(
-      { id: 'vtally', connection: connection('UPSHIFT_TEST_TALLYFY_KEY'), operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'new', tags: ['t'] } }, verify: true },
+      // undo: false, so that the only calls are the updates: verify adds none.
+      { id: 'vtally', connection: connection('UPSHIFT_TEST_TALLYFY_KEY'), operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'new', tags: ['t'] } }, verify: true, undo: false },
       Array.from({ length: 4 }, (_, i) => ({ runId: `run-${i}` })),
       t.producer,
     );
