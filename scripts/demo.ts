@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { enqueueCampaign } from '../src/producer/index.js';
+import { enqueueCampaign, undoCampaign, undoCampaignId } from '../src/producer/index.js';
 import { SANDBOX_KEYS, startSandbox, type SandboxFixtures } from '../src/sandbox/index.js';
 import { eventsChannel, readStatus, streamReport, type CampaignStatus } from '../src/shared/index.js';
 import { startPrivateRedis, type TestRedis } from './lib/private-redis.js';
@@ -122,6 +122,18 @@ function progressLine(statuses: CampaignStatus[]): string {
     .join('  ');
 }
 
+/** One line of counts for a campaign, then its targets by outcome and reason. */
+async function summarise(redis: Redis, prefix: string, id: string): Promise<void> {
+  const s = (await readStatus(redis, prefix, id))!;
+  const reasons = new Map<string, number>();
+  for await (const line of streamReport(redis, prefix, id)) {
+    const k = `${line.outcome}/${line.reason}`;
+    reasons.set(k, (reasons.get(k) ?? 0) + 1);
+  }
+  console.log(`${s.id} (${s.operation}): ${s.total} targets, upgraded ${s.upgraded}, skipped ${s.skipped}, failed ${s.failed}; retries ${s.retries}, conflicts ${s.conflicts}`);
+  for (const [k, n] of [...reasons].sort()) console.log(`    ${k.padEnd(40)} ${n}`);
+}
+
 async function main(): Promise<void> {
   const redisInfo = await getRedis();
   const prefix = `demo-${Date.now().toString(36)}`;
@@ -169,16 +181,28 @@ async function main(): Promise<void> {
     if (tty) process.stdout.write('\n');
     console.log(`\nall campaigns completed in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 
-    for (const c of list) {
-      const s = (await readStatus(redis, prefix, c.spec.id))!;
-      const reasons = new Map<string, number>();
-      for await (const line of streamReport(redis, prefix, c.spec.id)) {
-        const k = `${line.outcome}/${line.reason}`;
-        reasons.set(k, (reasons.get(k) ?? 0) + 1);
-      }
-      console.log(`${s.id} (${s.operation}): ${s.total} targets, upgraded ${s.upgraded}, skipped ${s.skipped}, failed ${s.failed}; retries ${s.retries}, conflicts ${s.conflicts}`);
-      for (const [k, n] of [...reasons].sort()) console.log(`    ${k.padEnd(40)} ${n}`);
-    }
+    for (const c of list) await summarise(redis, prefix, c.spec.id);
+
+    // Take one campaign back. Someone has renamed rule-3 by hand since: that one is left alone.
+    // The sandbox's simulated concurrent edits are edits by someone else too, which the undo
+    // would leave alone as well; they are turned off so that rule-3 is the one.
+    sandbox.configure({ conflictRate: 0 });
+    const rule3 = sandbox.state().nected!.workflows!.find((w) => w.entityId === 'rule-3')!;
+    sandbox.load({ nected: { workflows: [{ entityId: rule3.entityId, graph: { ...rule3.graph, name: 'rule 3 (renamed by hand)' } }] } });
+    const undoId = undoCampaignId('demo-nected');
+    const undone = new Promise<void>((resolve) => {
+      sub.on('message', (_ch, msg: string) => {
+        const event = JSON.parse(msg) as { id: string; ended?: boolean };
+        if (event.id === undoId && event.ended === true) resolve();
+      });
+    });
+    const made = await undoCampaign('demo-nected', { redis, prefix, connections });
+    console.log(`
+upshift undo demo-nected: undo campaign ${made.campaignId}, ${made.total} targets`);
+    if ((await readStatus(redis, prefix, undoId))?.finishedAt === undefined) await undone;
+    await summarise(redis, prefix, undoId);
+    const back = sandbox.state().nected!.workflows!.filter((w) => w.graph.settings !== undefined && (w.graph.settings as { auditIO?: boolean }).auditIO === (Number(w.entityId.slice(5)) % 25 === 0));
+    console.log(`    ${back.length} of 300 workflows have their audit setting from before the campaign again (rule-3 kept the person's change)`);
     const stats = sandbox.stats();
     console.log(`\nsandbox: ${stats.requests} requests; injected ${stats.faults.failed} 5xx, ${stats.faults.throttled} 429, ${stats.faults.conflicts} conflicts`);
     if (process.env.REDIS_URL) {
