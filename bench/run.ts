@@ -11,11 +11,15 @@
  *   scaleout    1 / 2 / 4 worker processes against the ideal processes x concurrency / latency
  *   conflicts   nected.updateWorkflow at 30% simulated concurrent edits: calls per target
  *   retryafter  the latest arrival inside a Retry-After pause against pauseGateMs
+ *   undo        bytes each operation keeps per target to undo it, next to its record; calls with undo on/off
  *
  * Sizes: BENCH_TARGETS (default 100000), BENCH_ENQUEUE (default 1000000), BENCH_ROUNDS (default 5),
  * BENCH_LIMIT_TARGETS (default 20000), BENCH_WAKE_TARGETS (default 500), BENCH_SCALE_TARGETS
- * (default 4000), BENCH_CONFLICT_TARGETS (default 2000), BENCH_RA_TARGETS (default 8000).
- * BENCH_ONLY (optional, comma separated: throughput,enqueue,limits,wakeup,scaleout,conflicts,retryafter) runs a subset.
+ * (default 4000), BENCH_CONFLICT_TARGETS (default 2000), BENCH_RA_TARGETS (default 8000),
+ * BENCH_UNDO_TARGETS (default 200, per operation).
+ * BENCH_ONLY (optional, comma separated: throughput,enqueue,limits,wakeup,scaleout,conflicts,retryafter,undo)
+ * runs a subset; its figures replace only those scenarios' entries in bench/results.json, each
+ * stamped with the subset run's machine and date.
  * BENCH_CPU_PROF=<dir> writes the throughput workers' CPU profiles (`node --cpu-prof`) there;
  * `node dist/bench/profile.js <file.cpuprofile>` sums them up.
  * BENCH_DEBUG=1 prints the raw wake-up gaps and the limits bottleneck key's long spacings to stderr.
@@ -23,7 +27,7 @@
  * Every scenario uses its own key prefix (UPSHIFT_PREFIX for its workers) and deletes its keys
  * when it ends; every process it starts is stopped before the next scenario.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { Redis } from 'ioredis';
 import { SANDBOX_KEYS } from '../src/sandbox/index.js';
@@ -35,10 +39,11 @@ import { limits } from './scenarios/limits.js';
 import { retryafter } from './scenarios/retryafter.js';
 import { scaleout } from './scenarios/scaleout.js';
 import { throughput } from './scenarios/throughput.js';
+import { undo } from './scenarios/undo.js';
 import { wakeup } from './scenarios/wakeup.js';
 
 /** In the order they run and print; the shared-sandbox ones come first (it is stopped after them). */
-const SCENARIOS: readonly Scenario[] = [throughput, enqueue, limits, wakeup, scaleout, conflicts, retryafter];
+const SCENARIOS: readonly Scenario[] = [throughput, enqueue, limits, wakeup, scaleout, conflicts, retryafter, undo];
 
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null;
 const enabled = (s: Scenario): boolean => ONLY === null || ONLY.has(s.name);
@@ -67,8 +72,15 @@ async function main(): Promise<void> {
   }
 
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-  const out = { machine, redis: redisInfo.how, date: new Date().toISOString(), ...results };
-  writeFileSync(new URL('../../bench/results.json', import.meta.url), JSON.stringify(out, null, 2) + '\n');
+  const date = new Date().toISOString();
+  const file = new URL('../../bench/results.json', import.meta.url);
+  // A subset run keeps the other scenarios' figures from the last run that measured them; its
+  // own entries say when and where they were measured, as the file's top does for a whole run.
+  const out =
+    ONLY !== null && existsSync(file)
+      ? { ...(JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>), ...Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { machine, redis: redisInfo.how, date, ...(v as object) }])) }
+      : { machine, redis: redisInfo.how, date, ...results };
+  writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
   console.log(`machine: ${machine}`);
   console.log('| scenario | Upshift | baseline | ratio |');
   console.log('|---|---|---|---|');
