@@ -62,6 +62,8 @@ export type AttemptEnd = ({ readonly result: ApplyResult } | { readonly error: u
   readonly conflicts: number;
   /** Credentials read, kept out of stored errors. */
   readonly secrets: readonly string[];
+  /** A pre-image of the target is kept in `:attempts` (this run's or an earlier one's), for `finish` to drop. */
+  readonly keptUndo: boolean;
 };
 
 /** A target this worker runs next, and its claim when `finish` made it. */
@@ -146,6 +148,7 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
     maxPicks: deps.dispatchBatch,
     leaseMs: deps.limits.leaseMs,
     conflicts: end.conflicts,
+    keptUndo: end.keptUndo,
     ...(nextToken === undefined ? {} : { nextToken }),
   });
   if (step.recorded) deps.archiver.add(campaignId, { targetKey: a.targetKey, seq: step.seq, json: recordJson });

@@ -17,9 +17,9 @@ import { recordFigures } from './figures.js';
  * exactly once (upgraded + skipped + failed = total, counters = report); every `upgraded` one
  * is `REVERTED` and holds its pre-image on the platform; no target is written back twice
  * beyond the calls the killed worker had in flight; nobody edited a run, so none is
- * `CHANGED_SINCE_UPGRADE`. Targets skipped as `ALREADY_CURRENT` are counted, not checked
- * against the pre-image: some are not back (RELIABILITY.md, `undo`: the kept values of a
- * Tallyfy write retried after it landed unanswered are the new ones).
+ * `CHANGED_SINCE_UPGRADE`; a target skipped as `ALREADY_CURRENT` holds its pre-image too (a
+ * revert cut off after its write landed): an upgrade retried after its write landed unanswered
+ * keeps the first run's pre-image (`ApplyContext.keep`), not what the retry reads.
  */
 const TARGETS = 500;
 const CONCURRENCY = 25;
@@ -141,12 +141,13 @@ describe('chaos: undo under kills and platform faults', () => {
     // A reverted run was written back by this undo; one skipped as already back was too, by a cut-off call, or not at all.
     for (const r of reverted) expect(undoWrites.get(r)).toBeGreaterThanOrEqual(1);
 
-    // Skipped as already back: reverted by a call the kill cut off (then at the pre-image), or
-    // (figures below) an original whose kept values came from a retry's read, made after an
-    // earlier attempt's write had landed unanswered: the "previous" values are the new ones.
+    // Skipped as already back: reverted by a call the kill (or a slow answer) cut off. Back at
+    // its pre-image too, also when its upgrade was retried after a write that landed unanswered:
+    // the retry kept the first run's pre-image, not the new values it read.
     const alreadyBack = lines.filter((l) => l.reason === 'ALREADY_CURRENT').map((l) => l.target);
     const attemptsOf = new Map(originalLines.map((l) => [l.target, l.attempts]));
     const notBack = alreadyBack.filter((r) => now.get(r) !== preImage.get(r));
+    expect(notBack).toEqual([]);
     recordFigures('undo', {
       operation: 'tallyfy.updateRun',
       targets: TARGETS,

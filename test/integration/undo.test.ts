@@ -328,4 +328,32 @@ describe('undo', () => {
     expect(comparable(t.sandbox.state())).toEqual(before);
     expect(await t.redis.zcard(schedulerKeys(t.prefix).undoDue)).toBe(0);
   });
+
+  it('a write that landed but whose answer was lost keeps the first pre-image: the retry is recorded upgraded, and the undo restores it', async () => {
+    t.sandbox.load(fleet());
+    const before = comparable(t.sandbox.state());
+    // 30% of answers come after the call timeout: those writes landed, their runs are retried.
+    t.sandbox.configure({ slowRate: 0.3, slowMs: 1500 });
+    await t.startWorker();
+    for (const c of CASES) {
+      const id = `lost-${c.label.replace('.', '-')}`;
+      await enqueueCampaign(
+        { id, connection: { ...connection(c.key), timeoutMs: 300 }, operation: c.operation, retry: { attempts: 20, backoffMs: 10 } },
+        c.targets,
+        t.producer,
+      );
+      const st = await waitForCompletion(t.prefix, id);
+      expect(st, JSON.stringify(await report(t.redis, t.prefix, id))).toMatchObject({ total: N, upgraded: N });
+    }
+    expect(t.sandbox.stats().faults.slow).toBeGreaterThan(0);
+    t.sandbox.configure({ slowRate: 0 });
+    for (const c of CASES) {
+      const { campaignId } = await undoCampaign(`lost-${c.label.replace('.', '-')}`, t.producer);
+      expect(await waitForCompletion(t.prefix, campaignId), campaignId).toMatchObject({ total: N, upgraded: N });
+    }
+    expect(comparable(t.sandbox.state())).toEqual(before);
+    // Nothing kept in the deployment's slot once the outcomes are recorded: the records hold it.
+    const left = await t.redis.hkeys(campaignKeys(t.prefix, 'lost-tallyfy-updateRun').attempts);
+    expect(left.filter((k) => k.startsWith('u:'))).toEqual([]);
+  });
 });

@@ -8,7 +8,15 @@ const connections = testConnections('https://platform.test');
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> };
 
 /** Runs an operation against scripted answers, recording every request it makes. */
-async function run(type: string, operation: Record<string, unknown>, target: Record<string, string | number>, replies: Reply[], verify = false, captureUndo = false) {
+async function run(
+  type: string,
+  operation: Record<string, unknown>,
+  target: Record<string, string | number>,
+  replies: Reply[],
+  verify = false,
+  captureUndo = false,
+  earlier: unknown = undefined,
+) {
   // An undo operation runs the original operation's revert: checked by the original's schema.
   const base = type.startsWith('undo:') ? type.slice('undo:'.length) : type;
   const spec = validateSpec({
@@ -17,6 +25,7 @@ async function run(type: string, operation: Record<string, unknown>, target: Rec
   }, 'spec', connections);
   const sent: HttpRequest[] = [];
   let conflicts = 0;
+  const kept: unknown[] = [];
   const queue = [...replies];
   const result = await operationFor(type)
     .apply({
@@ -26,6 +35,8 @@ async function run(type: string, operation: Record<string, unknown>, target: Rec
       onConflict: () => void conflicts++,
       verify,
       captureUndo,
+      keep: async (k) => void kept.push(k),
+      earlier,
       send: async (req): Promise<HttpResponse> => {
         sent.push(req);
         const r = queue.shift();
@@ -38,7 +49,7 @@ async function run(type: string, operation: Record<string, unknown>, target: Rec
       (value) => ({ value, error: undefined }),
       (error: unknown) => ({ value: undefined, error: error as UpshiftError }),
     );
-  return { ...result, sent, conflicts };
+  return { ...result, sent, conflicts, kept };
 }
 
 describe('alloy.upgradeWorkflow', () => {
@@ -412,5 +423,22 @@ describe('undo: what an upgrade keeps, and its revert', () => {
   it('an undo target whose record expired fails UNDO_DATA_EXPIRED without a call', async () => {
     const r = await run('undo:tallyfy.updateRun', { orgId: 'org', changes: { name: 'x' } }, { runId: 'r', '@undo': encodeCarry({ x: 1 }) }, []);
     expect([r.error?.code, r.sent.length]).toEqual(['UNDO_DATA_EXPIRED', 0]);
+  });
+
+  it('a run after an earlier one whose write landed unanswered records it upgraded, without writing again', async () => {
+    const def = { name: 'flow', version: 2, description: 'x', timeoutSeconds: 0, ownerEmail: 'old@acme.test' };
+    const op = { patch: [{ op: 'remove', path: '/description' }], ownerEmail: 'ops@acme.test' };
+    const first = await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: def }, { status: 200 }], false, true);
+    // The first run kept its pre-image before its write.
+    expect(first.kept).toEqual([first.value!.undo]);
+    const { description: _gone, ...landed } = { ...def, ownerEmail: 'ops@acme.test' };
+    const again = await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: { ...landed, updateTime: 9 } }], false, true, first.kept[0]);
+    expect([again.value, again.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED' }, 1]);
+    // Without that earlier write, the same read fails: the patch's `remove` finds nothing.
+    expect((await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: landed }])).error?.code).toBe('PATCH_NOT_APPLICABLE');
+
+    const exec = { status: 200, body: { workflowName: 'flow', workflowVersion: 3, status: 'RUNNING' } };
+    const upgraded = await run('conductor.upgradeExecution', { name: 'flow', version: 3 }, { workflowId: 'e' }, [exec], false, true, { version: 2 });
+    expect([upgraded.value, upgraded.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED' }, 1]);
   });
 });

@@ -4,7 +4,7 @@ import { errorFromResponse, isSuccess, parseJson } from '../http.js';
 import { isPlainObject, nameString } from './common.js';
 import { applyJsonPatch, patchHolds, patchSchema, type JsonPatch } from './patch.js';
 import type { ApplyContext, OperationModule, Target } from './types.js';
-import { BACK_ALREADY, CHANGED_SINCE_UPGRADE, digest, inversePatch, keptObject, REVERTED } from './undo.js';
+import { BACK_ALREADY, CHANGED_SINCE_UPGRADE, digest, inversePatch, keptObject, REVERTED, wroteEarlier } from './undo.js';
 
 const schema = z.strictObject({
   type: z.literal('conductor.updateDefinition'),
@@ -54,11 +54,17 @@ export const conductorUpdateDefinition: OperationModule<Op> = {
     const { operation, target } = ctx;
     const v = version(target);
     const definition = await readDefinition(ctx, v);
+    // An earlier run's write landed (its answer was lost): the patch, which need not apply twice
+    // (a `remove`), is not applied again.
+    if (wroteEarlier(ctx.earlier, digest(definition, SERVER_MANAGED))) return { outcome: 'upgraded', reason: 'UPGRADED' };
 
     const { result, changed } = applyJsonPatch(definition, operation.patch);
     if (!changed) return { outcome: 'skipped', reason: 'ALREADY_CURRENT' };
 
     const written = { ...result, ownerEmail: operation.ownerEmail };
+    // With newVersion there is nothing to revert to in place (see `revert`): nothing is kept.
+    const undo = ctx.captureUndo && !operation.newVersion ? keep(definition, written) : undefined;
+    if (undo !== undefined) await ctx.keep(undo);
     const put = await putDefinition(ctx, written, operation.newVersion);
     if (!isSuccess(put.status)) throw errorFromResponse(put, 'conductor update definition');
     if (ctx.verify) {
@@ -70,8 +76,6 @@ export const conductorUpdateDefinition: OperationModule<Op> = {
         throw new UpshiftError('VERIFY_MISMATCH', `conductor definition update accepted, but the definition read back does not hold the patch: ${JSON.stringify(read).slice(0, 200)}`);
       }
     }
-    // With newVersion there is nothing to revert to in place (see `revert`): nothing is kept.
-    const undo = ctx.captureUndo && !operation.newVersion ? keep(definition, written) : undefined;
     return { outcome: 'upgraded', reason: 'UPGRADED', ...(undo === undefined ? {} : { undo }) };
   },
 

@@ -98,8 +98,12 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
     const { operation } = ctx;
     const exec = await readExecution(ctx);
     const before = resultFromState(operation, exec);
+    // On the version already after an earlier run's upgrade, whose answer was lost: it landed.
+    if (before?.reason === 'ALREADY_CURRENT' && ctx.earlier !== undefined) return { outcome: 'upgraded', reason: 'UPGRADED' };
     if (before) return before;
 
+    const kept: Kept = { version: exec.workflowVersion, ...(operation.workflowInput === undefined ? {} : { input: exec.input }) };
+    await ctx.keep(kept);
     const res = await upgrade(ctx, {
       name: operation.name,
       version: operation.version,
@@ -108,7 +112,6 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
     });
     if (isSuccess(res.status)) {
       if (ctx.verify) await verifyUpgrade(ctx);
-      const kept: Kept = { version: exec.workflowVersion, ...(operation.workflowInput === undefined ? {} : { input: exec.input }) };
       return { outcome: 'upgraded', reason: 'UPGRADED', ...(ctx.captureUndo ? { undo: kept } : {}) };
     }
 

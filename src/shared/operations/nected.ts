@@ -4,7 +4,7 @@ import { errorFromResponse, isSuccess, parseJson, type HttpResponse } from '../h
 import { isPlainObject, nameString } from './common.js';
 import { applyJsonPatch, patchHolds, patchSchema, type JsonPatch } from './patch.js';
 import type { ApplyContext, ApplyResult, OperationModule, PlatformAdapter } from './types.js';
-import { BACK_ALREADY, CHANGED_SINCE_UPGRADE, digest, inversePatch, keptObject, REVERTED } from './undo.js';
+import { BACK_ALREADY, CHANGED_SINCE_UPGRADE, digest, inversePatch, keptObject, REVERTED, wroteEarlier } from './undo.js';
 
 const schema = z.strictObject({
   type: z.literal('nected.updateWorkflow'),
@@ -71,19 +71,18 @@ export const nectedUpdateWorkflow: OperationModule<Op> = {
     const { operation, target } = ctx;
     const segments = ['dev', 'v1', 'workflow', String(target.entityId)];
     return rounds(ctx, async ({ checksum, graph }) => {
+      // An earlier run's PATCH landed (its answer was lost): not sent again.
+      if (wroteEarlier(ctx.earlier, digest(graph))) return { outcome: 'upgraded', reason: 'UPGRADED' };
       const { result, changed } = applyJsonPatch(graph, operation.patch);
       if (!changed) return { outcome: 'skipped', reason: 'ALREADY_CURRENT' };
+      const kept: Kept | undefined = ctx.captureUndo ? { inverse: inversePatch(result, graph), wrote: digest(result), before: digest(graph) } : undefined;
+      if (kept) await ctx.keep(kept);
       const res = await ctx.send({ method: 'PATCH', segments, headers: headers(ctx), json: { ...result, checksum } });
       if (!isSuccess(res.status)) return res;
       if (ctx.verify) await verifyPatch(ctx, segments, result);
-      if (!ctx.captureUndo) return { outcome: 'upgraded', reason: 'UPGRADED' };
-      const kept: Kept = {
-        inverse: inversePatch(result, graph),
-        wrote: digest(result),
-        before: digest(graph),
-        ...(answeredChecksum(res) === undefined ? {} : { checksum: answeredChecksum(res) }),
-      };
-      return { outcome: 'upgraded', reason: 'UPGRADED', undo: kept };
+      if (!kept) return { outcome: 'upgraded', reason: 'UPGRADED' };
+      const answered = answeredChecksum(res);
+      return { outcome: 'upgraded', reason: 'UPGRADED', undo: answered === undefined ? kept : { ...kept, checksum: answered } };
     });
   },
 

@@ -85,6 +85,8 @@ export const tallyfyUpdateRun: OperationModule<Op> = {
     // run only after it. `undo: false` saves that call; an update of `prerun` keeps nothing.
     const keeps = ctx.captureUndo && operation.changes.prerun === undefined;
     const before = keeps ? await readRun(ctx) : undefined;
+    const kept: Kept | undefined = before && { prev: Object.fromEntries(changedFields(operation.changes).map((k) => [k, before[k] ?? null])) };
+    if (kept) await ctx.keep(kept);
     const data = await putRun(ctx, operation.changes, 'tallyfy update run');
     if (verify) {
       // The answer is the run after the update (reference 003), so it is the read-back: no
@@ -95,9 +97,7 @@ export const tallyfyUpdateRun: OperationModule<Op> = {
         throw new UpshiftError('VERIFY_MISMATCH', `tallyfy update accepted, but the run it answered does not hold ${differ.join(', ')}`);
       }
     }
-    if (before === undefined) return { outcome: 'upgraded', reason: 'UPGRADED' };
-    const kept: Kept = { prev: Object.fromEntries(changedFields(operation.changes).map((k) => [k, before[k] ?? null])) };
-    return { outcome: 'upgraded', reason: 'UPGRADED', undo: kept };
+    return { outcome: 'upgraded', reason: 'UPGRADED', ...(kept ? { undo: kept } : {}) };
   },
 
   /**

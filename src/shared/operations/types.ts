@@ -34,6 +34,20 @@ export interface ApplyContext<O> {
    * the target back as it was read before the write.
    */
   readonly captureUndo: boolean;
+  /**
+   * With `captureUndo`, called right before the write with what `ApplyResult.undo` will hold (a
+   * no-op otherwise). It is kept in Redis first, so a later run of the target (this write's
+   * answer lost to a timeout or a kill) keeps this pre-image, not what it reads after a write
+   * that may have landed.
+   */
+  keep(kept: unknown): Promise<void>;
+  /**
+   * What an earlier run of this target passed to `keep` before its write, whose answer never
+   * came (a timeout, a killed worker): that write may have landed. An operation that can tell it
+   * did (the target holds what it wrote) returns `upgraded`; the record keeps this, not what
+   * this run read. Undefined when there was none (or without `captureUndo`).
+   */
+  readonly earlier: unknown;
 }
 
 /** What every operation has in common: its `type` literal. */

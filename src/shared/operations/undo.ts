@@ -113,6 +113,14 @@ export function inversePatch(written: unknown, before: unknown): JsonPatch {
   return jsonpatch.compare(written as object, before as object) as JsonPatch;
 }
 
+/**
+ * Whether a document whose digest is `now` is what an earlier run wrote, by what it kept
+ * (`ApplyContext.earlier`, with a `wrote` digest): that write landed though its answer was lost.
+ */
+export function wroteEarlier(earlier: unknown, now: string): boolean {
+  return isPlainObject(earlier) && earlier.wrote === now;
+}
+
 /** The kept data an operation's `revert` was handed, checked to be the object it kept. */
 export function keptObject(kept: unknown, type: string): Record<string, unknown> {
   if (!isPlainObject(kept)) throw new UpshiftError('NOT_REVERTIBLE', `the data kept to revert this ${type} upgrade is missing`);

@@ -13,7 +13,9 @@
     ARGV[7] events channel (a cancelled campaign may complete here)
 
   Output:
-    { CLAIMED, attemptsMade, retryAfterWaits, lastError }  run the target (lastError '' if none)
+    { CLAIMED, attemptsMade, retryAfterWaits, lastError, keptUndo }  run the target (lastError ''
+                      if none; keptUndo: the pre-image JSON an earlier run kept before its write,
+                      '' if none)
     { LOST }          the holder is gone (finished, or its lease expired and the target was requeued)
     { DUPLICATE }     another run holds it and its lease is live: this delivery is a duplicate
     { PAUSED, until } the connection is paused by a Retry-After, or the campaign is paused or

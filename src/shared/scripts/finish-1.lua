@@ -25,14 +25,16 @@
              here as claim-1.lua would, saving that round trip); '' to leave every pick to BullMQ
     ARGV[14] optional: the run's checksum conflicts, added to the status hash's `conflicts`
              before the outcome is counted (so a reader woken by completion sees them)
+    ARGV[15] optional: '1' when the run (or an earlier one) kept a pre-image in `:attempts`
+             'u:<target key>' (undo): dropped now, the record carries it
 
   Output:
-    { seq, claimed, attemptsMade, retryAfterWaits, lastError, now, nextWakeMs, reclaimed,
+    { seq, claimed, attemptsMade, retryAfterWaits, lastError, keptUndo, now, nextWakeMs, reclaimed,
       holder1, entry1, ... }
       seq: > 0 recorded and counted (the record is in the outbox with this seq, for the caller
       to archive), 0 recorded earlier (nothing changed but the release);
       claimed: claim-1.lua's code for the first pick with ARGV[13]'s token (CLAIMED, with
-      attemptsMade, retryAfterWaits and lastError as there; DONE it had an outcome already and
+      attemptsMade, retryAfterWaits, lastError and keptUndo as there; DONE it had an outcome already and
       was released), or NOT_CLAIMED when no token was given or nothing was picked;
       the rest as dispatch-1.lua, without its housekeeping (nextWakeMs is -1)
     STATUS_GONE  the campaign's status hash is missing (deleted or expired)
@@ -59,18 +61,19 @@ end
 if released then redis.call('HINCRBY', status, 'active', -1) end
 local conflicts = tonumber(ARGV[14] or '0') or 0
 if conflicts > 0 then redis.call('HINCRBY', status, 'conflicts', conflicts) end
+if ARGV[15] == '1' then redis.call('HDEL', ck(c, 'attempts'), 'u:' .. targetKey) end
 local now = now_ms()
 local function next_step(seq)
   local leaseMs = tonumber(ARGV[11])
   local out = dispatch_step(tonumber(ARGV[10]), leaseMs, now, false)
-  local claim = { CODES.NOT_CLAIMED, 0, 0, '' }
+  local claim = { CODES.NOT_CLAIMED, 0, 0, '', '' }
   local own, entry = out[4], out[5]
   if ARGV[13] ~= '' and own then
     local key = target_key(campaign_of(own), entry)
     claim = claim_run(own, ARGV[13], leaseMs, key, ARGV[9], now, true)
-    for i = #claim + 1, 4 do claim[i] = 0 end
+    for i = #claim + 1, 5 do claim[i] = 0 end
   end
-  for i = 4, 1, -1 do table.insert(out, 1, claim[i]) end
+  for i = 5, 1, -1 do table.insert(out, 1, claim[i]) end
   table.insert(out, 1, seq)
   return out
 end

@@ -132,7 +132,14 @@ export interface DispatchResult {
 }
 
 export type ClaimResult =
-  | { readonly kind: 'claimed'; readonly attemptsMade: number; readonly retryAfterWaits: number; readonly lastError: string | null }
+  | {
+      readonly kind: 'claimed';
+      readonly attemptsMade: number;
+      readonly retryAfterWaits: number;
+      readonly lastError: string | null;
+      /** The pre-image (JSON) an earlier run of this target kept before its write: that write may have landed. */
+      readonly keptUndo: string | undefined;
+    }
   | { readonly kind: 'lost' | 'duplicate' | 'done' }
   | { readonly kind: 'paused'; readonly untilMs: number };
 
@@ -180,6 +187,8 @@ export interface Scripts {
     nextToken?: string;
     /** The run's checksum conflicts, counted in the status hash's `conflicts` in the same step. */
     conflicts?: number;
+    /** A pre-image was kept in `:attempts` for this target (`keepUndo`): dropped in the same step. */
+    keptUndo?: boolean;
   }): Promise<DispatchResult & { readonly recorded: boolean; readonly seq: number; readonly ownClaim: ClaimResult | undefined }>;
   /**
    * Stores `[targetKey, '<seq>|<record JSON>']` pairs in a campaign's records hash (its own
@@ -193,6 +202,13 @@ export interface Scripts {
   unoutbox(campaignId: string, expiryMs: number, seqs: readonly number[]): Promise<number>;
   /** Upgrade step: groups left in a pre-round-robin `blocked:<key>` set made ready again; returns how many. */
   wakeLegacyBlocked(keyValue: string): Promise<number>;
+  /**
+   * Keeps a target's pre-image (JSON) in `:attempts` before its write is sent, so a later run of
+   * it (the write's answer lost to a timeout or a kill) keeps the pre-image, not what it reads
+   * after a write that may have landed. A plain HSET: the run holds the target, and the claim
+   * told it whether an earlier run kept one.
+   */
+  keepUndo(campaignId: string, targetKey: string, json: string): Promise<void>;
   /** `false` when the lease was lost meanwhile (the target is back in its group already). */
   retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string, conflicts?: number): Promise<boolean>;
   /** `changed: false` when the action is not allowed in the campaign's current `state`. */
@@ -212,7 +228,13 @@ function claimResult(res: (number | string)[]): ClaimResult {
   const code = Number(res[0]);
   switch (code) {
     case CODES.CLAIMED:
-      return { kind: 'claimed', attemptsMade: Number(res[1]), retryAfterWaits: Number(res[2]), lastError: res[3] === '' ? null : String(res[3]) };
+      return {
+        kind: 'claimed',
+        attemptsMade: Number(res[1]),
+        retryAfterWaits: Number(res[2]),
+        lastError: res[3] === '' ? null : String(res[3]),
+        keptUndo: res[4] === '' || res[4] === undefined ? undefined : String(res[4]),
+      };
     case CODES.DUPLICATE:
       return { kind: 'duplicate' };
     case CODES.PAUSED:
@@ -285,11 +307,12 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
     async finish(a) {
       const res = await finish(
         a.holder, a.token, a.campaignId, a.targetKey, a.outcome, a.recordJson, a.channel, a.maxPicks, a.leaseMs, a.reason, a.nextToken ?? '', a.conflicts ?? 0,
+        a.keptUndo === true ? '1' : '',
       );
       check('finish', res);
       const [seq, ...rest] = res as (number | string)[];
-      const ownClaim = rest[0] === CODES.NOT_CLAIMED ? undefined : claimResult(rest.slice(0, 4));
-      return { ...dispatchResult(rest.slice(4)), recorded: Number(seq) > 0, seq: Number(seq), ownClaim };
+      const ownClaim = rest[0] === CODES.NOT_CLAIMED ? undefined : claimResult(rest.slice(0, 5));
+      return { ...dispatchResult(rest.slice(5)), recorded: Number(seq) > 0, seq: Number(seq), ownClaim };
     },
     async archive(campaignId, pairs) {
       return Number(await archive(campaignKeys(prefix, campaignId).records, ...pairs));
@@ -299,6 +322,9 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
     },
     async wakeLegacyBlocked(keyValue) {
       return Number(await wakeLegacyBlocked(keyValue));
+    },
+    async keepUndo(campaignId, targetKey, json) {
+      await redis.hset(campaignKeys(prefix, campaignId).attempts, `u:${targetKey}`, json);
     },
     async retryLater(holder, token, targetKey, backoffMs, error, conflicts = 0) {
       return (await retryLater(holder, token, targetKey, backoffMs, error, conflicts)) === CODES.PARKED;

@@ -63,6 +63,7 @@ local function claim_run(holder, token, leaseMs, targetKey, channel, now, fresh)
     end
   end
   redis.call('HSET', S .. 'inflight', holder, gid .. '|' .. token .. '|' .. entry)
-  local a = redis.call('HMGET', ck(c, 'attempts'), targetKey, 'ra:' .. targetKey, 'e:' .. targetKey)
-  return { CODES.CLAIMED, tonumber(a[1] or '0'), tonumber(a[2] or '0'), a[3] or '' }
+  -- 'u:': the pre-image an earlier run kept before its write (undo), which may have landed.
+  local a = redis.call('HMGET', ck(c, 'attempts'), targetKey, 'ra:' .. targetKey, 'e:' .. targetKey, 'u:' .. targetKey)
+  return { CODES.CLAIMED, tonumber(a[1] or '0'), tonumber(a[2] or '0'), a[3] or '', a[4] or '' }
 end

@@ -25,7 +25,9 @@
     <p>:campaign:<c>:limitkeys SET     key values the campaign has figures on or may wait for: what
                                        its end takes back (drop_limits)
     <p>:campaign:<c>:rate:<key> STRING the campaign's own clock on a registry key whose rate it lowered
-    <p>:campaign:<c>:attempts  HASH    target key -> attempts made; 'ra:' .. target key -> Retry-After waits
+    <p>:campaign:<c>:attempts  HASH    target key -> attempts made; 'ra:' .. target key -> Retry-After waits;
+                                       'u:' .. target key -> the pre-image a run kept before its write
+                                       (undo), until its outcome is recorded
     <p>:campaign:<c>:outcomes  HASH    target key -> '<seq>|<outcome>|<reason>': which targets have an
                                        outcome (the record itself lives in the campaign's own slot)
     <p>:campaign:<c>:outbox    HASH    seq -> '<record JSON>\n<target key>' (JSON has no raw newline):
