@@ -19,6 +19,8 @@ import { describeStatuses, dropPrefix, median, spawnWorker, stop, watchCampaigns
 
 const UNDO_TARGETS = Number(process.env.BENCH_UNDO_TARGETS ?? 200);
 const UNDO_WORKER_CONCURRENCY = 20;
+const COST_TARGETS = Number(process.env.BENCH_UNDO_COST_TARGETS ?? 1000);
+const COST_ROUNDS = 3;
 
 /** The operations as the scenario runs them; each campaign gets its own copy of `fleet(tag)`. */
 type Case = { label: string; credentialRef: string; operation: Record<string, unknown>; fleet(tag: string, n: number): SandboxFixtures; targets(tag: string, n: number): Record<string, string | number>[] };
@@ -240,7 +242,9 @@ async function run(ctx: BenchContext) {
         const callsBefore = sandbox.stats().requests;
         await start();
         await watch.wait(n * 20 + 60_000, async () => describeStatuses([await readStatus(redis, prefix, id)]));
-        return { calls: sandbox.stats().requests - callsBefore, status: (await readStatus(redis, prefix, id))! };
+        const status = (await readStatus(redis, prefix, id))!;
+        // From the status hash (Redis's clock): enqueue to the last outcome.
+        return { calls: sandbox.stats().requests - callsBefore, status, elapsedMs: (status.finishedAt ?? 0) - (status.createdAt ?? 0) };
       } finally {
         watch.close();
       }
@@ -276,8 +280,29 @@ async function run(ctx: BenchContext) {
         restoredToPreImage: c.label === 'alloy.upgradeWorkflow' ? null : restored,
       });
     }
+    // What capture costs in time, for the operations whose capture does the most (digests of the
+    // document, an inverse patch, one HSET before the write): the same campaign with undo on and
+    // off, alternating which goes first, COST_ROUNDS times; the figure is the median of the
+    // per-round ratios of throughput on / off, measured side by side.
+    const cost = [];
+    for (const label of ['conductor.updateDefinition', 'nected.updateWorkflow']) {
+      const c = CASES.find((x) => x.label === label)!;
+      const ratios: number[] = [];
+      for (let round = 0; round < COST_ROUNDS; round++) {
+        const ms: Record<string, number> = {};
+        for (const undo of round % 2 === 0 ? [true, false] : [false, true]) {
+          const id = `cost-${CASES.indexOf(c)}-${round}-${undo ? 'on' : 'off'}`;
+          sandbox.load(c.fleet(id, COST_TARGETS));
+          const spec = { id, undo, connection: { baseUrl: sandbox.url, credentialRef: c.credentialRef }, operation: c.operation };
+          ms[String(undo)] = (await campaign(id, () => enqueueCampaign(spec, c.targets(id, COST_TARGETS), { redis, prefix, connections }))).elapsedMs;
+        }
+        ratios.push(ms.false! / ms.true!);
+      }
+      cost.push({ operation: label, targets: COST_TARGETS, rounds: COST_ROUNDS, throughputOnVsOff: Math.round(median(ratios) * 100) / 100, ratios: ratios.map((r) => Math.round(r * 100) / 100) });
+    }
     const graph = referenceGraph('lead routing 0');
     return {
+      cost,
       targetsPerOperation: n,
       workerConcurrency: UNDO_WORKER_CONCURRENCY,
       nectedGraph: { bytes: bytes(JSON.stringify(graph)), nodes: (graph.nodes as unknown[]).length, edges: (graph.edges as unknown[]).length },
@@ -312,5 +337,10 @@ export const undo: Scenario<Awaited<ReturnType<typeof run>>> = {
     u.operations.map((o) => {
       const extra = Math.round((o.callsPerTargetUndoOn - o.callsPerTargetUndoOff) * 1000) / 1000;
       return `| undo capture, ${o.operation}, ${o.targets} targets: undo bytes / record bytes per target (median); platform calls per target | ${o.undoBytesMedian} B / ${o.recordBytesMedian} B; ${o.callsPerTargetUndoOn} calls | ${o.recordBytesMedianWithoutUndo} B record, ${o.callsPerTargetUndoOff} calls with \`undo: false\` | +${extra} calls |`;
-    }),
+    }).concat(
+      u.cost.map(
+        (c) =>
+          `| undo capture, ${c.operation}, ${c.targets} targets, 1 worker x ${UNDO_WORKER_CONCURRENCY}, 0 ms: throughput with undo on / off (median of ${c.rounds} side-by-side rounds: ${c.ratios.join(', ')}) | ${c.throughputOnVsOff} x | 1.00 (\`undo: false\`) | ${c.throughputOnVsOff} x |`,
+      ),
+    ),
 };

@@ -14,7 +14,9 @@ import {
   isPlainObject,
   isStringArray,
   parseJson,
+  type HandlerEnv,
   type Operation,
+  type PlatformRequest,
   type Reply,
   type Route,
   type SandboxPlatform,
@@ -106,26 +108,39 @@ function view(run: TallyfyRunFixture): Record<string, unknown> {
   return structuredClone(visible);
 }
 
+/** The checks every Tallyfy request meets first: credential, client header, JSON answers. */
+function refused(req: PlatformRequest, env: HandlerEnv<TallyfyState>): Reply | undefined {
+  if (!hasAuthScheme(req, 'bearer', env.key)) return fail(401, 'Unauthenticated.');
+  if (header(req, 'x-tallyfy-client') !== 'APIClient') return fail(400, 'X-Tallyfy-Client header must be APIClient');
+  if (!acceptsJson(req)) return fail(406, 'Accept must include application/json');
+  return undefined;
+}
+
+/** The addressed run, or its route binding's 404 / authorization's 403. */
+function lookupRun(req: PlatformRequest, env: HandlerEnv<TallyfyState>): TallyfyRunFixture | Reply {
+  const run = env.state.get(compositeKey(req.params.orgId!, req.params.runId!));
+  if (!run) return fail(404, 'not found');
+  if (run.forbidden) return fail(403, 'This action is unauthorized.');
+  return run;
+}
+
 const updateRun: Operation<TallyfyState> = {
   target: (req) => tallyfyTarget(req.params.orgId!, req.params.runId!),
   handle(req, env) {
-    if (!hasAuthScheme(req, 'bearer', env.key)) return fail(401, 'Unauthenticated.');
-    if (header(req, 'x-tallyfy-client') !== 'APIClient') return fail(400, 'X-Tallyfy-Client header must be APIClient');
-    if (!acceptsJson(req)) return fail(406, 'Accept must include application/json');
+    const denied = refused(req, env);
+    if (denied) return denied;
     if (!isJsonContentType(req)) return fail(415, 'Content-Type must be application/json');
     const parsed = parseJson(req.body);
     if (!parsed.ok) return fail(400, parsed.message);
 
-    const { orgId, runId } = req.params as { orgId: string; runId: string };
-    const run = env.state.get(compositeKey(orgId, runId));
-    if (!run) return fail(404, 'not found');
-    if (run.forbidden) return fail(403, 'This action is unauthorized.');
+    const run = lookupRun(req, env);
+    if ('status' in run) return run;
 
     const checked = validateUpdate(parsed.value);
     if ('errors' in checked) return unprocessable(checked.errors);
 
     Object.assign(run, structuredClone(checked.update), { last_updated: new Date().toISOString() });
-    env.applied(tallyfyTarget(orgId, runId));
+    env.applied(tallyfyTarget(req.params.orgId!, req.params.runId!));
     return { status: 200, body: { data: view(run) } };
   },
 };
@@ -134,14 +149,8 @@ const updateRun: Operation<TallyfyState> = {
 const getRun: Operation<TallyfyState> = {
   target: (req) => tallyfyTarget(req.params.orgId!, req.params.runId!),
   handle(req, env) {
-    if (!hasAuthScheme(req, 'bearer', env.key)) return fail(401, 'Unauthenticated.');
-    if (header(req, 'x-tallyfy-client') !== 'APIClient') return fail(400, 'X-Tallyfy-Client header must be APIClient');
-    if (!acceptsJson(req)) return fail(406, 'Accept must include application/json');
-    const { orgId, runId } = req.params as { orgId: string; runId: string };
-    const run = env.state.get(compositeKey(orgId, runId));
-    if (!run) return fail(404, 'not found');
-    if (run.forbidden) return fail(403, 'This action is unauthorized.');
-    return { status: 200, body: { data: view(run) } };
+    const run = refused(req, env) ?? lookupRun(req, env);
+    return 'status' in run ? run : { status: 200, body: { data: view(run) } };
   },
 };
 

@@ -20,6 +20,20 @@ describe('tallyfy', () => {
     expect(sb.stats().appliedByTarget).toEqual({ 'tallyfy:org-1:run-1': 1 });
   });
 
+  it('reads a run (get a process run): the run under data, no state change; the same checks', async () => {
+    const get = (headers = TALLYFY, runId = 'run-1') => api('GET', `/organizations/org-1/runs/${enc(runId)}`, { headers });
+    const r = await get();
+    expect(r.status).toBe(200);
+    expect(r.json.data).toMatchObject({ id: 'run-1', name: run('run-1').name });
+    expect(r.json.data).not.toHaveProperty('orgId');
+    expect(sb.stats().appliedByTarget).toEqual({});
+    expect((await get(without(TALLYFY, 'authorization'))).status).toBe(401);
+    expect((await get(without(TALLYFY, 'x-tallyfy-client'))).status).toBe(400);
+    expect((await get({ ...TALLYFY, accept: '*/*' })).status).toBe(406);
+    expect((await get(TALLYFY, 'no-such-run')).status).toBe(404);
+    expect((await get(TALLYFY, 'run-forbidden')).status).toBe(403);
+  });
+
   it('checks auth, client header, Accept and Content-Type in turn', async () => {
     expect((await update({ name: 'x' }, without(TALLYFY, 'authorization'))).status).toBe(401);
     expect((await update({ name: 'x' }, { ...TALLYFY, authorization: 'Bearer nope' })).status).toBe(401);
