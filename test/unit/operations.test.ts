@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { classifyError, encodeCarry, operationFor, UpshiftError, validateSpec, type HttpRequest, type HttpResponse } from '../../src/shared/index.js';
 import { patchHolds } from '../../src/shared/operations/patch.js';
+import { digest } from '../../src/shared/operations/undo.js';
 import { testConnections } from '../support/connections.js';
 
 const connections = testConnections('https://platform.test');
@@ -440,5 +441,13 @@ describe('undo: what an upgrade keeps, and its revert', () => {
     const exec = { status: 200, body: { workflowName: 'flow', workflowVersion: 3, status: 'RUNNING' } };
     const upgraded = await run('conductor.upgradeExecution', { name: 'flow', version: 3 }, { workflowId: 'e' }, [exec], false, true, { version: 2 });
     expect([upgraded.value, upgraded.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED' }, 1]);
+  });
+
+  it('digests a document whatever its key order (a platform may answer with its own), leaving out the ignored fields', () => {
+    const a = { name: 'flow', tasks: [{ b: 1, a: 2 }], updateTime: 1 };
+    const b = { tasks: [{ a: 2, b: 1 }], updateTime: 2, name: 'flow' };
+    expect(digest(a, ['updateTime'])).toBe(digest(b, ['updateTime']));
+    expect(digest(a)).not.toBe(digest(b));
+    expect(digest({ ...a, tasks: [{ a: 2 }] }, ['updateTime'])).not.toBe(digest(a, ['updateTime']));
   });
 });

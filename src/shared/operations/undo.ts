@@ -83,14 +83,15 @@ export function undoModuleFor(op: OperationModule): OperationModule<UndoOperatio
   };
 }
 
-/** JSON with object keys sorted, so equal documents give equal text whatever their key order. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (isPlainObject(value)) {
-    const keys = Object.keys(value).filter((k) => value[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
+/**
+ * A JSON.stringify replacer that puts each object's keys in sorted order (objects already so, as
+ * most are, pass untouched), so equal documents give equal text whatever their key order.
+ */
+function sortedKeys(_key: string, value: unknown): unknown {
+  if (!isPlainObject(value)) return value;
+  const keys = Object.keys(value);
+  if (keys.every((k, i) => i === 0 || keys[i - 1]! <= k)) return value;
+  return Object.fromEntries(keys.sort().map((k) => [k, value[k]]));
 }
 
 /**
@@ -105,7 +106,7 @@ export function digest(doc: unknown, ignore: readonly string[] = []): string {
     for (const k of ignore) delete copy[k];
     d = copy;
   }
-  return createHash('sha256').update(canonical(d)).digest('base64url').slice(0, 22);
+  return createHash('sha256').update(JSON.stringify(d, sortedKeys) ?? 'null').digest('base64url').slice(0, 22);
 }
 
 /** The RFC 6902 patch that turns `written` back into `before`: what an upgrade keeps instead of the document. */
