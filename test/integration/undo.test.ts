@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { enqueueCampaign, undoCampaign } from '../../src/producer/index.js';
+import { enqueueCampaign, retryCampaign, undoCampaign } from '../../src/producer/index.js';
 import { campaignKeys, eventsChannel, flushOutbox, readStatus, schedulerKeys, streamReport, type ReportLine } from '../../src/shared/index.js';
 import type { SandboxFixtures } from '../../src/sandbox/index.js';
 import { setupDeployment } from '../support/deployment.js';
@@ -355,5 +355,26 @@ describe('undo', () => {
     // Nothing kept in the deployment's slot once the outcomes are recorded: the records hold it.
     const left = await t.redis.hkeys(campaignKeys(t.prefix, 'lost-tallyfy-updateRun').attempts);
     expect(left.filter((k) => k.startsWith('u:'))).toEqual([]);
+  });
+
+  it('an undo campaign is a campaign like any other: its failed targets are retried with `retry`', async () => {
+    t.sandbox.load(fleet());
+    const before = comparable(t.sandbox.state());
+    await t.startWorker();
+    const id = 'undo-retry';
+    await enqueueCampaign(
+      { id, connection: connection('UPSHIFT_TEST_TALLYFY_KEY'), operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'x' } }, retry: { attempts: 1 } },
+      Array.from({ length: N }, (_, i) => ({ runId: `run-${i}` })),
+      t.producer,
+    );
+    await waitForCompletion(t.prefix, id);
+    // Every call of the undo fails (5xx), and one attempt is all the campaign allows.
+    t.sandbox.configure({ failRate: 1 });
+    const { campaignId } = await undoCampaign(id, t.producer);
+    expect(await waitForCompletion(t.prefix, campaignId)).toMatchObject({ total: N, failed: N });
+    t.sandbox.configure({ failRate: 0 });
+    expect(await retryCampaign(campaignId, t.producer)).toBe(N);
+    expect(await waitForCompletion(t.prefix, campaignId)).toMatchObject({ total: N, upgraded: N, failed: 0 });
+    expect(comparable(t.sandbox.state())).toEqual(before);
   });
 });
