@@ -80,9 +80,10 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
   let conflicts = 0;
   // Campaigns stored before `undo` existed have none: they keep data, as the default says.
   const captureUndo = campaign.spec.undo !== false && !campaign.spec.dryRun;
-  const earlier = a.claim.keptUndo;
-  let keptNow = false;
-  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => ({ ...how, conflicts, secrets, keptUndo: earlier !== undefined || keptNow });
+  const earlier = captureUndo && a.claim.keptUndo !== undefined ? (JSON.parse(a.claim.keptUndo) as unknown) : undefined;
+  // The pre-image in `:attempts` now: an earlier run's, until this run keeps its own before its write.
+  let kept = earlier;
+  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => ({ ...how, conflicts, secrets, kept });
   try {
     const result = await campaign.op.apply({
       operation: campaign.spec.operation,
@@ -90,13 +91,13 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
       send: (req) => send(deps, a, req),
       verify: campaign.spec.verify,
       captureUndo,
-      earlier: captureUndo && earlier !== undefined ? (JSON.parse(earlier) as unknown) : undefined,
-      // An earlier run's pre-image stands: its write may have landed, and then what this run
-      // read is the upgraded target.
-      keep: async (kept) => {
-        if (!captureUndo || earlier !== undefined) return;
-        await deps.scripts.keepUndo(campaign.id, a.targetKey, JSON.stringify(kept));
-        keptNow = true;
+      earlier,
+      // The operation calls this only when the target does not show an earlier run's write
+      // (`earlier`) as landed: this run's pre-image replaces it.
+      keep: async (preImage) => {
+        if (!captureUndo) return;
+        await deps.scripts.keepUndo(campaign.id, a.targetKey, JSON.stringify(preImage));
+        kept = preImage;
       },
       credential: () => {
         const value = readCredential(campaign);
@@ -108,22 +109,13 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
         run.conflict();
       },
     });
-    return end({ result: captureUndo && earlier !== undefined ? afterEarlierWrite(result, earlier) : result });
+    return end({ result });
   } catch (error) {
     // A dry run makes the reads (and the checks and patching that follow them) and stops at
     // the first call that would change something: that target would be upgraded.
     if (error instanceof DryRunWrite && !a.signal.aborted) return end({ result: wouldWrite(campaign) });
     return end({ error });
   }
-}
-
-/**
- * An earlier run of the target kept its pre-image and sent its write, whose answer never came:
- * that pre-image is the one an upgrade keeps, not what this run read after a write that may
- * have landed.
- */
-function afterEarlierWrite(result: ApplyResult, earlier: string): ApplyResult {
-  return result.outcome === 'upgraded' ? { ...result, undo: JSON.parse(earlier) as unknown } : result;
 }
 
 /** What a dry run that reached a write records: that target would be upgraded (or reverted). */

@@ -62,8 +62,12 @@ export type AttemptEnd = ({ readonly result: ApplyResult } | { readonly error: u
   readonly conflicts: number;
   /** Credentials read, kept out of stored errors. */
   readonly secrets: readonly string[];
-  /** A pre-image of the target is kept in `:attempts` (this run's or an earlier one's), for `finish` to drop. */
-  readonly keptUndo: boolean;
+  /**
+   * The pre-image kept in `:attempts` before a write (this run's, or an earlier run's whose write
+   * may have landed): `finish` drops it there, and a record without `undo` of its own (a failure,
+   * a skip after a write that may have landed) carries it, so that an undo can take that back too.
+   */
+  readonly kept: unknown;
 };
 
 /** A target this worker runs next, and its claim when `finish` made it. */
@@ -131,7 +135,7 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
     error: error === null ? null : scrubError(error, end.secrets, deps.limits.maxErrorChars),
     at: Date.now(),
     // Next to the outcome, in the same record: same slot, same retention (README, "Undo").
-    ...(undo === undefined ? {} : { undo }),
+    ...(undo !== undefined ? { undo } : end.kept !== undefined ? { undo: end.kept } : {}),
   };
   const sentAt = performance.now();
   const nextToken = deps.continuing() ? deps.leases.newToken() : undefined;
@@ -148,7 +152,7 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
     maxPicks: deps.dispatchBatch,
     leaseMs: deps.limits.leaseMs,
     conflicts: end.conflicts,
-    keptUndo: end.keptUndo,
+    keptUndo: end.kept !== undefined,
     ...(nextToken === undefined ? {} : { nextToken }),
   });
   if (step.recorded) deps.archiver.add(campaignId, { targetKey: a.targetKey, seq: step.seq, json: recordJson });

@@ -434,13 +434,28 @@ describe('undo: what an upgrade keeps, and its revert', () => {
     expect(first.kept).toEqual([first.value!.undo]);
     const { description: _gone, ...landed } = { ...def, ownerEmail: 'ops@acme.test' };
     const again = await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: { ...landed, updateTime: 9 } }], false, true, first.kept[0]);
-    expect([again.value, again.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED' }, 1]);
+    expect([again.value, again.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED', undo: first.kept[0] }, 1]);
     // Without that earlier write, the same read fails: the patch's `remove` finds nothing.
     expect((await run('conductor.updateDefinition', op, { name: 'flow', version: 2 }, [{ status: 200, body: landed }])).error?.code).toBe('PATCH_NOT_APPLICABLE');
 
     const exec = { status: 200, body: { workflowName: 'flow', workflowVersion: 3, status: 'RUNNING' } };
     const upgraded = await run('conductor.upgradeExecution', { name: 'flow', version: 3 }, { workflowId: 'e' }, [exec], false, true, { version: 2 });
-    expect([upgraded.value, upgraded.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED' }, 1]);
+    expect([upgraded.value, upgraded.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED', undo: { version: 2 } }, 1]);
+  });
+
+  it('an earlier pre-image whose write did not land is replaced: a target changed meanwhile keeps the state the write replaces', async () => {
+    // The earlier run read version 1; its write was refused; someone moved the execution to 4.
+    const exec = { status: 200, body: { workflowName: 'flow', workflowVersion: 4, status: 'RUNNING' } };
+    const r = await run('conductor.upgradeExecution', { name: 'flow', version: 3 }, { workflowId: 'e' }, [exec, { status: 200 }], false, true, { version: 1 });
+    expect([r.value, r.kept]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED', undo: { version: 4 } }, [{ version: 4 }]]);
+
+    const op = { orgId: 'org', changes: { name: 'new' } };
+    const run0 = { id: 'r', name: 'renamed by hand' };
+    const t = await run('tallyfy.updateRun', op, { runId: 'r' }, [{ status: 200, body: { data: run0 } }, { status: 200, body: { data: { ...run0, name: 'new' } } }], false, true, { prev: { name: 'old' } });
+    expect([t.value?.undo, t.sent.map((x) => x.method)]).toEqual([{ prev: { name: 'renamed by hand' } }, ['GET', 'PUT']]);
+    // And one whose update landed: nothing written again.
+    const landed = await run('tallyfy.updateRun', op, { runId: 'r' }, [{ status: 200, body: { data: { id: 'r', name: 'new' } } }], false, true, { prev: { name: 'old' } });
+    expect([landed.value, landed.sent.length]).toEqual([{ outcome: 'upgraded', reason: 'UPGRADED', undo: { prev: { name: 'old' } } }, 1]);
   });
 
   it('digests a document whatever its key order (a platform may answer with its own), leaving out the ignored fields', () => {

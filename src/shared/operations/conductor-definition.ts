@@ -56,7 +56,7 @@ export const conductorUpdateDefinition: OperationModule<Op> = {
     const definition = await readDefinition(ctx, v);
     // An earlier run's write landed (its answer was lost): the patch, which need not apply twice
     // (a `remove`), is not applied again.
-    if (wroteEarlier(ctx.earlier, digest(definition, SERVER_MANAGED))) return { outcome: 'upgraded', reason: 'UPGRADED' };
+    if (wroteEarlier(ctx.earlier, digest(definition, SERVER_MANAGED))) return { outcome: 'upgraded', reason: 'UPGRADED', undo: ctx.earlier };
 
     const { result, changed } = applyJsonPatch(definition, operation.patch);
     if (!changed) return { outcome: 'skipped', reason: 'ALREADY_CURRENT' };

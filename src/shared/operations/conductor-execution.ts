@@ -99,7 +99,7 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
     const exec = await readExecution(ctx);
     const before = resultFromState(operation, exec);
     // On the version already after an earlier run's upgrade, whose answer was lost: it landed.
-    if (before?.reason === 'ALREADY_CURRENT' && ctx.earlier !== undefined) return { outcome: 'upgraded', reason: 'UPGRADED' };
+    if (before?.reason === 'ALREADY_CURRENT' && ctx.earlier !== undefined) return { outcome: 'upgraded', reason: 'UPGRADED', undo: ctx.earlier };
     if (before) return before;
 
     const kept: Kept = { version: exec.workflowVersion, ...(operation.workflowInput === undefined ? {} : { input: exec.input }) };

@@ -72,7 +72,7 @@ export const nectedUpdateWorkflow: OperationModule<Op> = {
     const segments = ['dev', 'v1', 'workflow', String(target.entityId)];
     return rounds(ctx, async ({ checksum, graph }) => {
       // An earlier run's PATCH landed (its answer was lost): not sent again.
-      if (wroteEarlier(ctx.earlier, digest(graph))) return { outcome: 'upgraded', reason: 'UPGRADED' };
+      if (wroteEarlier(ctx.earlier, digest(graph))) return { outcome: 'upgraded', reason: 'UPGRADED', undo: ctx.earlier };
       const { result, changed } = applyJsonPatch(graph, operation.patch);
       if (!changed) return { outcome: 'skipped', reason: 'ALREADY_CURRENT' };
       const kept: Kept | undefined = ctx.captureUndo ? { inverse: inversePatch(result, graph), wrote: digest(result), before: digest(graph) } : undefined;

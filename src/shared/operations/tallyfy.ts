@@ -85,6 +85,10 @@ export const tallyfyUpdateRun: OperationModule<Op> = {
     // run only after it. `undo: false` saves that call; an update of `prerun` keeps nothing.
     const keeps = ctx.captureUndo && operation.changes.prerun === undefined;
     const before = keeps ? await readRun(ctx) : undefined;
+    // An earlier run's update landed though its answer was lost: the run holds every change.
+    if (before && ctx.earlier !== undefined && changedFields(operation.changes).every((k) => isDeepStrictEqual(before[k], operation.changes[k as keyof Changes]))) {
+      return { outcome: 'upgraded', reason: 'UPGRADED', undo: ctx.earlier };
+    }
     const kept: Kept | undefined = before && { prev: Object.fromEntries(changedFields(operation.changes).map((k) => [k, before[k] ?? null])) };
     if (kept) await ctx.keep(kept);
     const data = await putRun(ctx, operation.changes, 'tallyfy update run');

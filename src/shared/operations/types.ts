@@ -37,15 +37,17 @@ export interface ApplyContext<O> {
   /**
    * With `captureUndo`, called right before the write with what `ApplyResult.undo` will hold (a
    * no-op otherwise). It is kept in Redis first, so a later run of the target (this write's
-   * answer lost to a timeout or a kill) keeps this pre-image, not what it reads after a write
-   * that may have landed.
+   * answer lost to a timeout or a kill) is handed it as `earlier`.
    */
   keep(kept: unknown): Promise<void>;
   /**
    * What an earlier run of this target passed to `keep` before its write, whose answer never
-   * came (a timeout, a killed worker): that write may have landed. An operation that can tell it
-   * did (the target holds what it wrote) returns `upgraded`; the record keeps this, not what
-   * this run read. Undefined when there was none (or without `captureUndo`).
+   * came (a timeout, a killed worker): that write may have landed. When the target shows it did
+   * (it holds what that write wrote), the operation returns `upgraded` with `undo: earlier`
+   * without writing again: what this run reads is the upgraded target, not a pre-image. When it
+   * does not, the operation goes on as a first run would (its `keep` replaces this), so a target
+   * someone changed meanwhile keeps the state the write replaces. Undefined when there was none
+   * (or without `captureUndo`).
    */
   readonly earlier: unknown;
 }
