@@ -43,6 +43,7 @@ export function printableStatus(s: CampaignStatus): CampaignStatus {
     cancelReason: s.cancelReason === undefined ? undefined : e(s.cancelReason),
     undoCampaign: s.undoCampaign === undefined ? undefined : e(s.undoCampaign),
     undoOf: s.undoOf === undefined ? undefined : e(s.undoOf),
+    undoError: s.undoError === undefined ? undefined : e(s.undoError),
     reasons: Object.fromEntries(Object.entries(s.reasons).map(([code, n]) => [e(code), n])),
   };
 }

@@ -14,6 +14,7 @@ import {
   operationFor,
   rolloutLimits,
   schedulerKeys,
+  ScriptError,
   validateSpec,
   validateTarget,
   withSpan,
@@ -204,6 +205,12 @@ async function stageAndCommit(
     return { campaignId, total: committed.total, created: committed.created };
   } catch (err) {
     await discardStaging(redis, prefix, campaignId).catch(() => undefined);
+    // Another producer of the same id committed it while this one staged (two workers making
+    // one breach's undo campaign): the same spec is the no-op it would have been a moment later.
+    if (err instanceof ScriptError && err.code === 'ALREADY_COMMITTED' && (await existingCampaign(redis, keys.spec, stored))) {
+      await redis.zrem(schedulerKeys(prefix).staging, campaignId);
+      return { campaignId, total: Number(await redis.hget(keys.status, 'total')), created: false };
+    }
     throw err;
   }
 }

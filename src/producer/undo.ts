@@ -14,11 +14,13 @@ import {
   isUndoType,
   operationFor,
   readStatus,
+  registeredEntry,
   scanRecords,
   UNDO_FIELD,
   UNDO_PREFIX,
   type CampaignSpec,
   type ConnectionRegistry,
+  type Marker,
   type OutcomeRecord,
   type UndoCarry,
 } from '../shared/index.js';
@@ -81,6 +83,16 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
   if (isUndoType(spec.operation.type)) throw refuse('it is an undo campaign itself; run the original campaign again instead');
   if (spec.dryRun) throw refuse('it was a dry run and changed nothing');
   const dryRun = opts.dryRun === true;
+  const undoId = undoCampaignId(id, dryRun);
+  // Checked before a running original is cancelled: an undo that cannot be made cancels nothing.
+  const registered = registeredEntry(spec.connection, opts.connections, spec.operation.type);
+  if ('error' in registered) {
+    throw new InputError('campaign', registered.error, { field: 'connection', code: 'CONNECTION_NOT_REGISTERED' });
+  }
+  const taken = await redis.get(campaignKeys(prefix, undoId).spec);
+  if (taken !== null && (JSON.parse(taken) as { operation?: { undoOf?: unknown } }).operation?.undoOf !== id) {
+    throw new InputError('campaign', catalogueMessage('CAMPAIGN_EXISTS', { id: undoId }), { field: 'id', code: 'CAMPAIGN_EXISTS' });
+  }
 
   let cancelledOriginal = false;
   if (!dryRun) {
@@ -94,11 +106,11 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
     }
   }
 
-  const undoId = undoCampaignId(id, dryRun);
   const op = operationFor(spec.operation.type);
   const undoSpec: CampaignSpec & { id: string } = {
     id: undoId,
-    name: `undo of ${spec.name || id}`.slice(0, 200),
+    // The id, not the original's name: an id is short ASCII, so nothing needs cutting.
+    name: `undo of ${id}`,
     connection: spec.connection,
     operation: { ...spec.operation, type: `${UNDO_PREFIX}${spec.operation.type}`, undoOf: id },
     retry: spec.retry,
@@ -108,7 +120,7 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
     undo: false,
   };
   const retentionMs = Number(await redis.hget(keys.meta, 'retentionMs')) || undefined;
-  const result = await enqueueSourced(undoSpec, upgradedTargets(redis, prefix, spec, op.targetIdField, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
+  const result = await enqueueSourced(undoSpec, writtenTargets(redis, prefix, spec, op.targetIdField, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
     redis,
     prefix,
     connections: opts.connections,
@@ -122,8 +134,13 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
   return { ...result, undoOf: id, cancelledOriginal };
 }
 
-/** The original's upgraded targets, each with what its upgrade kept in `@undo`. */
-async function* upgradedTargets(
+/**
+ * The original's targets that were written: its upgraded ones, and any other whose record keeps
+ * a pre-image (a write whose answer was lost before the target failed or was cancelled: it may
+ * have landed; its revert reads first and leaves it alone if not). Each carries in `@undo` what
+ * was kept; more than `maxUndoCarryBytes` fails that target alone `NOT_REVERTIBLE`.
+ */
+async function* writtenTargets(
   redis: RedisClient,
   prefix: string,
   spec: CampaignSpec & { id: string },
@@ -131,20 +148,24 @@ async function* upgradedTargets(
   batch: number,
 ): AsyncIterable<SourcedTarget> {
   let line = 0;
-  for await (const records of scanRecords(redis, prefix, spec.id, (m) => m.outcome === 'upgraded', batch)) {
-    for (const { targetKey, json } of records) {
-      line++;
+  const real = (m: Marker) => m.outcome === 'upgraded' || m.outcome === 'skipped' || m.outcome === 'failed';
+  for await (const records of scanRecords(redis, prefix, spec.id, real, batch)) {
+    for (const { targetKey, marker, json } of records) {
       if (json === undefined) {
         // The marker outlived its record: the target is known by its key alone.
-        yield { line, value: { [idField]: targetKey, [UNDO_FIELD]: encodeCarry({ x: 1 }) } };
+        if (marker.outcome === 'upgraded') yield { line: ++line, value: { [idField]: targetKey, [UNDO_FIELD]: encodeCarry({ x: 1 }) } };
         continue;
       }
       const rec = JSON.parse(json) as OutcomeRecord;
-      const carry: UndoCarry =
+      if (marker.outcome !== 'upgraded' && rec.undo === undefined) continue;
+      let carried =
         rec.undo !== undefined
-          ? { k: rec.undo }
-          : { n: spec.undo === false ? `campaign ${spec.id} ran with undo: false, so nothing was kept to revert this target from` : '' };
-      yield { line, value: { ...rec.target, [UNDO_FIELD]: encodeCarry(carry) } };
+          ? encodeCarry({ k: rec.undo })
+          : encodeCarry({ n: spec.undo === false ? `campaign ${spec.id} ran with undo: false, so nothing was kept to revert this target from` : '' });
+      if (carried.length > DEFAULTS.maxUndoCarryBytes) {
+        carried = encodeCarry({ n: `the data kept to revert this target is ${carried.length} bytes, over the ${DEFAULTS.maxUndoCarryBytes} an undo target may carry` });
+      }
+      yield { line: ++line, value: { ...rec.target, [UNDO_FIELD]: carried } };
     }
   }
 }

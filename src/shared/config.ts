@@ -86,6 +86,8 @@ export const DEFAULTS = Object.freeze({
   cancelBatch: 5000,
   /** Outbox: records one archive step moves when a whole outbox is flushed (sweeps, cancel). */
   outboxFlushBatch: 1000,
+  /** Undo: the most an undo campaign's target may carry of what its upgrade kept (JSON length); more fails it `NOT_REVERTIBLE`. */
+  maxUndoCarryBytes: 512 * 1024,
   /** Undo: how long `undo` waits for a cancelled campaign's targets in flight before it gives up (`UNDO_WAIT_TIMEOUT`). */
   undoWaitMs: 600_000,
   /** Report and retry: outcome markers read per scan step of a campaign's records. */

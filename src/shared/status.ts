@@ -39,6 +39,8 @@ export interface CampaignStatus {
   readonly undoCampaign: string | undefined;
   /** The campaign this undo campaign takes back. */
   readonly undoOf: string | undefined;
+  /** Why the undo campaign a breach asked for (rollout.onBreach "undo") could not be made. */
+  readonly undoError: string | undefined;
   /** A failure budget breach: failed targets, finished samples and their ratio when it paused (or was cancelled). */
   readonly breach: { readonly failed: number; readonly samples: number; readonly ratio: number } | undefined;
   readonly createdAt: number | undefined;
@@ -81,6 +83,7 @@ export async function readStatus(redis: RedisClient, prefix: string, id: string)
     cancelReason: h.cancelReason || undefined,
     undoCampaign: h.undoCampaign || undefined,
     undoOf: h.undoOf || undefined,
+    undoError: h.undoError || undefined,
     rolloutStep: time(h.rolloutStep),
     rolloutSteps: time(h.rolloutSteps),
     rolloutLimit: time(h.rolloutLimit),

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { enqueueCampaign, retryCampaign, undoCampaign } from '../../src/producer/index.js';
+import { cancelCampaign, enqueueCampaign, retryCampaign, undoCampaign } from '../../src/producer/index.js';
 import { campaignKeys, eventsChannel, flushOutbox, readStatus, schedulerKeys, streamReport, type ReportLine } from '../../src/shared/index.js';
 import type { SandboxFixtures } from '../../src/sandbox/index.js';
 import { setupDeployment } from '../support/deployment.js';
@@ -376,5 +376,57 @@ describe('undo', () => {
     expect(await retryCampaign(campaignId, t.producer)).toBe(N);
     expect(await waitForCompletion(t.prefix, campaignId)).toMatchObject({ total: N, upgraded: N, failed: 0 });
     expect(comparable(t.sandbox.state())).toEqual(before);
+  });
+
+  it('a write that may have landed before its target was cancelled is taken back too', async () => {
+    const n = 4;
+    t.sandbox.load({
+      conductor: {
+        definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
+        executions: Array.from({ length: n }, (_, i) => ({ workflowId: `l-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
+      },
+    });
+    const before = comparable(t.sandbox.state());
+    const id = 'landed';
+    await enqueueCampaign(
+      { id, connection: connection('UPSHIFT_TEST_CONDUCTOR_KEY'), operation: { type: 'conductor.upgradeExecution', name: 'flow', version: 2 } },
+      Array.from({ length: n }, (_, i) => ({ workflowId: `l-${i}` })),
+      t.producer,
+    );
+    // As a run leaves it that kept l-1's pre-image, sent its upgrade, and lost the answer: the
+    // execution is on version 2 and the target waits for its retry.
+    await t.scripts.keepUndo(id, 'l-1', JSON.stringify({ version: 1 }));
+    t.sandbox.load({ conductor: { executions: [{ workflowId: 'l-1', workflowName: 'flow', workflowVersion: 2, status: 'RUNNING' }] } });
+    await cancelCampaign(id, t.producer);
+    const cancelled = await report(t.redis, t.prefix, id);
+    expect(cancelled.map((l) => l.reason)).toEqual(Array(n).fill('CANCELLED'));
+
+    const undone = await undoCampaign(id, t.producer);
+    expect(undone.total).toBe(1);
+    await t.startWorker();
+    expect(await waitForCompletion(t.prefix, undone.campaignId)).toMatchObject({ total: 1, upgraded: 1 });
+    expect(comparable(t.sandbox.state())).toEqual(before);
+    expect((await t.redis.hkeys(campaignKeys(t.prefix, id).attempts)).filter((k) => k.startsWith('u:'))).toEqual([]);
+  });
+
+  it('a target a cancelled campaign gets back after its drain (the lease of a dead worker) is recorded, so the campaign ends', async () => {
+    t.sandbox.load(fleet());
+    const id = 'returned';
+    await enqueueCampaign(
+      { id, connection: connection('UPSHIFT_TEST_TALLYFY_KEY'), operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'x' } } },
+      [1, 2, 3].map((i) => ({ runId: `run-${i}` })),
+      t.producer,
+    );
+    // A worker (registered by hand, never running anything) takes one target and dies.
+    await t.scripts.renew(60_000, 'gone-worker', 1, []);
+    const { picks } = await t.scripts.dispatch(1, 60_000);
+    expect(picks).toHaveLength(1);
+    await cancelCampaign(id, t.producer);
+    expect(await readStatus(t.redis, t.prefix, id)).toMatchObject({ state: 'cancelled', active: 1, skipped: 2, finishedAt: undefined });
+    // Its lease runs out; the next dispatch step reclaims it.
+    const ended = waitForCompletion(t.prefix, id);
+    await t.redis.zadd(schedulerKeys(t.prefix).leases, 0, picks[0]!.holder);
+    expect((await t.scripts.dispatch(1, 60_000)).reclaimed).toBe(1);
+    expect(await ended).toMatchObject({ state: 'cancelled', active: 0, pending: 0, skipped: 3, reasons: { CANCELLED: 3 } });
   });
 });

@@ -41,6 +41,7 @@ function status(over: Partial<CampaignStatus> = {}): CampaignStatus {
     cancelReason: undefined,
     undoCampaign: undefined,
     undoOf: undefined,
+    undoError: undefined,
     rolloutStep: undefined,
     rolloutSteps: undefined,
     rolloutLimit: undefined,

@@ -32,6 +32,7 @@ function formatStatus(status: CampaignStatus): string {
     ...(s.cancelReason ? [`  cancelled: ${s.cancelReason}`] : []),
     ...(s.undoCampaign ? [`  undone by campaign ${s.undoCampaign}`] : []),
     ...(s.undoOf ? [`  takes back campaign ${s.undoOf}`] : []),
+    ...(s.undoError ? [`  its undo could not be made: ${s.undoError}`] : []),
   ].join('\n');
 }
 

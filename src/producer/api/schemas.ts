@@ -75,6 +75,7 @@ export const campaignStatus = z.object({
   cancelReason: z.string().optional().describe('FAILURE_BUDGET_EXCEEDED when a breach with rollout.onBreach "undo" cancelled it'),
   undoCampaign: z.string().optional().describe('the undo campaign made of this one (upshift undo)'),
   undoOf: z.string().optional().describe('the campaign this undo campaign takes back'),
+  undoError: z.string().optional().describe('why the undo campaign a breach asked for could not be made'),
   rolloutStep: count.optional(),
   rolloutSteps: count.optional(),
   rolloutLimit: count.optional(),

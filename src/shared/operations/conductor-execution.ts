@@ -134,11 +134,18 @@ export const conductorUpgradeExecution: OperationModule<Op> = {
   async revert(ctx, raw) {
     const kept = keptObject(raw, ctx.operation.type) as unknown as Kept;
     const { operation } = ctx;
+    // The whole input as the upgrade left it, whether the platform merged `workflowInput` into
+    // the input or replaced it: anything else is someone's change since, which sending the kept
+    // input back would overwrite.
+    const inputAsUpgraded = (input: Record<string, unknown>): boolean =>
+      kept.input === undefined || operation.workflowInput === undefined
+        ? true
+        : isDeepStrictEqual(input, { ...kept.input, ...operation.workflowInput }) || isDeepStrictEqual(input, operation.workflowInput);
     const state = (exec: Execution): ApplyResult | null => {
       if (exec.workflowName !== operation.name) return CHANGED_SINCE_UPGRADE;
       if (ENDED.has(exec.status)) return { outcome: 'skipped', reason: 'NOT_RUNNING' };
       if (exec.workflowVersion === kept.version && holds(exec.input, kept.input)) return BACK_ALREADY;
-      if (exec.workflowVersion !== operation.version || !holds(exec.input, operation.workflowInput)) return CHANGED_SINCE_UPGRADE;
+      if (exec.workflowVersion !== operation.version || !inputAsUpgraded(exec.input)) return CHANGED_SINCE_UPGRADE;
       return null;
     };
     const now = state(await readExecution(ctx));

@@ -115,15 +115,17 @@ export const tallyfyUpdateRun: OperationModule<Op> = {
       throw new UpshiftError('NOT_REVERTIBLE', 'the update changed kick-off fields (prerun), which Tallyfy reads back rendered, not as values an update can write back');
     }
     const { prev } = keptObject(raw, ctx.operation.type) as unknown as Kept;
-    const run = await readRun(ctx);
     const fields = Object.keys(prev);
-    const same = (a: unknown, b: unknown) => isDeepStrictEqual(a ?? null, b ?? null);
-    if (fields.every((k) => same(run[k], prev[k]))) return BACK_ALREADY;
-    if (!fields.every((k) => same(run[k], ctx.operation.changes[k as keyof Changes]))) return CHANGED_SINCE_UPGRADE;
+    // What the revert writes: a field the run did not show before, as its empty value.
     const back = Object.fromEntries(
       fields.flatMap((k) => (prev[k] !== null ? [[k, prev[k]]] : k in EMPTY ? [[k, EMPTY[k]]] : [])),
     );
     if (Object.keys(back).length === 0) throw new UpshiftError('NOT_REVERTIBLE', `the run showed none of ${fields.join(', ')} before the update, and an update cannot empty them`);
+    const run = await readRun(ctx);
+    const same = (a: unknown, b: unknown) => isDeepStrictEqual(a ?? null, b ?? null);
+    // Back already: an earlier revert of it landed (its answer lost), or someone put it back.
+    if (Object.keys(back).every((k) => same(run[k], back[k]))) return BACK_ALREADY;
+    if (!fields.every((k) => same(run[k], ctx.operation.changes[k as keyof Changes]))) return CHANGED_SINCE_UPGRADE;
     await putRun(ctx, back, 'tallyfy update run (undo)');
     return REVERTED;
   },

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import jsonpatch from 'fast-json-patch';
 import { z } from 'zod';
+import { DEFAULTS } from '../config.js';
 import { UpshiftError } from '../errors.js';
 import { isPlainObject } from './common.js';
 import type { JsonPatch } from './patch.js';
@@ -61,7 +62,7 @@ export function undoModuleFor(op: OperationModule): OperationModule<UndoOperatio
     // is checked loosely: the original operation's own fields were checked when it was enqueued.
     schema: z.looseObject({ type: z.literal(type), undoOf: z.string().min(1) }) as unknown as z.ZodType<UndoOperation>,
     targetIdField: op.targetIdField,
-    targetFields: { ...op.targetFields, [UNDO_FIELD]: z.string().max(1_000_000).optional() },
+    targetFields: { ...op.targetFields, [UNDO_FIELD]: z.string().max(DEFAULTS.maxUndoCarryBytes).optional() },
     ...(op.targetVersionField === undefined ? {} : { targetVersionField: op.targetVersionField }),
     targetKey: (t) => op.targetKey(t),
     writeReason: 'REVERTED',
@@ -97,7 +98,7 @@ function sortedKeys(_key: string, value: unknown): unknown {
 /**
  * A short digest of a document (top-level fields in `ignore` left out): what an upgrade keeps to
  * tell, at undo, whether the target still holds what it wrote (or is back as it was), without
- * keeping the whole document. 128 bits of SHA-256.
+ * keeping the whole document: 22 base64url characters (132 bits) of SHA-256.
  */
 export function digest(doc: unknown, ignore: readonly string[] = []): string {
   let d = doc;

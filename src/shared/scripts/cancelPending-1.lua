@@ -30,7 +30,7 @@ local drained = 0
 local function drain(entry)
   local key, t = target_key(c, entry)
   redis.call('HINCRBY', status, 'pending', -1)
-  record_outcome(c, next_seq(c), key, 'skipped', 'CANCELLED', cancelled_record(t, now), now, ARGV[4])
+  record_outcome(c, next_seq(c), key, 'skipped', 'CANCELLED', cancelled_record(c, key, t, now), now, ARGV[4])
   drained = drained + 1
 end
 

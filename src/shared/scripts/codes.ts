@@ -40,6 +40,8 @@ export const CODES = Object.freeze({
   STAGED_MISMATCH: -4,
   /** finish-1.lua: the campaign's status hash is missing (deleted or expired). */
   STATUS_GONE: -5,
+  /** stage-1.lua: the campaign was committed meanwhile (by another producer): nothing is added to it. */
+  ALREADY_COMMITTED: -6,
 } as const);
 
 export type CodeName = keyof typeof CODES;

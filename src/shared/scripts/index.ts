@@ -42,6 +42,7 @@ const SCRIPT_ERRORS: Record<string, Partial<Record<CodeName, string>>> = {
     NOT_STAGED: 'the staged targets are gone (the staging expired and was discarded); nothing was enqueued',
     STAGED_MISMATCH: 'the staged targets do not match what this producer wrote; nothing was enqueued',
   },
+  stage: { ALREADY_COMMITTED: 'the campaign was committed by another producer meanwhile; nothing was added to it' },
   finish: {
     STATUS_GONE: "the campaign's status hash is missing (deleted or expired)",
   },
@@ -292,7 +293,9 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       return { created: created === CODES.CREATED, total };
     },
     async stage(campaignId, deadlineMs, triples) {
-      return Number(await stage(campaignId, deadlineMs, ...triples));
+      const res = await stage(campaignId, deadlineMs, ...triples);
+      check('stage', res);
+      return Number(res);
     },
     async dispatch(maxPicks, leaseMs) {
       return dispatchResult((await dispatch(maxPicks, leaseMs)) as (number | string)[]);

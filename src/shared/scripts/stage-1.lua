@@ -13,10 +13,13 @@
 
   Output:
     number of targets added (distinct, not seen before)
+    ALREADY_COMMITTED  the campaign exists (another producer committed it after this one began
+                       staging): nothing is added to its live lists
 ]]
 -- @include "keys"
 
 local c = ARGV[2]
+if redis.call('EXISTS', ck(c, 'status')) == 1 then return CODES.ALREADY_COMMITTED end
 local seen = ck(c, 'seen')
 local added = 0
 for i = 4, #ARGV, 3 do

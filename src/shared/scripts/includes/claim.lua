@@ -40,7 +40,7 @@ local function claim_run(holder, token, leaseMs, targetKey, channel, now, fresh)
     if state == 'cancelled' then
       release(holder)
       redis.call('HINCRBY', ck(c, 'status'), 'active', -1)
-      record_outcome(c, holder_seq(holder), targetKey, 'skipped', 'CANCELLED', cancelled_record(cjson.decode(entry), now), now, channel)
+      record_outcome(c, holder_seq(holder), targetKey, 'skipped', 'CANCELLED', cancelled_record(c, targetKey, cjson.decode(entry), now), now, channel)
       return { CODES.DONE }
     end
     if state ~= 'running' then

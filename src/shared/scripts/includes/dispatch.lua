@@ -31,7 +31,12 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', S .. 'retry', '-inf', now, 'LIMIT', 0, CAPS.wakeDueBatch)) do
       redis.call('ZREM', S .. 'retry', m)
       local c, gid, entry = string.match(m, '^([^|]*)|(%d+)|(.*)$')
-      if redis.call('EXISTS', ck(c, 'status')) == 1 then
+      local state = redis.call('HGET', ck(c, 'status'), 'state')
+      if state == 'cancelled' then
+        -- Parked after its campaign's drain (the run failed after the cancel).
+        redis.call('HINCRBY', ck(c, 'status'), 'pending', -1)
+        cancel_returned(c, entry, now)
+      elseif state then
         redis.call('LPUSH', ck(c, 'g:' .. gid), entry)
         redis.call('HINCRBY', ck(c, 'status'), 'admitted', -1)
         make_ready(c, gid)

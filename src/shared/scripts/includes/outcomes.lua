@@ -1,7 +1,8 @@
 --[[
   outcomes: a target's outcome recorded and counted, and what follows from the counts: the
   failure budget, the rollout steps, and the campaign's end.
-  Provides: CAMPAIGN_KEYS, read_status, complete_if_done, record_outcome, cancelled_record.
+  Provides: CAMPAIGN_KEYS, read_status, complete_if_done, record_outcome, cancelled_record,
+  cancel_returned.
   Needs: keys, meta, groups, limits.
 ]]
 -- @include "keys"
@@ -112,7 +113,25 @@ local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, no
   return seq
 end
 
--- The record of a target that never ran because its campaign was cancelled.
-local function cancelled_record(t, now)
-  return cjson.encode({ target = t, outcome = 'skipped', reason = 'CANCELLED', attempts = 0, error = cjson.null, at = now })
+-- The record of a target of a cancelled campaign that did not run (again). An earlier run of it
+-- may have written (its answer lost, then a retry or a reclaim was pending): the pre-image that
+-- run kept (':attempts' 'u:<target>') goes into the record, so that an undo takes that write
+-- back too, and leaves ':attempts'.
+local function cancelled_record(c, targetKey, t, now)
+  local json = cjson.encode({ target = t, outcome = 'skipped', reason = 'CANCELLED', attempts = 0, error = cjson.null, at = now })
+  local attempts = ck(c, 'attempts')
+  local kept = redis.call('HGET', attempts, 'u:' .. targetKey)
+  if not kept then return json end
+  redis.call('HDEL', attempts, 'u:' .. targetKey)
+  -- Spliced in as text: decoding and encoding it again would round large numbers.
+  return string.sub(json, 1, -2) .. ',"undo":' .. kept .. '}'
+end
+
+-- A target a cancelled campaign gets back after its drain (a reclaimed lease, a Retry-After, a
+-- due retry): recorded CANCELLED at once, as nothing dispatches a cancelled campaign's groups.
+-- The caller has taken it out of `active` or `pending`. The events channel is the prefix's
+-- (eventsChannel in src/shared/keys.ts): the campaign may end here.
+local function cancel_returned(c, entry, now)
+  local key = target_key(c, entry)
+  record_outcome(c, next_seq(c), key, 'skipped', 'CANCELLED', cancelled_record(c, key, cjson.decode(entry), now), now, P .. ':campaign-events')
 end

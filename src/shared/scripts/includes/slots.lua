@@ -1,11 +1,13 @@
 --[[
   slots: a holder's leased slots on its keys, given back (waking a waiter per slot) and its
   target put back in its group.
-  Provides: wake_one, release, requeue. Needs: keys, caps, groups.
+  Provides: wake_one, release, requeue. Needs: keys, caps, groups, outcomes.
+  (outcomes: a cancelled campaign's target is recorded, not put back.)
 ]]
 -- @include "keys"
 -- @include "caps"
 -- @include "groups"
+-- @include "outcomes"
 
 -- A slot freed on the key: the campaign first in its queue gets another look for its first
 -- waiting group, and goes to the back if it has more, so campaigns waiting on a key take
@@ -52,9 +54,11 @@ end
 -- Puts a released holder's target back at the head of its group: it runs next.
 local function requeue(c, gid, entry, wakeAt, now)
   local status = ck(c, 'status')
-  if redis.call('EXISTS', status) == 0 then return end
-  redis.call('LPUSH', ck(c, 'g:' .. gid), entry)
+  local state = redis.call('HGET', status, 'state')
+  if not state then return end
   redis.call('HINCRBY', status, 'active', -1)
+  if state == 'cancelled' then return cancel_returned(c, entry, now) end
+  redis.call('LPUSH', ck(c, 'g:' .. gid), entry)
   redis.call('HINCRBY', status, 'pending', 1)
   redis.call('HINCRBY', status, 'admitted', -1)
   ensure_scheduled(c, gid, wakeAt, now)
