@@ -86,6 +86,11 @@ export async function retryCampaign(id: string, opts: ControlOptions & { reason?
   const keys = campaignKeys(prefix, id);
   const specJson = await redis.get(keys.spec);
   if (specJson === null) throw unknownCampaign(id);
+  const undoneBy = await redis.hget(keys.status, 'undoCampaign');
+  if (undoneBy !== null) {
+    // Its undo took back what it wrote; running its failures again would upgrade behind the undo.
+    throw new InputError('campaign', `cannot retry campaign "${id}": it was taken back by its undo campaign "${undoneBy}"`, { field: 'state', code: 'CAMPAIGN_STATE_CONFLICT' });
+  }
   const spec = { ...(JSON.parse(specJson) as CampaignSpec), id };
   const op = operationFor(spec.operation.type);
   const groups = await GroupTable.load(redis, prefix, spec);

@@ -160,7 +160,9 @@ describe('undo', () => {
       // The report shows the target's own fields, not the data it carried.
       for (const l of lines) expect(Object.keys(l.fields).some((k) => k.startsWith('@'))).toBe(false);
 
-      // Undo again: the same campaign, nothing new.
+      // The original is not run again behind its undo.
+    await expect(retryCampaign(id, t.producer)).rejects.toMatchObject({ code: 'CAMPAIGN_STATE_CONFLICT', message: expect.stringMatching(/taken back/) });
+    // Undo again: the same campaign, nothing new.
       expect(await undoCampaign(id, t.producer)).toMatchObject({ campaignId: undone.campaignId, created: false });
     });
   }
