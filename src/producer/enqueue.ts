@@ -18,6 +18,7 @@ import {
   validateTarget,
   withSpan,
   registeredEntry,
+  checkNotifiers,
   type CampaignSpec,
   type ConnectionRegistry,
   type HttpClient,
@@ -220,6 +221,7 @@ function checkRegistered(spec: CampaignSpec, connections: ConnectionRegistry): v
       code: 'CONNECTION_NOT_REGISTERED',
     });
   }
+  checkNotifiers(spec.notify ?? [], connections);
 }
 
 /**
