@@ -1,7 +1,8 @@
 --[[
   An operator's control of a campaign: pause, resume, cancel or promote. The dispatch step serves
   only `running` campaigns, and `claim` holds back a paused or gated campaign's dispatched
-  targets, so after this returns no new target of a paused campaign starts.
+  targets, so after this returns no new target of a paused campaign starts. A pause or cancel
+  records its webhook event (`paused`, `cancelled`: includes/notify.lua) in the same step.
 
   Input:
     KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
