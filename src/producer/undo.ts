@@ -131,7 +131,7 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
 }
 
 function notifyOf(spec: CampaignSpec, connections: ConnectionRegistry): Pick<CampaignSpec, 'notify'> {
-  const notify = (spec.notify ?? []).filter((n) => Object.hasOwn(connections.notifiers, n.to));
+  const notify = (spec.notify ?? []).filter((n) => Object.hasOwn(connections.notifiers ?? {}, n.to));
   return notify.length > 0 ? { notify } : {};
 }
 

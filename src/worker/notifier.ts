@@ -129,7 +129,8 @@ export class Notifier {
   private async send(claim: NotifyClaim): Promise<{ outcome: NotifyOutcome; error: string }> {
     // The worker's own registry decides where a delivery goes and with which secret: the name
     // in Redis is only a name.
-    const entry = Object.hasOwn(this.registry.notifiers, claim.notifier) ? this.registry.notifiers[claim.notifier] : undefined;
+    const notifiers = this.registry.notifiers ?? {};
+    const entry = Object.hasOwn(notifiers, claim.notifier) ? notifiers[claim.notifier] : undefined;
     if (entry === undefined) return { outcome: 'retry', error: `notifier "${claim.notifier}" is not registered on this worker` };
     const secret = this.env[entry.secretRef];
     if (!secret) return { outcome: 'retry', error: `the notifier's secret variable ${entry.secretRef} is not set on this worker` };
@@ -158,7 +159,7 @@ export class Notifier {
 
   private secrets(): string[] {
     const out: string[] = [];
-    for (const n of Object.values(this.registry.notifiers)) {
+    for (const n of Object.values(this.registry.notifiers ?? {})) {
       const v = this.env[n.secretRef];
       if (v) out.push(v);
     }
