@@ -248,6 +248,28 @@ describe('signed webhooks', () => {
     expect((await settled('told', 2)).map((d) => d.status)).toEqual(['delivered', 'delivered']);
   });
 
+  it('a failure budget breach with onBreach "undo" is told: cancelled, then undo-started', async () => {
+    const hook = await receiver(() => 'ok');
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    const fleet = alloyFleet(40);
+    t.sandbox.load(fleet.fixtures);
+    // Every other install refuses the change (403): a permanent failure.
+    t.sandbox.load({ alloy: { installs: fleet.targets.filter((_, i) => i % 2 === 0).map((u) => ({ workflowId: 'wf-1', userId: u.userId, version: 1, forbidden: true })) } });
+    await t.startWorker({ connections: reg, concurrency: 2 });
+    await enqueueCampaign(
+      spec('breached', { rollout: { steps: [100], maxFailureRatio: 0.2, minSamples: 4, onBreach: 'undo' }, notify: [{ to: 'hook', events: ['paused', 'cancelled', 'completed', 'undo-started'] }] }),
+      fleet.targets,
+      { ...t.producer, connections: reg },
+    );
+    await hook.until(() => [...hook.delivered().keys()].filter((id) => id.startsWith('breached:')).length === 2, 'cancelled and undo-started');
+    const bodies = [...hook.delivered().entries()].filter(([id]) => id.startsWith('breached:')).map(([, d]) => JSON.parse(d.body) as Record<string, unknown>);
+    expect(bodies).toMatchObject([
+      { id: 'breached:1', event: 'cancelled', state: 'cancelled', reason: 'FAILURE_BUDGET_EXCEEDED' },
+      { id: 'breached:2', event: 'undo-started', undoCampaign: 'breached-undo' },
+    ]);
+    await settled('breached', 2);
+  });
+
   it('a worker killed mid-delivery loses nothing: a new worker delivers the event', async () => {
     let answering = false;
     const hook = await receiver(() => (answering ? 'ok' : 'hang'));
