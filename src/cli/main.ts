@@ -14,6 +14,7 @@ import { escapeControlChars } from '../shared/text.js';
 import * as cancel from './commands/cancel.js';
 import * as enqueue from './commands/enqueue.js';
 import * as list from './commands/list.js';
+import * as notifications from './commands/notifications.js';
 import * as pause from './commands/pause.js';
 import * as promote from './commands/promote.js';
 import * as report from './commands/report.js';
@@ -42,6 +43,7 @@ Commands:
   pause <id> | resume <id> | cancel <id> | promote <id>       control a campaign
   retry <id> [--reason CODE]                                  run failed targets again
   undo <id> [--dry-run] [--json] [--wait-ms N]                put the targets a campaign upgraded back as they were
+  notifications <id> [--json]                                 a campaign's signed webhook deliveries
   sandbox [--host H] [--port N] [--latency-ms N] [--fail-rate R] [--throttle-rate R] [--conflict-rate R]
           [--reset-rate R] [--slow-rate R] [--slow-ms N] [--limit-key-pattern RE] [--seed N]
   serve [--port N] [--host H] [--insecure-no-auth]            HTTP API, dashboard, /docs, Bull Board
@@ -51,7 +53,7 @@ UPSHIFT_RETENTION_MS (how long an ended campaign's data is kept; default 7 days)
 Run "upshift <command> --help" for examples.`;
 
 
-const COMMANDS: Readonly<Record<string, Command>> = { enqueue, worker, status, report, list, pause, resume, cancel, promote, retry, undo, sandbox, serve };
+const COMMANDS: Readonly<Record<string, Command>> = { enqueue, worker, status, report, list, pause, resume, cancel, promote, retry, undo, notifications, sandbox, serve };
 
 /** Commands that emit spans when OTEL_EXPORTER_OTLP_ENDPOINT is set, with their service name. */
 const TRACED: Record<string, ServiceName> = { enqueue: 'upshift-producer', undo: 'upshift-producer', worker: 'upshift-worker', serve: 'upshift-api' };

@@ -19,6 +19,7 @@ import {
   validateTarget,
   withSpan,
   registeredEntry,
+  checkNotifiers,
   type CampaignSpec,
   type ConnectionRegistry,
   type HttpClient,
@@ -227,6 +228,7 @@ function checkRegistered(spec: CampaignSpec, connections: ConnectionRegistry): v
       code: 'CONNECTION_NOT_REGISTERED',
     });
   }
+  checkNotifiers(spec.notify ?? [], connections);
 }
 
 /**

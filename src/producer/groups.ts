@@ -13,7 +13,8 @@ import {
 
 /**
  * What the scheduler scripts read from a campaign's meta hash (`<p>:campaign:<id>:meta`): its
- * connection (the Retry-After unit), how to compute a target's key in Lua, and its retention.
+ * connection (the Retry-After unit), how to compute a target's key in Lua, its retention, and
+ * the webhook events its spec asked for (`notify`).
  */
 export function campaignMeta(spec: CampaignSpec, retentionMs = DEFAULTS.retentionMs): Record<string, string | number> {
   const op = operationFor(spec.operation.type);
@@ -21,6 +22,8 @@ export function campaignMeta(spec: CampaignSpec, retentionMs = DEFAULTS.retentio
     conn: connectionId(spec.connection.baseUrl, spec.connection.credentialRef),
     tk: JSON.stringify([op.targetIdField, ...(op.targetVersionField ? [op.targetVersionField] : [])]),
     retentionMs,
+    // Which webhook events the scheduler scripts record, and for whom (scripts/includes/notify.lua).
+    ...(spec.notify !== undefined && spec.notify.length > 0 ? { notify: JSON.stringify(spec.notify) } : {}),
   };
 }
 

@@ -12,6 +12,7 @@ import {
   eventsChannel,
   InputError,
   isUndoType,
+  loadScripts,
   operationFor,
   readStatus,
   registeredEntry,
@@ -118,6 +119,9 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
     dryRun,
     verify: false,
     undo: false,
+    // Whoever asked to hear of the original hears of its undo too, through the notifiers this
+    // deployment still registers (one since removed would refuse the undo itself).
+    ...(dryRun ? {} : notifyOf(spec, opts.connections)),
   };
   const retentionMs = Number(await redis.hget(keys.meta, 'retentionMs')) || undefined;
   const result = await enqueueSourced(undoSpec, writtenTargets(redis, prefix, spec, op.targetIdField, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
@@ -130,8 +134,17 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
   });
   // Linked both ways, also when it existed already (a link lost to a crash is made again).
   await redis.hset(campaignKeys(prefix, undoId).status, 'undoOf', id);
-  if (!dryRun) await redis.hset(keys.status, 'undoCampaign', undoId);
+  if (!dryRun) {
+    await redis.hset(keys.status, 'undoCampaign', undoId);
+    // Also when it existed already: an event lost to a crash here is recorded then (once).
+    await loadScripts(redis, prefix).notifyEvent(id, 'undo-started', { undoCampaign: undoId }, eventsChannel(prefix));
+  }
   return { ...result, undoOf: id, cancelledOriginal };
+}
+
+function notifyOf(spec: CampaignSpec, connections: ConnectionRegistry): Pick<CampaignSpec, 'notify'> {
+  const notify = (spec.notify ?? []).filter((n) => Object.hasOwn(connections.notifiers ?? {}, n.to));
+  return notify.length > 0 ? { notify } : {};
 }
 
 /**

@@ -80,6 +80,23 @@ export const DEFAULTS = Object.freeze({
   retryAttempts: 5,
   /** Spec: `retry.backoffMs` when the spec names none. */
   retryBackoffMs: 1000,
+  /** Worker: webhook deliveries one worker sends at once (separate from its target concurrency). */
+  notifyConcurrency: 8,
+  /** Worker: a webhook delivery's timeout (connect to last byte of the answer). */
+  notifyTimeoutMs: 10_000,
+  /**
+   * Worker: the wait after a webhook delivery's first failed attempt, doubled after each one up
+   * to `notifyMaxBackoffMs`: 10 s, 20 s, ... 1 h, then hourly, about 30 attempts in 24 h.
+   */
+  notifyBackoffMs: 10_000,
+  notifyMaxBackoffMs: 3_600_000,
+  /** Worker: a webhook delivery not delivered this long after its event is given up (failed). */
+  notifyMaxAgeMs: 24 * 3_600_000,
+  /**
+   * Worker: a delivery being sent is due again this long after its timeout would have ended it:
+   * how soon another worker takes over the delivery of one that died mid-send.
+   */
+  notifyLeaseMarginMs: 5_000,
   /** Producer: staged group lists one UNLINK drops when an abandoned staging is discarded. */
   discardUnlinkBatch: 1000,
   /** Cancel: pending targets one cancel step records as skipped (one script call each). */

@@ -48,8 +48,25 @@ const entrySchema = z.strictObject({
   privateNetwork: z.boolean().default(false),
 });
 
+const secretRefSchema = z
+  .string()
+  .regex(CREDENTIAL_REF, 'must be the NAME of an environment variable (A-Z, 0-9, _), never the secret itself')
+  .refine((s) => !looksLikeSecret(s), 'looks like a secret value: put the NAME of the environment variable that holds it');
+
+/**
+ * A webhook receiver (README, "Notifications"): where signed campaign events go and which
+ * variable holds the signing secret. The URL is kept whole (a receiver's path is its own), only
+ * its origin normalised; query and fragment are refused as for a connection.
+ */
+const notifierSchema = z.strictObject({
+  url: baseUrlSchema.transform((s) => normaliseBaseUrl(s)),
+  secretRef: secretRefSchema,
+  privateNetwork: z.boolean().default(false),
+});
+
 const registrySchema = z.strictObject({
   connections: z.record(z.string().regex(CONNECTION_NAME, 'connection names are letters, digits, _ . - (at most 64)'), entrySchema),
+  notifiers: z.record(z.string().regex(CONNECTION_NAME, 'notifier names are letters, digits, _ . - (at most 64)'), notifierSchema).default({}),
 });
 
 export interface ConnectionEntry {
@@ -63,8 +80,19 @@ export interface ConnectionEntry {
   readonly privateNetwork: boolean;
 }
 
+export interface NotifierEntry {
+  /** Where deliveries are POSTed (origin normalised, no trailing slash). */
+  readonly url: string;
+  /** The environment variable, on the workers, holding the HMAC signing secret. */
+  readonly secretRef: string;
+  /** Whether deliveries may go to loopback, private, link-local and other non-public addresses. */
+  readonly privateNetwork: boolean;
+}
+
 export interface ConnectionRegistry {
   readonly connections: Readonly<Record<string, ConnectionEntry>>;
+  /** Webhook receivers a spec's `notify` may name; empty when the registry lists none. */
+  readonly notifiers: Readonly<Record<string, NotifierEntry>>;
 }
 
 /** A spec's connection once resolved against the registry: what is stored with the campaign. */
@@ -90,7 +118,8 @@ export function parseConnections(raw: unknown, source = 'connections'): Connecti
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
-    const name = issue.path[0] === 'connections' && issue.path.length > 1 ? ` (connection "${String(issue.path[1])}")` : '';
+    const kind = issue.path[0] === 'notifiers' ? 'notifier' : 'connection';
+    const name = (issue.path[0] === 'connections' || issue.path[0] === 'notifiers') && issue.path.length > 1 ? ` (${kind} "${String(issue.path[1])}")` : '';
     throw new InputError(source, `${issue.message}${name}`, { field: field || 'connections', code: 'CONNECTIONS_INVALID' });
   }
   return deepFreeze(parsed.data as ConnectionRegistry);
@@ -254,5 +283,34 @@ export function credentialValues(registry: ConnectionRegistry, env: NodeJS.Proce
     const v = env[entry.credentialRef];
     if (v) out.add(v);
   }
+  for (const entry of Object.values(registry.notifiers ?? {})) {
+    const v = env[entry.secretRef];
+    if (v) out.add(v);
+  }
   return [...out];
+}
+
+/** What a campaign can ask to be told (README, "Notifications"), in the order a campaign meets them. */
+export const NOTIFY_EVENTS = ['step-completed', 'gated', 'paused', 'completed', 'cancelled', 'undo-started'] as const;
+export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
+
+/** One entry of a spec's `notify`: a registered notifier and the events it is sent. */
+export interface NotifyRequest {
+  readonly to: string;
+  readonly events: readonly NotifyEvent[];
+}
+
+/**
+ * Every notifier a spec's `notify` names must be in the registry, or `InputError`
+ * `NOTIFIER_NOT_REGISTERED` naming `notify[i].to`: a campaign can never choose a URL or a secret.
+ */
+export function checkNotifiers(notify: readonly NotifyRequest[], registry: ConnectionRegistry, source = 'spec'): void {
+  notify.forEach((n, i) => {
+    if (!Object.hasOwn(registry.notifiers ?? {}, n.to)) {
+      throw new InputError(source, `notifier "${n.to}" is not registered (UPSHIFT_CONNECTIONS "notifiers")`, {
+        field: `notify[${i}].to`,
+        code: 'NOTIFIER_NOT_REGISTERED',
+      });
+    }
+  });
 }

@@ -55,6 +55,7 @@ function row(
 export const ERRORS = {
   INVALID_INPUT: row('invalid_input', 400, EXIT.input, '{source}, line {line}, field "{field}": {problem}'),
   CONNECTION_NOT_REGISTERED: row('invalid_input', 400, EXIT.input, 'spec, field "connection": connection "{name}" is not in the registry', { apiCode: true }),
+  NOTIFIER_NOT_REGISTERED: row('invalid_input', 400, EXIT.input, 'spec, field "notify[{i}].to": notifier "{name}" is not in the registry', { apiCode: true }),
   CONNECTIONS_INVALID: row('invalid_input', 400, EXIT.input, 'environment, field "UPSHIFT_CONNECTIONS": {problem}', { apiCode: true }),
   API_TOKEN_REFUSED: row('unauthorized', 401, EXIT.input, 'missing or wrong "Authorization: Bearer <UPSHIFT_API_TOKEN>"'),
   CROSS_ORIGIN_REFUSED: row('forbidden', 403, EXIT.input, 'cross-origin request refused'),

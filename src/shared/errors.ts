@@ -90,6 +90,7 @@ export class InputError extends Error {
 export type InputErrorCode =
   | 'INVALID_INPUT'
   | 'CONNECTION_NOT_REGISTERED'
+  | 'NOTIFIER_NOT_REGISTERED'
   | 'CONNECTIONS_INVALID'
   | 'CAMPAIGN_NOT_FOUND'
   | 'CAMPAIGN_STATE_CONFLICT'

@@ -17,6 +17,8 @@ export interface HttpRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** Sent as JSON with `content-type: application/json` when present. */
   readonly json?: unknown;
+  /** Sent byte for byte as JSON (a webhook's signed body), when `json` is absent. */
+  readonly rawJson?: string;
 }
 
 export interface HttpResponse {
@@ -132,8 +134,8 @@ export class HttpClient {
     }
     const headers: Record<string, string> = { ...req.headers };
     let body: string | undefined;
-    if (req.json !== undefined) {
-      body = JSON.stringify(req.json);
+    if (req.json !== undefined || req.rawJson !== undefined) {
+      body = req.json !== undefined ? JSON.stringify(req.json) : req.rawJson;
       headers['content-type'] = 'application/json';
     }
     // One controller and one timer per call: AbortSignal.timeout + AbortSignal.any cost a
@@ -178,7 +180,8 @@ export function buildUrl(
   query?: Readonly<Record<string, string>>,
 ): string {
   const base = baseUrl.replace(/\/+$/, '');
-  let url = base + '/' + segments.map((s) => encodeURIComponent(s)).join('/');
+  // No segments: the URL as registered (a webhook receiver's own path), no slash added.
+  let url = segments.length === 0 ? baseUrl : base + '/' + segments.map((s) => encodeURIComponent(s)).join('/');
   if (query && Object.keys(query).length > 0) url += '?' + new URLSearchParams(query).toString();
   return url;
 }

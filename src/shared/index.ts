@@ -1,5 +1,5 @@
 export { DEFAULTS, isClusterUrl, loadConfig, redactRedisUrl, type UpshiftConfig } from './config.js';
-export { applyCeilings, CONNECTIONS_HOWTO, credentialValues, loadConnections, normaliseBaseUrl, parseConnections, registeredEntry, resolveConnection, type ConnectionEntry, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
+export { applyCeilings, checkNotifiers, NOTIFY_EVENTS, type NotifierEntry, type NotifyEvent, type NotifyRequest, CONNECTIONS_HOWTO, credentialValues, loadConnections, normaliseBaseUrl, parseConnections, registeredEntry, resolveConnection, type ConnectionEntry, type ConnectionInput, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
 export { classifyError, InputError, type InputErrorCode, UpshiftError, type Classification, type InputIssue } from './errors.js';
 export { CatalogueError, catalogueMessage, ERRORS, errorCodeOf, EXIT, isErrorCode, type ApiErrorKind, type ErrorCode, type ErrorRow } from './error-catalogue.js';
 export { HttpClient, NotSentError, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse, type SendGate } from './http.js';
@@ -11,7 +11,17 @@ export { OPERATIONS, operationFor, PLATFORMS, platforms, registerPlatform, secre
 export { baseOperationType, encodeCarry, isUndoType, UNDO_FIELD, UNDO_PREFIX, type UndoCarry } from './operations/undo.js';
 export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutcome, type RecordedOutcome, type Outcome, type PauseReason, type ReasonCode, type ReasonInfo } from './reasons.js';
 export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type RedisClient } from './redis.js';
-export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type DispatchResult, type Pick, type Scripts } from './scripts/index.js';
+export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type DispatchResult, type NotifyClaim, type NotifyOutcome, type Pick, type Scripts } from './scripts/index.js';
+export {
+  EVENT_ID_HEADER,
+  readNotifications,
+  SIGNATURE_HEADER,
+  signatureHeader,
+  signPayload,
+  verifySignature,
+  type DeliveryStatus,
+  type NotificationDelivery,
+} from './notifications.js';
 export { CAMPAIGN_ID, parseSpec, parseTargetLine, rolloutLimits, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
 export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, type Marker, type MarkedRecord, type OutboxRecord } from './records.js';
 export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';

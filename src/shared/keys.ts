@@ -25,12 +25,20 @@ export interface CampaignKeys {
   readonly groups: string;
   /**
    * Hash: the campaign's meta. Written by the producer before commit (`conn` connection id, `tk`
-   * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`/`onBreach`);
-   * the scheduler's `seq` (holder counter) and `capgid` (groups in the capacity records).
+   * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`/`onBreach`,
+   * `notify`: the spec's `notify` as JSON when it has one); the scheduler's `seq` (holder
+   * counter), `capgid` (groups in the capacity records), `nseq` (webhook event counter) and
+   * `ev:undo-started` (that event was recorded).
    */
   readonly meta: string;
   /** List per group: the pending targets' JSON. */
   group(gid: number): string;
+  /**
+   * Hash: the campaign's webhook events and their deliveries (README, "Notifications"):
+   * `e:<n>` -> the event's body (JSON, signed as is), `d:<n>|<notifier>` -> its delivery record
+   * (JSON: status, attempts, lastError, times). Written with the state change that caused the event.
+   */
+  readonly notify: string;
   /** Hash: target key -> attempts made, `ra:<target key>` -> Retry-After waits. */
   readonly attempts: string;
   readonly ready: string;
@@ -51,6 +59,7 @@ export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
     records: `${prefix.replace(/[{}]/g, '')}:campaign:{${campaignId}}:records`,
     groups: `${base}:groups`,
     meta: `${base}:meta`,
+    notify: `${base}:notify`,
     group: (gid) => `${base}:g:${gid}`,
     attempts: `${base}:attempts`,
     ready: `${base}:ready`,
@@ -81,6 +90,11 @@ export function schedulerKeys(prefix: string) {
     outboxes: `${s}outboxes`,
     /** ZSET: campaigns whose failure budget broke with `onBreach: "undo"` -> when; until a worker has made their undo campaign. */
     undoDue: `${s}undo-due`,
+    /**
+     * ZSET: webhook deliveries not yet delivered or given up, `<campaign>:<n>|<notifier>` -> when
+     * one is due (a delivery being sent: when its sender's lease ends). worker/notifier.ts.
+     */
+    notifyDue: `${s}notify-due`,
     slot: (key: string) => `${s}slot:${key}`,
     /** HASH: a connection-scoped key's capacity record (campaign -> figures; `=c` smallest concurrency, `=r` longest spacing). */
     cap: (key: string) => `${s}cap:${key}`,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InputError, type InputIssue } from './errors.js';
-import { baseUrlSchema, CONNECTION_NAME, applyCeilings, resolveConnection, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
+import { baseUrlSchema, CONNECTION_NAME, NOTIFY_EVENTS, applyCeilings, checkNotifiers, resolveConnection, type ConnectionRegistry, type EffectiveLimit, type ResolvedConnection } from './connections.js';
 import { DEFAULTS } from './config.js';
 import { limitSchema, MAX_LIMITS } from './limits.js';
 import { isWellFormed } from './operations/common.js';
@@ -69,6 +69,20 @@ const discoverSchema = z.strictObject({
 
 export type DiscoverSpec = z.infer<typeof discoverSchema>;
 
+/** Who is told of the campaign's events (README, "Notifications"): registered notifiers only. */
+const notifySchema = z
+  .array(
+    z.strictObject({
+      to: z.string().regex(CONNECTION_NAME, 'must name a registered notifier'),
+      events: z.array(z.enum(NOTIFY_EVENTS)).min(1).refine((e) => new Set(e).size === e.length, 'lists an event twice'),
+    }),
+  )
+  .max(10)
+  .refine((n) => new Set(n.map((x) => x.to)).size === n.length, 'names a notifier twice: list all its events in one entry')
+  // Optional, not defaulted: a spec without it is stored as before, so re-enqueuing a campaign
+  // made by an earlier version is still the same spec.
+  .optional();
+
 // Lazy: built from the platform table on first use, after every platform has been registered.
 const operationSchema = z.lazy(() => operationSchemaFromTable('the campaign spec schema'));
 
@@ -88,6 +102,7 @@ const specSchema = z.strictObject({
   verify: z.boolean().default(false),
   /** Keep, in each target's outcome record, what `upshift undo` needs to put it back as it was. */
   undo: z.boolean().default(true),
+  notify: notifySchema,
   targets: z.union([z.array(z.unknown()), z.strictObject({ discover: discoverSchema })]).optional(),
 });
 
@@ -201,6 +216,7 @@ export function validateSpec(raw: unknown, source: string, connections: Connecti
   }
   const data = parsed.data;
   const connection = resolveConnection(data.connection, connections, data.operation.type, source);
+  checkNotifiers(data.notify ?? [], connections, source);
   const { limits, warnings } = applyCeilings(data.limits, connections.connections[connection.name]!);
   return { ...data, connection, limits, ...(warnings.length > 0 ? { warnings } : {}) };
 }

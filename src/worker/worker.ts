@@ -24,6 +24,7 @@ import { BreachUndo } from './breach-undo.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
 import { LeaseKeeper } from './leases.js';
+import { Notifier } from './notifier.js';
 import { serveMetrics, WorkerMetrics } from './metrics/index.js';
 import { PauseBoard } from './pauses.js';
 import { createProcessor } from './processor.js';
@@ -48,6 +49,13 @@ export interface WorkerOptions {
   readonly metricsPort?: number;
   /** The address /metrics and /healthz listen on (default 127.0.0.1, loopback only). */
   readonly metricsHost?: string;
+  /** Webhook deliveries (notifier.ts): how many at once, each one's timeout, and the retry backoff. */
+  readonly notifyConcurrency: number;
+  readonly notifyTimeoutMs: number;
+  readonly notifyBackoffMs: number;
+  readonly notifyMaxBackoffMs: number;
+  readonly notifyMaxAgeMs: number;
+  readonly notifyLeaseMarginMs: number;
 }
 
 export interface RunningWorker {
@@ -99,6 +107,18 @@ export async function startWorker(
   const pauses = new PauseBoard((connection) => scripts.pauseOf(connection), opts.pauseGateMs);
   const archiver = new Archiver(redis, scripts, config.prefix, log, opts.archiveBatchMs, opts.outboxSweepMs);
   const breachUndo = new BreachUndo(redis, config.prefix, connections, log, opts.outboxSweepMs);
+  // Its own HTTP client: a slow receiver's sockets never queue behind, or ahead of, platform calls.
+  const notifyHttp = new HttpClient({ connections: opts.notifyConcurrency });
+  const notifier = new Notifier(scripts, connections, notifyHttp, log, (outcome) => metrics.notified(outcome), {
+    concurrency: opts.notifyConcurrency,
+    timeoutMs: opts.notifyTimeoutMs,
+    backoffMs: opts.notifyBackoffMs,
+    maxBackoffMs: opts.notifyMaxBackoffMs,
+    maxAgeMs: opts.notifyMaxAgeMs,
+    leaseMarginMs: opts.notifyLeaseMarginMs,
+    sweepMs: opts.outboxSweepMs,
+    maxErrorChars: opts.maxErrorChars,
+  });
   let closing: Promise<void> | undefined;
   const processor = createProcessor({
     scripts,
@@ -129,14 +149,18 @@ export async function startWorker(
 
   // A new or resumed campaign announces itself; this worker then looks for work at once. A
   // Retry-After pause is announced too: running targets hold their next call on that connection.
+  // A campaign's state change may have recorded a webhook event: the notifier looks then too.
   sub.on('message', (_channel, message: string) => {
-    const event = JSON.parse(message) as { id?: string; pause?: string; until?: number; now?: number; undo?: boolean };
-    if (event.pause !== undefined) pauses.note(event.pause, event.until!, event.now!);
-    else if (event.undo === true && event.id !== undefined) breachUndo.note(event.id);
+    const event = JSON.parse(message) as { id?: string; pause?: string; until?: number; now?: number; undo?: boolean; notify?: string };
+    if (event.pause !== undefined) return pauses.note(event.pause, event.until!, event.now!);
+    notifier.trigger();
+    if (event.notify !== undefined) return;
+    if (event.undo === true && event.id !== undefined) breachUndo.note(event.id);
     else dispatcher.trigger();
   });
   await sub.subscribe(channel);
   void breachUndo.sweep();
+  notifier.trigger();
   await leases.register();
   dispatcher.trigger();
   serving = 'running';
@@ -162,6 +186,8 @@ export async function startWorker(
           log.warn({ shutdownTimeoutMs: opts.shutdownTimeoutMs }, 'in-flight jobs did not finish in time; closing anyway');
           await worker.close(true);
         }
+        await notifier.close();
+        await notifyHttp.close();
         await archiver.close();
         await leases.leave().catch((err: Error) => log.warn({ err: err.message }, 'could not deregister'));
         await queue.close();

@@ -3,7 +3,7 @@ import { startWorker } from '../../worker/index.js';
 import { numberFlag, parseFlags } from '../flags.js';
 
 export const help = `upshift worker [--concurrency N] [--lease-ms N] [--lock-duration-ms N] [--stalled-interval-ms N] [--shutdown-timeout-ms N]
-               [--metrics-port N [--metrics-host H]]
+               [--metrics-port N [--metrics-host H]] [--notify-concurrency N] [--notify-timeout-ms N] [--notify-backoff-ms N]
 
 Processes targets until SIGTERM/SIGINT, then takes no new job, lets in-flight ones finish
 (at most --shutdown-timeout-ms) and exits 0. --lease-ms (default 30000) is how long a slot
@@ -12,6 +12,10 @@ stays taken after its worker died; every worker of a deployment should use the s
 that port, on --metrics-host (default 127.0.0.1, loopback only; 0.0.0.0 lets a scraper on another
 host or container reach it; docs/OBSERVABILITY.md). OTEL_EXPORTER_OTLP_ENDPOINT=<collector URL>
 turns on OpenTelemetry spans, one per target (service upshift-worker).
+Workers also deliver the campaigns' signed webhooks (README, "Notifications"): at most
+--notify-concurrency at once (default 8), each with a --notify-timeout-ms timeout (default
+10000), a failed one tried again after --notify-backoff-ms (default 10000), doubled each time
+up to an hour, for 24 h. The signing secrets are read from the variables the registry names.
 
 Examples:
   ALLOY_API_KEY=... upshift worker --concurrency 50
@@ -28,6 +32,9 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
     'shutdown-timeout-ms': { type: 'string' },
     'metrics-port': { type: 'string' },
     'metrics-host': { type: 'string' },
+    'notify-concurrency': { type: 'string' },
+    'notify-timeout-ms': { type: 'string' },
+    'notify-backoff-ms': { type: 'string' },
   });
   if (values.help) return void console.log(help);
   const metricsPort = numberFlag(values['metrics-port'], 'metrics-port', { min: 0, max: 65535 });
@@ -47,6 +54,9 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
     shutdownTimeoutMs: numberFlag(values['shutdown-timeout-ms'], 'shutdown-timeout-ms', { min: 0 }),
     metricsPort,
     metricsHost,
+    notifyConcurrency: numberFlag(values['notify-concurrency'], 'notify-concurrency', { min: 1 }),
+    notifyTimeoutMs: numberFlag(values['notify-timeout-ms'], 'notify-timeout-ms', { min: 100 }),
+    notifyBackoffMs: numberFlag(values['notify-backoff-ms'], 'notify-backoff-ms', { min: 0 }),
   };
   const connections = loadConnections();
   const log = createLogger(config.logLevel, 'upshift-worker');

@@ -30,6 +30,15 @@ export const CODES = Object.freeze({
   PARKED: 9,
   /** throttle-1.lua: the target went back to its group and the connection is paused. */
   THROTTLED: 10,
+  /** notifyDone-1.lua: the webhook delivery was delivered / is tried again later / was given up. */
+  DELIVERED: 11,
+  RESCHEDULED: 12,
+  GAVE_UP: 13,
+  /** notifyDone-1.lua: the delivery is no longer due here (another sender finished it, or its data expired). */
+  NOT_DUE: 14,
+  /** notifyEvent-1.lua: the event was recorded now / had been recorded before (or nobody asked for it). */
+  RECORDED: 15,
+  NOT_RECORDED: 16,
   // Refusals.
   NO_SUCH_CAMPAIGN: -1,
   /** The campaign's state forbids the action (which state, and why, is in the message). */

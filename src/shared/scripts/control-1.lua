@@ -1,7 +1,8 @@
 --[[
   An operator's control of a campaign: pause, resume, cancel or promote. The dispatch step serves
   only `running` campaigns, and `claim` holds back a paused or gated campaign's dispatched
-  targets, so after this returns no new target of a paused campaign starts.
+  targets, so after this returns no new target of a paused campaign starts. A pause or cancel
+  records its webhook event (`paused`, `cancelled`: includes/notify.lua) in the same step.
 
   Input:
     KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
@@ -18,6 +19,7 @@
 ]]
 -- @include "meta"
 -- @include "groups"
+-- @include "notify"
 
 local c, action = ARGV[2], ARGV[3]
 local status = ck(c, 'status')
@@ -25,8 +27,10 @@ local state = redis.call('HGET', status, 'state')
 if not state then return CODES.NO_SUCH_CAMPAIGN end
 local now = now_ms()
 
-local function set(newState)
+-- `event`: the webhook event the change is (notify.lua), recorded before it is announced.
+local function set(newState, event, reason)
   redis.call('HSET', status, 'state', newState, 'updatedAt', now)
+  if event then notify(c, event, now, { reason = reason }) end
   redis.call('PUBLISH', ARGV[5], cjson.encode({ id = c, state = newState }))
   return { CODES.CHANGED, newState }
 end
@@ -35,7 +39,7 @@ if action == 'pause' then
   if state == 'paused' then return { CODES.CHANGED, state } end
   if state ~= 'running' and state ~= 'gated' then return { CODES.WRONG_STATE, state } end
   redis.call('HSET', status, 'pausedReason', ARGV[4], 'pausedAt', now)
-  return set('paused')
+  return set('paused', 'paused', ARGV[4])
 elseif action == 'resume' then
   if state == 'running' then return { CODES.CHANGED, state } end
   if state ~= 'paused' then return { CODES.WRONG_STATE, state } end
@@ -49,7 +53,7 @@ elseif action == 'resume' then
 elseif action == 'cancel' then
   if state == 'cancelled' then return { CODES.CHANGED, state } end
   if state == 'completed' then return { CODES.WRONG_STATE, state } end
-  return set('cancelled')
+  return set('cancelled', 'cancelled', 'OPERATOR')
 elseif action == 'promote' then
   if state ~= 'gated' then return { CODES.WRONG_STATE, state } end
   local step = tonumber(redis.call('HINCRBY', status, 'rolloutStep', 1))

@@ -50,6 +50,7 @@ const SCRIPT_ERRORS: Record<string, Partial<Record<CodeName, string>>> = {
   cancelPending: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'the campaign is not cancelled' },
   retryFailed: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'a cancelled campaign cannot run again' },
   appendTargets: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'the campaign is not discovering any more' },
+  notifyEvent: { NO_SUCH_CAMPAIGN: 'no such campaign' },
 };
 
 function check(script: string, code: unknown): void {
@@ -76,6 +77,9 @@ const FILES = {
   unoutbox: 'unoutbox-1.lua',
   wakeLegacyBlocked: 'wakeLegacyBlocked-1.lua',
   pauseOf: 'pauseOf-1.lua',
+  notifyEvent: 'notifyEvent-1.lua',
+  notifyClaim: 'notifyClaim-1.lua',
+  notifyDone: 'notifyDone-1.lua',
 } as const;
 
 /** Scripts on a campaign's own slot: their one key is the campaign's, and they take no prefix. */
@@ -145,6 +149,22 @@ export type ClaimResult =
   | { readonly kind: 'paused'; readonly untilMs: number };
 
 export type ControlAction = 'pause' | 'resume' | 'cancel' | 'promote';
+
+/** A webhook delivery a worker took to send (notifyClaim-1.lua). */
+export interface NotifyClaim {
+  /** `<event id>|<notifier>`, the delivery's member of `<p>:sched:notify-due`. */
+  readonly member: string;
+  readonly eventId: string;
+  readonly campaignId: string;
+  readonly notifier: string;
+  /** The event's body, sent and signed as is. */
+  readonly body: string;
+  /** Attempts made, this one included. */
+  readonly attempts: number;
+  readonly createdAt: number;
+}
+
+export type NotifyOutcome = 'delivered' | 'retry' | 'failed';
 
 export interface Scripts {
   commitCampaign(a: {
@@ -218,6 +238,15 @@ export interface Scripts {
   cancelPending(campaignId: string, max: number, channel: string): Promise<number>;
   /** Puts failed targets (`[targetKey, gid, targetJson]` triples) back to run; returns how many. */
   retryFailed(campaignId: string, reason: string, channel: string, triples: readonly (string | number)[]): Promise<number>;
+  /**
+   * Records webhook event `event` of a campaign (once per campaign and event) for the notifiers
+   * its spec asked; `true` when recorded now.
+   */
+  notifyEvent(campaignId: string, event: string, extra: Readonly<Record<string, unknown>>, channel: string): Promise<boolean>;
+  /** Takes up to `max` due webhook deliveries for `leaseMs`; `nextDueMs` (Redis clock) is when the next one falls due. */
+  notifyClaim(max: number, leaseMs: number): Promise<{ nowMs: number; nextDueMs: number | null; claims: NotifyClaim[] }>;
+  /** Ends a delivery attempt; what became of the delivery (`not-due`: another sender had it). */
+  notifyDone(member: string, outcome: NotifyOutcome, backoffMs: number, error: string, maxAgeMs: number): Promise<'delivered' | 'rescheduled' | 'gave-up' | 'not-due'>;
   /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
   pauseOf(connection: string): Promise<{ nowMs: number; untilMs: number }>;
   /** The pause end, or null when the lease was lost meanwhile. */
@@ -283,6 +312,9 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
   const unoutbox = cmd('unoutbox');
   const wakeLegacyBlocked = cmd('wakeLegacyBlocked');
   const pauseOf = cmd('pauseOf');
+  const notifyEvent = cmd('notifyEvent');
+  const notifyClaim = cmd('notifyClaim');
+  const notifyDone = cmd('notifyDone');
   const archive = definedCommand(redis, 'archive');
 
   return {
@@ -353,6 +385,35 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       const res = await retryFailed(campaignId, reason, channel, ...triples);
       check('retryFailed', res);
       return res as number;
+    },
+    async notifyEvent(campaignId, event, extra, channel) {
+      const res = await notifyEvent(campaignId, event, JSON.stringify(extra), channel);
+      check('notifyEvent', res);
+      return res === CODES.RECORDED;
+    },
+    async notifyClaim(max, leaseMs) {
+      const res = (await notifyClaim(max, leaseMs)) as (number | string)[];
+      const claims: NotifyClaim[] = [];
+      for (let i = 2; i < res.length; i += 4) {
+        const member = String(res[i]);
+        const bar = member.lastIndexOf('|');
+        const eventId = member.slice(0, bar);
+        claims.push({
+          member,
+          eventId,
+          campaignId: eventId.slice(0, eventId.lastIndexOf(':')),
+          notifier: member.slice(bar + 1),
+          body: String(res[i + 1]),
+          attempts: Number(res[i + 2]),
+          createdAt: Number(res[i + 3]),
+        });
+      }
+      const next = Number(res[1]);
+      return { nowMs: Number(res[0]), nextDueMs: next < 0 ? null : next, claims };
+    },
+    async notifyDone(member, outcome, backoffMs, error, maxAgeMs) {
+      const code = Number(await notifyDone(member, outcome, Math.max(0, Math.round(backoffMs)), error, maxAgeMs));
+      return code === CODES.DELIVERED ? 'delivered' : code === CODES.RESCHEDULED ? 'rescheduled' : code === CODES.GAVE_UP ? 'gave-up' : 'not-due';
     },
     async pauseOf(connection) {
       const [nowMs, untilMs] = (await pauseOf(connection)) as [number, number];

@@ -122,6 +122,11 @@ export function createFamilies(registry: Registry) {
       ['operation'],
     ),
     holdSeconds: counter('upshift_worker_pause_hold_seconds_total', 'Time calls waited at the send gate.', ['operation']),
+    notifications: counter(
+      'upshift_worker_notifications_total',
+      'Webhook delivery attempts this worker made, by outcome: delivered; retried (the attempt failed and another is due after a backoff); failed (given up: the egress guard refused the address, or the delivery passed its 24 h).',
+      ['outcome'],
+    ),
     leasesLost: counter(
       'upshift_worker_leases_lost_total',
       'Runs aborted because their lease could not be renewed in time (the target is run again).',

@@ -1,7 +1,9 @@
 import { SpanKind, type Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { createServedMetrics, type ServedMetrics, type ServedMetricsOptions } from '../../shared/index.js';
-import { createFamilies, type Families } from './families.js';
+import { createFamilies, type Families, type Tally } from './families.js';
+
+export type NotificationOutcome = 'delivered' | 'retried' | 'failed';
 import { OperationRun, TracedRun, type TargetRun } from './run-recorder.js';
 
 export { DEFAULT_METRICS_HOST, serveMetrics, type MetricsServer } from './server.js';
@@ -24,6 +26,7 @@ export class WorkerMetrics implements ServedMetrics {
   private readonly tracer: Tracer | undefined;
   private readonly byOperation = new Map<string, OperationRun>();
   private readonly families: Families;
+  private readonly notifications: Record<NotificationOutcome, Tally>;
 
   constructor(opts: WorkerMetricsOptions) {
     this.served = createServedMetrics(opts);
@@ -31,6 +34,13 @@ export class WorkerMetrics implements ServedMetrics {
     this.contentType = this.served.contentType;
     this.tracer = opts.tracer;
     this.families = createFamilies(this.registry);
+    const n = this.families.notifications;
+    this.notifications = { delivered: n.tally({ outcome: 'delivered' }), retried: n.tally({ outcome: 'retried' }), failed: n.tally({ outcome: 'failed' }) };
+  }
+
+  /** Counts one webhook delivery attempt by what became of it (worker/notifier.ts). */
+  notified(outcome: NotificationOutcome): void {
+    this.notifications[outcome].inc();
   }
 
   /** The recorder of one target run (tracing off: a shared object, nothing allocated). */

@@ -16,9 +16,16 @@
                                        campaign written before :meta existed has its meta here too)
     <p>:campaign:<c>:meta      HASH    written by the producer before commit: 'conn' -> connection
                                        id, 'tk' -> target key fields, 'retentionMs', and a rollout's
-                                       'rollout', 'minSamples', 'gate', 'maxFailureRatio', 'onBreach'; the
+                                       'rollout', 'minSamples', 'gate', 'maxFailureRatio', 'onBreach',
+                                       'notify' (the spec's notify JSON, when it has one); the
                                        scheduler's: 'seq' -> holder counter, 'capgid' -> gids
-                                       0 .. capgid-1 are in the capacity records (use_limits)
+                                       0 .. capgid-1 are in the capacity records (use_limits),
+                                       'nseq' -> webhook event counter, 'ev:undo-started' -> 1 once
+                                       that event is recorded (notify.lua)
+    <p>:campaign:<c>:notify    HASH    webhook events: 'e:<n>' -> the event's body (JSON, sent and
+                                       signed as is); 'd:<n>|<notifier>' -> its delivery record
+                                       (JSON: status pending|delivered|failed, attempts, lastError,
+                                       createdAt, updatedAt, deliveredAt, nextAt)
     <p>:campaign:<c>:ready     LIST    gids that may have a runnable target (round robin)
     <p>:campaign:<c>:gstate    HASH    gid -> 'r' (in ready) | 'b' (waiting for a key) | 'd' (in delayed)
     <p>:campaign:<c>:w:<key>   LIST    gids of this campaign waiting for a slot on the key (FIFO)
@@ -53,6 +60,9 @@
     <p>:sched:capacity         STRING  sum of live workers' concurrency (the dispatch window)
     <p>:sched:outboxes         SET     campaigns whose outbox may hold records, or whose records
                                        still need their retention TTL
+    <p>:sched:notify-due       ZSET    '<c>:<n>|<notifier>' -> when a webhook delivery is due (while
+                                       one is being sent: when its sender's lease ends); removed once
+                                       delivered or given up (notifyClaim-1.lua, notifyDone-1.lua)
     <p>:sched:undo-due         ZSET    campaign -> when its failure budget broke with onBreach 'undo':
                                        cancelled here, its undo campaign still to be made by a worker
 

@@ -3,12 +3,14 @@
   failure budget, the rollout steps, and the campaign's end.
   Provides: CAMPAIGN_KEYS, read_status, complete_if_done, record_outcome, cancelled_record,
   cancel_returned.
-  Needs: keys, meta, groups, limits.
+  Needs: keys, meta, groups, limits, notify.
+  Each state change here records its webhook event (notify.lua) in the same step.
 ]]
 -- @include "keys"
 -- @include "meta"
 -- @include "groups"
 -- @include "limits"
+-- @include "notify"
 
 -- Staged rollout and failure budget, judged after every counted outcome of a running campaign.
 -- The budget: once `minSamples` targets have finished (upgraded or failed; skips count for
@@ -32,9 +34,11 @@ local function rollout_check(c, now, channel, st)
         -- campaign (worker/breach-undo.ts), found here after any crash.
         redis.call('HSET', status, 'state', 'cancelled', 'cancelReason', 'FAILURE_BUDGET_EXCEEDED')
         redis.call('ZADD', S .. 'undo-due', now, c)
+        notify(c, 'cancelled', now, { reason = 'FAILURE_BUDGET_EXCEEDED' })
         redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'cancelled', reason = 'FAILURE_BUDGET_EXCEEDED', undo = true }))
       else
         redis.call('HSET', status, 'state', 'paused', 'pausedReason', 'FAILURE_BUDGET_EXCEEDED', 'pausedAt', now)
+        notify(c, 'paused', now, { reason = 'FAILURE_BUDGET_EXCEEDED' })
         redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'paused', reason = 'FAILURE_BUDGET_EXCEEDED' }))
       end
       return
@@ -47,10 +51,14 @@ local function rollout_check(c, now, channel, st)
   if step + 1 >= #steps then return end
   if g[3] == 'manual' then
     redis.call('HSET', status, 'state', 'gated', 'updatedAt', now)
+    -- A step ends the same way behind a gate as without one; `gated` says it is held too.
+    notify(c, 'step-completed', now, { step = step })
+    notify(c, 'gated', now, { step = step })
     redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'gated', step = step }))
   else
     redis.call('HSET', status, 'rolloutStep', step + 1, 'rolloutLimit', steps[step + 2], 'updatedAt', now)
     back_on_ring(c)
+    notify(c, 'step-completed', now, { step = step })
     redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'running', step = step + 1 }))
   end
 end
@@ -70,7 +78,7 @@ end
 
 -- The campaign keys that expire together once it has ended (retentionMs) and stop expiring when
 -- an operator's retry runs it again. A campaign from before :meta keeps its meta in :groups.
-local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'meta', 'attempts', 'ready', 'gstate' }
+local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'meta', 'attempts', 'ready', 'gstate', 'notify' }
 
 -- When every target has an outcome: the campaign ends (`completed`, or stays `cancelled`), its
 -- data starts its retention clock, and the end is announced.
@@ -84,6 +92,8 @@ local function complete_if_done(c, now, channel, st)
   local final = st.state == 'cancelled' and 'cancelled' or 'completed'
   local status = ck(c, 'status')
   redis.call('HSET', status, 'state', final, 'finishedAt', now)
+  -- A cancelled campaign's event was recorded when it was cancelled; its drain ending is not another.
+  if final == 'completed' then notify(c, 'completed', now) end
   drop_limits(c)
   local retention = tonumber(meta_get(c, 'retentionMs')[1] or '0')
   if retention > 0 then

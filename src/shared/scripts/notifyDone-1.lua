@@ -1,0 +1,46 @@
+--[[
+  A webhook delivery attempt's end (worker/notifier.ts): delivered, to be tried again after a
+  backoff (given up instead once that would pass the delivery's age limit), or given up at once
+  (the egress guard refused the address). Only while the delivery is still due: a sender whose
+  lease ran out and whose delivery another sender finished changes nothing.
+
+  Input:
+    KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
+    ARGV[1] key prefix
+    ARGV[2] member '<c>:<n>|<notifier>'
+    ARGV[3] delivered | retry | failed
+    ARGV[4] backoff before the next attempt (ms; retry)
+    ARGV[5] the attempt's error, scrubbed ('' when delivered)
+    ARGV[6] age limit (ms since the event) past which a delivery is given up
+
+  Output:
+    DELIVERED, RESCHEDULED or GAVE_UP; NOT_DUE when the delivery is no longer due
+]]
+-- @include "keys"
+
+local m, outcome, delay, err, maxAge = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local due = S .. 'notify-due'
+if not redis.call('ZSCORE', due, m) then return CODES.NOT_DUE end
+local c, n, name = string.match(m, '^(.*):(%d+)|(.*)$')
+local field = 'd:' .. n .. '|' .. name
+local rec = redis.call('HGET', ck(c, 'notify'), field)
+if not rec then
+  redis.call('ZREM', due, m)
+  return CODES.NOT_DUE
+end
+local now = now_ms()
+local d = cjson.decode(rec)
+d.updatedAt = now
+local code
+if outcome == 'delivered' then
+  d.status, d.deliveredAt, code = 'delivered', now, CODES.DELIVERED
+  redis.call('ZREM', due, m)
+elseif outcome == 'retry' and now + delay - (d.createdAt or now) <= maxAge then
+  d.status, d.lastError, d.nextAt, code = 'pending', err, now + delay, CODES.RESCHEDULED
+  redis.call('ZADD', due, now + delay, m)
+else
+  d.status, d.lastError, d.failedAt, code = 'failed', err, now, CODES.GAVE_UP
+  redis.call('ZREM', due, m)
+end
+redis.call('HSET', ck(c, 'notify'), field, cjson.encode(d))
+return code

@@ -1,0 +1,381 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/producer/api/index.js';
+import { enqueueCampaign, pauseCampaign, cancelCampaign, promoteCampaign, undoCampaign } from '../../src/producer/index.js';
+import {
+  campaignKeys,
+  createLogger,
+  InputError,
+  parseConnections,
+  readNotifications,
+  schedulerKeys,
+  verifySignature,
+  type ConnectionRegistry,
+  type NotificationDelivery,
+} from '../../src/shared/index.js';
+import { connectionsFile } from '../support/connections.js';
+import { setupDeployment } from '../support/deployment.js';
+import { alloyFleet, runCli } from '../support/fleet.js';
+import { waitForCompletion, waitForState } from '../support/harness.js';
+
+const SECRET_REF = 'UPSHIFT_TEST_HOOK_SECRET';
+const SECRET = 'whsec_test_0123456789abcdef';
+
+interface Delivery {
+  readonly id: string;
+  readonly signature: string;
+  readonly body: string;
+  /** The n-th request with this event id the receiver saw (1-based). */
+  readonly nth: number;
+  /** What the receiver did with it. */
+  answer: 'ok' | 'fail' | 'hang';
+}
+
+type Behaviour = (nth: number) => 'ok' | 'fail' | 'hang';
+
+/**
+ * A webhook receiver on 127.0.0.1: records every request, answers by `behaviour` (per event id:
+ * the n-th request for that id), and holds `hang` requests open until `release()` or the caller
+ * gives up. `until` resolves when a request makes its condition true (no polling).
+ */
+class Receiver {
+  readonly requests: Delivery[] = [];
+  private readonly held: ServerResponse[] = [];
+  private readonly waiters: { ok: () => boolean; resolve: () => void }[] = [];
+  private server!: Server;
+  url = '';
+
+  constructor(public behaviour: Behaviour) {}
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks/upshift`;
+    return this;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body = '';
+    for await (const chunk of req) body += String(chunk);
+    const id = String(req.headers['upshift-event-id'] ?? '');
+    const nth = this.requests.filter((r) => r.id === id).length + 1;
+    const answer = req.method === 'POST' && req.url === '/hooks/upshift' ? this.behaviour(nth) : 'fail';
+    this.requests.push({ id, signature: String(req.headers['upshift-signature'] ?? ''), body, nth, answer });
+    if (answer === 'hang') this.held.push(res);
+    else res.writeHead(answer === 'ok' ? 200 : 500).end(answer === 'ok' ? 'thanks' : 'receiver down');
+    this.check();
+  }
+
+  /** Answers every request held open with 200 (a slow receiver that finally answers). */
+  release(): void {
+    for (const res of this.held.splice(0)) {
+      if (!res.destroyed) res.writeHead(200).end('late thanks');
+    }
+  }
+
+  /** Requests held open and not given up by the sender. */
+  holding(): number {
+    return this.held.filter((r) => !r.destroyed && !r.writableEnded).length;
+  }
+
+  /** The events answered 200, each once (a receiver's dedup by `Upshift-Event-Id`). */
+  delivered(): Map<string, { event: string; body: string }> {
+    const out = new Map<string, { event: string; body: string }>();
+    for (const r of this.requests) if (r.answer === 'ok' && !out.has(r.id)) out.set(r.id, { event: (JSON.parse(r.body) as { event: string }).event, body: r.body });
+    return out;
+  }
+
+  until(ok: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+    if (ok()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`receiver: ${what} not seen within ${timeoutMs} ms (${this.requests.length} requests)`)), timeoutMs);
+      this.waiters.push({ ok, resolve: () => (clearTimeout(timer), resolve()) });
+    });
+  }
+
+  private check(): void {
+    for (const w of this.waiters.splice(0)) {
+      if (w.ok()) w.resolve();
+      else this.waiters.push(w);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+/** Reads Redis until `ok` holds: delivery records announce nothing. */
+async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** The receiver's side of docs/API.md's snippet, written out: HMAC of "<t>.<body>", compared in constant time. */
+function signedBy(secret: string, header: string, body: string): boolean {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+  if (!m) return false;
+  const expected = createHmac('sha256', secret).update(`${m[1]}.${body}`).digest();
+  return timingSafeEqual(expected, Buffer.from(m[2]!, 'hex')) && Math.abs(Date.now() / 1000 - Number(m[1])) < 300;
+}
+
+describe('signed webhooks', () => {
+  const t = setupDeployment({ sandbox: { latencyMs: 5 }, credentials: true });
+  process.env[SECRET_REF] = SECRET;
+
+  const receivers: Receiver[] = [];
+  const receiver = async (behaviour: Behaviour) => {
+    const r = await new Receiver(behaviour).start();
+    receivers.push(r);
+    t.defer(async () => {
+      receivers.splice(receivers.indexOf(r), 1);
+      await r.close();
+    });
+    return r;
+  };
+  /** The deployment's connections plus notifiers of the test's receivers. */
+  const registry = (notifiers: Record<string, { url: string; privateNetwork?: boolean }>): ConnectionRegistry =>
+    parseConnections(
+      {
+        connections: t.connections.connections,
+        notifiers: Object.fromEntries(Object.entries(notifiers).map(([name, n]) => [name, { secretRef: SECRET_REF, ...n }])),
+      },
+      'test registry',
+    );
+  const spec = (id: string, extra: Record<string, unknown> = {}) => ({
+    id,
+    connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+    operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
+    ...extra,
+  });
+  const deliveries = (id: string) => readNotifications(t.redis, t.prefix, id);
+  const settled = (id: string, n: number) =>
+    eventually(
+      () => deliveries(id),
+      (d: NotificationDelivery[]) => d.length === n && d.every((x) => x.status !== 'pending'),
+      `${n} deliveries of ${id} settled`,
+    );
+
+  it('a receiver that fails, times out, then answers 200 gets each event once per id, signed; ids are stable', async () => {
+    const hook = await receiver((nth) => (nth === 1 ? 'fail' : nth === 2 ? 'hang' : 'ok'));
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    const fleet = alloyFleet(20);
+    t.sandbox.load(fleet.fixtures);
+    await t.startWorker({ connections: reg, concurrency: 4, notifyTimeoutMs: 3000, notifyBackoffMs: 50 });
+    const notify = [{ to: 'hook', events: ['step-completed', 'gated', 'paused', 'completed', 'cancelled', 'undo-started'] }];
+    const gated = waitForState(t.prefix, 'hooked', ['gated']);
+    await enqueueCampaign(spec('hooked', { rollout: { steps: [{ count: 5 }], gate: 'manual' }, notify }), fleet.targets, { ...t.producer, connections: reg });
+    // What the campaign asked is in its meta, for scripts and operators to see.
+    expect(JSON.parse((await t.redis.hget(campaignKeys(t.prefix, 'hooked').meta, 'notify'))!)).toEqual(notify);
+    await gated;
+    const ended = waitForCompletion(t.prefix, 'hooked');
+    await promoteCampaign('hooked', { ...t.producer });
+    await ended;
+    await undoCampaign('hooked', { ...t.producer, connections: reg });
+
+    await hook.until(() => [...hook.delivered().values()].some((d) => d.event === 'undo-started'), 'undo-started answered 200');
+    const records = await settled('hooked', 4);
+    const got = hook.delivered();
+    // Each event once after dedup, in the order the campaign met them, ids <campaign>:<n>.
+    expect([...got.entries()].filter(([id]) => id.startsWith('hooked:')).map(([id, d]) => [id, d.event])).toEqual([
+      ['hooked:1', 'step-completed'],
+      ['hooked:2', 'gated'],
+      ['hooked:3', 'completed'],
+      ['hooked:4', 'undo-started'],
+    ]);
+    for (const [id] of got) {
+      const all = hook.requests.filter((r) => r.id === id);
+      // 500, then no answer within the timeout, then 200: three attempts, one id, one body.
+      expect(all.map((r) => r.answer)).toEqual(['fail', 'hang', 'ok']);
+      expect(new Set(all.map((r) => r.body)).size).toBe(1);
+      for (const r of all) {
+        expect(verifySignature(SECRET, r.signature, r.body)).toBe(true);
+        expect(signedBy(SECRET, r.signature, r.body)).toBe(true);
+        expect(signedBy('another secret', r.signature, r.body)).toBe(false);
+      }
+    }
+    const completed = JSON.parse(got.get('hooked:3')!.body) as Record<string, unknown>;
+    expect(completed).toMatchObject({ id: 'hooked:3', event: 'completed', campaign: 'hooked', state: 'completed', counts: { total: 20, upgraded: 20, skipped: 0, failed: 0 } });
+    expect(typeof completed.at).toBe('number');
+    expect(JSON.parse(got.get('hooked:1')!.body)).toMatchObject({ state: 'gated', step: 0, counts: { upgraded: 5 } });
+    expect(JSON.parse(got.get('hooked:4')!.body)).toMatchObject({ event: 'undo-started', undoCampaign: 'hooked-undo' });
+
+    for (const d of records) {
+      expect(d).toMatchObject({ notifier: 'hook', status: 'delivered', attempts: 3 });
+      expect(d.lastError).toMatch(/^TIMEOUT/);
+    }
+    // The undo campaign tells the same receiver of its own end.
+    await hook.until(() => hook.delivered().has('hooked-undo:1'), "the undo campaign's completed");
+    expect(hook.delivered().get('hooked-undo:1')!.event).toBe('completed');
+    await settled('hooked-undo', 1);
+    expect(await t.redis.zcard(schedulerKeys(t.prefix).notifyDue)).toBe(0);
+
+    const metrics = await t.worker.metrics.render();
+    expect(metrics).toMatch(/upshift_worker_notifications_total\{outcome="delivered"\} 5/);
+    expect(metrics).toMatch(/upshift_worker_notifications_total\{outcome="retried"\} 10/);
+  });
+
+  it('pause and cancel are told; events recorded while no worker runs wait in Redis for one', async () => {
+    const hook = await receiver(() => 'ok');
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    const fleet = alloyFleet(10);
+    t.sandbox.load(fleet.fixtures);
+    await enqueueCampaign(spec('told', { notify: [{ to: 'hook', events: ['paused', 'cancelled', 'completed'] }] }), fleet.targets, { ...t.producer, connections: reg });
+    await pauseCampaign('told', t.producer);
+    await cancelCampaign('told', t.producer);
+    // Nobody delivers yet: both wait, pending, in Redis.
+    expect((await deliveries('told')).map((d) => [d.event, d.status, d.attempts])).toEqual([
+      ['paused', 'pending', 0],
+      ['cancelled', 'pending', 0],
+    ]);
+    await t.startWorker({ connections: reg });
+    await hook.until(() => hook.delivered().size === 2, 'both events');
+    expect([...hook.delivered().values()].map((d) => JSON.parse(d.body) as Record<string, unknown>)).toMatchObject([
+      { id: 'told:1', event: 'paused', state: 'paused', reason: 'OPERATOR' },
+      { id: 'told:2', event: 'cancelled', state: 'cancelled', reason: 'OPERATOR' },
+    ]);
+    // The cancelled campaign's drain ending is not another event.
+    expect((await settled('told', 2)).map((d) => d.status)).toEqual(['delivered', 'delivered']);
+  });
+
+  it('a failure budget breach with onBreach "undo" is told: cancelled, then undo-started', async () => {
+    const hook = await receiver(() => 'ok');
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    const fleet = alloyFleet(40);
+    t.sandbox.load(fleet.fixtures);
+    // Every other install refuses the change (403): a permanent failure.
+    t.sandbox.load({ alloy: { installs: fleet.targets.filter((_, i) => i % 2 === 0).map((u) => ({ workflowId: 'wf-1', userId: u.userId, version: 1, forbidden: true })) } });
+    await t.startWorker({ connections: reg, concurrency: 2 });
+    await enqueueCampaign(
+      spec('breached', { rollout: { steps: [100], maxFailureRatio: 0.2, minSamples: 4, onBreach: 'undo' }, notify: [{ to: 'hook', events: ['paused', 'cancelled', 'completed', 'undo-started'] }] }),
+      fleet.targets,
+      { ...t.producer, connections: reg },
+    );
+    await hook.until(() => [...hook.delivered().keys()].filter((id) => id.startsWith('breached:')).length === 2, 'cancelled and undo-started');
+    const bodies = [...hook.delivered().entries()].filter(([id]) => id.startsWith('breached:')).map(([, d]) => JSON.parse(d.body) as Record<string, unknown>);
+    expect(bodies).toMatchObject([
+      { id: 'breached:1', event: 'cancelled', state: 'cancelled', reason: 'FAILURE_BUDGET_EXCEEDED' },
+      { id: 'breached:2', event: 'undo-started', undoCampaign: 'breached-undo' },
+    ]);
+    await settled('breached', 2);
+  });
+
+  it('a worker killed mid-delivery loses nothing: a new worker delivers the event', async () => {
+    let answering = false;
+    const hook = await receiver(() => (answering ? 'ok' : 'hang'));
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    const fleet = alloyFleet(3);
+    t.sandbox.load(fleet.fixtures);
+    await enqueueCampaign(spec('killed', { notify: [{ to: 'hook', events: ['paused'] }] }), fleet.targets, { ...t.producer, connections: reg });
+    await pauseCampaign('killed', t.producer);
+    const doomed = await t.spawnWorker(['--notify-timeout-ms', '2000'], { UPSHIFT_CONNECTIONS: connectionsFile(reg), [SECRET_REF]: SECRET });
+    await hook.until(() => hook.requests.length === 1, 'the first attempt');
+    doomed.proc.kill('SIGKILL');
+    await doomed.exited;
+    expect((await deliveries('killed'))[0]).toMatchObject({ status: 'pending', attempts: 1 });
+
+    answering = true;
+    await t.startWorker({ connections: reg, notifyTimeoutMs: 2000 });
+    await hook.until(() => hook.delivered().has('killed:1'), 'the event after the kill');
+    expect(hook.requests.map((r) => [r.id, r.answer])).toEqual([
+      ['killed:1', 'hang'],
+      ['killed:1', 'ok'],
+    ]);
+    expect(hook.requests[0]!.body).toBe(hook.requests[1]!.body);
+    expect((await settled('killed', 1))[0]).toMatchObject({ status: 'delivered', attempts: 2 });
+  });
+
+  it('a slow receiver never slows the campaign: it completes while a delivery is still held open', async () => {
+    const hook = await receiver(() => 'hang');
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    const fleet = alloyFleet(20);
+    t.sandbox.load(fleet.fixtures);
+    // One delivery at a time, and a timeout far beyond the campaign's run.
+    await t.startWorker({ connections: reg, concurrency: 4, notifyConcurrency: 1, notifyTimeoutMs: 120_000 });
+    const ended = waitForCompletion(t.prefix, 'slow');
+    await enqueueCampaign(spec('slow', { rollout: { steps: [{ count: 2 }] }, notify: [{ to: 'hook', events: ['step-completed', 'completed'] }] }), fleet.targets, {
+      ...t.producer,
+      connections: reg,
+    });
+    await hook.until(() => hook.requests.length === 1, 'step-completed sent');
+    const s = await ended;
+    expect(s).toMatchObject({ state: 'completed', upgraded: 20 });
+    // The campaign ended while the receiver still held the first event's request.
+    expect(hook.holding()).toBe(1);
+    expect(hook.requests.map((r) => JSON.parse(r.body).event as string)).toEqual(['step-completed']);
+    hook.behaviour = () => 'ok';
+    hook.release();
+    await hook.until(() => hook.delivered().size === 1 && hook.requests.length === 2, 'completed sent after the release');
+    expect((await settled('slow', 2)).map((d) => [d.event, d.status, d.attempts])).toEqual([
+      ['step-completed', 'delivered', 1],
+      ['completed', 'delivered', 1],
+    ]);
+  });
+
+  it('refuses an unregistered notifier at enqueue: library, CLI (exit 2) and API (400), naming the field', async () => {
+    const reg = registry({});
+    const bad = spec('refused', { notify: [{ to: 'nobody', events: ['completed'] }], targets: [{ userId: 'u' }] });
+    const err = await enqueueCampaign(bad, undefined, { ...t.producer, connections: reg }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err).toMatchObject({ code: 'NOTIFIER_NOT_REGISTERED', field: 'notify[0].to' });
+    expect(await t.redis.exists(campaignKeys(t.prefix, 'refused').status)).toBe(0);
+
+    const file = join(t.tempDir('notify-spec-'), 'spec.json');
+    writeFileSync(file, JSON.stringify(bad));
+    const cli = await runCli(['enqueue', file], { ...t.env(), UPSHIFT_CONNECTIONS: connectionsFile(reg) });
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toContain('field "notify[0].to"');
+    expect(cli.stderr).toContain('notifier "nobody" is not registered');
+
+    const app = await buildApi({ redis: t.redis, prefix: t.prefix, log: createLogger('silent'), apiToken: 'tok-0123456789abcdef', connections: reg });
+    t.defer(() => app.close());
+    const res = await app.inject({ method: 'POST', url: '/campaigns', headers: { authorization: 'Bearer tok-0123456789abcdef' }, payload: bad });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: 'invalid_input', code: 'NOTIFIER_NOT_REGISTERED', field: 'notify[0].to' });
+    expect(await t.redis.exists(campaignKeys(t.prefix, 'refused').status)).toBe(0);
+  });
+
+  it('a notifier on 127.0.0.1 without privateNetwork is refused by the egress guard: failed at once, not retried', async () => {
+    const hook = await receiver(() => 'ok');
+    const reg = registry({ hook: { url: hook.url } });
+    const fleet = alloyFleet(3);
+    t.sandbox.load(fleet.fixtures);
+    await enqueueCampaign(spec('guarded', { notify: [{ to: 'hook', events: ['paused'] }] }), fleet.targets, { ...t.producer, connections: reg });
+    await pauseCampaign('guarded', t.producer);
+    const w = await t.startWorker({ connections: reg, notifyBackoffMs: 50 });
+    const [d] = await settled('guarded', 1);
+    expect(d).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(d!.lastError).toMatch(/^EGRESS_DENIED: egress denied: 127\.0\.0\.1/);
+    expect(hook.requests).toHaveLength(0);
+    expect(await t.redis.zcard(schedulerKeys(t.prefix).notifyDue)).toBe(0);
+    expect(await w.metrics.render()).toMatch(/upshift_worker_notifications_total\{outcome="failed"\} 1/);
+  });
+
+  it('upshift notifications lists the deliveries (table and --json)', async () => {
+    const hook = await receiver(() => 'ok');
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    t.sandbox.load(alloyFleet(2).fixtures);
+    await enqueueCampaign(spec('listed', { notify: [{ to: 'hook', events: ['paused'] }] }), alloyFleet(2).targets, { ...t.producer, connections: reg });
+    await pauseCampaign('listed', t.producer);
+    await t.startWorker({ connections: reg });
+    await settled('listed', 1);
+    const json = await runCli(['notifications', 'listed', '--json'], t.env());
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject([{ eventId: 'listed:1', event: 'paused', notifier: 'hook', status: 'delivered', attempts: 1 }]);
+    const table = await runCli(['notifications', 'listed'], t.env());
+    expect(table.stdout).toMatch(/^EVENT ID\s+EVENT\s+NOTIFIER\s+STATUS\s+ATTEMPTS/);
+    expect(table.stdout).toMatch(/listed:1\s+paused\s+hook\s+delivered\s+1/);
+    const missing = await runCli(['notifications', 'nope'], t.env());
+    expect(missing.code).toBe(2);
+  });
+});
