@@ -82,12 +82,22 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
   const captureUndo = campaign.spec.undo !== false && !campaign.spec.dryRun;
   const earlier = a.claim.keptUndo;
   let keptNow = false;
-  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => ({ ...how, conflicts, secrets, keptUndo: earlier !== undefined || keptNow });
+  let slowestCallMs: number | undefined;
+  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => ({
+    ...how,
+    conflicts,
+    secrets,
+    keptUndo: earlier !== undefined || keptNow,
+    ...(slowestCallMs === undefined ? {} : { slowestCallMs }),
+  });
   try {
     const result = await campaign.op.apply({
       operation: campaign.spec.operation,
       target: a.target,
-      send: (req) => send(deps, a, req),
+      send: (req) =>
+        send(deps, a, req, (ms) => {
+          slowestCallMs = Math.max(slowestCallMs ?? 0, ms);
+        }),
       verify: campaign.spec.verify,
       captureUndo,
       earlier: captureUndo && earlier !== undefined ? (JSON.parse(earlier) as unknown) : undefined,
@@ -136,7 +146,7 @@ function wouldWrite(campaign: Campaign): ApplyResult {
  * paused within `pauseGateMs`; then the gate is asked again at the write itself, so a call that
  * waited meanwhile (a busy event loop, a socket being opened) is held, not sent.
  */
-async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req: HttpRequest): Promise<HttpResponse> {
+async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req: HttpRequest, took: (ms: number) => void): Promise<HttpResponse> {
   const endpoint = endpointOf(campaign);
   if (campaign.spec.dryRun && req.method !== 'GET') throw new DryRunWrite();
   const { connection } = campaign;
@@ -144,10 +154,17 @@ async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req
   await holdWhilePaused(deps, connection, signal, run);
   return run.call(req.method, async () => {
     for (;;) {
+      // From the send to the answer (or the error): what the adaptive concurrency reads as latency.
+      const sentAt = performance.now();
       try {
-        return await deps.http.send(endpoint, req, campaign.spec.connection.timeoutMs, signal, gate);
+        const res = await deps.http.send(endpoint, req, campaign.spec.connection.timeoutMs, signal, gate);
+        took(performance.now() - sentAt);
+        return res;
       } catch (err) {
-        if (!(err instanceof NotSentError)) throw err;
+        if (!(err instanceof NotSentError)) {
+          took(performance.now() - sentAt);
+          throw err;
+        }
       }
       await holdWhilePaused(deps, connection, signal, run);
     }
