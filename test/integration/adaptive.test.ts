@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sandboxConnections } from '../../scripts/lib/connections.js';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { campaignKeys, eventsChannel, readStatus, schedulerKeys, type CallSample, type Pick } from '../../src/shared/index.js';
+import { campaignKeys, createApiMetrics, eventsChannel, readStatus, schedulerKeys, type CallSample, type Pick } from '../../src/shared/index.js';
 import { setupDeployment, type Deployment } from '../support/deployment.js';
 import { waitForCompletion } from '../support/harness.js';
 
@@ -174,6 +174,12 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     // Dispatch gave no new slot until the key was back under the figure: two in flight now.
     expect(running).toHaveLength(2);
     expect(await slots()).toBe(2);
+    // What /metrics shows of it.
+    const metrics = createApiMetrics({ redis: t.redis, prefix: t.prefix, topKeys: 5 });
+    t.defer(() => metrics.close());
+    const text = await metrics.render();
+    expect(text).toContain('upshift_limit_adaptive_concurrency{key="K/k"} 2');
+    expect(text).toContain('upshift_limit_concurrency{key="K/k"} 5'); // its max: the bound it never passes
     expect(await readStatus(t.redis, t.prefix, 'b')).toMatchObject({ state: 'running' });
   });
 
