@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { sandboxConnections } from '../../scripts/lib/connections.js';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { campaignKeys, createApiMetrics, eventsChannel, readStatus, schedulerKeys, type CallSample, type Pick } from '../../src/shared/index.js';
+import { readLimitUsage } from '../../src/producer/api/limits.js';
 import { setupDeployment, type Deployment } from '../support/deployment.js';
 import { waitForCompletion } from '../support/harness.js';
 
@@ -174,7 +175,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     // Dispatch gave no new slot until the key was back under the figure: two in flight now.
     expect(running).toHaveLength(2);
     expect(await slots()).toBe(2);
-    // What /metrics shows of it.
+    // What the API's limits view and /metrics show of it.
+    expect((await readLimitUsage(t.redis, t.prefix, 'b'))!.keys).toEqual([{ key: 'K/k', inUse: 2, concurrency: 2, atCapacity: true }]);
     const metrics = createApiMetrics({ redis: t.redis, prefix: t.prefix, topKeys: 5 });
     t.defer(() => metrics.close());
     const text = await metrics.render();

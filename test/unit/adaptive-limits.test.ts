@@ -7,7 +7,7 @@ const base = {
   operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf_123' },
 };
 const connections = testConnections(base.connection.baseUrl);
-const adaptive = (a: Record<string, number>) => ({ adaptive: a });
+const adaptive = (a: { min: number; max: number; initial?: number }) => ({ adaptive: a });
 
 describe('adaptive concurrency in a spec', () => {
   it('takes {adaptive: {min, max, initial}} where a figure goes, initial optional', () => {
@@ -21,10 +21,10 @@ describe('adaptive concurrency in a spec', () => {
     [{ min: 1, max: 4, initial: 9 }, /initial/],
     [{ min: 0, max: 4 }, /./],
     [{ min: 1, max: 4, step: 2 }, /./],
-  ])('refuses %j', (a, message) => {
+  ] as [Record<string, number>, RegExp][])('refuses %j', (a, message) => {
     let err: unknown;
     try {
-      validateSpec({ ...base, limits: [{ key: 'k', concurrency: adaptive(a) }] }, 'spec', connections);
+      validateSpec({ ...base, limits: [{ key: 'k', concurrency: { adaptive: a } }] }, 'spec', connections);
     } catch (e) {
       err = e;
     }
