@@ -42,10 +42,11 @@ local function adapt(c, keys, callMs, overload, now)
       local v = redis.call('HMGET', state, 'c', 'best', 'n', 'cut')
       local lo, hi = a[1], a[2]
       local figure = tonumber(v[1]) or a[3]
-      local best = tonumber(v[2]) or callMs
+      -- Only answered calls set the best latency: a 429 shed at once says nothing of the platform's speed.
+      local best = tonumber(v[2])
       local n = tonumber(v[3]) or 0
       local cut = tonumber(v[4]) or 0
-      local rise = callMs > best * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs
+      local rise = best ~= nil and callMs > best * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs
       if overload or rise then
         if now - callMs >= cut then
           figure = figure * CAPS.adaptiveDecreaseFactor
@@ -53,7 +54,7 @@ local function adapt(c, keys, callMs, overload, now)
           cut = now
         end
       else
-        if callMs < best then best = callMs else best = best + (callMs - best) / CAPS.adaptiveBestDriftCalls end
+        if best == nil or callMs < best then best = callMs else best = best + (callMs - best) / CAPS.adaptiveBestDriftCalls end
         -- The caller released this call's slot already: +1 counts it.
         local full = redis.call('ZCARD', S .. 'slot:' .. k[1]) + 1 >= math.floor(figure)
         if full and callMs <= best * CAPS.adaptiveNearRatio + CAPS.adaptiveSlackMs then
@@ -65,7 +66,11 @@ local function adapt(c, keys, callMs, overload, now)
         end
       end
       figure = math.max(lo, math.min(hi, figure))
-      redis.call('HSET', state, 'c', figure, 'best', best, 'n', n, 'cut', cut)
+      if best then
+        redis.call('HSET', state, 'c', figure, 'n', n, 'cut', cut, 'best', best)
+      else
+        redis.call('HSET', state, 'c', figure, 'n', n, 'cut', cut)
+      end
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
       redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], math.floor(figure))
     end
