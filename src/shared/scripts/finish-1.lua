@@ -29,7 +29,7 @@
              'u:<target key>' (undo): dropped now, the record carries it
     ARGV[16] optional: the run's slowest platform call, ms, when the campaign has an adaptive
              limit ('' otherwise): moves the adaptive figures of the run's keys (adaptive.lua)
-    ARGV[17] optional: '1' when that call was an overload answer (a 503 or a timeout)
+    ARGV[17] optional: '1' when the run ended on an overload answer (a 429, a 503 or a timeout)
 
   Output:
     { seq, claimed, attemptsMade, retryAfterWaits, lastError, keptUndo, now, nextWakeMs, reclaimed,

@@ -14,7 +14,7 @@
     ARGV[8] optional: the attempt's checksum conflicts, added to the status hash's `conflicts`
     ARGV[9] optional: the attempt's slowest platform call, ms, when the campaign has an adaptive
             limit ('' otherwise): moves the adaptive figures of its keys (adaptive.lua)
-    ARGV[10] optional: '1' when that call was an overload answer (a 503 or a timeout)
+    ARGV[10] optional: '1' when the attempt ended on an overload answer (a 429, a 503 or a timeout)
 
   Output:
     PARKED  the dispatcher puts it back at the head of its group when due
