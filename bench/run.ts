@@ -12,12 +12,14 @@
  *   conflicts   nected.updateWorkflow at 30% simulated concurrent edits: calls per target
  *   retryafter  the latest arrival inside a Retry-After pause against pauseGateMs
  *   undo        bytes each operation keeps per target to undo it, next to its record; calls with undo on/off
+ *   adaptive    one connection of capacity 40 at 20 ms: adaptive concurrency vs fixed 8 vs fixed 200 (and the capacity halved)
  *
  * Sizes: BENCH_TARGETS (default 100000), BENCH_ENQUEUE (default 1000000), BENCH_ROUNDS (default 5),
  * BENCH_LIMIT_TARGETS (default 20000), BENCH_WAKE_TARGETS (default 500), BENCH_SCALE_TARGETS
  * (default 4000), BENCH_CONFLICT_TARGETS (default 2000), BENCH_RA_TARGETS (default 8000),
- * BENCH_UNDO_TARGETS (default 200, per operation).
- * BENCH_ONLY (optional, comma separated: throughput,enqueue,limits,wakeup,scaleout,conflicts,retryafter,undo)
+ * BENCH_UNDO_TARGETS (default 200, per operation), BENCH_ADAPT_TARGETS (default 20000, per variant;
+ * BENCH_ADAPT_MAX_MS, default 300000, stops a variant that is still running and measures what it recorded).
+ * BENCH_ONLY (optional, comma separated: throughput,enqueue,limits,wakeup,scaleout,conflicts,retryafter,undo,adaptive)
  * runs a subset; its figures replace only those scenarios' entries in bench/results.json, each
  * stamped with the subset run's machine and date.
  * BENCH_CPU_PROF=<dir> writes the throughput workers' CPU profiles (`node --cpu-prof`) there;
@@ -33,6 +35,7 @@ import { Redis } from 'ioredis';
 import { SANDBOX_KEYS } from '../src/sandbox/index.js';
 import { startPrivateRedis, type TestRedis } from '../scripts/lib/private-redis.js';
 import { cli, spawnUntil, stop, type BenchContext, type Scenario } from './helpers.js';
+import { adaptive } from './scenarios/adaptive.js';
 import { conflicts } from './scenarios/conflicts.js';
 import { enqueue } from './scenarios/enqueue.js';
 import { limits } from './scenarios/limits.js';
@@ -43,7 +46,7 @@ import { undo } from './scenarios/undo.js';
 import { wakeup } from './scenarios/wakeup.js';
 
 /** In the order they run and print; the shared-sandbox ones come first (it is stopped after them). */
-const SCENARIOS: readonly Scenario[] = [throughput, enqueue, limits, wakeup, scaleout, conflicts, retryafter, undo];
+const SCENARIOS: readonly Scenario[] = [throughput, enqueue, limits, wakeup, scaleout, conflicts, retryafter, undo, adaptive];
 
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null;
 const enabled = (s: Scenario): boolean => ONLY === null || ONLY.has(s.name);

@@ -51,4 +51,13 @@ export interface CommonConfig {
    * part in the match are not counted per key. Null (the default): nothing is counted per key.
    */
   limitKeyPattern: string | null;
+  /**
+   * The platform's capacity per limit key value (`limitKeyPattern`'s first group; a request
+   * without a limit key is measured against every request in flight): up to `capacity` requests in flight are answered at `latencyMs`;
+   * above it the latency grows with the excess (`latencyMs x inFlight / capacity`, the in-flight
+   * count taken as the request arrives, itself included); above twice it the request is answered
+   * 429 with `Retry-After: 1` at once (shedding costs the platform nothing), counted in
+   * `stats.overCapacity`. Deterministic: no draw. Null (the default): unlimited.
+   */
+  capacity: number | null;
 }

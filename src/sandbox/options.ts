@@ -43,6 +43,7 @@ const DEFAULT_OPTIONS: Readonly<CommonOptions> = Object.freeze({
   keys: { ...SANDBOX_KEYS },
   record: false,
   limitKeyPattern: null,
+  capacity: null,
 });
 
 const rate = z.number().min(0).max(1);
@@ -87,6 +88,7 @@ const commonConfigShape = {
   throttleRate: rate,
   retryAfterS: z.number().int().min(0),
   limitKeyPattern,
+  capacity: z.number().int().min(1).nullable(),
 };
 
 /** The common configuration shape and every registered platform's own options. */

@@ -3,9 +3,9 @@
  * (their paths do not collide). Every platform request goes through the same pipeline, in the order a
  * load balancer in front of a real platform would impose:
  *
- *   arrive (in-flight++) -> read body -> target key known (per-key in-flight++) -> reset?
- *   -> throttle? -> fail? -> drop? (writes) -> too large? -> route -> handler -> slow?
- *   -> latency (+ slowMs) -> write (both in-flights-- when the answer ends, or the connection closes)
+ *   arrive (in-flight++) -> read body -> target key known (per-key in-flight++) -> over capacity?
+ *   -> reset? -> throttle? -> fail? -> drop? (writes) -> too large? -> route -> handler -> slow?
+ *   -> latency (x load over capacity, + slowMs) -> write (both in-flights-- when the answer ends, or the connection closes)
  *
  * A reset destroys the connection with a TCP RST and answers nothing; nothing was applied.
  * A slow answer was applied and is merely late. A dropped write is answered as usual, but its
@@ -50,6 +50,8 @@ export interface ReceivedRequest {
    * late, or a 2xx write whose change was not kept (`dropped`, which wins over `slow`).
    */
   fault?: 'reset' | 'slow' | 'dropped';
+  /** How long the answer was held back once decided: `latencyMs` (scaled over `capacity`) plus `slowMs` when slow; absent for a reset. */
+  delayMs?: number;
 }
 
 export interface Sandbox {
@@ -130,11 +132,12 @@ export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<
     const record: ReceivedRequest = { method: req.method ?? '', path: rawUrl, headers: { ...req.headers }, body: body.text, at };
     received?.push(record);
 
-    const onTarget = (target: string): void => {
+    const onTarget = (target: string): string | undefined => {
       stats.target(target);
       const limitKey = limitKeyRe?.exec(target)?.[1];
       // A client already gone would never 'close' again: counting it now would never end.
       if (limitKey !== undefined && !closed) endKey = stats.beginKey(limitKey);
+      return limitKey;
     };
     const decision = answer(req.method ?? '', rawUrl, req.headers, body, config, faults, stats, routes, onTarget);
     if (decision.kind === 'reset') {
@@ -147,7 +150,8 @@ export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<
     if (decision.slow) record.fault = 'slow';
     if (decision.dropped) record.fault = 'dropped';
     // State already changed; the answer is merely late, like a slow network after a commit.
-    const delayMs = config.latencyMs + (decision.slow ? config.slowMs : 0);
+    const delayMs = Math.round(config.latencyMs * decision.latencyScale) + (decision.slow ? config.slowMs : 0);
+    record.delayMs = delayMs;
     if (delayMs > 0) await delayUnlessClosed(delayMs, res);
     if (!res.destroyed && !res.writableEnded) stats.status(reply.status);
     writeReply(res, reply);
@@ -206,7 +210,16 @@ interface Body {
 }
 
 /** What becomes of one platform request: reset without an answer, or answered (maybe late). */
-type Decision = { kind: 'reset' } | { kind: 'reply'; reply: Reply; slow: boolean; dropped: boolean };
+type Decision =
+  | { kind: 'reset' }
+  | {
+      kind: 'reply';
+      reply: Reply;
+      slow: boolean;
+      dropped: boolean;
+      /** `latencyMs` is multiplied by this: 1, more when the key is over `capacity`, 0 for a shed request. */
+      latencyScale: number;
+    };
 
 /**
  * The fate of one platform request, computed synchronously so a state change and its answer
@@ -222,7 +235,7 @@ function answer(
   faults: FaultInjector,
   stats: StatsRecorder,
   routes: readonly BoundRoute[],
-  onTarget: (target: string) => void,
+  onTarget: (target: string) => string | undefined,
 ): Decision {
   const queryAt = rawUrl.indexOf('?');
   const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
@@ -234,14 +247,25 @@ function answer(
 
   // Counted before faults: a throttled or failed attempt still reached (the front of) the target.
   const target = op?.target?.(req);
-  if (target !== undefined) onTarget(target);
+  const limitKey = target === undefined ? undefined : onTarget(target);
+
+  let latencyScale = 1;
+  if (config.capacity !== null) {
+    // The platform's front door sheds before anything else can happen to the request.
+    const load = stats.load(limitKey);
+    if (load > 2 * config.capacity) {
+      stats.overCapacity();
+      return { kind: 'reply', reply: tooManyRequests(1), slow: false, dropped: false, latencyScale: 0 };
+    }
+    latencyScale = Math.max(1, load / config.capacity);
+  }
 
   const fault = faults.transportFault(config);
   if (fault?.kind === 'reset') {
     stats.connectionReset();
     return { kind: 'reset' };
   }
-  if (fault) return { kind: 'reply', reply: faultReply(fault, config, stats), slow: false, dropped: false };
+  if (fault) return { kind: 'reply', reply: faultReply(fault, config, stats), slow: false, dropped: false, latencyScale };
 
   // Only writes a handler will see draw: reads never change state, and a rate of 0 draws nothing.
   const drop = op !== undefined && method !== 'GET' && method !== 'HEAD' && faults.dropWrite(config.dropWriteRate);
@@ -250,7 +274,7 @@ function answer(
   if (dropped) stats.droppedWrite();
   const slow = faults.slowAnswer(config);
   if (slow) stats.slowed();
-  return { kind: 'reply', reply, slow, dropped };
+  return { kind: 'reply', reply, slow, dropped, latencyScale };
 }
 
 /** The platform's own answer, once the request got past the transport faults. */
@@ -288,7 +312,7 @@ function faultReply(fault: Exclude<TransportFault, { kind: 'reset' }>, config: R
   const retryAfter = { 'retry-after': String(config.retryAfterS) };
   if (fault.kind === 'throttle') {
     stats.throttled();
-    return { status: 429, body: { message: 'too many requests', retryable: true }, headers: retryAfter };
+    return tooManyRequests(config.retryAfterS);
   }
   stats.failed();
   return {
@@ -296,6 +320,11 @@ function faultReply(fault: Exclude<TransportFault, { kind: 'reset' }>, config: R
     body: { message: 'injected fault', retryable: true },
     ...(fault.status === 503 ? { headers: retryAfter } : {}),
   };
+}
+
+/** The platform's 429: an injected throttle and a shed over-capacity request look the same. */
+function tooManyRequests(retryAfterS: number): Reply {
+  return { status: 429, body: { message: 'too many requests', retryable: true }, headers: { 'retry-after': String(retryAfterS) } };
 }
 
 /**

@@ -24,6 +24,8 @@ export interface SandboxStats {
    * from the moment it is routed until its answer has ended (latency included).
    */
   maxInFlightByKey: Record<string, number>;
+  /** Requests answered 429 because more than twice the `capacity` option were in flight on their key. */
+  overCapacity: number;
 }
 
 const bump = (counts: Record<string, number>, key: string, by = 1): number => (counts[key] = (counts[key] ?? 0) + by);
@@ -56,6 +58,15 @@ export class StatsRecorder {
       if (left === 0) this.inFlightByKey.delete(limitKey);
       else this.inFlightByKey.set(limitKey, left);
     });
+  }
+
+  /** Live concurrency of `limitKey`, or of the whole sandbox when the request has no limit key. */
+  load(limitKey: string | undefined): number {
+    return limitKey === undefined ? this.s.inFlight : (this.inFlightByKey.get(limitKey) ?? 0);
+  }
+
+  overCapacity(): void {
+    this.s.overCapacity += 1;
   }
 
   target(key: string): void {
@@ -136,5 +147,6 @@ function emptyStats(): SandboxStats {
     requestsByTarget: counts(),
     appliedByTarget: counts(),
     maxInFlightByKey: counts(),
+    overCapacity: 0,
   };
 }

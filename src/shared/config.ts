@@ -167,6 +167,19 @@ export const DEFAULTS = Object.freeze({
   /** Scheduler: ready groups a dispatch step may look at per target it may pick, plus `dispatchExtraLooks`. */
   dispatchLooksPerPick: 4,
   dispatchExtraLooks: 64,
+  // Adaptive concurrency (a limit's `concurrency: {adaptive: ...}`; src/shared/scripts/includes/adaptive.lua).
+  /** Adaptive: a call within this ratio of the best latency seen (plus `adaptiveSlackMs`) counts toward the next +1. */
+  adaptiveNearRatio: 1.5,
+  /** Adaptive: a call slower than this ratio of the best latency seen (plus `adaptiveSlackMs`) cuts the figure, as a 429 does. */
+  adaptiveRiseRatio: 2,
+  /** Adaptive: latency added to both thresholds, so jitter on a fast platform (a 1 ms best) is not read as a rise. */
+  adaptiveSlackMs: 5,
+  /** Adaptive: the figure is multiplied by this on a 429, a 503, a timeout or a latency rise (never below `min`). */
+  adaptiveDecreaseFactor: 0.5,
+  /** Adaptive: the best latency moves 1/this of the way toward each slower call, so a platform slower for good is re-learnt. */
+  adaptiveBestDriftCalls: 200,
+  /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */
+  adaptiveIdleMs: 24 * 3_600_000,
 });
 
 const envSchema = z.object({

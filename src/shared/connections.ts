@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DEFAULTS } from './config.js';
 import { InputError } from './errors.js';
-import { limitSchema, MAX_LIMITS, type LimitSpec } from './limits.js';
+import { concurrencyCeiling, limitSchema, MAX_LIMITS, type Concurrency, type LimitSpec } from './limits.js';
 import { operationTypes } from './operations/index.js';
 import { baseOperationType } from './operations/undo.js';
 
@@ -259,9 +259,12 @@ export function applyCeilings(
     used.add(c);
     const ceiling = ceilings[c]!;
     let concurrency = limit.concurrency ?? ceiling.concurrency;
-    if (ceiling.concurrency !== undefined && concurrency !== undefined && concurrency > ceiling.concurrency) {
-      warnings.push(`limits[${i}].concurrency ${concurrency} clipped to the connection's ceiling ${ceiling.concurrency}`);
-      concurrency = ceiling.concurrency;
+    if (ceiling.concurrency !== undefined && concurrency !== undefined) {
+      const most = concurrencyCeiling(ceiling.concurrency);
+      if (concurrencyCeiling(concurrency) > most) {
+        warnings.push(`limits[${i}].concurrency ${describeConcurrency(concurrency)} clipped to the connection's ceiling ${most}`);
+        concurrency = clipConcurrency(concurrency, most);
+      }
     }
     let rate = limit.rate ?? ceiling.rate;
     if (ceiling.rate !== undefined && rate !== undefined && rate.max / rate.perMs > ceiling.rate.max / ceiling.rate.perMs) {
@@ -274,6 +277,17 @@ export function applyCeilings(
     if (!used.has(c)) out.push({ ...ceiling, shared: true });
   });
   return { limits: out, warnings };
+}
+
+/** An adaptive concurrency no longer reaches above `most`: its bounds (and start) are clipped with it. */
+function clipConcurrency(c: Concurrency, most: number): Concurrency {
+  if (typeof c === 'number') return Math.min(c, most);
+  const { min, max, initial } = c.adaptive;
+  return { adaptive: { min: Math.min(min, most), max: Math.min(max, most), ...(initial === undefined ? {} : { initial: Math.min(initial, most) }) } };
+}
+
+function describeConcurrency(c: Concurrency): string {
+  return typeof c === 'number' ? String(c) : `adaptive max ${c.adaptive.max}`;
 }
 
 /** The values of every registered credential set in `env`: what scrubbing removes from logged error text. */

@@ -5,13 +5,13 @@ export { CatalogueError, catalogueMessage, ERRORS, errorCodeOf, EXIT, isErrorCod
 export { HttpClient, NotSentError, buildUrl, errorFromResponse, isSuccess, parseJson, parseRetryAfterMs, type HttpRequest, type HttpResponse, type SendGate } from './http.js';
 export { campaignOfHolder, decodeJob, encodeJob, jobOfPick, type TargetJob, type TargetJobData } from './jobs.js';
 export { campaignIndexKey, campaignKeys, eventsChannel, schedulerKeys, TARGET_QUEUE, type CampaignKeys } from './keys.js';
-export { compileLimits, connectionId, LimitKeyError, MAX_LIMITS, type LimitSpec, type ResolvedLimit } from './limits.js';
+export { compileLimits, concurrencyCeiling, connectionId, isAdaptive, LimitKeyError, MAX_LIMITS, type LimitSpec, type ResolvedLimit } from './limits.js';
 export { createLogger, secretHeaderPaths, type Logger } from './logger.js';
 export { OPERATIONS, operationFor, PLATFORMS, platforms, registerPlatform, secretHeaders, type ApplyContext, type OperationModule, type OperationType, type PlatformAdapter, type PlatformName, type Target } from './operations/index.js';
 export { baseOperationType, encodeCarry, isUndoType, UNDO_FIELD, UNDO_PREFIX, type UndoCarry } from './operations/undo.js';
 export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutcome, type RecordedOutcome, type Outcome, type PauseReason, type ReasonCode, type ReasonInfo } from './reasons.js';
 export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type RedisClient } from './redis.js';
-export { loadScripts, ScriptError, type ClaimResult, type ControlAction, type DispatchResult, type NotifyClaim, type NotifyOutcome, type Pick, type Scripts } from './scripts/index.js';
+export { loadScripts, ScriptError, type CallSample, type ClaimResult, type ControlAction, type DispatchResult, type NotifyClaim, type NotifyOutcome, type Pick, type Scripts } from './scripts/index.js';
 export {
   EVENT_ID_HEADER,
   readNotifications,

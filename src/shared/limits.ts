@@ -16,6 +16,33 @@ export const MAX_LIMITS = 4;
 const PLACEHOLDER = /\$\{([^}]*)\}/g;
 const SOURCES = /^(target|operation)\.([A-Za-z0-9_-]+)$|^campaign\.id$|^connection\.baseUrl$/;
 
+const MAX_CONCURRENCY = 100_000;
+const fixedConcurrency = z.number().int().min(1).max(MAX_CONCURRENCY);
+
+/**
+ * A concurrency the scheduler finds by itself between `min` and `max`, starting from `initial`
+ * (`min` when not given): up additively while calls stay near the best latency seen, down
+ * multiplicatively on 429, 503, timeouts and a latency rise (includes/adaptive.lua).
+ */
+const adaptiveConcurrency = z.strictObject({
+  adaptive: z
+    .strictObject({ min: fixedConcurrency, max: fixedConcurrency, initial: fixedConcurrency.optional() })
+    .refine((a) => a.min <= a.max, '"min" must not be above "max"')
+    .refine((a) => a.initial === undefined || (a.initial >= a.min && a.initial <= a.max), '"initial" must be between "min" and "max"'),
+});
+
+export type AdaptiveConcurrency = z.infer<typeof adaptiveConcurrency>['adaptive'];
+export type Concurrency = number | { readonly adaptive: AdaptiveConcurrency };
+
+export function isAdaptive(c: Concurrency | undefined): c is { readonly adaptive: AdaptiveConcurrency } {
+  return c !== undefined && typeof c !== 'number';
+}
+
+/** The most calls a concurrency lets run at once: the figure, or an adaptive one's `max`. */
+export function concurrencyCeiling(c: Concurrency): number {
+  return typeof c === 'number' ? c : c.adaptive.max;
+}
+
 export const limitSchema = z.strictObject({
   key: z
     .string()
@@ -33,7 +60,7 @@ export const limitSchema = z.strictObject({
       }
       if (key.replace(PLACEHOLDER, '').includes('${')) ctx.addIssue({ code: 'custom', message: 'unclosed "${"' });
     }),
-  concurrency: z.number().int().min(1).max(100_000).optional(),
+  concurrency: z.union([fixedConcurrency, adaptiveConcurrency]).optional(),
   rate: z
     .strictObject({ max: z.number().int().min(1).max(1_000_000), perMs: z.number().int().min(1).max(86_400_000) })
     .optional(),
@@ -43,11 +70,15 @@ export type LimitSpec = z.infer<typeof limitSchema>;
 
 /**
  * What the scheduler stores per group: `[key value, concurrency (0 = none), rate max (0 = none),
- * rate window ms, scope]`. Scope 1: the value is the connection's own (a campaign's limit), and
+ * rate window ms, scope, adaptive?]`. Scope 1: the value is the connection's own (a campaign's limit), and
  * the key's capacity is the smallest figure among the live campaigns using it; 0: the registry's
- * (the figures are the registry's ceilings). Groups stored without it are read as 0.
+ * (the figures are the registry's ceilings). Groups stored without it are read as 0. An adaptive
+ * concurrency stores its `max` as the concurrency (a hard bound, read like any figure) and
+ * `[min, max, initial]` sixth: the figure dispatch applies is the key's adaptive state in Redis.
  */
-export type ResolvedLimit = readonly [string, number, number, number, 0 | 1];
+export type ResolvedLimit =
+  | readonly [string, number, number, number, 0 | 1]
+  | readonly [string, number, number, number, 0 | 1, readonly [number, number, number]];
 
 export interface LimitContext {
   readonly campaignId: string;
@@ -128,14 +159,17 @@ export function compileLimits(
     }
     const tail = limit.key.slice(last);
     if (tail) parts.push(() => tail);
-    return { parts, concurrency: limit.concurrency ?? 0, rate: limit.rate, shared: limit.shared === true };
+    const c = limit.concurrency;
+    const adaptive = c === undefined || typeof c === 'number' ? undefined : ([c.adaptive.min, c.adaptive.max, c.adaptive.initial ?? c.adaptive.min] as const);
+    return { parts, concurrency: c === undefined ? 0 : concurrencyCeiling(c), rate: limit.rate, shared: limit.shared === true, adaptive };
   });
   return (target) =>
-    compiled.map(({ parts, concurrency, rate, shared }): ResolvedLimit => {
+    compiled.map(({ parts, concurrency, rate, shared, adaptive }): ResolvedLimit => {
       let value = '';
       for (const p of parts) value += p(target);
       const key = shared ? sharedKeyValue(value) : scopedKeyValue(ctx.connectionName, value);
-      return [key, concurrency, rate?.max ?? 0, rate?.perMs ?? 0, shared ? 0 : 1];
+      const fixed = [key, concurrency, rate?.max ?? 0, rate?.perMs ?? 0, shared ? 0 : 1] as const;
+      return adaptive === undefined ? fixed : [...fixed, adaptive];
     });
 }
 

@@ -58,6 +58,7 @@ export class FleetGauges {
   private readonly queueJobs: Gauge<'state'>;
   private readonly slots: Gauge<'key'>;
   private readonly slotLimit: Gauge<'key'>;
+  private readonly adaptiveLimit: Gauge<'key'>;
   private readonly slotsOther: Gauge;
   private readonly keysInUse: Gauge;
   private readonly pausedConnections: Gauge;
@@ -112,6 +113,12 @@ export class FleetGauges {
       labelNames: ['key'],
       registers,
     });
+    this.adaptiveLimit = new Gauge({
+      name: 'upshift_limit_adaptive_concurrency',
+      help: 'The current figure of an adaptive concurrency limit (shared by every worker), for the keys reported in upshift_limit_slots_in_use that have one.',
+      labelNames: ['key'],
+      registers,
+    });
     this.slotsOther = new Gauge({
       name: 'upshift_limit_slots_in_use_other',
       help: 'Slots taken on limit keys not reported by name in upshift_limit_slots_in_use.',
@@ -145,7 +152,7 @@ export class FleetGauges {
       await Promise.race([this.reading, timedOut]);
       this.redisUp.set(1);
     } catch {
-      for (const g of [this.campaigns, this.pending, this.active, this.queueJobs, this.slots, this.slotLimit]) g.reset();
+      for (const g of [this.campaigns, this.pending, this.active, this.queueJobs, this.slots, this.slotLimit, this.adaptiveLimit]) g.reset();
       for (const g of [this.slotsOther, this.keysInUse, this.pausedConnections]) g.reset();
       this.redisUp.set(0);
     } finally {
@@ -206,6 +213,7 @@ export class FleetGauges {
 
     const inUse = new Map<string, number>();
     const limit = new Map<string, number>();
+    const adaptive = new Set<string>();
     let row = ids.length;
     for (const groups of held.values()) {
       const limitsJson = rows[row++] as (string | null)[];
@@ -213,8 +221,9 @@ export class FleetGauges {
       for (const n of groups.values()) {
         const json = limitsJson[i++];
         if (!json) continue;
-        for (const [key, concurrency] of JSON.parse(json) as [string, number, number, number][]) {
+        for (const [key, concurrency, , , , adapts] of JSON.parse(json) as [string, number, number, number, number, unknown?][]) {
           inUse.set(key, (inUse.get(key) ?? 0) + n);
+          if (adapts !== undefined) adaptive.add(key);
           if (concurrency > 0) limit.set(key, Math.min(limit.get(key) ?? Infinity, concurrency));
         }
       }
@@ -223,6 +232,7 @@ export class FleetGauges {
     this.slots.reset();
     this.slotLimit.reset();
     let other = 0;
+    const reported: string[] = [];
     ranked.forEach(([key, n], rank) => {
       if (rank >= this.topKeys) {
         other += n;
@@ -231,6 +241,14 @@ export class FleetGauges {
       this.slots.set({ key }, n);
       const l = limit.get(key);
       if (l !== undefined) this.slotLimit.set({ key }, l);
+      if (adaptive.has(key)) reported.push(key);
+    });
+    // The figures live in Redis (includes/adaptive.lua): one more read, for the reported keys only.
+    const figures = reported.length === 0 ? [] : (values(await redis.pipeline(reported.map((key) => ['hget', sched.adapt(key), 'c'])).exec()) as (string | null)[]);
+    this.adaptiveLimit.reset();
+    reported.forEach((key, i) => {
+      const f = figures[i];
+      if (f !== null && f !== undefined) this.adaptiveLimit.set({ key }, Math.floor(Number(f)));
     });
     this.slotsOther.set(other);
     this.keysInUse.set(inUse.size);

@@ -83,12 +83,22 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
   const earlier = captureUndo && a.claim.keptUndo !== undefined ? (JSON.parse(a.claim.keptUndo) as unknown) : undefined;
   // The pre-image in `:attempts` now: an earlier run's, until this run keeps its own before its write.
   let kept = earlier;
-  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => ({ ...how, conflicts, secrets, kept });
+  let slowestCallMs: number | undefined;
+  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => ({
+    ...how,
+    conflicts,
+    secrets,
+    kept,
+    ...(slowestCallMs === undefined ? {} : { slowestCallMs }),
+  });
   try {
     const result = await campaign.op.apply({
       operation: campaign.spec.operation,
       target: a.target,
-      send: (req) => send(deps, a, req),
+      send: (req) =>
+        send(deps, a, req, (ms) => {
+          slowestCallMs = Math.max(slowestCallMs ?? 0, ms);
+        }),
       verify: campaign.spec.verify,
       captureUndo,
       earlier,
@@ -128,7 +138,7 @@ function wouldWrite(campaign: Campaign): ApplyResult {
  * paused within `pauseGateMs`; then the gate is asked again at the write itself, so a call that
  * waited meanwhile (a busy event loop, a socket being opened) is held, not sent.
  */
-async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req: HttpRequest): Promise<HttpResponse> {
+async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req: HttpRequest, took: (ms: number) => void): Promise<HttpResponse> {
   const endpoint = endpointOf(campaign);
   if (campaign.spec.dryRun && req.method !== 'GET') throw new DryRunWrite();
   const { connection } = campaign;
@@ -136,10 +146,17 @@ async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req
   await holdWhilePaused(deps, connection, signal, run);
   return run.call(req.method, async () => {
     for (;;) {
+      // From the send to the answer (or the error): what the adaptive concurrency reads as latency.
+      const sentAt = performance.now();
       try {
-        return await deps.http.send(endpoint, req, campaign.spec.connection.timeoutMs, signal, gate);
+        const res = await deps.http.send(endpoint, req, campaign.spec.connection.timeoutMs, signal, gate);
+        took(performance.now() - sentAt);
+        return res;
       } catch (err) {
-        if (!(err instanceof NotSentError)) throw err;
+        if (!(err instanceof NotSentError)) {
+          took(performance.now() - sentAt);
+          throw err;
+        }
       }
       await holdWhilePaused(deps, connection, signal, run);
     }

@@ -1,5 +1,8 @@
 import {
   classifyError,
+  isAdaptive,
+  UpshiftError,
+  type CallSample,
   DRY_RUN_OUTCOME,
   jobOfPick,
   scrubError,
@@ -68,6 +71,8 @@ export type AttemptEnd = ({ readonly result: ApplyResult } | { readonly error: u
    * a skip after a write that may have landed) carries it, so that an undo can take that back too.
    */
   readonly kept: unknown;
+  /** The slowest platform call the attempt made, ms; absent when it sent none. */
+  readonly slowestCallMs?: number;
 };
 
 /** A target this worker runs next, and its claim when `finish` made it. */
@@ -83,13 +88,13 @@ export interface Claimed {
   readonly sentAt: number;
 }
 
-type Finish = (outcome: Outcome, reason: ReasonCode, error: string | null, undo?: unknown) => Promise<Next | undefined>;
+type Finish = (outcome: Outcome, reason: ReasonCode, error: string | null, undo?: unknown, overload?: boolean) => Promise<Next | undefined>;
 
 /** Records how `a` ended; returns the target `finish` picked for this worker to run next. */
 export async function settle(deps: SettleDeps, a: Attempt, end: AttemptEnd): Promise<Next | undefined> {
   let finished = false;
-  const finish: Finish = async (outcome, reason, error, undo) => {
-    const { step, nextToken, sentAt } = await recordOutcome(deps, a, end, outcome, reason, error, undo);
+  const finish: Finish = async (outcome, reason, error, undo, overload = false) => {
+    const { step, nextToken, sentAt } = await recordOutcome(deps, a, end, outcome, reason, error, undo, overload);
     finished = true;
     return handOn(deps, step, nextToken, sentAt);
   };
@@ -110,19 +115,20 @@ async function settleFailure(deps: SettleDeps, a: Attempt, end: AttemptEnd & { r
   const { holder, campaignId } = a.job;
   const c = classifyError(end.error);
   const d = decide(c, { attempt: a.claim.attemptsMade + 1, retryAfterWaits: a.claim.retryAfterWaits }, a.campaign.spec.retry, deps.limits);
-  if (d.kind === 'fail') return finish('failed', d.reason, `${c.code}: ${c.message}${d.note ? ` (${d.note})` : ''}`);
+  if (d.kind === 'fail') return finish('failed', d.reason, `${c.code}: ${c.message}${d.note ? ` (${d.note})` : ''}`, undefined, isOverload(end.error));
   const error = scrubError(`${c.code}: ${c.message}`, end.secrets, deps.limits.maxErrorChars);
+  const call = callSample(a, end, isOverload(end.error));
   if (d.kind === 'throttle') {
-    const until = await deps.scripts.throttle(holder, a.token, a.targetKey, d.waitMs, error, deps.channel, end.conflicts);
+    const until = await deps.scripts.throttle(holder, a.token, a.targetKey, d.waitMs, error, deps.channel, end.conflicts, call);
     a.run.throttled(d.waitMs, until);
     deps.log.info({ campaignId, holder, waitMs: d.waitMs, until }, 'Retry-After: connection paused');
   } else {
-    a.run.retried(c.code, await deps.scripts.retryLater(holder, a.token, a.targetKey, d.backoffMs, error, end.conflicts));
+    a.run.retried(c.code, await deps.scripts.retryLater(holder, a.token, a.targetKey, d.backoffMs, error, end.conflicts, call));
   }
   return undefined;
 }
 
-async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real: Outcome, reason: ReasonCode, error: string | null, undo: unknown) {
+async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real: Outcome, reason: ReasonCode, error: string | null, undo: unknown, overload: boolean) {
   const { holder, campaignId } = a.job;
   const outcome = a.campaign.spec.dryRun ? DRY_RUN_OUTCOME[real] : real;
   const record: OutcomeRecord = {
@@ -154,10 +160,26 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
     conflicts: end.conflicts,
     keptUndo: end.kept !== undefined,
     ...(nextToken === undefined ? {} : { nextToken }),
+    call: callSample(a, end, overload),
   });
   if (step.recorded) deps.archiver.add(campaignId, { targetKey: a.targetKey, seq: step.seq, json: recordJson });
   a.run.settled(outcome, reason, step.recorded);
   return { step, nextToken, sentAt };
+}
+
+/**
+ * What the attempt tells its keys' adaptive concurrency: only for a campaign with an adaptive
+ * limit (the others' scripts skip that work), and only when a call was sent.
+ */
+function callSample(a: Attempt, end: AttemptEnd, overload: boolean): CallSample | undefined {
+  if (end.slowestCallMs === undefined || !a.campaign.spec.limits.some((l) => isAdaptive(l.concurrency))) return undefined;
+  return { ms: end.slowestCallMs, overload };
+}
+
+/** The answers that say the platform is past its capacity: 429, 503, or no answer in time. */
+function isOverload(err: unknown): boolean {
+  if (err instanceof UpshiftError) return err.status === 429 || err.status === 503 || err.code === 'TIMEOUT';
+  return classifyError(err).code === 'TIMEOUT';
 }
 
 /**

@@ -4,7 +4,7 @@ import { numberFlag, parseFlags } from '../flags.js';
 
 export const help = `upshift sandbox [--host H] [--port N] [--latency-ms N] [--fail-rate R] [--throttle-rate R] [--conflict-rate R]
                 [--reset-rate R] [--slow-rate R] [--slow-ms N] [--drop-write-rate R] [--limit-key-pattern RE]
-                [--retry-after-s N] [--conflict-status 409|400] [--seed N]
+                [--retry-after-s N] [--capacity N] [--conflict-status 409|400] [--seed N]
 
 Serves the four platforms' APIs from memory, for tests and demos. Load fixtures with
 POST /__sandbox/fixtures; read counters from GET /__sandbox/stats. Faults are seeded shares of

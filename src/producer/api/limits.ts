@@ -7,7 +7,10 @@ export interface LimitUsage {
   readonly key: string;
   /** Live slots on the key: targets of every campaign sharing the value, holding an unexpired lease. */
   readonly inUse: number;
-  /** The key's concurrency figure as the scheduler applies it (the smallest among the campaigns sharing it); null for a rate-only limit. */
+  /**
+   * The key's concurrency figure as the scheduler applies it (the smallest among the campaigns
+   * sharing it; an adaptive limit's current figure); null for a rate-only limit.
+   */
   readonly concurrency: number | null;
   /** True when no further target of this campaign may start on the key (`inUse >= concurrency`). */
   readonly atCapacity: boolean;
@@ -41,6 +44,8 @@ export async function readLimitUsage(
   // A key value can appear in many groups (and twice in one campaign's limits): the dispatch
   // step refuses a target once any of its limits on the key is full, so the smallest figure counts.
   const concurrencyOf = new Map<string, number>();
+  /** Adaptive keys: [min, initial], for the figure before any call has moved it. */
+  const adaptiveOf = new Map<string, readonly [number, number]>();
   let truncated = false;
   let cursor = '0';
   scan: do {
@@ -48,12 +53,13 @@ export async function readLimitUsage(
     cursor = next;
     for (let i = 0; i < flat.length; i += 2) {
       if (!/^\d+$/.test(flat[i]!)) continue;
-      for (const [key, concurrency] of JSON.parse(flat[i + 1]!) as ResolvedLimit[]) {
+      for (const [key, concurrency, , , , adaptive] of JSON.parse(flat[i + 1]!) as ResolvedLimit[]) {
         const known = concurrencyOf.get(key);
         if (known === undefined && concurrencyOf.size >= maxKeys) {
           truncated = true;
           break scan;
         }
+        if (adaptive !== undefined) adaptiveOf.set(key, [adaptive[0], adaptive[2]]);
         if (known === undefined || (concurrency > 0 && (known === 0 || concurrency < known))) concurrencyOf.set(key, concurrency);
       }
     }
@@ -61,18 +67,25 @@ export async function readLimitUsage(
 
   if (concurrencyOf.size === 0) return { keys: [], truncated };
   const nowMs = redisTimeMs(await redis.time());
-  const { slot, cap } = schedulerKeys(prefix);
+  const { slot, cap, adapt } = schedulerKeys(prefix);
   const entries = [...concurrencyOf];
   const pipeline = redis.pipeline();
   // A connection-scoped key has one capacity across the campaigns using it (the smallest figure
   // among the live ones, `=c` of its capacity record): that is the figure the dispatch obeys.
-  for (const [key] of entries) pipeline.zcount(slot(key), `(${nowMs}`, '+inf').hget(cap(key), '=c');
+  // An adaptive key's figure is its learnt one (includes/adaptive.lua), never above the others.
+  for (const [key] of entries) pipeline.zcount(slot(key), `(${nowMs}`, '+inf').hget(cap(key), '=c').hget(adapt(key), 'c');
   const counts = (await pipeline.exec()) ?? [];
   const out = entries.map(([key, own], i): LimitUsage => {
-    const [err, n] = counts[2 * i] ?? [null, 0];
+    const [err, n] = counts[3 * i] ?? [null, 0];
     if (err) throw err;
-    const shared = Number((counts[2 * i + 1]?.[1] as string | null) ?? 0);
-    const concurrency = shared > 0 && (own === 0 || shared < own) ? shared : own;
+    const shared = Number((counts[3 * i + 1]?.[1] as string | null) ?? 0);
+    let concurrency = shared > 0 && (own === 0 || shared < own) ? shared : own;
+    const adaptive = adaptiveOf.get(key);
+    if (adaptive !== undefined) {
+      const learnt = counts[3 * i + 2]?.[1] as string | null | undefined;
+      const figure = Math.max(adaptive[0], Math.floor(learnt == null ? adaptive[1] : Number(learnt)));
+      if (concurrency === 0 || figure < concurrency) concurrency = figure;
+    }
     const inUse = Number(n);
     return { key, inUse, concurrency: concurrency > 0 ? concurrency : null, atCapacity: concurrency > 0 && inUse >= concurrency };
   });

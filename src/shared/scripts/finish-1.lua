@@ -27,6 +27,9 @@
              before the outcome is counted (so a reader woken by completion sees them)
     ARGV[15] optional: '1' when the run (or an earlier one) kept a pre-image in `:attempts`
              'u:<target key>' (undo): dropped now, the record carries it
+    ARGV[16] optional: the run's slowest platform call, ms, when the campaign has an adaptive
+             limit ('' otherwise): moves the adaptive figures of the run's keys (adaptive.lua)
+    ARGV[17] optional: '1' when the run ended on an overload answer (a 429, a 503 or a timeout)
 
   Output:
     { seq, claimed, attemptsMade, retryAfterWaits, lastError, keptUndo, now, nextWakeMs, reclaimed,
@@ -41,14 +44,16 @@
 ]]
 -- @include "claim"
 -- @include "dispatch"
+-- @include "adaptive"
 
 local holder, token, c, targetKey, outcome = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local status = ck(c, 'status')
 
-local released = false
+local released, gid = false, nil
 local v = redis.call('HGET', S .. 'inflight', holder)
 if v then
-  local _, held = parse_inflight(v)
+  local held
+  gid, held = parse_inflight(v)
   if held == token then
     release(holder)
     released = true
@@ -63,6 +68,8 @@ local conflicts = tonumber(ARGV[14] or '0') or 0
 if conflicts > 0 then redis.call('HINCRBY', status, 'conflicts', conflicts) end
 if ARGV[15] == '1' then redis.call('HDEL', ck(c, 'attempts'), 'u:' .. targetKey) end
 local now = now_ms()
+-- Before the dispatch step below, so the next pick already runs at the moved figure.
+if released and (ARGV[16] or '') ~= '' then adapt(c, group_keys(c, gid), tonumber(ARGV[16]), ARGV[17] == '1', now) end
 local function next_step(seq)
   local leaseMs = tonumber(ARGV[11])
   local out = dispatch_step(tonumber(ARGV[10]), leaseMs, now, false)

@@ -95,6 +95,12 @@ const CAPS_JSON = JSON.stringify({
   wakeDueBatch: DEFAULTS.wakeDueBatch,
   dispatchLooksPerPick: DEFAULTS.dispatchLooksPerPick,
   dispatchExtraLooks: DEFAULTS.dispatchExtraLooks,
+  adaptiveNearRatio: DEFAULTS.adaptiveNearRatio,
+  adaptiveRiseRatio: DEFAULTS.adaptiveRiseRatio,
+  adaptiveSlackMs: DEFAULTS.adaptiveSlackMs,
+  adaptiveDecreaseFactor: DEFAULTS.adaptiveDecreaseFactor,
+  adaptiveBestDriftCalls: DEFAULTS.adaptiveBestDriftCalls,
+  adaptiveIdleMs: DEFAULTS.adaptiveIdleMs,
 });
 
 const rendered = new Map<string, RenderedScript>();
@@ -210,6 +216,8 @@ export interface Scripts {
     conflicts?: number;
     /** A pre-image was kept in `:attempts` for this target (`keepUndo`): dropped in the same step. */
     keptUndo?: boolean;
+    /** The run's call, for a campaign with an adaptive limit: its figures move in the same step. */
+    call?: CallSample;
   }): Promise<DispatchResult & { readonly recorded: boolean; readonly seq: number; readonly ownClaim: ClaimResult | undefined }>;
   /**
    * Stores `[targetKey, '<seq>|<record JSON>']` pairs in a campaign's records hash (its own
@@ -231,7 +239,7 @@ export interface Scripts {
    */
   keepUndo(campaignId: string, targetKey: string, json: string): Promise<void>;
   /** `false` when the lease was lost meanwhile (the target is back in its group already). */
-  retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string, conflicts?: number): Promise<boolean>;
+  retryLater(holder: string, token: string, targetKey: string, backoffMs: number, error: string, conflicts?: number, call?: CallSample): Promise<boolean>;
   /** `changed: false` when the action is not allowed in the campaign's current `state`. */
   control(campaignId: string, action: ControlAction, reason: string, channel: string): Promise<{ changed: boolean; state: string }>;
   /** Records up to `max` never-started targets of a cancelled campaign as skipped/CANCELLED. */
@@ -250,8 +258,21 @@ export interface Scripts {
   /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
   pauseOf(connection: string): Promise<{ nowMs: number; untilMs: number }>;
   /** The pause end, or null when the lease was lost meanwhile. */
-  throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string, conflicts?: number): Promise<number | null>;
+  throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string, conflicts?: number, call?: CallSample): Promise<number | null>;
 }
+
+/**
+ * What a run tells the adaptive concurrency of its keys (includes/adaptive.lua), passed to the
+ * script that ends the run: its slowest platform call and whether it was an overload answer
+ * (429, 503, timeout).
+ */
+export interface CallSample {
+  readonly ms: number;
+  readonly overload: boolean;
+}
+
+const callArgs = (call: CallSample | undefined): [string, string] =>
+  call === undefined ? ['', ''] : [String(Math.max(0, Math.round(call.ms))), call.overload ? '1' : ''];
 
 /** claim-1.lua's output (also finish-1.lua's, for the target it claims for the same worker). */
 function claimResult(res: (number | string)[]): ClaimResult {
@@ -342,7 +363,7 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
     async finish(a) {
       const res = await finish(
         a.holder, a.token, a.campaignId, a.targetKey, a.outcome, a.recordJson, a.channel, a.maxPicks, a.leaseMs, a.reason, a.nextToken ?? '', a.conflicts ?? 0,
-        a.keptUndo === true ? '1' : '',
+        a.keptUndo === true ? '1' : '', ...callArgs(a.call),
       );
       check('finish', res);
       const [seq, ...rest] = res as (number | string)[];
@@ -361,8 +382,8 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
     async keepUndo(campaignId, targetKey, json) {
       await redis.hset(campaignKeys(prefix, campaignId).attempts, `u:${targetKey}`, json);
     },
-    async retryLater(holder, token, targetKey, backoffMs, error, conflicts = 0) {
-      return (await retryLater(holder, token, targetKey, backoffMs, error, conflicts)) === CODES.PARKED;
+    async retryLater(holder, token, targetKey, backoffMs, error, conflicts = 0, call) {
+      return (await retryLater(holder, token, targetKey, backoffMs, error, conflicts, ...callArgs(call))) === CODES.PARKED;
     },
     async control(campaignId, action, reason, channel) {
       const res = await control(campaignId, action, reason, channel);
@@ -419,8 +440,8 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       const [nowMs, untilMs] = (await pauseOf(connection)) as [number, number];
       return { nowMs: Number(nowMs), untilMs: Number(untilMs) };
     },
-    async throttle(holder, token, targetKey, waitMs, error, channel, conflicts = 0) {
-      const res = (await throttle(holder, token, targetKey, waitMs, error, channel, conflicts)) as number[];
+    async throttle(holder, token, targetKey, waitMs, error, channel, conflicts = 0, call) {
+      const res = (await throttle(holder, token, targetKey, waitMs, error, channel, conflicts, callArgs(call)[0])) as number[];
       return res[0] === CODES.THROTTLED ? res[1]! : null;
     },
   };

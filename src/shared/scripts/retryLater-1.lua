@@ -12,12 +12,16 @@
     ARGV[6] backoff, ms
     ARGV[7] the attempt's error (scrubbed, bounded): kept for the target's final record
     ARGV[8] optional: the attempt's checksum conflicts, added to the status hash's `conflicts`
+    ARGV[9] optional: the attempt's slowest platform call, ms, when the campaign has an adaptive
+            limit ('' otherwise): moves the adaptive figures of its keys (adaptive.lua)
+    ARGV[10] optional: '1' when the attempt ended on an overload answer (a 429, a 503 or a timeout)
 
   Output:
     PARKED  the dispatcher puts it back at the head of its group when due
     LOST    the lease was lost meanwhile: the target is already back in its group, nothing changed
 ]]
 -- @include "slots"
+-- @include "adaptive"
 
 local holder, token, targetKey, backoffMs = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local v = redis.call('HGET', S .. 'inflight', holder)
@@ -30,6 +34,7 @@ local gid, _, entry = release(holder)
 local status = ck(c, 'status')
 if redis.call('EXISTS', status) == 0 then return CODES.LOST end
 local now = now_ms()
+if (ARGV[9] or '') ~= '' then adapt(c, group_keys(c, gid), tonumber(ARGV[9]), ARGV[10] == '1', now) end
 redis.call('HINCRBY', ck(c, 'attempts'), targetKey, 1)
 redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[7])
 redis.call('ZADD', S .. 'retry', now + backoffMs, c .. '|' .. gid .. '|' .. entry)

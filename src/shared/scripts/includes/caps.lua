@@ -2,7 +2,9 @@
   caps: the per-call bounds of the scheduler's loops, so one call's work stays bounded however
   much is due (DEFAULTS in src/shared/config.ts; the loader passes them to every script that
   includes this as ARGV[2], JSON: wakeCampaignsPerSlot, wakeGroupsPerCampaign, reclaimBatch,
-  wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks).
+  wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
+  tunables (adaptive.lua: adaptiveNearRatio, adaptiveRiseRatio, adaptiveSlackMs,
+  adaptiveDecreaseFactor, adaptiveBestDriftCalls, adaptiveIdleMs).
   Provides: CAPS. Needs no include.
 ]]
 local CAPS = cjson.decode(ARGV[2])

@@ -1,13 +1,14 @@
 --[[
   dispatch: the dispatch step, shared by dispatch-1.lua and finish-1.lua (a finished target's
   slot goes to the next one in the same call).
-  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots.
+  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive.
 ]]
 -- @include "keys"
 -- @include "caps"
 -- @include "meta"
 -- @include "groups"
 -- @include "slots"
+-- @include "adaptive"
 
 -- Returns { now, nextWakeMs, reclaimed, holder, entry, ... }. `maintain` runs the housekeeping
 -- first (reclaim, due retries and delays) and reports the next due time; finish-1.lua leaves it
@@ -91,6 +92,11 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
       elseif spacing > 0 then
         local shortest = tonumber(redis.call('HGET', S .. 'cap:' .. key, '=s') or '0')
         if shortest > 0 and shortest < spacing then spacing, own = shortest, spacing end
+      end
+      -- An adaptive limit runs at its key's learned figure (never above its max, already in `concurrency`).
+      if type(k[6]) == 'table' then
+        local figure = adaptive_figure(key, k[6])
+        if concurrency == 0 or figure < concurrency then concurrency = figure end
       end
       limit[i] = { concurrency, spacing, own }
       local slot = S .. 'slot:' .. key

@@ -1,0 +1,203 @@
+import { describe, expect, it, vi } from 'vitest';
+import { sandboxConnections } from '../../scripts/lib/connections.js';
+import { enqueueCampaign, pauseCampaign } from '../../src/producer/index.js';
+import { campaignKeys, createApiMetrics, eventsChannel, readStatus, schedulerKeys, type CallSample, type Pick } from '../../src/shared/index.js';
+import { readLimitUsage } from '../../src/producer/api/limits.js';
+import { setupDeployment, type Deployment } from '../support/deployment.js';
+import { waitForCompletion } from '../support/harness.js';
+
+/**
+ * Adaptive concurrency (`concurrency: {adaptive: {min, max, initial}}`): one figure per key
+ * value in Redis, moved by the calls that end on the key, read by dispatch as the key's
+ * concurrency. Everything here is asserted on directions, bounds and counts (the sandbox's
+ * capacity model is deterministic), never on how fast the figure moves.
+ */
+
+const CONN = 'UPSHIFT_TEST_ALLOY_KEY';
+/** The key value of a campaign's own limit `platform` on CONN. */
+const KEY = `${CONN}/platform`;
+/** Every test target's limit key in the sandbox (`limitKeyPattern`): all of them are on one key. */
+const PATTERN = '^alloy:[^:]+:(u)-';
+
+const adaptive = (min: number, max: number, initial: number) => [{ key: 'platform', concurrency: { adaptive: { min, max, initial } } }];
+const users = (tag: string, n: number) => Array.from({ length: n }, (_, i) => ({ userId: `u-${tag}-${i}` }));
+const installs = (targets: { userId: string }[]) => ({
+  alloy: { workflows: { 'wf-1': { latestVersion: 2 } }, installs: targets.map(({ userId }) => ({ workflowId: 'wf-1', userId, version: 1 })) },
+});
+
+async function figure(t: Deployment, key = KEY): Promise<number | null> {
+  const c = await t.redis.hget(schedulerKeys(t.prefix).adapt(key), 'c');
+  return c === null ? null : Math.floor(Number(c));
+}
+
+async function enqueue(t: Deployment, id: string, targets: { userId: string }[], limits: unknown[], extra: Record<string, unknown> = {}) {
+  await enqueueCampaign(
+    { id, connection: CONN, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' }, limits, retry: { attempts: 5, backoffMs: 10 }, ...extra },
+    targets,
+    t.producer,
+  );
+}
+
+describe('adaptive concurrency against the sandbox', () => {
+  const t = setupDeployment({ credentials: true });
+
+  it('climbs from its initial figure to the capacity, and comes back down when the capacity drops', async () => {
+    const sandbox = await t.startSandbox({ latencyMs: 30, capacity: 10, limitKeyPattern: PATTERN });
+    // More targets than the test needs: it stops the campaign once it has seen both directions.
+    const targets = users('a', 5000);
+    sandbox.load(installs(targets));
+    await enqueue(t, 'ad', targets, adaptive(1, 64, 2));
+    await t.startWorker({ concurrency: 50 });
+
+    // Up from 2: the key reaches the platform's capacity (waited for, however slow the machine).
+    await vi.waitFor(() => expect(sandbox.stats().maxInFlightByKey.u).toBeGreaterThanOrEqual(10), { timeout: 90_000, interval: 20 });
+    expect((await figure(t))!).toBeLessThanOrEqual(64);
+
+    // Down: the platform now takes 3. Once another 100 calls have ended, the figure is under what
+    // the platform answers at all (2 x 3), plus the one step it may be taking toward it.
+    sandbox.configure({ capacity: 3 });
+    await sandbox.requestsReached(sandbox.stats().requests + 100);
+    const after = (await figure(t))!;
+    expect(after).toBeGreaterThanOrEqual(1);
+    expect(after).toBeLessThanOrEqual(2 * 3 + 1);
+    expect(Number(await t.redis.hget(campaignKeys(t.prefix, 'ad').status, `limit:${KEY}`))).toBeLessThanOrEqual(2 * 3 + 1);
+    expect(sandbox.stats().overCapacity).toBeGreaterThan(0);
+    await pauseCampaign('ad', t.producer);
+  });
+
+  it('is one figure for every worker: 3 worker processes together stay at max', async () => {
+    // No capacity: only the figure bounds the key. Per worker, 3 x 10 slots could hold 18.
+    const sandbox = await t.startSandbox({ latencyMs: 100, limitKeyPattern: PATTERN });
+    const targets = users('g', 150);
+    sandbox.load(installs(targets));
+    await enqueue(t, 'global', targets, adaptive(1, 6, 1));
+    await Promise.all([1, 2, 3].map(() => t.spawnWorker(['--concurrency', '10'])));
+
+    expect(await waitForCompletion(t.prefix, 'global', 120_000)).toMatchObject({ state: 'completed', upgraded: 150 });
+    const most = sandbox.stats().maxInFlightByKey.u!;
+    expect(most).toBeGreaterThan(1); // it went up from 1
+    expect(most).toBeLessThanOrEqual(6);
+    expect(await t.redis.keys(`${t.prefix}:sched:adapt:*`)).toEqual([schedulerKeys(t.prefix).adapt(KEY)]);
+    const f = (await figure(t))!;
+    expect(f).toBeGreaterThanOrEqual(1);
+    expect(f).toBeLessThanOrEqual(6);
+  });
+
+  it('still pauses the whole connection on a Retry-After, and cuts the figure too', async () => {
+    // Capacity 1: a third call in flight is answered 429 Retry-After 1.
+    const sandbox = await t.startSandbox({ latencyMs: 100, capacity: 1, limitKeyPattern: PATTERN });
+    const targets = users('r', 12);
+    sandbox.load(installs(targets));
+    await enqueue(t, 'ra', targets, adaptive(1, 8, 8));
+    await t.startWorker({ concurrency: 20 });
+
+    const status = await waitForCompletion(t.prefix, 'ra', 120_000);
+    expect(status).toMatchObject({ state: 'completed', upgraded: 12, failed: 0 });
+    expect(status.retryAfterWaits).toBeGreaterThanOrEqual(1);
+    expect(status.retryAfterWaitMs).toBeGreaterThanOrEqual(1000);
+    expect(sandbox.stats().overCapacity).toBe(status.retryAfterWaits);
+    // The connection was paused (the pause record outlives the pause) ...
+    expect(await t.redis.hlen(schedulerKeys(t.prefix).pause)).toBe(1);
+    // ... and the figure left 8 behind: it is under what the first 429 saw.
+    expect((await figure(t))!).toBeLessThan(8);
+  });
+
+  it('survives a worker restart: the next worker starts from the learnt figure, not the initial one', async () => {
+    // Slow calls and few of them: a loaded machine's stalls stay well under a latency rise (2 x 200 ms).
+    const sandbox = await t.startSandbox({ latencyMs: 200, limitKeyPattern: PATTERN });
+    const first = users('s1', 12);
+    sandbox.load(installs(first));
+    await enqueue(t, 'before', first, adaptive(1, 6, 6));
+    await t.startWorker({ concurrency: 10 });
+    await waitForCompletion(t.prefix, 'before', 60_000);
+    const learnt = (await figure(t))!;
+    expect(learnt).toBeGreaterThanOrEqual(3);
+    await t.closeWorkers();
+
+    // Calls long enough that all of the next campaign's first picks are in the sandbox at once.
+    sandbox.reset();
+    sandbox.configure({ latencyMs: 1000, limitKeyPattern: PATTERN });
+    const second = users('s2', learnt);
+    sandbox.load(installs(second));
+    await enqueue(t, 'after', second, adaptive(1, 6, 1));
+    await t.startWorker({ concurrency: 10 });
+    await waitForCompletion(t.prefix, 'after', 60_000);
+    // From initial 1 the key would have started one call, then two: it started `learnt` at once.
+    expect(sandbox.stats().maxInFlightByKey.u).toBe(learnt);
+  });
+});
+
+/** The figure's bounds driven through the scheduler scripts, call by call, with no worker. */
+describe('adaptive concurrency in the scheduler scripts', () => {
+  const LEASE = 60_000;
+  const connections = sandboxConnections('http://127.0.0.1:1', ['K']);
+  const t = setupDeployment({ standIn: { leaseMs: LEASE, concurrency: 100 } });
+  const userOf = (p: Pick) => (JSON.parse(p.entry) as { userId: string }).userId;
+  const adaptKey = () => schedulerKeys(t.prefix).adapt('K/k');
+
+  /** Claims and finishes `p` with `call`; returns the picks the finish dispatched. */
+  const complete = async (p: Pick, call: CallSample) => {
+    await t.scripts.claim(p.holder, 'run', LEASE, userOf(p), eventsChannel(t.prefix));
+    return (
+      await t.scripts.finish({
+        holder: p.holder, token: 'run', campaignId: 'b', targetKey: userOf(p), outcome: 'upgraded', reason: 'UPGRADED',
+        recordJson: '{}', channel: eventsChannel(t.prefix), maxPicks: 100, leaseMs: LEASE, call,
+      })
+    ).picks;
+  };
+
+  it('never goes above max on fast calls nor below min on overload answers, and dispatch holds the key to it', async () => {
+    const limits = [{ key: 'k', concurrency: { adaptive: { min: 2, max: 5, initial: 3 } } }];
+    await enqueueCampaign(
+      { id: 'b', connection: 'K', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, limits },
+      Array.from({ length: 80 }, (_, i) => ({ userId: `b${i}` })),
+      { redis: t.redis, prefix: t.prefix, connections },
+    );
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    expect(running).toHaveLength(3); // initial
+    const slots = () => t.redis.zcard(schedulerKeys(t.prefix).slot('K/k'));
+
+    // 40 fast calls, each ending with the key full: up by one per window, to max and no further.
+    for (let i = 0; i < 40; i++) {
+      const [p, ...rest] = running;
+      running = [...rest, ...(await complete(p!, { ms: 10, overload: false }))];
+      expect(await slots()).toBeLessThanOrEqual(5);
+    }
+    expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBe(5);
+    expect(running).toHaveLength(5);
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'b').status, 'limit:K/k')).toBe('5');
+
+    // Overload answers (a call that started after the last cut, as a 0 ms one does): halved, down to min.
+    for (let i = 0; i < 5; i++) {
+      const [p, ...rest] = running;
+      running = [...rest, ...(await complete(p!, { ms: 0, overload: true }))];
+      expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBeGreaterThanOrEqual(2);
+    }
+    expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBe(2);
+    // Dispatch gave no new slot until the key was back under the figure: two in flight now.
+    expect(running).toHaveLength(2);
+    expect(await slots()).toBe(2);
+    // What the API's limits view and /metrics show of it.
+    expect((await readLimitUsage(t.redis, t.prefix, 'b'))!.keys).toEqual([{ key: 'K/k', inUse: 2, concurrency: 2, atCapacity: true }]);
+    const metrics = createApiMetrics({ redis: t.redis, prefix: t.prefix, topKeys: 5 });
+    t.defer(() => metrics.close());
+    const text = await metrics.render();
+    expect(text).toContain('upshift_limit_adaptive_concurrency{key="K/k"} 2');
+    expect(text).toContain('upshift_limit_concurrency{key="K/k"} 5'); // its max: the bound it never passes
+    expect(await readStatus(t.redis, t.prefix, 'b')).toMatchObject({ state: 'running' });
+  });
+
+  it('cuts once for a burst of answers to calls sent under the old figure', async () => {
+    const limits = [{ key: 'k', concurrency: { adaptive: { min: 1, max: 64, initial: 16 } } }];
+    await enqueueCampaign(
+      { id: 'b', connection: 'K', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, limits },
+      Array.from({ length: 40 }, (_, i) => ({ userId: `b${i}` })),
+      { redis: t.redis, prefix: t.prefix, connections },
+    );
+    const running = (await t.scripts.dispatch(100, LEASE)).picks;
+    expect(running).toHaveLength(16);
+    // Eight 429s for calls that had been on the way for a minute: all sent before the first cut.
+    for (const p of running.slice(0, 8)) await complete(p, { ms: 60_000, overload: true });
+    expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBe(8);
+  });
+});
