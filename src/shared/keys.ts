@@ -27,7 +27,7 @@ export interface CampaignKeys {
    * Hash: the campaign's meta. Written by the producer before commit (`conn` connection id, `tk`
    * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`/`onBreach`,
    * `notify`: the spec's `notify` as JSON when it has one); the scheduler's `seq` (holder
-   * counter), `capgid` (groups in the capacity records), `nseq` (webhook event counter) and
+   * counter), `capgid` (groups in the capacity records), and
    * `ev:undo-started` (that event was recorded).
    */
   readonly meta: string;
@@ -95,6 +95,8 @@ export function schedulerKeys(prefix: string) {
      * one is due (a delivery being sent: when its sender's lease ends). worker/notifier.ts.
      */
     notifyDue: `${s}notify-due`,
+    /** STRING: the webhook event counter, one for the deployment, so an event id is never reused. */
+    notifySeq: `${s}notify-seq`,
     slot: (key: string) => `${s}slot:${key}`,
     /** HASH: a connection-scoped key's capacity record (campaign -> figures; `=c` smallest concurrency, `=r` longest spacing). */
     cap: (key: string) => `${s}cap:${key}`,

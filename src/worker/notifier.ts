@@ -63,9 +63,16 @@ export class Notifier {
     this.sweep.unref();
   }
 
+  /** The notifiers this worker can send to: registered here, with their secret set. */
+  usable(): string[] {
+    const notifiers = this.registry.notifiers ?? {};
+    return Object.keys(notifiers).filter((name) => Boolean(this.env[notifiers[name]!.secretRef]));
+  }
+
   /** Something may be due: look now (calls made while a look runs are folded into one more). */
   trigger(): void {
-    if (this.closed) return;
+    // A worker that can send to no notifier takes no part: no look, no sweep.
+    if (this.closed || this.usable().length === 0) return;
     if (this.pumping) {
       this.again = true;
       return;
@@ -84,7 +91,7 @@ export class Notifier {
     const free = this.opts.concurrency - this.inFlight;
     if (free <= 0) return; // a finishing delivery looks again
     try {
-      const { nowMs, nextDueMs, claims } = await this.scripts.notifyClaim(free, this.opts.timeoutMs + this.opts.leaseMarginMs);
+      const { nowMs, nextDueMs, claims } = await this.scripts.notifyClaim(free, this.opts.timeoutMs + this.opts.leaseMarginMs, this.usable());
       for (const claim of claims) this.start(claim);
       if (claims.length === free) this.again = true;
       clearTimeout(this.wake);

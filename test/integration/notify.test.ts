@@ -186,7 +186,8 @@ describe('signed webhooks', () => {
     await hook.until(() => [...hook.delivered().values()].some((d) => d.event === 'undo-started'), 'undo-started answered 200');
     const records = await settled('hooked', 4);
     const got = hook.delivered();
-    // Each event once after dedup, in the order the campaign met them, ids <campaign>:<n>.
+    // Each event once after dedup, in the order the campaign met them, ids <campaign>:<n> (n from
+    // one counter of the deployment, never reused when a campaign id comes back).
     expect([...got.entries()].filter(([id]) => id.startsWith('hooked:')).map(([id, d]) => [id, d.event])).toEqual([
       ['hooked:1', 'step-completed'],
       ['hooked:2', 'gated'],
@@ -215,8 +216,9 @@ describe('signed webhooks', () => {
       expect(d.lastError).toMatch(/^TIMEOUT/);
     }
     // The undo campaign tells the same receiver of its own end.
-    await hook.until(() => hook.delivered().has('hooked-undo:1'), "the undo campaign's completed");
-    expect(hook.delivered().get('hooked-undo:1')!.event).toBe('completed');
+    // Event ids come from one counter of the deployment: the undo campaign's is the next one.
+    await hook.until(() => hook.delivered().has('hooked-undo:5'), "the undo campaign's completed");
+    expect(hook.delivered().get('hooked-undo:5')!.event).toBe('completed');
     await settled('hooked-undo', 1);
     expect(await t.redis.zcard(schedulerKeys(t.prefix).notifyDue)).toBe(0);
 

@@ -56,7 +56,7 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
     metricsHost,
     notifyConcurrency: numberFlag(values['notify-concurrency'], 'notify-concurrency', { min: 1 }),
     notifyTimeoutMs: numberFlag(values['notify-timeout-ms'], 'notify-timeout-ms', { min: 100 }),
-    notifyBackoffMs: numberFlag(values['notify-backoff-ms'], 'notify-backoff-ms', { min: 0 }),
+    notifyBackoffMs: numberFlag(values['notify-backoff-ms'], 'notify-backoff-ms', { min: 1000 }),
   };
   const connections = loadConnections();
   const log = createLogger(config.logLevel, 'upshift-worker');

@@ -252,7 +252,7 @@ export interface Scripts {
    */
   notifyEvent(campaignId: string, event: string, extra: Readonly<Record<string, unknown>>, channel: string): Promise<boolean>;
   /** Takes up to `max` due webhook deliveries for `leaseMs`; `nextDueMs` (Redis clock) is when the next one falls due. */
-  notifyClaim(max: number, leaseMs: number): Promise<{ nowMs: number; nextDueMs: number | null; claims: NotifyClaim[] }>;
+  notifyClaim(max: number, leaseMs: number, usable: readonly string[]): Promise<{ nowMs: number; nextDueMs: number | null; claims: NotifyClaim[] }>;
   /** Ends a delivery attempt; what became of the delivery (`not-due`: another sender had it). */
   notifyDone(member: string, outcome: NotifyOutcome, backoffMs: number, error: string, maxAgeMs: number): Promise<'delivered' | 'rescheduled' | 'gave-up' | 'not-due'>;
   /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
@@ -412,8 +412,8 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       check('notifyEvent', res);
       return res === CODES.RECORDED;
     },
-    async notifyClaim(max, leaseMs) {
-      const res = (await notifyClaim(max, leaseMs)) as (number | string)[];
+    async notifyClaim(max, leaseMs, usable) {
+      const res = (await notifyClaim(max, leaseMs, usable.join(','))) as (number | string)[];
       const claims: NotifyClaim[] = [];
       for (let i = 2; i < res.length; i += 4) {
         const member = String(res[i]);

@@ -8,6 +8,9 @@
     ARGV[1] key prefix
     ARGV[2] most deliveries to take
     ARGV[3] lease (ms): longer than a delivery's timeout
+    ARGV[4] the notifiers this worker can send to (registered, secret set), comma separated:
+            another's deliveries are left for a worker that can (a fleet part-way through a
+            registry change, a secret set on some workers only)
 
   Output:
     { now, next due (ms, -1: none), member, body, attempts, createdAt, ... } for each taken
@@ -19,28 +22,47 @@ local max, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local due = S .. 'notify-due'
 local now = now_ms()
 local out = { now, -1 }
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max)) do
-  local c, n, name = string.match(m, '^(.*):(%d+)|(.*)$')
-  local body, rec
-  if c then
-    local r = redis.call('HMGET', ck(c, 'notify'), 'e:' .. n, 'd:' .. n .. '|' .. name)
-    body, rec = r[1], r[2]
-  end
+local usable = {}
+for name in string.gmatch(ARGV[4] or '', '[^,]+') do usable[name] = true end
+-- Deliveries to other notifiers are passed over; a bounded look keeps a backlog of them from
+-- making this script long.
+local look = max * 10
+
+local function take(m, c, n, name)
+  local r = redis.call('HMGET', ck(c, 'notify'), 'e:' .. n, 'd:' .. n .. '|' .. name)
+  local body, rec = r[1], r[2]
   if not body or not rec then
     redis.call('ZREM', due, m)
-  else
-    local d = cjson.decode(rec)
-    d.attempts = (d.attempts or 0) + 1
-    d.updatedAt = now
-    d.nextAt = nil
-    redis.call('HSET', ck(c, 'notify'), 'd:' .. n .. '|' .. name, cjson.encode(d))
-    redis.call('ZADD', due, now + lease, m)
-    out[#out + 1] = m
-    out[#out + 1] = body
-    out[#out + 1] = d.attempts
-    out[#out + 1] = d.createdAt or now
+    return
+  end
+  local d = cjson.decode(rec)
+  d.attempts = (d.attempts or 0) + 1
+  d.updatedAt = now
+  d.nextAt = nil
+  redis.call('HSET', ck(c, 'notify'), 'd:' .. n .. '|' .. name, cjson.encode(d))
+  redis.call('ZADD', due, now + lease, m)
+  out[#out + 1] = m
+  out[#out + 1] = body
+  out[#out + 1] = d.attempts
+  out[#out + 1] = d.createdAt or now
+end
+
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, look)) do
+  if (#out - 2) / 4 >= max then break end
+  local c, n, name = string.match(m, '^(.*):(%d+)|(.*)$')
+  if not c then
+    redis.call('ZREM', due, m)
+  elseif usable[name] then
+    take(m, c, n, name)
   end
 end
-local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
-if first[2] then out[2] = tonumber(first[2]) end
+-- The next delivery this worker could take: its timer's time (others' are not its business).
+local ahead = redis.call('ZRANGE', due, 0, look - 1, 'WITHSCORES')
+for i = 1, #ahead, 2 do
+  local name = string.match(ahead[i], '|(.*)$')
+  if name and usable[name] then
+    out[2] = tonumber(ahead[i + 1])
+    break
+  end
+end
 return out

@@ -20,7 +20,7 @@
                                        'notify' (the spec's notify JSON, when it has one); the
                                        scheduler's: 'seq' -> holder counter, 'capgid' -> gids
                                        0 .. capgid-1 are in the capacity records (use_limits),
-                                       'nseq' -> webhook event counter, 'ev:undo-started' -> 1 once
+                                       'ev:undo-started' -> 1 once
                                        that event is recorded (notify.lua)
     <p>:campaign:<c>:notify    HASH    webhook events: 'e:<n>' -> the event's body (JSON, sent and
                                        signed as is); 'd:<n>|<notifier>' -> its delivery record
@@ -63,6 +63,7 @@
     <p>:sched:capacity         STRING  sum of live workers' concurrency (the dispatch window)
     <p>:sched:outboxes         SET     campaigns whose outbox may hold records, or whose records
                                        still need their retention TTL
+    <p>:sched:notify-seq       STRING  the webhook event counter: '<c>:<n>' ids are never reused
     <p>:sched:notify-due       ZSET    '<c>:<n>|<notifier>' -> when a webhook delivery is due (while
                                        one is being sent: when its sender's lease ends); removed once
                                        delivered or given up (notifyClaim-1.lua, notifyDone-1.lua)

@@ -4,8 +4,8 @@
   Provides: notify. Needs: keys, meta.
 
   Only when the campaign's meta has 'notify' (the spec's `notify`, written at enqueue) with an
-  entry that wants the event: then the event gets the next number of the campaign's 'nseq'
-  counter, its id is '<c>:<n>' (stable: the receiver's idempotency key), its body is written
+  entry that wants the event: then the event gets the next number of the deployment's
+  '<p>:sched:notify-seq' counter, its id is '<c>:<n>' (stable: the receiver's idempotency key), its body is written
   once in <p>:campaign:<c>:notify ('e:<n>', sent and signed as is on every attempt), and each
   notifier that wants it gets a delivery record ('d:<n>|<notifier>', pending) and a member of
   <p>:sched:notify-due due now, where a worker's notifier finds it (worker/notifier.ts).
@@ -31,7 +31,9 @@ local function notify(c, event, now, extra)
     end
   end
   if #to == 0 then return false end
-  local n = redis.call('HINCRBY', meta_key(c), 'nseq', 1)
+  -- One counter for the deployment, kept for good: a campaign id enqueued again after its data
+  -- expired never repeats an event id a receiver has seen.
+  local n = redis.call('INCR', S .. 'notify-seq')
   local id = c .. ':' .. n
   local v = redis.call('HMGET', ck(c, 'status'), unpack(NOTIFY_COUNTS))
   local counts = { total = tonumber(v[1] or '0'), upgraded = tonumber(v[2] or '0'), skipped = tonumber(v[3] or '0'),
