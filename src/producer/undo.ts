@@ -90,8 +90,9 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
   if ('error' in registered) {
     throw new InputError('campaign', registered.error, { field: 'connection', code: 'CONNECTION_NOT_REGISTERED' });
   }
-  const taken = await redis.get(campaignKeys(prefix, undoId).spec);
-  if (taken !== null && (JSON.parse(taken) as { operation?: { undoOf?: unknown } }).operation?.undoOf !== id) {
+  const takenJson = await redis.get(campaignKeys(prefix, undoId).spec);
+  const taken = takenJson === null ? null : (JSON.parse(takenJson) as Partial<CampaignSpec> & { operation?: { undoOf?: unknown } });
+  if (taken !== null && taken.operation?.undoOf !== id) {
     throw new InputError('campaign', catalogueMessage('CAMPAIGN_EXISTS', { id: undoId }), { field: 'id', code: 'CAMPAIGN_EXISTS' });
   }
 
@@ -124,14 +125,19 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
     ...(dryRun ? {} : notifyOf(spec, opts.connections)),
   };
   const retentionMs = Number(await redis.hget(keys.meta, 'retentionMs')) || undefined;
-  const result = await enqueueSourced(undoSpec, writtenTargets(redis, prefix, spec, op.targetIdField, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
-    redis,
-    prefix,
-    connections: opts.connections,
-    source: `campaign ${id}`,
-    ...(opts.chunkSize === undefined ? {} : { chunkSize: opts.chunkSize }),
-    ...(retentionMs === undefined ? {} : { retentionMs }),
-  });
+  // Made before (by this caller, or a worker on a breach): it stands as it is, whatever this
+  // caller's registry says of notifiers; only the links and the event are made again.
+  const result =
+    taken !== null
+      ? { campaignId: undoId, total: Number(await redis.hget(campaignKeys(prefix, undoId).status, 'total')), created: false }
+      : await enqueueSourced(undoSpec, writtenTargets(redis, prefix, spec, op.targetIdField, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
+          redis,
+          prefix,
+          connections: opts.connections,
+          source: `campaign ${id}`,
+          ...(opts.chunkSize === undefined ? {} : { chunkSize: opts.chunkSize }),
+          ...(retentionMs === undefined ? {} : { retentionMs }),
+        });
   // Linked both ways, also when it existed already (a link lost to a crash is made again).
   await redis.hset(campaignKeys(prefix, undoId).status, 'undoOf', id);
   if (!dryRun) {

@@ -182,6 +182,8 @@ describe('signed webhooks', () => {
     await promoteCampaign('hooked', { ...t.producer });
     await ended;
     await undoCampaign('hooked', { ...t.producer, connections: reg });
+    // Again from a registry without the notifier (an operator's machine): the same campaign.
+    expect(await undoCampaign('hooked', t.producer)).toMatchObject({ campaignId: 'hooked-undo', created: false });
 
     await hook.until(() => [...hook.delivered().values()].some((d) => d.event === 'undo-started'), 'undo-started answered 200');
     const records = await settled('hooked', 4);
