@@ -155,6 +155,10 @@ describe('campaign control', () => {
     expect(first).toMatchObject({ state: 'gated', rolloutStep: 0, rolloutSteps: 3, rolloutLimit: 10, upgraded: 10, pending: 90, active: 0 });
     expect(t.sandbox.stats().requests).toBe(10); // not one call past the step
 
+    // Paused at the gate and resumed: back at the gate, not running with nothing to admit.
+    expect(await pauseCampaign('staged', opts())).toBe('paused');
+    expect(await resumeCampaign('staged', opts())).toBe('gated');
+
     const gatedAgain = waitForState(t.prefix, 'staged', ['gated']);
     expect(await promoteCampaign('staged', opts())).toBe('running');
     expect(await gatedAgain).toMatchObject({ rolloutStep: 1, rolloutLimit: 50, upgraded: 50, pending: 50 });

@@ -20,6 +20,7 @@
 -- @include "meta"
 -- @include "groups"
 -- @include "notify"
+-- @include "outcomes"
 
 local c, action = ARGV[2], ARGV[3]
 local status = ck(c, 'status')
@@ -38,18 +39,25 @@ end
 if action == 'pause' then
   if state == 'paused' then return { CODES.CHANGED, state } end
   if state ~= 'running' and state ~= 'gated' then return { CODES.WRONG_STATE, state } end
-  redis.call('HSET', status, 'pausedReason', ARGV[4], 'pausedAt', now)
+  -- A gated campaign resumes to its gate: its step is done, and nothing would gate it again.
+  redis.call('HSET', status, 'pausedReason', ARGV[4], 'pausedAt', now, 'pausedFrom', state)
   return set('paused', 'paused', ARGV[4])
 elseif action == 'resume' then
   if state == 'running' then return { CODES.CHANGED, state } end
   if state ~= 'paused' then return { CODES.WRONG_STATE, state } end
-  redis.call('HDEL', status, 'pausedReason', 'pausedAt', 'breachFailed', 'breachSamples', 'breachRatio')
+  local from = redis.call('HGET', status, 'pausedFrom')
+  redis.call('HDEL', status, 'pausedReason', 'pausedAt', 'pausedFrom', 'breachFailed', 'breachSamples', 'breachRatio')
   -- The failure budget is judged afresh from here on, not at once on the same figures.
   local n = redis.call('HMGET', status, 'upgraded', 'failed')
   redis.call('HSET', status, 'budgetFailed0', n[2] or '0',
     'budgetSamples0', tonumber(n[1] or '0') + tonumber(n[2] or '0'))
+  if from == 'gated' then return set('gated', 'gated') end
   back_on_ring(c)
-  return set('running')
+  local out = set('running')
+  -- A step whose last outcome came in while paused was not judged then (rollout_check runs for
+  -- running campaigns): judged now, it gates or opens the next step.
+  rollout_check(c, now, ARGV[5], read_status(c))
+  return { out[1], redis.call('HGET', status, 'state') }
 elseif action == 'cancel' then
   if state == 'cancelled' then return { CODES.CHANGED, state } end
   if state == 'completed' then return { CODES.WRONG_STATE, state } end
