@@ -66,16 +66,7 @@ export async function startTestApi(
   }
 }
 
-/** Polls `read` until `ok` holds (for state that announces nothing, e.g. staged list lengths). */
-export async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+export { until } from '../support/harness.js';
 
 /** NDJSON text: one JSON value a line. */
 export function ndjson(values: readonly unknown[]): string {

@@ -20,7 +20,7 @@ import {
 import { connectionsFile } from '../support/connections.js';
 import { setupDeployment } from '../support/deployment.js';
 import { alloyFleet, runCli } from '../support/fleet.js';
-import { waitForCompletion, waitForState } from '../support/harness.js';
+import { until, waitForCompletion, waitForState } from '../support/harness.js';
 
 const SECRET_REF = 'UPSHIFT_TEST_HOOK_SECRET';
 const SECRET = 'whsec_test_0123456789abcdef';
@@ -110,16 +110,6 @@ class Receiver {
   }
 }
 
-/** Reads Redis until `ok` holds: delivery records announce nothing. */
-async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** The receiver's side of docs/API.md's snippet, written out: HMAC of "<t>.<body>", compared in constant time. */
 function signedBy(secret: string, header: string, body: string): boolean {
@@ -160,10 +150,11 @@ describe('signed webhooks', () => {
   });
   const deliveries = (id: string) => readNotifications(t.redis, t.prefix, id);
   const settled = (id: string, n: number) =>
-    eventually(
+    until(
       () => deliveries(id),
       (d: NotificationDelivery[]) => d.length === n && d.every((x) => x.status !== 'pending'),
       `${n} deliveries of ${id} settled`,
+      60_000,
     );
 
   it('a receiver that fails, times out, then answers 200 gets each event once per id, signed; ids are stable', async () => {

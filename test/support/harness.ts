@@ -89,3 +89,17 @@ async function waitFor(
     reader.disconnect();
   }
 }
+
+/**
+ * Reads until `ok` holds, for state that announces nothing (staged list lengths, webhook
+ * delivery records); anything with an event is waited for on the event instead.
+ */
+export async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { inputError } from '../support/errors.js';
 import { InputError, parseConnections, signatureHeader, signPayload, validateSpec, verifySignature } from '../../src/shared/index.js';
 
 const base = {
@@ -10,16 +11,6 @@ const registry = (notifiers: unknown) =>
     { connections: { ALLOY_API_KEY: { baseUrl: 'https://production.runalloy.com', credentialRef: 'ALLOY_API_KEY' } }, notifiers },
     'registry.json',
   );
-
-function inputError(fn: () => unknown): InputError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InputError);
-    return err as InputError;
-  }
-  throw new Error('expected an InputError');
-}
 
 describe('webhook signature', () => {
   // The expected value is openssl's: printf '%s' '1700000000.{"id":"c:1"}' | openssl dgst -sha256 -hmac whsec_test

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { inputError } from '../support/errors.js';
 import { InputError, parseSpec, parseTargetLine, validateSpec } from '../../src/shared/index.js';
 import { testConnections } from '../support/connections.js';
 
@@ -7,16 +8,6 @@ const base = {
   operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf_123' },
 };
 const connections = testConnections(base.connection.baseUrl);
-
-function inputError(fn: () => unknown): InputError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InputError);
-    return err as InputError;
-  }
-  throw new Error('expected an InputError');
-}
 
 describe('campaign spec', () => {
   it('applies the documented defaults', () => {
