@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { enqueueCampaign, promoteCampaign } from '../../src/producer/index.js';
 import { InputError, readStatus } from '../../src/shared/index.js';
 import { setupDeployment } from '../support/deployment.js';
+import { runCli } from '../support/fleet.js';
 import { waitForCompletion, waitForState } from '../support/harness.js';
 
 interface Run {
@@ -49,6 +50,10 @@ describe('cohort steps', () => {
       { cohort: 'tier=free', targets: 9, upgraded: 9, skipped: 0, failed: 0, failureRatio: 0 },
       { cohort: 'the rest', targets: 12, upgraded: 12, skipped: 0, failed: 0, failureRatio: 0 },
     ]);
+    const cli = await runCli(['status', 'tiers'], t.env());
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('step 1/3 tier=internal|staff: 9 targets, upgraded 9, skipped 0, failed 0 (failure ratio 0)');
+    expect(cli.stdout).toContain('step 3/3 the rest: 12 targets, upgraded 12');
     const stepOf = (run: string) => (/^(internal|staff)/.test(run) ? 0 : run.startsWith('free') ? 1 : 2);
     const order = written().map(stepOf);
     expect(order).toHaveLength(30);
