@@ -236,8 +236,8 @@ async function plannedSteps(
   const gids = [...groups.steps.keys()];
   const cohorts = rollout.steps.map(() => 0);
   let rest = 0;
-  for (let i = 0; i < gids.length; i += DEFAULTS.discardUnlinkBatch) {
-    const batch = gids.slice(i, i + DEFAULTS.discardUnlinkBatch);
+  for (let i = 0; i < gids.length; i += DEFAULTS.stageChunkSize) {
+    const batch = gids.slice(i, i + DEFAULTS.stageChunkSize);
     const pipeline = redis.pipeline();
     for (const gid of batch) pipeline.llen(keys.group(gid));
     const lengths = (await pipeline.exec()) ?? [];
