@@ -44,6 +44,8 @@ export function printableStatus(s: CampaignStatus): CampaignStatus {
     undoCampaign: s.undoCampaign === undefined ? undefined : e(s.undoCampaign),
     undoOf: s.undoOf === undefined ? undefined : e(s.undoOf),
     undoError: s.undoError === undefined ? undefined : e(s.undoError),
+    // A cohort's label quotes the spec's field names and values.
+    ...(s.steps === undefined ? {} : { steps: s.steps.map((step) => ({ ...step, cohort: e(step.cohort) })) }),
     reasons: Object.fromEntries(Object.entries(s.reasons).map(([code, n]) => [e(code), n])),
   };
 }

@@ -12,7 +12,9 @@ import {
   InputError,
   loadScripts,
   operationFor,
-  rolloutLimits,
+  rolloutPlan,
+  type PlannedStep,
+  type RolloutSpec,
   schedulerKeys,
   ScriptError,
   validateSpec,
@@ -183,8 +185,10 @@ async function stageAndCommit(
     await redis.hset(keys.meta, campaignMeta(stored, opts.retentionMs));
     const { rollout } = stored;
     if (rollout !== undefined && total > 0) {
+      const planned = groups.steps.size > 0 ? await plannedSteps(redis, prefix, campaignId, rollout, groups) : rolloutPlan(rollout, [], total);
       await redis.hset(keys.meta, {
-        rollout: JSON.stringify(rolloutLimits(rollout, total)),
+        rollout: JSON.stringify(planned.limits),
+        rolloutPlan: JSON.stringify(planned.plan),
         minSamples: rollout.minSamples,
         gate: rollout.gate,
         ...(rollout.maxFailureRatio === undefined ? {} : { maxFailureRatio: rollout.maxFailureRatio }),
@@ -214,6 +218,37 @@ async function stageAndCommit(
     }
     throw err;
   }
+}
+
+/**
+ * A cohort rollout's steps from what was staged: each group's list holds its targets once
+ * (stage-1.lua dropped duplicates), and its step is part of the group, so the groups' lengths
+ * give each step's count without a second pass over the targets.
+ */
+async function plannedSteps(
+  redis: RedisClient,
+  prefix: string,
+  campaignId: string,
+  rollout: RolloutSpec,
+  groups: GroupTable,
+): Promise<{ limits: number[]; plan: PlannedStep[] }> {
+  const keys = campaignKeys(prefix, campaignId);
+  const gids = [...groups.steps.keys()];
+  const cohorts = rollout.steps.map(() => 0);
+  let rest = 0;
+  for (let i = 0; i < gids.length; i += DEFAULTS.stageChunkSize) {
+    const batch = gids.slice(i, i + DEFAULTS.stageChunkSize);
+    const pipeline = redis.pipeline();
+    for (const gid of batch) pipeline.llen(keys.group(gid));
+    const lengths = (await pipeline.exec()) ?? [];
+    batch.forEach((gid, j) => {
+      const n = Number(lengths[j]?.[1] ?? 0);
+      const step = groups.steps.get(gid);
+      if (step === 'r') rest += n;
+      else cohorts[Number(step)] = (cohorts[Number(step)] ?? 0) + n;
+    });
+  }
+  return rolloutPlan(rollout, cohorts, rest);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { RedisClient } from '../shared/redis.js';
 import {
   campaignKeys,
+  cohortOf,
   compileLimits,
   connectionId,
   DEFAULTS,
@@ -38,6 +39,13 @@ export class GroupTable {
   private readonly gids = new Map<string, number>();
   private unsaved: (string | number)[] = [];
   private readonly limitsOf;
+  /**
+   * With cohort steps in its rollout, a group's targets also share their step: the index of the
+   * first cohort step they match, or 'r' (the rest) for none. Kept as `s:<gid>` in the table,
+   * where dispatch reads which groups the current step may serve (includes/steps.lua).
+   */
+  private readonly stepOf: ((target: Target) => string) | undefined;
+  readonly steps = new Map<number, string>();
 
   constructor(spec: CampaignSpec & { readonly id: string }) {
     const connectionName = spec.connection.name;
@@ -52,13 +60,21 @@ export class GroupTable {
       connectionName,
       operation: spec.operation,
     });
+    const rollout = spec.rollout;
+    if (rollout?.steps.some((s) => typeof s === 'object' && 'where' in s)) {
+      this.stepOf = (target) => String(cohortOf(rollout, target) ?? 'r');
+    }
   }
 
   /** The table with the groups a campaign already has (a resumed discovery, a retry). */
   static async load(redis: RedisClient, prefix: string, spec: CampaignSpec & { readonly id: string }): Promise<GroupTable> {
     const table = new GroupTable(spec);
-    for (const [field, value] of Object.entries(await redis.hgetall(campaignKeys(prefix, spec.id).groups))) {
-      if (/^\d+$/.test(field)) table.gids.set(value, Number(field));
+    const fields = await redis.hgetall(campaignKeys(prefix, spec.id).groups);
+    for (const [field, value] of Object.entries(fields)) {
+      if (!/^\d+$/.test(field)) continue;
+      const step = fields[`s:${field}`];
+      if (step !== undefined) table.steps.set(Number(field), step);
+      table.gids.set(step === undefined ? value : `${value}\n${step}`, Number(field));
     }
     return table;
   }
@@ -73,18 +89,26 @@ export class GroupTable {
    */
   gidOf(target: Target, source: string, line: number): number {
     const json = this.resolve(target, source, line);
-    let gid = this.gids.get(json);
+    const step = this.stepOf?.(target);
+    const key = step === undefined ? json : `${json}\n${step}`;
+    let gid = this.gids.get(key);
     if (gid === undefined) {
       gid = this.gids.size;
-      this.gids.set(json, gid);
+      this.gids.set(key, gid);
       this.unsaved.push(gid, json);
+      if (step !== undefined) {
+        this.steps.set(gid, step);
+        this.unsaved.push(`s:${gid}`, step);
+      }
     }
     return gid;
   }
 
   /** The target's gid among the groups known, or undefined. */
   find(target: Target): number | undefined {
-    return this.gids.get(this.resolve(target, 'targets', 0));
+    const json = this.resolve(target, 'targets', 0);
+    const step = this.stepOf?.(target);
+    return this.gids.get(step === undefined ? json : `${json}\n${step}`);
   }
 
   /** Writes the groups numbered since the last save (before any target of theirs is staged). */

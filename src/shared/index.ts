@@ -22,10 +22,10 @@ export {
   type DeliveryStatus,
   type NotificationDelivery,
 } from './notifications.js';
-export { CAMPAIGN_ID, parseSpec, parseTargetLine, rolloutLimits, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
+export { CAMPAIGN_ID, cohortOf, isCohortStep, parseSpec, parseTargetLine, rolloutLimits, rolloutPlan, type PlannedStep, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
 export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, type Marker, type MarkedRecord, type OutboxRecord } from './records.js';
 export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';
 export { scrubError } from './scrub.js';
-export { readStatus, type CampaignStatus } from './status.js';
+export { readStatus, type CampaignStatus, type RolloutStepStatus } from './status.js';
 export { createApiMetrics, createServedMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics, type ServedMetricsOptions } from './metrics.js';
 export { flushTracing, initTracing, shutdownTracing, TRACER_NAME, tracingActive, upshiftTracer, withSpan, type ServiceName } from './tracing.js';

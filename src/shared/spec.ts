@@ -34,9 +34,19 @@ const retrySchema = z.strictObject({
   backoffMs: z.number().int().min(0).max(3_600_000).default(DEFAULTS.retryBackoffMs),
 });
 
+const cohortValue = z.union([z.string(), z.number()], { message: 'a string or a number, or an array of them' });
+
+/** A cohort step: the targets whose fields equal one of the values given (every field must match). */
+const cohortStep = z.strictObject({
+  where: z
+    .record(z.string().min(1), z.union([cohortValue, z.array(cohortValue).min(1, 'at least one value')]))
+    .refine((w) => Object.keys(w).length > 0, 'names at least one target field'),
+});
+
 const rolloutStep = z.union([
   z.number().gt(0, 'a percentage above 0').max(100, 'a percentage of at most 100'),
   z.strictObject({ count: z.number().int().min(1) }),
+  cohortStep,
 ]);
 
 const rolloutSchema = z
@@ -145,11 +155,81 @@ export type RolloutSpec = z.output<typeof rolloutSchema>;
 export function rolloutLimits(rollout: RolloutSpec, total: number): number[] {
   const out: number[] = [];
   for (const step of rollout.steps) {
+    // Cohort steps need each target's fields: rolloutPlan.
+    if (isCohortStep(step)) continue;
     const n = Math.min(total, typeof step === 'number' ? Math.ceil((total * step) / 100) : step.count);
     if (n > (out.at(-1) ?? 0)) out.push(n);
   }
   if ((out.at(-1) ?? 0) < total) out.push(total);
   return out;
+}
+
+type RolloutStep = RolloutSpec['steps'][number];
+
+/** A cohort step (`{ where }`) of a rollout, as opposed to a percentage or a count. */
+export function isCohortStep(step: RolloutStep): step is Extract<RolloutStep, { where: unknown }> {
+  return typeof step === 'object' && 'where' in step;
+}
+
+/** The index of the first cohort step whose `where` the target matches (every field equal to a value given), or undefined. */
+export function cohortOf(rollout: RolloutSpec, target: Readonly<Record<string, unknown>>): number | undefined {
+  const i = rollout.steps.findIndex(
+    (step) =>
+      isCohortStep(step) &&
+      Object.entries(step.where).every(([field, want]) => (Array.isArray(want) ? want : [want]).some((v) => target[field] === v)),
+  );
+  return i < 0 ? undefined : i;
+}
+
+/** One step of a rollout with cohorts as it runs: `at` its index in `rollout.steps` (`steps.length` for the implied last one). */
+export interface PlannedStep {
+  /** Absent without cohort steps: then every step serves every group. */
+  readonly at?: number;
+  /** A percent, count or implied last step: it takes targets matched by no cohort. */
+  readonly rest: boolean;
+  readonly targets: number;
+  readonly label: string;
+}
+
+/**
+ * The steps of a rollout with cohorts, and their cumulative target counts, from the targets each
+ * cohort step matched (`cohorts[i]` for step i) and those no cohort matched (`rest`). Percent and
+ * count steps take from the rest only (cumulatively, like without cohorts), so that a percentage
+ * never takes a later cohort's targets early; the rest not taken by them forms the implied last
+ * step. Steps that take nobody are left out, as nothing would ever finish them.
+ */
+export function rolloutPlan(rollout: RolloutSpec, cohorts: readonly number[], rest: number): { limits: number[]; plan: PlannedStep[] } {
+  const limits: number[] = [];
+  const plan: PlannedStep[] = [];
+  let taken = 0;
+  let restTaken = 0;
+  const withCohorts = rollout.steps.some(isCohortStep);
+  const rested = withCohorts ? ' of the rest' : '';
+  const push = (at: number, isRest: boolean, n: number, label: string): void => {
+    taken += n;
+    limits.push(taken);
+    plan.push({ ...(withCohorts ? { at } : {}), rest: isRest, targets: n, label });
+  };
+  rollout.steps.forEach((step, at) => {
+    if (isCohortStep(step)) {
+      const n = cohorts[at] ?? 0;
+      if (n > 0) push(at, false, n, cohortLabel(step.where));
+      return;
+    }
+    const upto = Math.min(rest, typeof step === 'number' ? Math.ceil((rest * step) / 100) : step.count);
+    if (upto > restTaken) {
+      push(at, true, upto - restTaken, typeof step === 'number' ? `${step}%${rested}` : `${step.count} targets${rested}`);
+      restTaken = upto;
+    }
+  });
+  if (restTaken < rest) push(rollout.steps.length, true, rest - restTaken, withCohorts ? 'the rest' : '100%');
+  return { limits, plan };
+}
+
+function cohortLabel(where: Readonly<Record<string, string | number | readonly (string | number)[]>>): string {
+  return Object.entries(where)
+    .map(([field, v]) => `${field}=${(Array.isArray(v) ? v : [v]).join('|')}`)
+    .join(' ');
 }
 
 const checkedSpecSchema = specSchema.superRefine((spec, ctx) => {

@@ -33,6 +33,8 @@ export interface CampaignStatus {
   readonly rolloutStep: number | undefined;
   readonly rolloutSteps: number | undefined;
   readonly rolloutLimit: number | undefined;
+  /** Staged rollout: each step as it runs (steps that take no target are left out), with its own counts. */
+  readonly steps?: readonly RolloutStepStatus[];
   /** Why a `cancelled` campaign was cancelled by Upshift itself: `FAILURE_BUDGET_EXCEEDED` (rollout.onBreach "undo"). */
   readonly cancelReason: string | undefined;
   /** The undo campaign of this one (`upshift undo`), when there is one. */
@@ -42,7 +44,7 @@ export interface CampaignStatus {
   /** Why the undo campaign a breach asked for (rollout.onBreach "undo") could not be made. */
   readonly undoError: string | undefined;
   /** A failure budget breach: failed targets, finished samples and their ratio when it paused (or was cancelled). */
-  readonly breach: { readonly failed: number; readonly samples: number; readonly ratio: number } | undefined;
+  readonly breach: { readonly failed: number; readonly samples: number; readonly ratio: number; readonly step?: number } | undefined;
   readonly createdAt: number | undefined;
   readonly updatedAt: number | undefined;
   readonly finishedAt: number | undefined;
@@ -50,6 +52,31 @@ export interface CampaignStatus {
   readonly reasons: Readonly<Record<string, number>>;
   /** What the connections registry changed in the spec (a limit clipped to its ceiling); absent when nothing. */
   readonly warnings?: readonly string[];
+}
+
+/** One step of a staged rollout in the status. */
+export interface RolloutStepStatus {
+  /** What it takes: `tier=internal|staff` (a cohort), `10%`, `50 targets`, `10% of the rest`, `the rest`. */
+  readonly cohort: string;
+  readonly targets: number;
+  readonly upgraded: number;
+  readonly skipped: number;
+  readonly failed: number;
+  /** failed / (upgraded + failed), 0 before any; the step's own failure budget judges this. */
+  readonly failureRatio: number;
+}
+
+function rolloutSteps(h: Record<string, string>): RolloutStepStatus[] | undefined {
+  if (h.rolloutPlan === undefined) return undefined;
+  const plan = JSON.parse(h.rolloutPlan) as { label: string; targets: number }[];
+  return plan.map(({ label, targets }, n) => {
+    // A dry run's outcomes count as what they would have been.
+    const count = (outcome: string, would: string): number => num(h[`step:${n}:${outcome}`]) + num(h[`step:${n}:${would}`]);
+    const upgraded = count('upgraded', 'would-upgrade');
+    const failed = count('failed', 'would-fail');
+    const finished = upgraded + failed;
+    return { cohort: label, targets, upgraded, skipped: count('skipped', 'would-skip'), failed, failureRatio: finished === 0 ? 0 : Number((failed / finished).toFixed(4)) };
+  });
 }
 
 const num = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
@@ -87,10 +114,11 @@ export async function readStatus(redis: RedisClient, prefix: string, id: string)
     rolloutStep: time(h.rolloutStep),
     rolloutSteps: time(h.rolloutSteps),
     rolloutLimit: time(h.rolloutLimit),
+    ...(h.rolloutPlan === undefined ? {} : { steps: rolloutSteps(h) }),
     breach:
       h.breachRatio === undefined
         ? undefined
-        : { failed: num(h.breachFailed), samples: num(h.breachSamples), ratio: Number(h.breachRatio) },
+        : { failed: num(h.breachFailed), samples: num(h.breachSamples), ratio: Number(h.breachRatio), ...(h.breachStep === undefined ? {} : { step: Number(h.breachStep) }) },
     createdAt: time(h.createdAt),
     updatedAt: time(h.updatedAt),
     finishedAt: time(h.finishedAt),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { inputError } from '../support/errors.js';
-import { InputError, parseSpec, parseTargetLine, validateSpec } from '../../src/shared/index.js';
+import { cohortOf, InputError, parseSpec, parseTargetLine, rolloutLimits, rolloutPlan, validateSpec } from '../../src/shared/index.js';
 import { testConnections } from '../support/connections.js';
 
 const base = {
@@ -111,5 +111,38 @@ describe('targets', () => {
     expect(parse('{"name":"wf","version":2}', 'conductor.updateDefinition')).toEqual({ name: 'wf', version: 2 });
     const e = inputError(() => parse('{"name":"wf","version":"2"}', 'conductor.updateDefinition'));
     expect(e.field).toBe('version');
+  });
+});
+
+describe('rollout plan', () => {
+  const rollout = (steps: unknown[]) => validateSpec({ ...base, targets: [], rollout: { steps } }, 'spec', connections).rollout!;
+
+  it('cohort steps take their matches, in the order given; the first match wins', () => {
+    const r = rollout([{ where: { tier: 'internal' } }, { where: { tier: ['free', 'internal'], region: 'eu' } }]);
+    expect(cohortOf(r, { tier: 'internal', region: 'eu' })).toBe(0);
+    expect(cohortOf(r, { tier: 'free', region: 'eu' })).toBe(1);
+    expect(cohortOf(r, { tier: 'free', region: 'us' })).toBeUndefined();
+    expect(cohortOf(r, { tier: 'paid' })).toBeUndefined();
+  });
+
+  it('percent and count steps count within the rest; empty steps are left out; the rest left runs last', () => {
+    const r = rollout([{ where: { tier: 'internal' } }, 10, { where: { tier: 'none' } }, { count: 5 }, { where: { tier: 'free' } }]);
+    const { limits, plan } = rolloutPlan(r, [3, 0, 0, 0, 7], 40);
+    expect(plan.map((p) => [p.at, p.rest, p.targets, p.label])).toEqual([
+      [0, false, 3, 'tier=internal'],
+      [1, true, 4, '10% of the rest'],
+      [3, true, 1, '5 targets of the rest'],
+      [4, false, 7, 'tier=free'],
+      [5, true, 35, 'the rest'],
+    ]);
+    expect(limits).toEqual([3, 7, 8, 15, 50]);
+  });
+
+  it('without cohorts, the plan is the cumulative counts as before', () => {
+    const r = rollout([10, { count: 50 }, 60]);
+    const { limits, plan } = rolloutPlan(r, [], 100);
+    expect(limits).toEqual(rolloutLimits(r, 100));
+    expect(plan.map((p) => p.label)).toEqual(['10%', '50 targets', '60%', '100%']);
+    expect(plan.every((p) => p.at === undefined)).toBe(true);
   });
 });

@@ -28,7 +28,11 @@ function formatStatus(status: CampaignStatus): string {
       ? `  dry run, ${done}/${s.total} done (${pct}%): would upgrade ${s.wouldUpgrade}, would skip ${s.wouldSkip}, would fail ${s.wouldFail}`
       : `  ${done}/${s.total} done (${pct}%): upgraded ${s.upgraded}, skipped ${s.skipped}, failed ${s.failed}`,
     `  pending ${s.pending}, active ${s.active}; retries ${s.retries}, Retry-After waits ${s.retryAfterWaits}, conflicts ${s.conflicts}, reclaimed ${s.reclaimed}`,
-    ...(s.pausedReason ? [`  paused: ${s.pausedReason}`] : []),
+    ...(s.steps ?? []).map(
+      (step, n) =>
+        `  ${n === s.rolloutStep ? '>' : ' '} step ${n + 1}/${s.steps!.length} ${step.cohort}: ${step.targets} targets, upgraded ${step.upgraded}, skipped ${step.skipped}, failed ${step.failed} (failure ratio ${step.failureRatio})`,
+    ),
+    ...(s.pausedReason ? [`  paused: ${s.pausedReason}${s.breach?.step === undefined ? '' : ` (step ${s.breach.step + 1})`}`] : []),
     ...(s.cancelReason ? [`  cancelled: ${s.cancelReason}`] : []),
     ...(s.undoCampaign ? [`  undone by campaign ${s.undoCampaign}`] : []),
     ...(s.undoOf ? [`  takes back campaign ${s.undoOf}`] : []),

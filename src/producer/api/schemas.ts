@@ -79,7 +79,20 @@ export const campaignStatus = z.object({
   rolloutStep: count.optional(),
   rolloutSteps: count.optional(),
   rolloutLimit: count.optional(),
-  breach: z.object({ failed: count, samples: count, ratio: z.number() }).optional(),
+  steps: z
+    .array(
+      z.object({
+        cohort: z.string().describe('what the step takes: "tier=internal|staff" (a cohort), "10%", "50 targets", "10% of the rest", "the rest"'),
+        targets: count,
+        upgraded: count,
+        skipped: count,
+        failed: count,
+        failureRatio: z.number().describe('failed / (upgraded + failed) of this step'),
+      }),
+    )
+    .optional()
+    .describe('staged rollout: each step in order, with its own counts'),
+  breach: z.object({ failed: count, samples: count, ratio: z.number(), step: count.optional().describe('the step whose outcomes breached') }).optional(),
   createdAt: ms,
   updatedAt: ms,
   finishedAt: ms,

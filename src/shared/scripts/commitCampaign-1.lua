@@ -28,6 +28,7 @@
 -- @include "groups"
 -- @include "limits"
 -- @include "outcomes"
+-- @include "steps"
 
 local c, total, groups = ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7])
 local discovering = ARGV[9] == '1'
@@ -63,7 +64,11 @@ if cjson.decode(ARGV[3]).dryRun == true then redis.call('HSET', status, 'dryRun'
 local rollout = meta_get(c, 'rollout')[1]
 if rollout then
   local steps = cjson.decode(rollout)
-  redis.call('HSET', status, 'rolloutStep', 0, 'rolloutSteps', #steps, 'rolloutLimit', steps[1], 'admitted', 0)
+  redis.call('HSET', status, 'rolloutSteps', #steps, 'admitted', 0)
+  enter_step(c, 0, now)
+  -- What `status` shows of each step (cohort, target count) beside its counts.
+  local plan = meta_get(c, 'rolloutPlan')[1]
+  if plan then redis.call('HSET', status, 'rolloutPlan', plan) end
 end
 -- The campaign's figures count toward its keys' capacity from now until it ends.
 local gids = {}

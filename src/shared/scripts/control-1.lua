@@ -21,6 +21,7 @@
 -- @include "groups"
 -- @include "notify"
 -- @include "outcomes"
+-- @include "steps"
 
 local c, action = ARGV[2], ARGV[3]
 local status = ck(c, 'status')
@@ -64,9 +65,7 @@ elseif action == 'cancel' then
   return set('cancelled', 'cancelled', 'OPERATOR')
 elseif action == 'promote' then
   if state ~= 'gated' then return { CODES.WRONG_STATE, state } end
-  local step = tonumber(redis.call('HINCRBY', status, 'rolloutStep', 1))
-  local steps = cjson.decode(meta_get(c, 'rollout')[1])
-  redis.call('HSET', status, 'rolloutLimit', steps[step + 1] or steps[#steps])
+  enter_step(c, tonumber(redis.call('HGET', status, 'rolloutStep') or '0') + 1, now)
   back_on_ring(c)
   return set('running')
 end

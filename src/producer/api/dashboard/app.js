@@ -178,6 +178,7 @@
 
     renderLimits(el, usage, c.state);
     renderReasons(el, c.reasons || {});
+    renderSteps(el, c);
 
     const allowed = {
       pause: c.state === 'running' || c.state === 'gated',
@@ -220,6 +221,22 @@
       li.textContent = `and ${full.length - MAX_KEYS_SHOWN} more`;
       ul.append(li);
     }
+  }
+
+  // A staged rollout's steps, as `upshift status` prints them; the current one marked.
+  function renderSteps(el, c) {
+    const ol = field(el, 'steps');
+    const steps = c.steps || [];
+    ol.hidden = steps.length === 0;
+    ol.replaceChildren(
+      ...steps.map((s, n) => {
+        const li = document.createElement('li');
+        li.dataset.step = String(n);
+        const now = n === c.rolloutStep && !ENDED.has(c.state) ? ' ◀' : '';
+        li.textContent = `${s.cohort}: ${fmt(s.targets)} targets, upgraded ${fmt(s.upgraded)}, skipped ${fmt(s.skipped)}, failed ${fmt(s.failed)} (${(s.failureRatio * 100).toFixed(1)}%)${now}`;
+        return li;
+      }),
+    );
   }
 
   function renderReasons(el, reasons) {

@@ -1,7 +1,7 @@
 --[[
   dispatch: the dispatch step, shared by dispatch-1.lua and finish-1.lua (a finished target's
   slot goes to the next one in the same call).
-  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive.
+  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive, steps.
 ]]
 -- @include "keys"
 -- @include "caps"
@@ -9,6 +9,7 @@
 -- @include "groups"
 -- @include "slots"
 -- @include "adaptive"
+-- @include "steps"
 
 -- Returns { now, nextWakeMs, reclaimed, holder, entry, ... }. `maintain` runs the housekeeping
 -- first (reclaim, due retries and delays) and reports the next due time; finish-1.lua leaves it
@@ -174,11 +175,14 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
     redis.call('SREM', S .. 'inring', c)
     -- A campaign that is not running leaves the ring with its groups as they are; resuming it
     -- puts it back. Its targets wait in Redis, costing no worker and no BullMQ place.
-    local st = redis.call('HMGET', ck(c, 'status'), 'state', 'rolloutLimit', 'admitted')
+    local st = redis.call('HMGET', ck(c, 'status'), 'state', 'rolloutLimit', 'admitted', 'rolloutAt', 'rolloutRest')
     -- A rollout step's targets are all admitted: the rest wait for the step to finish.
     local running = st[1] == 'running' and (not st[2] or tonumber(st[3] or '0') < tonumber(st[2]))
     local gid = running and redis.call('LPOP', ck(c, 'ready'))
-    if gid then
+    if gid and not step_serves(c, gid, st[4], st[5]) then
+      looks = looks + 1
+      park(c, gid)
+    elseif gid then
       looks = looks + 1
       local holder, entry = try_group(c, gid)
       if holder then

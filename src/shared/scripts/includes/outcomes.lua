@@ -3,7 +3,7 @@
   failure budget, the rollout steps, and the campaign's end.
   Provides: CAMPAIGN_KEYS, read_status, complete_if_done, record_outcome, cancelled_record,
   cancel_returned.
-  Needs: keys, meta, groups, limits, notify.
+  Needs: keys, meta, groups, limits, notify, steps.
   Each state change here records its webhook event (notify.lua) in the same step.
 ]]
 -- @include "keys"
@@ -11,12 +11,16 @@
 -- @include "groups"
 -- @include "limits"
 -- @include "notify"
+-- @include "steps"
 
 -- Staged rollout and failure budget, judged after every counted outcome of a running campaign.
 -- The budget: once `minSamples` targets have finished (upgraded or failed; skips count for
 -- neither side) since the campaign started or was last resumed, a failed share above
--- `maxFailureRatio` pauses it (or, with `onBreach` 'undo', cancels it for its undo campaign). A step: when every target admitted so far has an outcome, the
--- next step opens (`gate: auto`) or the campaign waits in `gated` (`gate: manual`).
+-- `maxFailureRatio` pauses it (or, with `onBreach` 'undo', cancels it for its undo campaign).
+-- The current step is judged the same way on its own outcomes (since it opened or the campaign
+-- was last resumed), so a failing cohort pauses before the next starts even when the steps
+-- before it make the campaign's ratio look fine. A step: when every target admitted so far has
+-- an outcome, the next step opens (`gate: auto`) or the campaign waits in `gated` (`gate: manual`).
 local function rollout_check(c, now, channel, st)
   if st.state ~= 'running' then return end
   local status = ck(c, 'status')
@@ -24,11 +28,18 @@ local function rollout_check(c, now, channel, st)
   local g = meta_get(c, 'maxFailureRatio', 'minSamples', 'gate', 'rollout', 'onBreach')
   local maxRatio = tonumber(g[1] or '')
   if maxRatio then
-    local samples = up + fa - tonumber(st.budgetSamples0 or '0')
-    local failed = fa - tonumber(st.budgetFailed0 or '0')
-    if samples > 0 and samples >= tonumber(g[2] or '0') and failed / samples > maxRatio then
+    local s0, f0 = tonumber(st.budgetSamples0 or '0'), tonumber(st.budgetFailed0 or '0')
+    local samples, failed = up + fa - s0, fa - f0
+    local breached = samples > 0 and samples >= tonumber(g[2] or '0') and failed / samples > maxRatio
+    -- The step's own baseline, unless a resume since it opened set a later one.
+    local ss0, sf0 = tonumber(st.stepSamples0 or '0'), tonumber(st.stepFailed0 or '0')
+    if not breached and ss0 > s0 then
+      samples, failed = up + fa - ss0, fa - sf0
+      breached = samples > 0 and samples >= tonumber(g[2] or '0') and failed / samples > maxRatio
+    end
+    if breached then
       redis.call('HSET', status, 'breachFailed', failed, 'breachSamples', samples,
-        'breachRatio', string.format('%.4f', failed / samples), 'updatedAt', now)
+        'breachRatio', string.format('%.4f', failed / samples), 'breachStep', st.rolloutStep or 0, 'updatedAt', now)
       if g[5] == 'undo' then
         -- Cancelled at once, so nothing more starts; a worker drains the rest and makes the undo
         -- campaign (worker/breach-undo.ts), found here after any crash.
@@ -56,7 +67,7 @@ local function rollout_check(c, now, channel, st)
     notify(c, 'gated', now, { step = step })
     redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'gated', step = step }))
   else
-    redis.call('HSET', status, 'rolloutStep', step + 1, 'rolloutLimit', steps[step + 2], 'updatedAt', now)
+    enter_step(c, step + 1, now)
     back_on_ring(c)
     notify(c, 'step-completed', now, { step = step })
     redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'running', step = step + 1 }))
@@ -66,7 +77,7 @@ end
 -- The status fields the completion and rollout checks read, in one HMGET (they run after every
 -- counted outcome).
 local STATUS_FIELDS = { 'state', 'total', 'upgraded', 'skipped', 'failed', 'would-upgrade', 'would-skip', 'would-fail',
-  'discovering', 'rolloutLimit', 'rolloutStep', 'budgetFailed0', 'budgetSamples0' }
+  'discovering', 'rolloutLimit', 'rolloutStep', 'budgetFailed0', 'budgetSamples0', 'stepFailed0', 'stepSamples0' }
 local DONE_FIELDS = { 'upgraded', 'skipped', 'failed', 'would-upgrade', 'would-skip', 'would-fail' }
 
 local function read_status(c)
@@ -78,7 +89,7 @@ end
 
 -- The campaign keys that expire together once it has ended (retentionMs) and stop expiring when
 -- an operator's retry runs it again. A campaign from before :meta keeps its meta in :groups.
-local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'meta', 'attempts', 'ready', 'gstate', 'notify' }
+local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'meta', 'attempts', 'ready', 'gstate', 'notify', 'parked' }
 
 -- When every target has an outcome: the campaign ends (`completed`, or stays `cancelled`), its
 -- data starts its retention clock, and the end is announced.
@@ -119,6 +130,9 @@ local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, no
   if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
   redis.call('HSET', status, 'updatedAt', now)
   local st = read_status(c)
+  -- Every target with an outcome ran in the current step: a step opens only once all the
+  -- targets admitted before it have theirs.
+  if st.rolloutStep then redis.call('HINCRBY', status, 'step:' .. st.rolloutStep .. ':' .. outcome, 1) end
   if not complete_if_done(c, now, channel, st) then rollout_check(c, now, channel, st) end
   return seq
 end
