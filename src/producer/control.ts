@@ -86,7 +86,15 @@ export async function retryCampaign(id: string, opts: ControlOptions & { reason?
   const keys = campaignKeys(prefix, id);
   const specJson = await redis.get(keys.spec);
   if (specJson === null) throw unknownCampaign(id);
-  const undoneBy = await redis.hget(keys.status, 'undoCampaign');
+  const [undoneBy, cohortStep] = await redis.hmget(keys.status, 'undoCampaign', 'rolloutAt');
+  if (cohortStep !== null) {
+    // A failed target of the rest would go back to a group only a later step serves, and the
+    // running step would wait for it (README, "Staged rollout").
+    throw new InputError('campaign', `cannot retry campaign "${id}" during a cohort step: retry once it is at its last step or has ended`, {
+      field: 'state',
+      code: 'CAMPAIGN_STATE_CONFLICT',
+    });
+  }
   if (undoneBy !== null) {
     // Its undo took back what it wrote; running its failures again would upgrade behind the undo.
     throw new InputError('campaign', `cannot retry campaign "${id}": it was taken back by its undo campaign "${undoneBy}"`, { field: 'state', code: 'CAMPAIGN_STATE_CONFLICT' });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { enqueueCampaign, promoteCampaign } from '../../src/producer/index.js';
+import { enqueueCampaign, promoteCampaign, retryCampaign } from '../../src/producer/index.js';
 import { InputError, readStatus } from '../../src/shared/index.js';
 import { setupDeployment } from '../support/deployment.js';
 import { runCli } from '../support/fleet.js';
@@ -100,6 +100,8 @@ describe('cohort steps', () => {
     await t.startWorker({ concurrency: 4 });
     expect(await gated).toMatchObject({ rolloutStep: 0, upgraded: 3, rolloutLimit: 3 });
     expect(written().sort()).toEqual(['internal-00', 'internal-01', 'internal-02']);
+    // No retry during a cohort step: a retried target of a later step would stall it.
+    await expect(retryCampaign('gated', t.producer)).rejects.toMatchObject({ code: 'CAMPAIGN_STATE_CONFLICT', message: expect.stringMatching(/cohort step/) });
 
     gated = waitForState(t.prefix, 'gated', ['gated']);
     expect(await promoteCampaign('gated', t.producer)).toBe('running');
