@@ -146,13 +146,16 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     ).picks;
   };
 
-  it('never goes above max on fast calls nor below min on overload answers, and dispatch holds the key to it', async () => {
-    const limits = [{ key: 'k', concurrency: { adaptive: { min: 2, max: 5, initial: 3 } } }];
-    await enqueueCampaign(
-      { id: 'b', connection: 'K', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, limits },
-      Array.from({ length: 80 }, (_, i) => ({ userId: `b${i}` })),
+  /** Campaign `b` of `n` Alloy targets under one adaptive limit on key `k`, not yet dispatched. */
+  const enqueueAdaptive = (adaptive: { min: number; max: number; initial: number }, n: number) =>
+    enqueueCampaign(
+      { id: 'b', connection: 'K', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, limits: [{ key: 'k', concurrency: { adaptive } }] },
+      Array.from({ length: n }, (_, i) => ({ userId: `b${i}` })),
       { redis: t.redis, prefix: t.prefix, connections },
     );
+
+  it('never goes above max on fast calls nor below min on overload answers, and dispatch holds the key to it', async () => {
+    await enqueueAdaptive({ min: 2, max: 5, initial: 3 }, 80);
     let running = (await t.scripts.dispatch(100, LEASE)).picks;
     expect(running).toHaveLength(3); // initial
     const slots = () => t.redis.zcard(schedulerKeys(t.prefix).slot('K/k'));
@@ -188,12 +191,7 @@ describe('adaptive concurrency in the scheduler scripts', () => {
   });
 
   it('cuts once for a burst of answers to calls sent under the old figure', async () => {
-    const limits = [{ key: 'k', concurrency: { adaptive: { min: 1, max: 64, initial: 16 } } }];
-    await enqueueCampaign(
-      { id: 'b', connection: 'K', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, limits },
-      Array.from({ length: 40 }, (_, i) => ({ userId: `b${i}` })),
-      { redis: t.redis, prefix: t.prefix, connections },
-    );
+    await enqueueAdaptive({ min: 1, max: 64, initial: 16 }, 40);
     const running = (await t.scripts.dispatch(100, LEASE)).picks;
     expect(running).toHaveLength(16);
     // Eight 429s for calls that had been on the way for a minute: all sent before the first cut.

@@ -4,7 +4,7 @@ import { cancelCampaign, enqueueCampaign, retryCampaign, undoCampaign } from '..
 import { campaignKeys, eventsChannel, flushOutbox, readStatus, schedulerKeys, streamReport, type ReportLine } from '../../src/shared/index.js';
 import type { SandboxFixtures } from '../../src/sandbox/index.js';
 import { setupDeployment } from '../support/deployment.js';
-import { nectedGraph } from '../support/fleet.js';
+import { conductorFleet, nectedGraph } from '../support/fleet.js';
 import { waitForCompletion } from '../support/harness.js';
 
 async function report(redis: Redis, prefix: string, id: string): Promise<ReportLine[]> {
@@ -253,12 +253,7 @@ describe('undo', () => {
 
   it('undo of a running campaign cancels it first and reverts only what it applied, after its targets in flight finished', async () => {
     const n = 40;
-    t.sandbox.load({
-      conductor: {
-        definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
-        executions: Array.from({ length: n }, (_, i) => ({ workflowId: `r-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
-      },
-    });
+    t.sandbox.load(conductorFleet('r', n));
     t.sandbox.configure({ latencyMs: 20 });
     const id = 'running';
     await enqueueCampaign(
@@ -385,12 +380,7 @@ describe('undo', () => {
 
   it('a write that may have landed before its target was cancelled is taken back too', async () => {
     const n = 4;
-    t.sandbox.load({
-      conductor: {
-        definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
-        executions: Array.from({ length: n }, (_, i) => ({ workflowId: `l-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
-      },
-    });
+    t.sandbox.load(conductorFleet('l', n));
     const before = comparable(t.sandbox.state());
     const id = 'landed';
     await enqueueCampaign(

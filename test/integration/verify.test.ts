@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { streamReport, type ReportLine } from '../../src/shared/index.js';
 import { setupDeployment } from '../support/deployment.js';
-import { nectedGraph } from '../support/fleet.js';
+import { conductorFleet, nectedGraph } from '../support/fleet.js';
 import { waitForCompletion } from '../support/harness.js';
 
 async function report(redis: Redis, prefix: string, id: string): Promise<ReportLine[]> {
@@ -20,12 +20,7 @@ describe('verify', () => {
 
   it('conductor.upgradeExecution: upgrades every execution, each read once before and once after', async () => {
     const n = 6;
-    t.sandbox.load({
-      conductor: {
-        definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
-        executions: Array.from({ length: n }, (_, i) => ({ workflowId: `e-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
-      },
-    });
+    t.sandbox.load(conductorFleet('e', n));
     const { campaignId } = await enqueueCampaign(
       { id: 'vexec', connection: connection('UPSHIFT_TEST_CONDUCTOR_KEY'), operation: { type: 'conductor.upgradeExecution', name: 'flow', version: 2 }, verify: true },
       Array.from({ length: n }, (_, i) => ({ workflowId: `e-${i}` })),
@@ -95,12 +90,7 @@ describe('verify', () => {
 
   it('catches writes the platform answered 2xx and never applied (sandbox dropWriteRate); without verify they count as upgraded', async () => {
     const n = 20;
-    const fleet = (prefix: string) => ({
-      conductor: {
-        definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
-        executions: Array.from({ length: n }, (_, i) => ({ workflowId: `${prefix}-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
-      },
-    });
+    const fleet = (prefix: string) => conductorFleet(prefix, n);
     t.sandbox.load(fleet('d'));
     t.sandbox.configure({ dropWriteRate: 0.5 });
     const spec = (id: string, verify: boolean) => ({

@@ -36,6 +36,19 @@ export function alloyFleet(n: number, wf = 'wf-1'): { fixtures: SandboxFixtures;
   };
 }
 
+/**
+ * Conductor with workflow `flow` at versions 1 and 2 and `n` executions `<prefix>-<i>` running
+ * version 1: what an upgradeExecution campaign to version 2 finds.
+ */
+export function conductorFleet(prefix: string, n: number): SandboxFixtures {
+  return {
+    conductor: {
+      definitions: [1, 2].map((version) => ({ name: 'flow', version, tasks: [], schemaVersion: 2, timeoutSeconds: 0, ownerEmail: 'a@b.c' })),
+      executions: range(n).map((i) => ({ workflowId: `${prefix}-${i}`, workflowName: 'flow', workflowVersion: 1, status: 'RUNNING' as const })),
+    },
+  };
+}
+
 export { nectedGraph } from '../../scripts/lib/fixtures.js';
 
 const cliPath = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
