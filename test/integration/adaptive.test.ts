@@ -3,6 +3,7 @@ import { sandboxConnections } from '../../scripts/lib/connections.js';
 import { enqueueCampaign, pauseCampaign } from '../../src/producer/index.js';
 import { campaignKeys, createApiMetrics, eventsChannel, readStatus, schedulerKeys, type CallSample, type Pick } from '../../src/shared/index.js';
 import { readLimitUsage } from '../../src/producer/api/limits.js';
+import type { Sandbox } from '../../src/sandbox/index.js';
 import { setupDeployment, type Deployment } from '../support/deployment.js';
 import { waitForCompletion } from '../support/harness.js';
 
@@ -30,7 +31,9 @@ async function figure(t: Deployment, key = KEY): Promise<number | null> {
   return c === null ? null : Math.floor(Number(c));
 }
 
-async function enqueue(t: Deployment, id: string, targets: { userId: string }[], limits: unknown[], extra: Record<string, unknown> = {}) {
+/** Installs `targets` on the sandbox, then enqueues campaign `id` of them under `limits`. */
+async function enqueue(t: Deployment, sandbox: Sandbox, id: string, targets: { userId: string }[], limits: unknown[], extra: Record<string, unknown> = {}) {
+  sandbox.load(installs(targets));
   await enqueueCampaign(
     { id, connection: CONN, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' }, limits, retry: { attempts: 5, backoffMs: 10 }, ...extra },
     targets,
@@ -45,8 +48,7 @@ describe('adaptive concurrency against the sandbox', () => {
     const sandbox = await t.startSandbox({ latencyMs: 30, capacity: 10, limitKeyPattern: PATTERN });
     // More targets than the test needs: it stops the campaign once it has seen both directions.
     const targets = users('a', 5000);
-    sandbox.load(installs(targets));
-    await enqueue(t, 'ad', targets, adaptive(1, 64, 2));
+    await enqueue(t, sandbox, 'ad', targets, adaptive(1, 64, 2));
     await t.startWorker({ concurrency: 50 });
 
     // Up from 2: the key reaches the platform's capacity (waited for, however slow the machine).
@@ -69,8 +71,7 @@ describe('adaptive concurrency against the sandbox', () => {
     // No capacity: only the figure bounds the key. Per worker, 3 x 10 slots could hold 18.
     const sandbox = await t.startSandbox({ latencyMs: 100, limitKeyPattern: PATTERN });
     const targets = users('g', 150);
-    sandbox.load(installs(targets));
-    await enqueue(t, 'global', targets, adaptive(1, 6, 1));
+    await enqueue(t, sandbox, 'global', targets, adaptive(1, 6, 1));
     await Promise.all([1, 2, 3].map(() => t.spawnWorker(['--concurrency', '10'])));
 
     expect(await waitForCompletion(t.prefix, 'global', 120_000)).toMatchObject({ state: 'completed', upgraded: 150 });
@@ -87,8 +88,7 @@ describe('adaptive concurrency against the sandbox', () => {
     // Capacity 1: a third call in flight is answered 429 Retry-After 1.
     const sandbox = await t.startSandbox({ latencyMs: 100, capacity: 1, limitKeyPattern: PATTERN });
     const targets = users('r', 12);
-    sandbox.load(installs(targets));
-    await enqueue(t, 'ra', targets, adaptive(1, 8, 8));
+    await enqueue(t, sandbox, 'ra', targets, adaptive(1, 8, 8));
     await t.startWorker({ concurrency: 20 });
 
     const status = await waitForCompletion(t.prefix, 'ra', 120_000);
@@ -106,8 +106,7 @@ describe('adaptive concurrency against the sandbox', () => {
     // Slow calls and few of them: a loaded machine's stalls stay well under a latency rise (2 x 200 ms).
     const sandbox = await t.startSandbox({ latencyMs: 200, limitKeyPattern: PATTERN });
     const first = users('s1', 12);
-    sandbox.load(installs(first));
-    await enqueue(t, 'before', first, adaptive(1, 6, 6));
+    await enqueue(t, sandbox, 'before', first, adaptive(1, 6, 6));
     await t.startWorker({ concurrency: 10 });
     await waitForCompletion(t.prefix, 'before', 60_000);
     const learnt = (await figure(t))!;
@@ -118,8 +117,7 @@ describe('adaptive concurrency against the sandbox', () => {
     sandbox.reset();
     sandbox.configure({ latencyMs: 1000, limitKeyPattern: PATTERN });
     const second = users('s2', learnt);
-    sandbox.load(installs(second));
-    await enqueue(t, 'after', second, adaptive(1, 6, 1));
+    await enqueue(t, sandbox, 'after', second, adaptive(1, 6, 1));
     await t.startWorker({ concurrency: 10 });
     await waitForCompletion(t.prefix, 'after', 60_000);
     // From initial 1 the key would have started one call, then two: it started `learnt` at once.
