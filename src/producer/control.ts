@@ -27,7 +27,7 @@ export interface ControlOptions {
 }
 
 /** Thrown when a campaign id names nothing (exit 2 in the CLI: the input is wrong). */
-function unknownCampaign(id: string): InputError {
+export function unknownCampaign(id: string): InputError {
   return new InputError('campaign', `no campaign "${id}"`, { field: 'id', code: 'CAMPAIGN_NOT_FOUND' });
 }
 

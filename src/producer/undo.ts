@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from '../shared/redis.js';
-import { cancelCampaign, type ControlOptions } from './control.js';
+import { cancelCampaign, unknownCampaign, type ControlOptions } from './control.js';
 import { enqueueSourced, type EnqueueResult, type SourcedTarget } from './enqueue.js';
 import {
   campaignIndexKey,
@@ -77,7 +77,7 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
     if ((await redis.zscore(campaignIndexKey(prefix), id)) !== null) {
       throw new CatalogueError('CAMPAIGN_EXPIRED', catalogueMessage('CAMPAIGN_EXPIRED', { id }));
     }
-    throw new InputError('campaign', `no campaign "${id}"`, { field: 'id', code: 'CAMPAIGN_NOT_FOUND' });
+    throw unknownCampaign(id);
   }
   const spec = { ...(JSON.parse(specJson) as CampaignSpec), id };
   const refuse = (why: string) => new InputError('campaign', catalogueMessage('UNDO_NOT_POSSIBLE', { id, why }), { field: 'id', code: 'UNDO_NOT_POSSIBLE' });
