@@ -5,6 +5,7 @@ import {
   connectionId,
   operationFor,
   registeredEntry,
+  isAdaptive,
   type CampaignSpec,
   type CampaignKeys,
   type ConnectionEntry,
@@ -25,6 +26,8 @@ export interface Campaign {
    * `CONNECTION_NOT_REGISTERED` without a call, whatever the stored spec says.
    */
   readonly endpoint: { readonly entry: ConnectionEntry } | { readonly error: string };
+  /** A limit of it is adaptive: its runs report their calls' latency to the scripts (settle.ts). */
+  readonly adaptive: boolean;
 }
 
 /**
@@ -72,6 +75,7 @@ export class CampaignCache {
       keys,
       connection: connectionId(spec.connection.baseUrl, spec.connection.credentialRef),
       endpoint: registeredEntry(spec.connection, this.connections, spec.operation.type),
+      adaptive: spec.limits.some((l) => isAdaptive(l.concurrency)),
     };
   }
 }

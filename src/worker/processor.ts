@@ -29,7 +29,6 @@ export interface ProcessorDeps extends SettleDeps {
 /** Thrown by a dry run's `send` instead of making a call that would change something. */
 class DryRunWrite extends Error {}
 
-
 /**
  * The BullMQ processor. A job exists only for a target that holds its slots (see dispatch).
  * A run claims the holder's lease and applies the upgrade; the operation only returns or

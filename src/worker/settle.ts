@@ -1,6 +1,5 @@
 import {
   classifyError,
-  isAdaptive,
   UpshiftError,
   type CallSample,
   DRY_RUN_OUTCOME,
@@ -172,7 +171,7 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
  * limit (the others' scripts skip that work), and only when a call was sent.
  */
 function callSample(a: Attempt, end: AttemptEnd, overload: boolean): CallSample | undefined {
-  if (end.slowestCallMs === undefined || !a.campaign.spec.limits.some((l) => isAdaptive(l.concurrency))) return undefined;
+  if (end.slowestCallMs === undefined || !a.campaign.adaptive) return undefined;
   return { ms: end.slowestCallMs, overload };
 }
 
