@@ -3,7 +3,7 @@ import { DEFAULTS } from './config.js';
 import { campaignKeys, schedulerKeys } from './keys.js';
 import { scanRecords, type Marker } from './records.js';
 import { operationFor } from './operations/index.js';
-import { UNDO_FIELD } from './operations/undo.js';
+import { isUndoType, UNDO_FIELD } from './operations/undo.js';
 import { DRY_RUN_OUTCOME, type Outcome, type RecordedOutcome, type ReasonCode } from './reasons.js';
 
 /** One target's outcome record (see records.ts for where it is kept). */
@@ -56,20 +56,24 @@ export async function* streamReport(
 ): AsyncIterable<ReportLine> {
   const keys = campaignKeys(prefix, campaignId);
   const batch = opts.batch ?? DEFAULTS.recordScanBatch;
+  const specJson = await redis.get(keys.spec);
+  const type = specJson === null ? undefined : (JSON.parse(specJson) as { operation: { type: string } }).operation.type;
+  // Only an undo campaign's targets carry kept data in `@undo`; any other campaign's target may
+  // have a field of that name of its own, and the report shows it.
+  const ownFields = type !== undefined && isUndoType(type) ? withoutCarry : (f: Record<string, string | number>) => f;
   if (opts.outcome !== 'pending') {
     const keep = (m: Marker) => opts.outcome === undefined || m.outcome === opts.outcome;
     for await (const records of scanRecords(redis, prefix, campaignId, keep, batch)) {
       for (const { targetKey, marker, json } of records) {
-        yield json === undefined ? markerLine(targetKey, marker) : toLine(targetKey, JSON.parse(json) as OutcomeRecord);
+        yield json === undefined ? markerLine(targetKey, marker) : toLine(targetKey, JSON.parse(json) as OutcomeRecord, ownFields);
       }
     }
   }
   if (opts.outcome !== undefined && opts.outcome !== 'pending') return;
-  const specJson = await redis.get(keys.spec);
-  if (specJson === null) return;
-  const op = operationFor((JSON.parse(specJson) as { operation: { type: string } }).operation.type);
+  if (type === undefined) return;
+  const op = operationFor(type);
   for await (const entry of pendingEntries(redis, prefix, campaignId, batch)) {
-    const { [UNDO_FIELD]: _kept, ...fields } = JSON.parse(entry) as Record<string, string | number>;
+    const fields = ownFields(JSON.parse(entry) as Record<string, string | number>);
     const target = op.targetKey(fields);
     // A target that finished while we read is reported once, from the outcomes above.
     if ((await redis.hexists(keys.outcomes, target)) === 1) continue;
@@ -107,12 +111,16 @@ function markerLine(target: string, m: Marker): ReportLine {
   return { target, fields: {}, outcome: m.outcome, reason: m.reason, attempts: 0, retryAfterWaits: 0, error: null, at: null };
 }
 
-function toLine(target: string, r: OutcomeRecord): ReportLine {
-  // An undo campaign's targets carry their kept data; the report shows the target's own fields.
-  const { [UNDO_FIELD]: _kept, ...fields } = r.target;
+/** An undo campaign's target without the kept data it carries: the target's own fields. */
+function withoutCarry(target: Record<string, string | number>): Record<string, string | number> {
+  const { [UNDO_FIELD]: _kept, ...fields } = target;
+  return fields;
+}
+
+function toLine(target: string, r: OutcomeRecord, ownFields: (f: Record<string, string | number>) => Record<string, string | number>): ReportLine {
   return {
     target,
-    fields,
+    fields: ownFields(r.target),
     outcome: r.outcome,
     reason: r.reason,
     attempts: r.attempts,

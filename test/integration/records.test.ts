@@ -127,4 +127,14 @@ describe('outcome records in the campaign slot', () => {
     const line = (await report('late')).find((l) => l.target === 'user-0')!;
     expect(line).toMatchObject({ outcome: 'upgraded', reason: 'UPGRADED', fields: {}, at: null });
   });
+  it("reports a target's own field named @undo: only an undo campaign's carried data is left out", async () => {
+    const fleet = alloyFleet(3);
+    t.sandbox.load(fleet.fixtures);
+    await t.startWorker({ concurrency: 3 });
+    const targets = fleet.targets.map((x) => ({ ...x, '@undo': 'mine' }));
+    await enqueueCampaign(spec('own-undo-field'), targets, { ...t.producer, retentionMs: RETENTION_MS });
+    expect(await waitForCompletion(t.prefix, 'own-undo-field')).toMatchObject({ upgraded: 3 });
+    const lines = await report('own-undo-field');
+    expect(lines.map((l) => l.fields)).toEqual(fleet.targets.map((x) => ({ ...x, '@undo': 'mine' })));
+  });
 });
