@@ -22,7 +22,9 @@ import {
   type CampaignSpec,
   type ConnectionRegistry,
   type Marker,
+  type OperationModule,
   type OutcomeRecord,
+  type Target,
   type UndoCarry,
 } from '../shared/index.js';
 
@@ -130,7 +132,7 @@ export async function undoCampaign(id: string, opts: UndoOptions): Promise<UndoR
   const result =
     taken !== null
       ? { campaignId: undoId, total: Number(await redis.hget(campaignKeys(prefix, undoId).status, 'total')), created: false }
-      : await enqueueSourced(undoSpec, writtenTargets(redis, prefix, spec, op.targetIdField, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
+      : await enqueueSourced(undoSpec, writtenTargets(redis, prefix, spec, op, opts.chunkSize ?? DEFAULTS.recordScanBatch), {
           redis,
           prefix,
           connections: opts.connections,
@@ -163,7 +165,7 @@ async function* writtenTargets(
   redis: RedisClient,
   prefix: string,
   spec: CampaignSpec & { id: string },
-  idField: string,
+  op: Pick<OperationModule, 'targetIdField' | 'targetVersionField'>,
   batch: number,
 ): AsyncIterable<SourcedTarget> {
   let line = 0;
@@ -172,7 +174,7 @@ async function* writtenTargets(
     for (const { targetKey, marker, json } of records) {
       if (json === undefined) {
         // The marker outlived its record: the target is known by its key alone.
-        if (marker.outcome === 'upgraded') yield { line: ++line, value: { [idField]: targetKey, [UNDO_FIELD]: encodeCarry({ x: 1 }) } };
+        if (marker.outcome === 'upgraded') yield { line: ++line, value: { ...targetOfKey(op, targetKey), [UNDO_FIELD]: encodeCarry({ x: 1 }) } };
         continue;
       }
       const rec = JSON.parse(json) as OutcomeRecord;
@@ -187,6 +189,17 @@ async function* writtenTargets(
       yield { line: ++line, value: { ...rec.target, [UNDO_FIELD]: carried } };
     }
   }
+}
+
+/**
+ * A target's fields from its key alone: `<id>@<version>` when the operation targets versions
+ * (the key `includes/meta.lua` builds), else the id. Putting the whole key in the id field would
+ * fail the undo's validation for an id near its length limit, refusing the whole undo.
+ */
+export function targetOfKey(op: Pick<OperationModule, 'targetIdField' | 'targetVersionField'>, key: string): Target {
+  const at = /^(.*)@(\d+)$/.exec(key);
+  if (op.targetVersionField !== undefined && at !== null) return { [op.targetIdField]: at[1]!, [op.targetVersionField]: Number(at[2]) };
+  return { [op.targetIdField]: key };
 }
 
 /**

@@ -466,3 +466,19 @@ describe('undo: what an upgrade keeps, and its revert', () => {
     expect(digest({ ...a, tasks: [{ a: 2 }] }, ['updateTime'])).not.toBe(digest(a, ['updateTime']));
   });
 });
+
+describe('an undo target rebuilt from its key alone (its record expired)', () => {
+  it('splits <name>@<version> back into fields, so a name at its length limit still validates', async () => {
+    const { targetOfKey } = await import('../../src/producer/undo.js');
+    const { validateTarget } = await import('../../src/shared/index.js');
+    const definition = operationFor('conductor.updateDefinition');
+    const name = "n".repeat(512); // the id field's limit (spec.ts)
+    const key = definition.targetKey({ name, version: 7 });
+    expect(targetOfKey(definition, key)).toEqual({ name, version: 7 });
+    expect(() => validateTarget(targetOfKey(definition, key), 'conductor.updateDefinition', 'undo', 1)).not.toThrow();
+    // The whole key in the id field, as before, is refused: the undo campaign would not be made.
+    expect(() => validateTarget({ name: key }, 'conductor.updateDefinition', 'undo', 1)).toThrow(/name/);
+    // Without a version field the key is the id, '@' and all.
+    expect(targetOfKey(operationFor('alloy.upgradeWorkflow'), 'user@3')).toEqual({ userId: 'user@3' });
+  });
+});
