@@ -103,8 +103,10 @@ describe('dashboard in a real browser', () => {
   it('shows a running campaign with the status hash figures; pause and resume from the page', async () => {
     const fleet = alloyFleet(400);
     t.sandbox.load(fleet.fixtures);
-    // Unknown users first: they fail NOT_FOUND early, so the reasons table has a row to check.
-    const targets = [{ userId: 'ghost-1' }, { userId: 'ghost-2' }, ...fleet.targets].map((t) => ({ ...t, tenant: 'acme' }));
+    // Unknown users first, a cohort step of their own: they fail NOT_FOUND early, so the reasons
+    // table has a row to check, and the first step a failure ratio.
+    const ghosts = [{ userId: 'ghost-1', tier: 'internal' }, { userId: 'ghost-2', tier: 'internal' }];
+    const targets = [...ghosts, ...fleet.targets].map((t) => ({ ...t, tenant: 'acme' }));
     const created = await api.app.inject({
       method: 'POST',
       url: '/campaigns',
@@ -115,6 +117,7 @@ describe('dashboard in a real browser', () => {
         connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
         operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
         limits: [{ key: 'tenant-${target.tenant}', concurrency: 2 }],
+        rollout: { steps: [{ where: { tier: 'internal' } }] },
         notify: [{ to: 'hook', events: ['paused', 'cancelled'] }],
         targets,
       }),
@@ -144,6 +147,9 @@ describe('dashboard in a real browser', () => {
     await page.locator(`${fieldOf('limits')} li[data-key="UPSHIFT_TEST_ALLOY_KEY/tenant-acme"]`).filter({ hasText: '2/2' }).waitFor();
     await page.locator(fieldOf('eta')).filter({ hasText: /^\d+(m \d+)?s$/ }).waitFor();
     expect(await page.textContent(fieldOf('rate'))).toMatch(/^\d+\.\d\/s$/);
+    // Each rollout step with its cohort, counts and failure ratio; the one running marked.
+    await page.locator(`${fieldOf('steps')} li[data-step="1"]`).filter({ hasText: /^the rest: 400 targets, upgraded \d+, skipped 0, failed 0 \(0\.0%\) ◀$/ }).waitFor();
+    expect(await page.textContent(`${fieldOf('steps')} li[data-step="0"]`)).toBe('tier=internal: 2 targets, upgraded 0, skipped 0, failed 2 (100.0%)');
     // Done counts shown lie between what the status hash said before the page asked for them and
     // after it drew them.
     const before = (await readStatus(api.redis, api.prefix, CAMPAIGN))!;
