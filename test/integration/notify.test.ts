@@ -8,6 +8,7 @@ import { buildApi } from '../../src/producer/api/index.js';
 import { enqueueCampaign, pauseCampaign, cancelCampaign, promoteCampaign, undoCampaign } from '../../src/producer/index.js';
 import {
   campaignKeys,
+  createApiMetrics,
   createLogger,
   InputError,
   parseConnections,
@@ -231,11 +232,14 @@ describe('signed webhooks', () => {
     await enqueueCampaign(spec('told', { notify: [{ to: 'hook', events: ['paused', 'cancelled', 'completed'] }] }), fleet.targets, { ...t.producer, connections: reg });
     await pauseCampaign('told', t.producer);
     await cancelCampaign('told', t.producer);
-    // Nobody delivers yet: both wait, pending, in Redis.
+    // Nobody delivers yet: both wait, pending, in Redis, and the fleet's /metrics counts them.
     expect((await deliveries('told')).map((d) => [d.event, d.status, d.attempts])).toEqual([
       ['paused', 'pending', 0],
       ['cancelled', 'pending', 0],
     ]);
+    const gauges = createApiMetrics({ redis: t.redis, prefix: t.prefix });
+    t.defer(() => gauges.close());
+    expect(await gauges.render()).toMatch(/^upshift_notifications_pending 2$/m);
     await t.startWorker({ connections: reg });
     await hook.until(() => hook.delivered().size === 2, 'both events');
     expect([...hook.delivered().values()].map((d) => JSON.parse(d.body) as Record<string, unknown>)).toMatchObject([
@@ -244,6 +248,7 @@ describe('signed webhooks', () => {
     ]);
     // The cancelled campaign's drain ending is not another event.
     expect((await settled('told', 2)).map((d) => d.status)).toEqual(['delivered', 'delivered']);
+    expect(await gauges.render()).toMatch(/^upshift_notifications_pending 0$/m);
   });
 
   it('a failure budget breach with onBreach "undo" is told: cancelled, then undo-started', async () => {
