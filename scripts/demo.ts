@@ -286,10 +286,19 @@ async function main(): Promise<void> {
     console.log(`its events go to the webhook receiver at ${receiver.url}, which checks each signature:`);
     const completed = receiver.received('completed');
     await enqueueCampaign(rollout.spec, rollout.targets, { redis, prefix, connections });
-    await completed;
+    // A receiver that hears nothing (a delivery refused, a secret missing) ends the demo with why,
+    // rather than leaving it waiting.
+    let silence: NodeJS.Timeout | undefined;
+    await Promise.race([
+      completed,
+      new Promise<never>((_, reject) => {
+        silence = setTimeout(() => reject(new Error(`the webhook receiver heard no "completed" within 60 s; upshift notifications ${rollout.spec.id} says why`)), 60_000);
+      }),
+    ]).finally(() => clearTimeout(silence));
+    // What `upshift status demo-cohorts` lists: each step's cohort, counts and failure ratio.
     const steps = (await readStatus(redis, prefix, rollout.spec.id))!.steps ?? [];
     for (const [i, st] of steps.entries()) {
-      console.log(`    step ${i + 1}/${steps.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, failed ${st.failed}`);
+      console.log(`    step ${i + 1}/${steps.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, skipped ${st.skipped}, failed ${st.failed} (failure ratio ${st.failureRatio})`);
     }
 
     // Take one campaign back. Someone has renamed rule-3 by hand since: that one is left alone.
