@@ -1,10 +1,15 @@
 /**
  * `npm run demo`: the whole path on one machine. Redis (REDIS_URL, or a private redis-server),
  * the sandbox with faults injected, two worker processes, one campaign per operation type with
- * live progress, then a summary per campaign. Stops everything it started and exits 0.
+ * live progress, then a summary per campaign; a cohort rollout whose signed webhooks a receiver
+ * in this process verifies and prints; the undo of one campaign. Stops everything it started
+ * and exits 0.
  */
 import { sandboxConnections, writeConnectionsFile } from './lib/connections.js';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -13,13 +18,18 @@ import { SANDBOX_KEYS, startSandbox, type SandboxFixtures } from '../src/sandbox
 import { eventsChannel, readStatus, streamReport, type CampaignStatus } from '../src/shared/index.js';
 import { startPrivateRedis, type TestRedis } from './lib/private-redis.js';
 
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const CREDENTIALS = {
   DEMO_ALLOY_KEY: SANDBOX_KEYS.alloy,
   DEMO_CONDUCTOR_KEY: SANDBOX_KEYS.conductor,
   DEMO_TALLYFY_KEY: SANDBOX_KEYS.tallyfy,
   DEMO_NECTED_KEY: SANDBOX_KEYS.nected,
 };
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+// The webhook receiver's signing secret: the workers sign with it, the receiver checks with it.
+const HOOK_SECRET_REF = 'DEMO_HOOK_SECRET';
+const HOOK_SECRET = 'whsec-demo-not-a-real-secret';
+// The cohort rollout's fleet: Tallyfy runs of another organisation, each tagged with its tier.
+const FLEET = range(90).map((i) => ({ runId: `fleet-run-${i}`, tier: i < 6 ? 'internal' : i < 30 ? 'free' : 'paid' }));
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 async function getRedis(): Promise<TestRedis> {
@@ -56,7 +66,12 @@ function fixtures(): SandboxFixtures {
         status: i % 7 === 0 ? 'COMPLETED' : i % 13 === 0 ? 'PAUSED' : 'RUNNING',
       })),
     },
-    tallyfy: { runs: range(500).map((i) => ({ orgId: 'org-acme', id: `run-${i}`, name: `Onboarding ${i}`, ...(i % 50 === 0 ? { forbidden: true } : {}) })) },
+    tallyfy: {
+      runs: [
+        ...range(500).map((i) => ({ orgId: 'org-acme', id: `run-${i}`, name: `Onboarding ${i}`, ...(i % 50 === 0 ? { forbidden: true } : {}) })),
+        ...FLEET.map((r) => ({ orgId: 'org-fleet', id: r.runId, name: `Renewal ${r.runId.slice(10)}` })),
+      ],
+    },
     nected: {
       workflows: range(300).map((i) => ({
         entityId: `rule-${i}`,
@@ -101,9 +116,91 @@ function campaigns() {
   ];
 }
 
+/**
+ * The cohort rollout: internal tenants, then the free tier, then everyone else, each step
+ * opening by itself once the one before has every outcome (`gate: auto`), with its events sent
+ * to the receiver registered as `demo-hook`.
+ */
+function cohortCampaign() {
+  return {
+    spec: {
+      id: 'demo-cohorts',
+      name: 'Renewal runs to the 2026 template, tier by tier',
+      connection: { name: 'DEMO_TALLYFY_KEY', timeoutMs: 5000 },
+      operation: { type: 'tallyfy.updateRun', orgId: 'org-fleet', changes: { summary: 'Renewal, 2026 template' } },
+      retry: { attempts: 6, backoffMs: 50 },
+      rollout: { steps: [{ where: { tier: 'internal' } }, { where: { tier: 'free' } }], gate: 'auto' },
+      notify: [{ to: 'demo-hook', events: ['step-completed', 'gated', 'paused', 'completed', 'cancelled'] }],
+    },
+    targets: FLEET,
+  } as const;
+}
+
+/** A receiver's check of `Upshift-Signature` (docs/API.md): `v1` is the HMAC-SHA256 of `<t>.<body>`, `t` recent. */
+function signatureOk(header: string, body: string, secret: string, toleranceS = 300): boolean {
+  const parts = Object.fromEntries(header.split(',').map((p) => p.split('=') as [string, string]));
+  const t = Number(parts.t);
+  if (!Number.isInteger(t) || Math.abs(Date.now() / 1000 - t) > toleranceS || !/^[0-9a-f]{64}$/.test(parts.v1 ?? '')) return false;
+  const expected = createHmac('sha256', secret).update(`${t}.${body}`).digest();
+  return timingSafeEqual(Buffer.from(parts.v1!, 'hex'), expected);
+}
+
+interface WebhookEvent {
+  readonly id: string;
+  readonly event: string;
+  readonly campaign: string;
+  readonly state: string;
+  readonly step?: number;
+  readonly counts: { total: number; upgraded: number; skipped: number; failed: number };
+}
+
+/**
+ * A webhook receiver as a service of the operator's would run one: it checks each delivery's
+ * signature, answers 200, keeps each `Upshift-Event-Id` once (deliveries are at least once) and
+ * prints the events in the order they were recorded (ids count up; two recorded in the same
+ * step may arrive in either order).
+ */
+async function startReceiver(secret: string, total: () => number): Promise<{ url: string; server: Server; received: (event: string) => Promise<void> }> {
+  const seen = new Set<string>();
+  const held = new Map<number, WebhookEvent & { line: string }>();
+  let next = 1;
+  const waiting = new Map<string, () => void>();
+  const print = (e: WebhookEvent) => {
+    const c = e.counts;
+    // `step` is 0-based, as the status hash's `rolloutStep`.
+    const step = e.step === undefined ? '' : ` step ${e.step + 1}/${total()}`;
+    return `  webhook ${e.event.padEnd(14)} ${e.campaign}${step}: state ${e.state}, upgraded ${c.upgraded}/${c.total}, skipped ${c.skipped}, failed ${c.failed}; id ${e.id}, signature ok`;
+  };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const ok = signatureOk(String(req.headers['upshift-signature'] ?? ''), body, secret);
+      res.writeHead(ok ? 200 : 400).end();
+      const id = String(req.headers['upshift-event-id'] ?? '');
+      // Refused (400: Upshift tries again) and said at once: a demo that shows nothing would hide it.
+      if (!ok) return void console.log(`  webhook refused: the signature of ${id} does not verify`);
+      if (seen.has(id)) return;
+      seen.add(id);
+      const e = JSON.parse(body) as WebhookEvent;
+      held.set(Number(id.slice(id.lastIndexOf(':') + 1)), { ...e, line: print(e) });
+      for (let h = held.get(next); h !== undefined; h = held.get(next)) {
+        console.log(h.line);
+        held.delete(next++);
+        waiting.get(h.event)?.();
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/upshift`;
+  return { url, server, received: (event) => new Promise<void>((resolve) => waiting.set(event, resolve)) };
+}
+
 async function startWorkerProcess(env: Record<string, string>): Promise<ChildProcess> {
   const proc = spawn(process.execPath, [cli, 'worker', '--concurrency', '25'], {
-    env: { ...process.env, ...CREDENTIALS, LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, ...CREDENTIALS, [HOOK_SECRET_REF]: HOOK_SECRET, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
@@ -145,8 +242,12 @@ async function main(): Promise<void> {
   console.log(`Sandbox: ${sandbox.url} (3% 5xx, 0.2% 429; both with Retry-After: 1, which pauses that connection for 1 s; 20% Nected checksum conflicts, 5 ms latency)`);
 
   const workers: ChildProcess[] = [];
+  const rollout = cohortCampaign();
+  const receiver = await startReceiver(HOOK_SECRET, () => rollout.spec.rollout.steps.length + 1);
   try {
-    const connections = sandboxConnections(sandbox.url, Object.keys(CREDENTIALS));
+    const connections = sandboxConnections(sandbox.url, Object.keys(CREDENTIALS), {
+      'demo-hook': { url: receiver.url, secretRef: HOOK_SECRET_REF, privateNetwork: true },
+    });
     const env = { REDIS_URL: redisInfo.url, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: writeConnectionsFile(connections) };
     workers.push(await startWorkerProcess(env), await startWorkerProcess(env));
     console.log('Workers: 2 processes, concurrency 25 each\n');
@@ -183,6 +284,25 @@ async function main(): Promise<void> {
 
     for (const c of list) await summarise(redis, prefix, c.spec.id);
 
+    console.log(`\ncohort rollout ${rollout.spec.id}: internal tenants, then the free tier, then everyone (gate: auto);`);
+    console.log(`its events go to the webhook receiver at ${receiver.url}, which checks each signature:`);
+    const completed = receiver.received('completed');
+    await enqueueCampaign(rollout.spec, rollout.targets, { redis, prefix, connections });
+    // A receiver that hears nothing (a delivery refused, a secret missing) ends the demo with why,
+    // rather than leaving it waiting.
+    let silence: NodeJS.Timeout | undefined;
+    await Promise.race([
+      completed,
+      new Promise<never>((_, reject) => {
+        silence = setTimeout(() => reject(new Error(`the webhook receiver heard no "completed" within 60 s; upshift notifications ${rollout.spec.id} says why`)), 60_000);
+      }),
+    ]).finally(() => clearTimeout(silence));
+    // What `upshift status demo-cohorts` lists: each step's cohort, counts and failure ratio.
+    const steps = (await readStatus(redis, prefix, rollout.spec.id))!.steps ?? [];
+    for (const [i, st] of steps.entries()) {
+      console.log(`    step ${i + 1}/${steps.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, skipped ${st.skipped}, failed ${st.failed} (failure ratio ${st.failureRatio})`);
+    }
+
     // Take one campaign back. Someone has renamed rule-3 by hand since: that one is left alone.
     // The sandbox's simulated concurrent edits are edits by someone else too, which the undo
     // would leave alone as well; they are turned off so that rule-3 is the one.
@@ -212,6 +332,7 @@ upshift undo demo-nected: undo campaign ${made.campaignId}, ${made.total} target
     for (const w of workers) w.kill('SIGTERM');
     await Promise.all(workers.map((w) => (w.exitCode === null ? once(w, 'exit') : undefined)));
     await sandbox.close();
+    receiver.server.close();
     sub.disconnect();
     redis.disconnect();
     await redisInfo.stop();

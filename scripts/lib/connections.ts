@@ -8,15 +8,20 @@ import { parseConnections, type ConnectionRegistry } from '../../src/shared/inde
  * every (base URL, credential variable) pair given, registered with `privateNetwork: true`
  * (the sandbox listens on loopback, which the egress guard refuses otherwise). Entries are
  * named `<variable>` for the first base URL and `<variable>-<i>` for the i-th after it, so a
- * spec may name them or copy them.
+ * spec may name them or copy them. `notifiers` (webhook receivers, registry `notifiers`) are
+ * registered as given.
  */
-export function sandboxConnections(baseUrls: string | readonly string[], credentialRefs: readonly string[]): ConnectionRegistry {
+export function sandboxConnections(
+  baseUrls: string | readonly string[],
+  credentialRefs: readonly string[],
+  notifiers: Readonly<Record<string, unknown>> = {},
+): ConnectionRegistry {
   const urls = typeof baseUrls === 'string' ? [baseUrls] : baseUrls;
   const connections: Record<string, unknown> = {};
   urls.forEach((baseUrl, i) => {
     for (const ref of credentialRefs) connections[i === 0 ? ref : `${ref}-${i}`] = { baseUrl, credentialRef: ref, privateNetwork: true };
   });
-  return parseConnections({ connections }, 'sandbox connections');
+  return parseConnections({ connections, notifiers }, 'sandbox connections');
 }
 
 /** Writes a registry to a new temporary file, for `UPSHIFT_CONNECTIONS` of a child process. */

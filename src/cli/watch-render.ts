@@ -108,6 +108,13 @@ export function renderFrame(status: CampaignStatus, p: Progress, opts: TtyFrameO
       .map((o) => `${o.label} ${o.n}`)
       .join('  ') + `  · pending ${s.pending}  active ${s.active}`;
   const lines = [fit(head, opts.columns), bar, fit(counts, opts.columns)];
+  // A staged rollout's steps, as `upshift status` prints them: the operator judges each cohort
+  // by its own failure ratio, which the campaign's totals hide.
+  for (const [n, st] of (s.steps ?? []).entries()) {
+    const mark = n === s.rolloutStep && !isFinal(s) ? '>' : ' ';
+    const line = `${mark} step ${n + 1}/${s.steps!.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, skipped ${st.skipped}, failed ${st.failed} (failure ratio ${st.failureRatio})`;
+    lines.push(fit(line, opts.columns));
+  }
   const reasons = sortedReasons(s);
   if (reasons.length > 0) {
     const max = opts.maxReasons ?? 6;

@@ -62,6 +62,7 @@ export class FleetGauges {
   private readonly slotsOther: Gauge;
   private readonly keysInUse: Gauge;
   private readonly pausedConnections: Gauge;
+  private readonly notificationsPending: Gauge;
   private readonly redisUp: Gauge;
   private readonly topKeys: number;
   private readonly maxCampaigns: number;
@@ -134,6 +135,11 @@ export class FleetGauges {
       help: 'Connections (base URL + credential name) paused by a Retry-After right now.',
       registers,
     });
+    this.notificationsPending = new Gauge({
+      name: 'upshift_notifications_pending',
+      help: 'Webhook deliveries not yet delivered or given up: due, being sent, or waiting for a retry (<p>:sched:notify-due).',
+      registers,
+    });
     this.redisUp = new Gauge({
       name: 'upshift_metrics_redis_up',
       help: 'Whether the last scrape could read Redis (1) or not (0: the Redis-derived gauges are empty).',
@@ -153,7 +159,7 @@ export class FleetGauges {
       this.redisUp.set(1);
     } catch {
       for (const g of [this.campaigns, this.pending, this.active, this.queueJobs, this.slots, this.slotLimit, this.adaptiveLimit]) g.reset();
-      for (const g of [this.slotsOther, this.keysInUse, this.pausedConnections]) g.reset();
+      for (const g of [this.slotsOther, this.keysInUse, this.pausedConnections, this.notificationsPending]) g.reset();
       this.redisUp.set(0);
     } finally {
       clearTimeout(timer);
@@ -169,15 +175,17 @@ export class FleetGauges {
   private async read(): Promise<void> {
     const { redis, prefix } = this.opts;
     const sched = schedulerKeys(prefix);
-    const [ids, inflight, pauses, time] = values(
+    const [ids, inflight, pauses, time, notifyDue] = values(
       await redis
         .pipeline()
         .zrevrange(campaignIndexKey(prefix), 0, this.maxCampaigns - 1)
         .hgetall(sched.inflight)
         .hgetall(sched.pause)
         .time()
+        .zcard(sched.notifyDue)
         .exec(),
-    ) as [string[], Record<string, string>, Record<string, string>, [string, string]];
+    ) as [string[], Record<string, string>, Record<string, string>, [string, string], number];
+    this.notificationsPending.set(notifyDue);
 
     // In-flight holders ('<campaign>.<n>' -> '<gid>|<token>|<entry>'), counted per campaign and group.
     const held = new Map<string, Map<string, number>>();

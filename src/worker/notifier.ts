@@ -120,7 +120,7 @@ export class Notifier {
     const backoffMs = Math.min(this.opts.backoffMs * 2 ** Math.min(claim.attempts - 1, 30), this.opts.maxBackoffMs);
     const scrubbed = error === '' ? '' : scrubError(error, this.secrets(), this.opts.maxErrorChars);
     try {
-      const done = await this.scripts.notifyDone(claim.member, outcome, backoffMs, scrubbed, this.opts.maxAgeMs);
+      const done = await this.scripts.notifyDone(claim.member, claim.attempts, outcome, backoffMs, scrubbed, this.opts.maxAgeMs);
       if (done === 'not-due') return;
       this.count(done === 'delivered' ? 'delivered' : done === 'rescheduled' ? 'retried' : 'failed');
       const fields = { eventId: claim.eventId, notifier: claim.notifier, attempts: claim.attempts };

@@ -123,6 +123,7 @@ describe('OpenAPI document and /docs', () => {
     ['get', '/campaigns'],
     ['get', '/campaigns/{id}'],
     ['get', '/campaigns/{id}/limits'],
+    ['get', '/campaigns/{id}/notifications'],
     ['get', '/campaigns/{id}/report'],
     ['post', '/campaigns/{id}/pause'],
     ['post', '/campaigns/{id}/resume'],

@@ -1,8 +1,9 @@
 import { existsSync, mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readStatus, type CampaignStatus } from '../../src/shared/index.js';
+import { parseConnections, readStatus, type CampaignStatus } from '../../src/shared/index.js';
 import { AUTH, startTestApi, TOKEN, until, type TestApi } from '../api/support.js';
 import { setupDeployment } from '../support/deployment.js';
 import { alloyFleet } from '../support/fleet.js';
@@ -73,9 +74,19 @@ describe('dashboard in a real browser', () => {
   let api: TestApi;
   let browser: Browser;
   let url: string;
+  // A webhook receiver (200 to everything): the campaign's card lists its deliveries.
+  let hook: Server;
+  const HOOK_SECRET_REF = 'UPSHIFT_TEST_DASH_HOOK_SECRET';
 
   beforeAll(async () => {
-    api = await startTestApi(t.producer);
+    hook = createServer((req, res) => req.resume().on('end', () => res.writeHead(200).end()));
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    process.env[HOOK_SECRET_REF] = 'whsec_dash_0123456789';
+    const notifiers = { hook: { url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`, secretRef: HOOK_SECRET_REF, privateNetwork: true } };
+    const registry = parseConnections({ connections: t.connections.connections, notifiers }, 'test registry');
+    // One more worker, the one that can send to the receiver.
+    await t.startWorker({ connections: registry, concurrency: 1 });
+    api = await startTestApi({ ...t.producer, connections: registry });
     await api.app.listen({ port: 0, host: '127.0.0.1' });
     url = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
     if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: install Debian's chromium (apt-get install chromium)`);
@@ -85,13 +96,17 @@ describe('dashboard in a real browser', () => {
   afterAll(async () => {
     await browser?.close();
     await api?.close();
+    hook?.closeAllConnections();
+    hook?.close();
   });
 
   it('shows a running campaign with the status hash figures; pause and resume from the page', async () => {
     const fleet = alloyFleet(400);
     t.sandbox.load(fleet.fixtures);
-    // Unknown users first: they fail NOT_FOUND early, so the reasons table has a row to check.
-    const targets = [{ userId: 'ghost-1' }, { userId: 'ghost-2' }, ...fleet.targets].map((t) => ({ ...t, tenant: 'acme' }));
+    // Unknown users first, a cohort step of their own: they fail NOT_FOUND early, so the reasons
+    // table has a row to check, and the first step a failure ratio.
+    const ghosts = [{ userId: 'ghost-1', tier: 'internal' }, { userId: 'ghost-2', tier: 'internal' }];
+    const targets = [...ghosts, ...fleet.targets].map((t) => ({ ...t, tenant: 'acme' }));
     const created = await api.app.inject({
       method: 'POST',
       url: '/campaigns',
@@ -102,6 +117,8 @@ describe('dashboard in a real browser', () => {
         connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
         operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
         limits: [{ key: 'tenant-${target.tenant}', concurrency: 2 }],
+        rollout: { steps: [{ where: { tier: 'internal' } }] },
+        notify: [{ to: 'hook', events: ['paused', 'cancelled'] }],
         targets,
       }),
     });
@@ -130,6 +147,9 @@ describe('dashboard in a real browser', () => {
     await page.locator(`${fieldOf('limits')} li[data-key="UPSHIFT_TEST_ALLOY_KEY/tenant-acme"]`).filter({ hasText: '2/2' }).waitFor();
     await page.locator(fieldOf('eta')).filter({ hasText: /^\d+(m \d+)?s$/ }).waitFor();
     expect(await page.textContent(fieldOf('rate'))).toMatch(/^\d+\.\d\/s$/);
+    // Each rollout step with its cohort, counts and failure ratio; the one running marked.
+    await page.locator(`${fieldOf('steps')} li[data-step="1"]`).filter({ hasText: /^the rest: 400 targets, upgraded \d+, skipped 0, failed 0 \(0\.0%\) ◀$/ }).waitFor();
+    expect(await page.textContent(`${fieldOf('steps')} li[data-step="0"]`)).toBe('tier=internal: 2 targets, upgraded 0, skipped 0, failed 2 (100.0%)');
     // Done counts shown lie between what the status hash said before the page asked for them and
     // after it drew them.
     const before = (await readStatus(api.redis, api.prefix, CAMPAIGN))!;
@@ -172,6 +192,9 @@ describe('dashboard in a real browser', () => {
     );
     expect(await shown(page)).toEqual(expected(ended));
     expect(ended.reasons.CANCELLED).toBeGreaterThan(0);
+    // The webhook deliveries of the pause and the cancel, newest first.
+    await page.locator(fieldOf('webhookSummary')).filter({ hasText: /^2 delivered, 0 pending, 0 failed$/ }).waitFor();
+    expect(await page.locator(`${fieldOf('deliveries')} li`).allTextContents()).toEqual(['cancelled → hook: delivered, 1 attempt', 'paused → hook: delivered, 1 attempt']);
     expect(problems).toEqual([]);
     await context.close();
   });

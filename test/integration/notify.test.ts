@@ -8,6 +8,7 @@ import { buildApi } from '../../src/producer/api/index.js';
 import { enqueueCampaign, pauseCampaign, cancelCampaign, promoteCampaign, undoCampaign } from '../../src/producer/index.js';
 import {
   campaignKeys,
+  createApiMetrics,
   createLogger,
   InputError,
   parseConnections,
@@ -31,11 +32,12 @@ interface Delivery {
   readonly body: string;
   /** The n-th request with this event id the receiver saw (1-based). */
   readonly nth: number;
-  /** What the receiver did with it. */
-  answer: 'ok' | 'fail' | 'hang';
+  /** What the receiver did with it: 200, 500, no answer, or the connection dropped unanswered. */
+  answer: Answer;
 }
 
-type Behaviour = (nth: number) => 'ok' | 'fail' | 'hang';
+type Answer = 'ok' | 'fail' | 'hang' | 'drop';
+type Behaviour = (nth: number) => Answer;
 
 /**
  * A webhook receiver on 127.0.0.1: records every request, answers by `behaviour` (per event id:
@@ -66,6 +68,7 @@ class Receiver {
     const answer = req.method === 'POST' && req.url === '/hooks/upshift' ? this.behaviour(nth) : 'fail';
     this.requests.push({ id, signature: String(req.headers['upshift-signature'] ?? ''), body, nth, answer });
     if (answer === 'hang') this.held.push(res);
+    else if (answer === 'drop') req.socket.destroy();
     else res.writeHead(answer === 'ok' ? 200 : 500).end(answer === 'ok' ? 'thanks' : 'receiver down');
     this.check();
   }
@@ -157,8 +160,8 @@ describe('signed webhooks', () => {
       60_000,
     );
 
-  it('a receiver that fails, times out, then answers 200 gets each event once per id, signed; ids are stable', async () => {
-    const hook = await receiver((nth) => (nth === 1 ? 'fail' : nth === 2 ? 'hang' : 'ok'));
+  it('a receiver that fails, times out and answers 500 before it answers 200 gets each event once per id, signed; ids are stable', async () => {
+    const hook = await receiver((nth) => (nth === 1 ? 'drop' : nth === 2 ? 'hang' : nth === 3 ? 'fail' : 'ok'));
     const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
     const fleet = alloyFleet(20);
     t.sandbox.load(fleet.fixtures);
@@ -179,9 +182,12 @@ describe('signed webhooks', () => {
     await hook.until(() => [...hook.delivered().values()].some((d) => d.event === 'undo-started'), 'undo-started answered 200');
     const records = await settled('hooked', 4);
     const got = hook.delivered();
-    // Each event once after dedup, in the order the campaign met them, ids <campaign>:<n> (n from
-    // one counter of the deployment, never reused when a campaign id comes back).
-    expect([...got.entries()].filter(([id]) => id.startsWith('hooked:')).map(([id, d]) => [id, d.event])).toEqual([
+    // Each event once after dedup, numbered in the order the campaign met them, ids <campaign>:<n>
+    // (n from one counter of the deployment, never reused when a campaign id comes back). Two
+    // events of one step (step-completed, gated) are sent side by side: either may arrive first.
+    const n = (id: string) => Number(id.slice(id.lastIndexOf(':') + 1));
+    const hooked = [...got.entries()].filter(([id]) => id.startsWith('hooked:')).sort(([a], [b]) => n(a) - n(b));
+    expect(hooked.map(([id, d]) => [id, d.event])).toEqual([
       ['hooked:1', 'step-completed'],
       ['hooked:2', 'gated'],
       ['hooked:3', 'completed'],
@@ -189,8 +195,9 @@ describe('signed webhooks', () => {
     ]);
     for (const [id] of got) {
       const all = hook.requests.filter((r) => r.id === id);
-      // 500, then no answer within the timeout, then 200: three attempts, one id, one body.
-      expect(all.map((r) => r.answer)).toEqual(['fail', 'hang', 'ok']);
+      // The connection dropped, then no answer within the timeout, then 500, then 200: four
+      // attempts, one id, one body.
+      expect(all.map((r) => r.answer)).toEqual(['drop', 'hang', 'fail', 'ok']);
       expect(new Set(all.map((r) => r.body)).size).toBe(1);
       for (const r of all) {
         expect(verifySignature(SECRET, r.signature, r.body)).toBe(true);
@@ -205,8 +212,8 @@ describe('signed webhooks', () => {
     expect(JSON.parse(got.get('hooked:4')!.body)).toMatchObject({ event: 'undo-started', undoCampaign: 'hooked-undo' });
 
     for (const d of records) {
-      expect(d).toMatchObject({ notifier: 'hook', status: 'delivered', attempts: 3 });
-      expect(d.lastError).toMatch(/^TIMEOUT/);
+      expect(d).toMatchObject({ notifier: 'hook', status: 'delivered', attempts: 4 });
+      expect(d.lastError).toBe('HTTP 500 receiver down');
     }
     // The undo campaign tells the same receiver of its own end.
     // Event ids come from one counter of the deployment: the undo campaign's is the next one.
@@ -217,7 +224,7 @@ describe('signed webhooks', () => {
 
     const metrics = await t.worker.metrics.render();
     expect(metrics).toMatch(/upshift_worker_notifications_total\{outcome="delivered"\} 5/);
-    expect(metrics).toMatch(/upshift_worker_notifications_total\{outcome="retried"\} 10/);
+    expect(metrics).toMatch(/upshift_worker_notifications_total\{outcome="retried"\} 15/);
   });
 
   it('pause and cancel are told; events recorded while no worker runs wait in Redis for one', async () => {
@@ -228,11 +235,14 @@ describe('signed webhooks', () => {
     await enqueueCampaign(spec('told', { notify: [{ to: 'hook', events: ['paused', 'cancelled', 'completed'] }] }), fleet.targets, { ...t.producer, connections: reg });
     await pauseCampaign('told', t.producer);
     await cancelCampaign('told', t.producer);
-    // Nobody delivers yet: both wait, pending, in Redis.
+    // Nobody delivers yet: both wait, pending, in Redis, and the fleet's /metrics counts them.
     expect((await deliveries('told')).map((d) => [d.event, d.status, d.attempts])).toEqual([
       ['paused', 'pending', 0],
       ['cancelled', 'pending', 0],
     ]);
+    const gauges = createApiMetrics({ redis: t.redis, prefix: t.prefix });
+    t.defer(() => gauges.close());
+    expect(await gauges.render()).toMatch(/^upshift_notifications_pending 2$/m);
     await t.startWorker({ connections: reg });
     await hook.until(() => hook.delivered().size === 2, 'both events');
     expect([...hook.delivered().values()].map((d) => JSON.parse(d.body) as Record<string, unknown>)).toMatchObject([
@@ -241,6 +251,7 @@ describe('signed webhooks', () => {
     ]);
     // The cancelled campaign's drain ending is not another event.
     expect((await settled('told', 2)).map((d) => d.status)).toEqual(['delivered', 'delivered']);
+    expect(await gauges.render()).toMatch(/^upshift_notifications_pending 0$/m);
   });
 
   it('a failure budget breach with onBreach "undo" is told: cancelled, then undo-started', async () => {
@@ -315,6 +326,36 @@ describe('signed webhooks', () => {
       ['step-completed', 'delivered', 1],
       ['completed', 'delivered', 1],
     ]);
+  });
+
+  it("a stale sender's late result changes nothing: only the latest claimed attempt settles the delivery", async () => {
+    const reg = registry({ hook: { url: 'http://127.0.0.1:9/hooks', privateNetwork: true } });
+    await enqueueCampaign(spec('stale', { notify: [{ to: 'hook', events: ['paused'] }] }), alloyFleet(2).targets, { ...t.producer, connections: reg });
+    await pauseCampaign('stale', t.producer);
+    const due = schedulerKeys(t.prefix).notifyDue;
+    const first = (await t.scripts.notifyClaim(1, 60_000, ['hook'])).claims[0]!;
+    expect(first).toMatchObject({ eventId: 'stale:1', attempts: 1 });
+    // Sender A's lease runs out mid-send (made due now, as its expiry would); sender B claims the next attempt.
+    await t.redis.zadd(due, 0, first.member);
+    const second = (await t.scripts.notifyClaim(1, 60_000, ['hook'])).claims[0]!;
+    expect(second).toMatchObject({ member: first.member, attempts: 2 });
+    const leased = await t.redis.zscore(due, first.member);
+
+    // A's late results, a failure and a success: neither overwrites B's attempt nor removes its member.
+    expect(await t.scripts.notifyDone(first.member, first.attempts, 'retry', 50, 'HTTP 500 late', 86_400_000)).toBe('not-due');
+    expect(await t.scripts.notifyDone(first.member, first.attempts, 'delivered', 50, '', 86_400_000)).toBe('not-due');
+    expect(await t.redis.zscore(due, first.member)).toBe(leased);
+    const [during] = await deliveries('stale');
+    expect(during).toMatchObject({ status: 'pending', attempts: 2 });
+    expect(during!.lastError).toBeUndefined();
+    expect(during!.nextAt).toBeUndefined();
+
+    // B's own result settles it.
+    expect(await t.scripts.notifyDone(second.member, second.attempts, 'retry', 50, 'HTTP 500 from B', 86_400_000)).toBe('rescheduled');
+    expect((await deliveries('stale'))[0]).toMatchObject({ status: 'pending', attempts: 2, lastError: 'HTTP 500 from B' });
+    // A result without an attempt (a worker of an earlier version) is taken as before.
+    expect(await t.scripts.notifyDone(second.member, '' as unknown as number, 'delivered', 50, '', 86_400_000)).toBe('delivered');
+    expect(await t.redis.zscore(due, first.member)).toBeNull();
   });
 
   it('refuses an unregistered notifier at enqueue: library, CLI (exit 2) and API (400), naming the field', async () => {

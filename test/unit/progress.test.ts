@@ -196,6 +196,27 @@ describe('terminal frame', () => {
     expect(gated.at(-1)).toBe('waiting at a manual gate; open the next step with: upshift promote onboarding-v3');
   });
 
+  it("shows each rollout step's cohort, counts and failure ratio, the current one marked", () => {
+    const steps = [
+      { cohort: 'tier=internal|staff', targets: 9, upgraded: 8, skipped: 0, failed: 1, failureRatio: 0.1111 },
+      { cohort: 'tier=free', targets: 30, upgraded: 10, skipped: 2, failed: 5, failureRatio: 0.3333 },
+      { cohort: 'the rest', targets: 961, upgraded: 0, skipped: 0, failed: 0, failureRatio: 0 },
+    ];
+    const running = renderFrame(status({ rolloutStep: 1, rolloutSteps: 3, steps }), { ratePerS: 1, etaMs: 1 }, { columns: 200, color: false });
+    expect(running.slice(3, 6)).toEqual([
+      '  step 1/3 tier=internal|staff: 9 targets, upgraded 8, skipped 0, failed 1 (failure ratio 0.1111)',
+      '> step 2/3 tier=free: 30 targets, upgraded 10, skipped 2, failed 5 (failure ratio 0.3333)',
+      '  step 3/3 the rest: 961 targets, upgraded 0, skipped 0, failed 0 (failure ratio 0)',
+    ]);
+    expect(running).toHaveLength(6);
+    // A cohort label quotes the spec: escaped like every text from Redis; cut to the terminal.
+    const hostile = renderFrame(status({ rolloutStep: 0, steps: [{ ...steps[0]!, cohort: 'tier=\u001b[2Jx' }] }), { ratePerS: 1, etaMs: 1 }, { columns: 40, color: false });
+    expect(hostile[3]).not.toMatch(/\u001b/);
+    expect([...hostile[3]!].length).toBeLessThan(40);
+    const ended = renderFrame(status({ state: 'completed', finishedAt: 9, rolloutStep: 2, rolloutSteps: 3, steps }), { ratePerS: 1, etaMs: 0 }, { columns: 200, color: false });
+    expect(ended.filter((l) => l.startsWith('>'))).toEqual([]);
+  });
+
   it('caps the reasons listed', () => {
     const many = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`R${i}`, 10 - i]));
     const lines = renderFrame(status({ reasons: many }), { ratePerS: 1, etaMs: 1 }, { columns: 200, color: false, maxReasons: 3 });

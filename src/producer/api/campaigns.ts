@@ -6,6 +6,7 @@ import {
   catalogueMessage,
   DEFAULTS,
   InputError,
+  readNotifications,
   readStatus,
   ScriptError,
   streamReport,
@@ -31,6 +32,7 @@ import {
   idParams,
   jsonSchema,
   limitUsage,
+  notificationList,
   parseInput,
   reportQuery,
   retryBody,
@@ -142,6 +144,24 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
       const usage = await readLimitUsage(redis, prefix, id);
       if (usage === null) throw notFound(id);
       return usage;
+    },
+  );
+
+  app.get(
+    '/campaigns/:id/notifications',
+    {
+      schema: {
+        tags,
+        operationId: 'getCampaignNotifications',
+        summary: "The campaign's signed webhook deliveries: status, attempts, last error (upshift notifications)",
+        params,
+        response: { 200: jsonSchema(notificationList), ...errors(401, 404) },
+      },
+    },
+    async (request) => {
+      const { id } = campaignId(request);
+      if ((await readStatus(redis, prefix, id)) === null) throw notFound(id);
+      return { deliveries: await readNotifications(redis, prefix, id) };
     },
   );
 

@@ -115,6 +115,26 @@ export const limitUsage = z.object({
   truncated: z.boolean().describe('the campaign has more keys than were read'),
 });
 
+export const notificationList = z.object({
+  deliveries: z
+    .array(
+      z.object({
+        eventId: z.string().describe('`<campaign>:<n>`, the `Upshift-Event-Id` header: the receiver\'s idempotency key'),
+        event: z.string().describe('step-completed, gated, paused, completed, cancelled or undo-started'),
+        notifier: z.string().describe('the registered notifier (UPSHIFT_CONNECTIONS "notifiers")'),
+        status: z.enum(['pending', 'delivered', 'failed']),
+        attempts: count.describe('attempts started (one whose sender died counts)'),
+        lastError: z.string().optional().describe("the last failed attempt's error, also after a later success"),
+        createdAt: count,
+        updatedAt: count,
+        deliveredAt: ms,
+        failedAt: ms.describe('given up: 24 h of failed attempts, or the egress guard refused the address'),
+        nextAt: ms.describe('pending after a failed attempt: when the next one is due'),
+      }),
+    )
+    .describe('oldest event first, then by notifier'),
+});
+
 export const controlResult = z.object({
   campaignId: z.string(),
   state: z.string().describe('the state after the action'),

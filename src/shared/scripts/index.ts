@@ -253,8 +253,11 @@ export interface Scripts {
   notifyEvent(campaignId: string, event: string, extra: Readonly<Record<string, unknown>>, channel: string): Promise<boolean>;
   /** Takes up to `max` due webhook deliveries for `leaseMs`; `nextDueMs` (Redis clock) is when the next one falls due. */
   notifyClaim(max: number, leaseMs: number, usable: readonly string[]): Promise<{ nowMs: number; nextDueMs: number | null; claims: NotifyClaim[] }>;
-  /** Ends a delivery attempt; what became of the delivery (`not-due`: another sender had it). */
-  notifyDone(member: string, outcome: NotifyOutcome, backoffMs: number, error: string, maxAgeMs: number): Promise<'delivered' | 'rescheduled' | 'gave-up' | 'not-due'>;
+  /**
+   * Ends attempt `attempt` (its claim's `attempts`) of a delivery; what became of the delivery
+   * (`not-due`: another sender finished it, or has claimed a newer attempt: this result is stale).
+   */
+  notifyDone(member: string, attempt: number, outcome: NotifyOutcome, backoffMs: number, error: string, maxAgeMs: number): Promise<'delivered' | 'rescheduled' | 'gave-up' | 'not-due'>;
   /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
   pauseOf(connection: string): Promise<{ nowMs: number; untilMs: number }>;
   /** The pause end, or null when the lease was lost meanwhile. */
@@ -432,8 +435,8 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       const next = Number(res[1]);
       return { nowMs: Number(res[0]), nextDueMs: next < 0 ? null : next, claims };
     },
-    async notifyDone(member, outcome, backoffMs, error, maxAgeMs) {
-      const code = Number(await notifyDone(member, outcome, Math.max(0, Math.round(backoffMs)), error, maxAgeMs));
+    async notifyDone(member, attempt, outcome, backoffMs, error, maxAgeMs) {
+      const code = Number(await notifyDone(member, outcome, Math.max(0, Math.round(backoffMs)), error, maxAgeMs, attempt));
       return code === CODES.DELIVERED ? 'delivered' : code === CODES.RESCHEDULED ? 'rescheduled' : code === CODES.GAVE_UP ? 'gave-up' : 'not-due';
     },
     async pauseOf(connection) {

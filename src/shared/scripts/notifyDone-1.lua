@@ -1,8 +1,10 @@
 --[[
   A webhook delivery attempt's end (worker/notifier.ts): delivered, to be tried again after a
   backoff (given up instead once that would pass the delivery's age limit), or given up at once
-  (the egress guard refused the address). Only while the delivery is still due: a sender whose
-  lease ran out and whose delivery another sender finished changes nothing.
+  (the egress guard refused the address). Only while the delivery is still due, and only for its
+  latest attempt: a sender whose lease ran out changes nothing, whether another sender finished
+  the delivery or is sending a newer attempt of it (its result, or its removal of the member,
+  would otherwise overwrite that attempt's or cut it off).
 
   Input:
     KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
@@ -12,9 +14,12 @@
     ARGV[4] backoff before the next attempt (ms; retry)
     ARGV[5] the attempt's error, scrubbed ('' when delivered)
     ARGV[6] age limit (ms since the event) past which a delivery is given up
+    ARGV[7] the attempt this result is of (its number, from notifyClaim); '' skips the check
+            (a worker of an earlier version, which sends none)
 
   Output:
-    DELIVERED, RESCHEDULED or GAVE_UP; NOT_DUE when the delivery is no longer due
+    DELIVERED, RESCHEDULED or GAVE_UP; NOT_DUE when the delivery is no longer due, or another
+    attempt of it was claimed since this one
 ]]
 -- @include "keys"
 
@@ -30,6 +35,9 @@ if not rec then
 end
 local now = now_ms()
 local d = cjson.decode(rec)
+-- The claim counted this attempt; a later claim (after this sender's lease ran out) counted another.
+local attempt = tonumber(ARGV[7] or '')
+if attempt and attempt ~= (d.attempts or 0) then return CODES.NOT_DUE end
 d.updatedAt = now
 local code
 if outcome == 'delivered' then

@@ -8,6 +8,9 @@
   /** Rate is measured over this much history, so one slow second does not swing the ETA. */
   const RATE_WINDOW_MS = 10_000;
   const MAX_KEYS_SHOWN = 10;
+  const MAX_DELIVERIES_SHOWN = 10;
+  /** How often an ended campaign's settled deliveries are read again (an undo-started may follow). */
+  const ENDED_DELIVERIES_MS = 10_000;
   const COOKIE = 'upshift_token';
   const ENDED = new Set(['completed', 'cancelled']);
   const LABELS = {
@@ -109,7 +112,7 @@
       for (const button of el.querySelectorAll('[data-action]')) {
         button.addEventListener('click', () => act(c.id, button.dataset.action, button));
       }
-      entry = { el, samples: [] };
+      entry = { el, samples: [], deliveries: null, deliveriesAtMs: 0 };
       cards.set(c.id, entry);
     }
     return entry;
@@ -127,7 +130,7 @@
     return spanMs <= 0 ? null : ((done - first.done) * 1000) / spanMs;
   }
 
-  function render(c, usage, nowMs) {
+  function render(c, usage, deliveries, nowMs) {
     const entry = card(c);
     const el = entry.el;
     const o = outcomes(c);
@@ -179,6 +182,7 @@
     renderLimits(el, usage, c.state);
     renderReasons(el, c.reasons || {});
     renderSteps(el, c);
+    renderDeliveries(el, deliveries);
 
     const allowed = {
       pause: c.state === 'running' || c.state === 'gated',
@@ -239,6 +243,26 @@
     );
   }
 
+  // The campaign's webhook deliveries (GET /campaigns/:id/notifications), newest event first.
+  function renderDeliveries(el, deliveries) {
+    const ul = field(el, 'deliveries');
+    const list = deliveries || [];
+    const by = (status) => list.filter((d) => d.status === status).length;
+    field(el, 'webhookSummary').textContent =
+      list.length === 0 ? 'none' : `${by('delivered')} delivered, ${by('pending')} pending, ${by('failed')} failed`;
+    ul.replaceChildren(
+      ...list.slice(-MAX_DELIVERIES_SHOWN).reverse().map((d) => {
+        const li = document.createElement('li');
+        li.dataset.event = d.eventId;
+        li.dataset.notifier = d.notifier;
+        li.dataset.status = d.status;
+        const tries = `${d.attempts} attempt${d.attempts === 1 ? '' : 's'}`;
+        li.textContent = `${d.event} → ${d.notifier}: ${d.status}, ${tries}${d.lastError ? ` (last error: ${d.lastError})` : ''}`;
+        return li;
+      }),
+    );
+  }
+
   function renderReasons(el, reasons) {
     const body = field(el, 'reasons');
     const rows = Object.entries(reasons).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
@@ -287,16 +311,29 @@
   async function refresh() {
     const startedMs = Date.now();
     const { campaigns } = await api('GET', '/campaigns');
-    const usages = await Promise.all(
+    const usagesAsked = Promise.all(
       campaigns.map((c) =>
         ENDED.has(c.state) ? null : api('GET', `/campaigns/${encodeURIComponent(c.id)}/limits`).catch(() => null),
       ),
     );
+    // An ended campaign whose deliveries have all settled changes rarely: read it now and then.
+    const deliveriesAsked = Promise.all(
+      campaigns.map((c) => {
+        const entry = cards.get(c.id);
+        const known = entry?.deliveries;
+        const settled = known && known.every((d) => d.status !== 'pending');
+        if (ENDED.has(c.state) && settled && startedMs - entry.deliveriesAtMs < ENDED_DELIVERIES_MS) return known;
+        if (entry) entry.deliveriesAtMs = startedMs;
+        return api('GET', `/campaigns/${encodeURIComponent(c.id)}/notifications`).then((r) => r.deliveries, () => known || null);
+      }),
+    );
+    const [usages, deliveries] = await Promise.all([usagesAsked, deliveriesAsked]);
     const nowMs = Date.now();
     const seen = new Set();
     campaigns.forEach((c, i) => {
       seen.add(c.id);
-      list.append(render(c, usages[i], nowMs)); // append moves: keeps the API's newest-first order
+      list.append(render(c, usages[i], deliveries[i], nowMs)); // append moves: keeps the API's newest-first order
+      cards.get(c.id).deliveries = deliveries[i];
     });
     for (const [id, entry] of cards) {
       if (!seen.has(id)) {
