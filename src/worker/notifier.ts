@@ -142,20 +142,25 @@ export class Notifier {
     const secret = this.env[entry.secretRef];
     if (!secret) return { outcome: 'retry', error: `the notifier's secret variable ${entry.secretRef} is not set on this worker` };
     const t = Math.floor(Date.now() / 1000);
+    const signature = signatureHeader(secret, t, claim.body);
     try {
       const res = await this.http.send(
         { baseUrl: entry.url, privateNetwork: entry.privateNetwork },
         {
           method: 'POST',
           segments: [],
-          headers: { [EVENT_ID_HEADER]: claim.eventId, [SIGNATURE_HEADER]: signatureHeader(secret, t, claim.body), 'user-agent': 'upshift-webhooks' },
+          headers: { [EVENT_ID_HEADER]: claim.eventId, [SIGNATURE_HEADER]: signature, 'user-agent': 'upshift-webhooks' },
           rawJson: claim.body,
         },
         this.opts.timeoutMs,
       );
       if (isSuccess(res.status)) return { outcome: 'delivered', error: '' };
-      // Any other answer, a redirect included (never followed), is a failed attempt.
-      return { outcome: 'retry', error: `HTTP ${res.status}${res.text ? ` ${res.text.slice(0, 200)}` : ''}` };
+      // Any other answer, a redirect included (never followed), is a failed attempt. A receiver
+      // (or a proxy) that echoes the request puts this attempt's signature in its answer: stored
+      // and shown by the API and dashboard, it could be replayed within the receiver's tolerance.
+      // So the signature (and the secret) go before the cut, which could leave part of either.
+      const text = res.text ? redact(res.text, [signature, signature.slice(signature.indexOf('v1=') + 3), secret]) : '';
+      return { outcome: 'retry', error: `HTTP ${res.status}${text ? ` ${text.slice(0, 200)}` : ''}` };
     } catch (err) {
       const c = classifyError(err);
       // A refused address stays refused: trying it for 24 h would change nothing.
@@ -180,4 +185,11 @@ export class Notifier {
     clearTimeout(this.wake);
     await Promise.allSettled([...this.sending]);
   }
+}
+
+/** `text` with every occurrence of each of `values` replaced by `[redacted]`. */
+function redact(text: string, values: readonly string[]): string {
+  let out = text;
+  for (const v of values) if (v.length >= 4) out = out.split(v).join('[redacted]');
+  return out;
 }

@@ -36,7 +36,7 @@ interface Delivery {
   answer: Answer;
 }
 
-type Answer = 'ok' | 'fail' | 'hang' | 'drop';
+type Answer = 'ok' | 'fail' | 'hang' | 'drop' | 'echo';
 type Behaviour = (nth: number) => Answer;
 
 /**
@@ -69,6 +69,8 @@ class Receiver {
     this.requests.push({ id, signature: String(req.headers['upshift-signature'] ?? ''), body, nth, answer });
     if (answer === 'hang') this.held.push(res);
     else if (answer === 'drop') req.socket.destroy();
+    // A receiver that echoes the request's headers in its error (some frameworks' debug pages).
+    else if (answer === 'echo') res.writeHead(400).end(`bad request; upshift-signature: ${String(req.headers['upshift-signature'])}`);
     else res.writeHead(answer === 'ok' ? 200 : 500).end(answer === 'ok' ? 'thanks' : 'receiver down');
     this.check();
   }
@@ -356,6 +358,20 @@ describe('signed webhooks', () => {
     // A result without an attempt (a worker of an earlier version) is taken as before.
     expect(await t.scripts.notifyDone(second.member, '' as unknown as number, 'delivered', 50, '', 86_400_000)).toBe('delivered');
     expect(await t.redis.zscore(due, first.member)).toBeNull();
+  });
+
+  it("a receiver echoing the request does not put the attempt's signature in the stored error", async () => {
+    const hook = await receiver((nth) => (nth === 1 ? 'echo' : 'ok'));
+    const reg = registry({ hook: { url: hook.url, privateNetwork: true } });
+    t.sandbox.load(alloyFleet(2).fixtures);
+    await enqueueCampaign(spec('echoed', { notify: [{ to: 'hook', events: ['paused'] }] }), alloyFleet(2).targets, { ...t.producer, connections: reg });
+    await pauseCampaign('echoed', t.producer);
+    await t.startWorker({ connections: reg, notifyBackoffMs: 50 });
+    const [d] = await settled('echoed', 1);
+    const sent = hook.requests[0]!.signature;
+    expect(sent).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+    expect(d).toMatchObject({ status: 'delivered', attempts: 2, lastError: 'HTTP 400 bad request; upshift-signature: [redacted]' });
+    expect(d!.lastError).not.toContain(sent.slice(sent.indexOf('v1=') + 3));
   });
 
   it('refuses an unregistered notifier at enqueue: library, CLI (exit 2) and API (400), naming the field', async () => {
