@@ -97,6 +97,12 @@ export const DEFAULTS = Object.freeze({
    * how soon another worker takes over the delivery of one that died mid-send.
    */
   notifyLeaseMarginMs: 5_000,
+  /**
+   * Worker: a notifier counts as having a sender this long after a worker that can send to it
+   * last looked for deliveries (each does at least every `outboxSweepMs`); a due delivery to one
+   * without is put back by this much rather than holding the head of the due set.
+   */
+  notifySenderSeenMs: 60_000,
   /** Producer: staged group lists one UNLINK drops when an abandoned staging is discarded. */
   discardUnlinkBatch: 1000,
   /** Cancel: pending targets one cancel step records as skipped (one script call each). */

@@ -25,6 +25,8 @@ export interface NotifierOptions {
   readonly maxAgeMs: number;
   /** A delivery being sent is due again this long after its timeout: another worker's takeover. */
   readonly leaseMarginMs: number;
+  /** A notifier counts as having a sender this long after a worker that can send to it looked (DEFAULTS.notifySenderSeenMs). */
+  readonly senderSeenMs?: number;
   /** A look for due deliveries at least this often, in case a wake-up was missed. */
   readonly sweepMs: number;
   readonly maxErrorChars: number;
@@ -59,7 +61,7 @@ export class Notifier {
     private readonly opts: NotifierOptions,
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {
-    this.sweep = setInterval(() => this.trigger(), opts.sweepMs);
+    this.sweep = setInterval(() => this.trigger(true), opts.sweepMs);
     this.sweep.unref();
   }
 
@@ -70,9 +72,10 @@ export class Notifier {
   }
 
   /** Something may be due: look now (calls made while a look runs are folded into one more). */
-  trigger(): void {
-    // A worker that can send to no notifier takes no part: no look, no sweep.
-    if (this.closed || this.usable().length === 0) return;
+  trigger(sweep = false): void {
+    // A worker that can send to no notifier only sweeps: the look's upkeep (deliveries whose
+    // data expired, or past the age limit) must happen even where no worker has a notifier left.
+    if (this.closed || (!sweep && this.usable().length === 0)) return;
     if (this.pumping) {
       this.again = true;
       return;
@@ -91,7 +94,13 @@ export class Notifier {
     const free = this.opts.concurrency - this.inFlight;
     if (free <= 0) return; // a finishing delivery looks again
     try {
-      const { nowMs, nextDueMs, claims } = await this.scripts.notifyClaim(free, this.opts.timeoutMs + this.opts.leaseMarginMs, this.usable());
+      const usable = this.usable();
+      const { nowMs, nextDueMs, gaveUp, claims } = await this.scripts.notifyClaim(usable.length === 0 ? 0 : free, this.opts.timeoutMs + this.opts.leaseMarginMs, usable, {
+        maxAgeMs: this.opts.maxAgeMs,
+        senderSeenMs: this.opts.senderSeenMs,
+      });
+      for (let i = 0; i < gaveUp; i++) this.count('failed');
+      if (gaveUp > 0) this.log.warn({ gaveUp }, 'webhook deliveries given up: not delivered within the age limit');
       for (const claim of claims) this.start(claim);
       if (claims.length === free) this.again = true;
       clearTimeout(this.wake);

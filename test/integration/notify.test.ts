@@ -374,6 +374,70 @@ describe('signed webhooks', () => {
     expect(d!.lastError).not.toContain(sent.slice(sent.indexOf('v1=') + 3));
   });
 
+  it('a look drops deliveries whose data expired and gives up those past the age limit, whatever their notifier', async () => {
+    const reg = registry({ hook: { url: 'http://127.0.0.1:9/hooks', privateNetwork: true }, other: { url: 'http://127.0.0.1:9/other', privateNetwork: true } });
+    const due = schedulerKeys(t.prefix).notifyDue;
+    const both = [
+      { to: 'hook', events: ['paused'] },
+      { to: 'other', events: ['paused'] },
+    ];
+    await enqueueCampaign(spec('expired', { notify: both }), alloyFleet(2).targets, { ...t.producer, connections: reg });
+    await pauseCampaign('expired', t.producer);
+    await enqueueCampaign(spec('aged', { notify: both }), alloyFleet(2).targets, { ...t.producer, connections: reg });
+    await pauseCampaign('aged', t.producer);
+    expect(await t.redis.zcard(due)).toBe(4);
+    // The first campaign's data expired; the second's deliveries are a day old (their senders kept dying).
+    await t.redis.del(campaignKeys(t.prefix, 'expired').notify);
+    const key = campaignKeys(t.prefix, 'aged').notify;
+    for (const [field, value] of Object.entries(await t.redis.hgetall(key))) {
+      if (!field.startsWith('d:')) continue;
+      const d = JSON.parse(value) as Record<string, unknown>;
+      await t.redis.hset(key, field, JSON.stringify({ ...d, attempts: 3, lastError: 'HTTP 500 down', createdAt: Date.now() - 25 * 3_600_000 }));
+    }
+
+    // A worker that can send to 'hook' only: 'other''s deliveries go too.
+    const look = await t.scripts.notifyClaim(8, 60_000, ['hook'], { maxAgeMs: 24 * 3_600_000 });
+    expect(look).toMatchObject({ claims: [], gaveUp: 2, nextDueMs: null });
+    expect(await t.redis.zcard(due)).toBe(0);
+    const aged = await deliveries('aged');
+    expect(aged.map((d) => [d.notifier, d.status, d.attempts])).toEqual([
+      ['hook', 'failed', 3],
+      ['other', 'failed', 3],
+    ]);
+    for (const d of aged) expect(d.lastError).toBe('given up: not delivered within the age limit; last error: HTTP 500 down');
+    // The fleet's gauge is back to 0.
+    const gauges = createApiMetrics({ redis: t.redis, prefix: t.prefix });
+    t.defer(() => gauges.close());
+    expect(await gauges.render()).toMatch(/^upshift_notifications_pending 0$/m);
+  });
+
+  it("deliveries to a notifier no worker can send to never hold the head: one look passes them and takes the next", async () => {
+    const reg = registry({ hook: { url: 'http://127.0.0.1:9/hooks', privateNetwork: true }, other: { url: 'http://127.0.0.1:9/other', privateNetwork: true } });
+    const due = schedulerKeys(t.prefix).notifyDue;
+    await enqueueCampaign(spec('head', { notify: [{ to: 'hook', events: ['paused'] }] }), alloyFleet(2).targets, { ...t.producer, connections: reg });
+    // 30 deliveries to 'other' due before it: three times a look of one.
+    const key = campaignKeys(t.prefix, 'head').notify;
+    for (let n = 1; n <= 30; n++) {
+      await t.redis.hset(key, `e:${1000 + n}`, '{}', `d:${1000 + n}|other`, JSON.stringify({ status: 'pending', attempts: 0, createdAt: Date.now(), updatedAt: Date.now() }));
+      await t.redis.zadd(due, n, `head:${1000 + n}|other`);
+    }
+    await pauseCampaign('head', t.producer);
+    const taken = await t.scripts.notifyClaim(1, 60_000, ['hook']);
+    expect(taken.claims.map((c) => c.notifier)).toEqual(['hook']);
+    // Put back (no worker that can send to 'other' has looked), still pending.
+    const now = taken.nowMs;
+    const others = await t.redis.zrange(due, 0, -1, 'WITHSCORES');
+    expect(others.length).toBe(62);
+    for (let i = 0; i < others.length; i += 2) if (others[i]!.endsWith('|other')) expect(Number(others[i + 1])).toBeGreaterThan(now);
+
+    // Once a worker that can send to 'other' looks, the others leave its deliveries where they are.
+    await t.redis.zadd(due, 0, 'head:1001|other');
+    expect((await t.scripts.notifyClaim(1, 60_000, ['other'])).claims.map((c) => c.member)).toEqual(['head:1001|other']);
+    await t.redis.zadd(due, 0, 'head:1002|other');
+    expect((await t.scripts.notifyClaim(1, 60_000, ['hook'])).claims).toEqual([]);
+    expect(await t.redis.zscore(due, 'head:1002|other')).toBe('0');
+  });
+
   it('refuses an unregistered notifier at enqueue: library, CLI (exit 2) and API (400), naming the field', async () => {
     const reg = registry({});
     const bad = spec('refused', { notify: [{ to: 'nobody', events: ['completed'] }], targets: [{ userId: 'u' }] });

@@ -251,8 +251,18 @@ export interface Scripts {
    * its spec asked; `true` when recorded now.
    */
   notifyEvent(campaignId: string, event: string, extra: Readonly<Record<string, unknown>>, channel: string): Promise<boolean>;
-  /** Takes up to `max` due webhook deliveries for `leaseMs`; `nextDueMs` (Redis clock) is when the next one falls due. */
-  notifyClaim(max: number, leaseMs: number, usable: readonly string[]): Promise<{ nowMs: number; nextDueMs: number | null; claims: NotifyClaim[] }>;
+  /**
+   * Takes up to `max` due webhook deliveries for `leaseMs`; `nextDueMs` (Redis clock) is when the
+   * next one falls due. Also drops due deliveries whose record is gone and gives up (`gaveUp`)
+   * those older than `maxAgeMs`, whatever their notifier; puts back by `senderSeenMs` those to a
+   * notifier no worker that can send to it has looked for in that long.
+   */
+  notifyClaim(
+    max: number,
+    leaseMs: number,
+    usable: readonly string[],
+    opts?: { readonly maxAgeMs?: number; readonly senderSeenMs?: number },
+  ): Promise<{ nowMs: number; nextDueMs: number | null; gaveUp: number; claims: NotifyClaim[] }>;
   /**
    * Ends attempt `attempt` (its claim's `attempts`) of a delivery; what became of the delivery
    * (`not-due`: another sender finished it, or has claimed a newer attempt: this result is stale).
@@ -415,10 +425,12 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       check('notifyEvent', res);
       return res === CODES.RECORDED;
     },
-    async notifyClaim(max, leaseMs, usable) {
-      const res = (await notifyClaim(max, leaseMs, usable.join(','))) as (number | string)[];
+    async notifyClaim(max, leaseMs, usable, opts = {}) {
+      const maxAgeMs = opts.maxAgeMs ?? DEFAULTS.notifyMaxAgeMs;
+      const senderSeenMs = opts.senderSeenMs ?? DEFAULTS.notifySenderSeenMs;
+      const res = (await notifyClaim(max, leaseMs, usable.join(','), maxAgeMs, senderSeenMs)) as (number | string)[];
       const claims: NotifyClaim[] = [];
-      for (let i = 2; i < res.length; i += 4) {
+      for (let i = 3; i < res.length; i += 4) {
         const member = String(res[i]);
         const bar = member.lastIndexOf('|');
         const eventId = member.slice(0, bar);
@@ -433,7 +445,7 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
         });
       }
       const next = Number(res[1]);
-      return { nowMs: Number(res[0]), nextDueMs: next < 0 ? null : next, claims };
+      return { nowMs: Number(res[0]), nextDueMs: next < 0 ? null : next, gaveUp: Number(res[2]), claims };
     },
     async notifyDone(member, attempt, outcome, backoffMs, error, maxAgeMs) {
       const code = Number(await notifyDone(member, outcome, Math.max(0, Math.round(backoffMs)), error, maxAgeMs, attempt));
