@@ -355,8 +355,11 @@ describe('signed webhooks', () => {
     // B's own result settles it.
     expect(await t.scripts.notifyDone(second.member, second.attempts, 'retry', 50, 'HTTP 500 from B', 86_400_000)).toBe('rescheduled');
     expect((await deliveries('stale'))[0]).toMatchObject({ status: 'pending', attempts: 2, lastError: 'HTTP 500 from B' });
-    // A result without an attempt (a worker of an earlier version) is taken as before.
-    expect(await t.scripts.notifyDone(second.member, '' as unknown as number, 'delivered', 50, '', 86_400_000)).toBe('delivered');
+    // Claimed again and delivered: only that attempt's result counts.
+    await t.redis.zadd(due, 0, first.member);
+    const third = (await t.scripts.notifyClaim(1, 60_000, ['hook'])).claims[0]!;
+    expect(await t.scripts.notifyDone(second.member, second.attempts, 'delivered', 50, '', 86_400_000)).toBe('not-due');
+    expect(await t.scripts.notifyDone(third.member, third.attempts, 'delivered', 50, '', 86_400_000)).toBe('delivered');
     expect(await t.redis.zscore(due, first.member)).toBeNull();
   });
 

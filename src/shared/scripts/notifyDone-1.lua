@@ -14,8 +14,9 @@
     ARGV[4] backoff before the next attempt (ms; retry)
     ARGV[5] the attempt's error, scrubbed ('' when delivered)
     ARGV[6] age limit (ms since the event) past which a delivery is given up
-    ARGV[7] the attempt this result is of (its number, from notifyClaim); '' skips the check
-            (a worker of an earlier version, which sends none)
+    ARGV[7] the attempt this result is of (its number, from notifyClaim). Scripts are loaded by
+            their text, so a worker of an earlier version runs its own earlier script, never this
+            one: the check holds once every worker runs this version.
 
   Output:
     DELIVERED, RESCHEDULED or GAVE_UP; NOT_DUE when the delivery is no longer due, or another
@@ -36,8 +37,7 @@ end
 local now = now_ms()
 local d = cjson.decode(rec)
 -- The claim counted this attempt; a later claim (after this sender's lease ran out) counted another.
-local attempt = tonumber(ARGV[7] or '')
-if attempt and attempt ~= (d.attempts or 0) then return CODES.NOT_DUE end
+if tonumber(ARGV[7]) ~= (d.attempts or 0) then return CODES.NOT_DUE end
 d.updatedAt = now
 local code
 if outcome == 'delivered' then
