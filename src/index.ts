@@ -7,6 +7,7 @@ export {
   InputError,
   loadConfig,
   readNotifications,
+  readNotificationPage,
   readStatus,
   REASONS,
   registerPlatform,

@@ -103,6 +103,8 @@ export const DEFAULTS = Object.freeze({
    * without is put back by this much rather than holding the head of the due set.
    */
   notifySenderSeenMs: 60_000,
+  /** API, CLI: webhook deliveries listed for a campaign, the newest by event number (`truncated` beyond). */
+  notificationsListed: 100,
   /** Producer: staged group lists one UNLINK drops when an abandoned staging is discarded. */
   discardUnlinkBatch: 1000,
   /** Cancel: pending targets one cancel step records as skipped (one script call each). */

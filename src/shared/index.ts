@@ -15,6 +15,7 @@ export { loadScripts, ScriptError, type CallSample, type ClaimResult, type Contr
 export {
   EVENT_ID_HEADER,
   readNotifications,
+  readNotificationPage,
   SIGNATURE_HEADER,
   signatureHeader,
   signPayload,

@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { RedisClient } from './redis.js';
 import { campaignKeys } from './keys.js';
+import { DEFAULTS } from './config.js';
 
 /**
  * Signed webhooks (README, "Notifications"): the signature every delivery carries and the
@@ -58,22 +59,47 @@ export interface NotificationDelivery {
   readonly nextAt: number | undefined;
 }
 
-/** A campaign's webhook deliveries, oldest event first; empty when it has none. */
+/** A campaign's webhook deliveries, oldest event first; empty when it has none. Every one: see `readNotificationPage` for a bounded read. */
 export async function readNotifications(redis: RedisClient, prefix: string, campaignId: string): Promise<NotificationDelivery[]> {
-  const hash = await redis.hgetall(campaignKeys(prefix, campaignId).notify);
-  const out: (NotificationDelivery & { n: number })[] = [];
-  for (const [field, value] of Object.entries(hash)) {
+  return (await readNotificationPage(redis, prefix, campaignId, Number.POSITIVE_INFINITY)).deliveries;
+}
+
+/**
+ * A campaign's newest `limit` deliveries (by event number, then notifier), oldest first;
+ * `truncated` when it has more. Reads the field names, then only the records and bodies shown:
+ * a campaign with many events costs the API and the dashboard's poll its names, not its bodies.
+ */
+export async function readNotificationPage(
+  redis: RedisClient,
+  prefix: string,
+  campaignId: string,
+  limit: number = DEFAULTS.notificationsListed,
+): Promise<{ deliveries: NotificationDelivery[]; truncated: boolean }> {
+  const key = campaignKeys(prefix, campaignId).notify;
+  const fields: { field: string; n: number; notifier: string }[] = [];
+  for (const field of await redis.hkeys(key)) {
     const m = /^d:(\d+)\|(.+)$/.exec(field);
-    if (!m) continue;
+    if (m) fields.push({ field, n: Number(m[1]), notifier: m[2]! });
+  }
+  fields.sort((a, b) => a.n - b.n || a.notifier.localeCompare(b.notifier));
+  const shown = fields.length > limit ? fields.slice(fields.length - limit) : fields;
+  if (shown.length === 0) return { deliveries: [], truncated: false };
+  const events = [...new Set(shown.map((f) => f.n))];
+  const values = await redis.hmget(key, ...shown.map((f) => f.field), ...events.map((n) => `e:${n}`));
+  const bodies = new Map(events.map((n, i) => [n, values[shown.length + i]]));
+  const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
+  const deliveries: NotificationDelivery[] = [];
+  shown.forEach(({ n, notifier }, i) => {
+    const value = values[i];
+    // Gone between the two reads (the campaign's data expired): left out.
+    if (value === null || value === undefined) return;
     const d = JSON.parse(value) as Record<string, unknown>;
-    const body = hash[`e:${m[1]}`];
-    const event = body === undefined ? '?' : String((JSON.parse(body) as { event?: unknown }).event);
-    const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
-    out.push({
-      n: Number(m[1]),
-      eventId: `${campaignId}:${m[1]}`,
+    const body = bodies.get(n);
+    const event = body === null || body === undefined ? '?' : String((JSON.parse(body) as { event?: unknown }).event);
+    deliveries.push({
+      eventId: `${campaignId}:${n}`,
       event,
-      notifier: m[2]!,
+      notifier,
       status: d.status as DeliveryStatus,
       attempts: num(d.attempts) ?? 0,
       lastError: typeof d.lastError === 'string' && d.lastError !== '' ? d.lastError : undefined,
@@ -83,6 +109,6 @@ export async function readNotifications(redis: RedisClient, prefix: string, camp
       failedAt: num(d.failedAt),
       nextAt: num(d.nextAt),
     });
-  }
-  return out.sort((a, b) => a.n - b.n || a.notifier.localeCompare(b.notifier)).map(({ n: _, ...d }) => d);
+  });
+  return { deliveries, truncated: shown.length < fields.length };
 }

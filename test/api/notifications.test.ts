@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseConnections, type ConnectionRegistry } from '../../src/shared/index.js';
+import { campaignKeys, DEFAULTS, parseConnections, type ConnectionRegistry } from '../../src/shared/index.js';
 import { setupDeployment } from '../support/deployment.js';
 import { AUTH, startTestApi, until, type TestApi } from './support.js';
 
@@ -55,6 +55,7 @@ describe('GET /campaigns/:id/notifications', () => {
   });
   interface Listed {
     deliveries: Record<string, unknown>[];
+    truncated: boolean;
   }
   const list = async (id: string): Promise<Listed> => {
     const res = await call('GET', `/campaigns/${id}/notifications`);
@@ -64,7 +65,7 @@ describe('GET /campaigns/:id/notifications', () => {
 
   it('each delivery with event, notifier, status, attempts, last error and times; pending until a worker sends them', async () => {
     expect((await call('POST', '/campaigns', spec('told', { notify: [{ to: 'hook', events: ['paused'] }, { to: 'guarded', events: ['paused'] }] }))).statusCode).toBe(201);
-    expect(await list('told')).toEqual({ deliveries: [] });
+    expect(await list('told')).toEqual({ deliveries: [], truncated: false });
     expect((await call('POST', '/campaigns/told/pause')).statusCode).toBe(200);
 
     // No worker yet: recorded with the pause, waiting in Redis.
@@ -89,6 +90,25 @@ describe('GET /campaigns/:id/notifications', () => {
     expect(hook!.deliveredAt).toBeGreaterThanOrEqual(hook!.createdAt as number);
     expect(hook).not.toHaveProperty('nextAt');
     expect(answered).toBe(2);
+  });
+
+  it('lists the newest deliveries by event number and says truncated when there are more', async () => {
+    expect((await call('POST', '/campaigns', spec('many', { notify: [{ to: 'hook', events: ['paused'] }] }))).statusCode).toBe(201);
+    const key = campaignKeys(t.prefix, 'many').notify;
+    // 105 events, written out of order: event 2 has two notifiers.
+    for (const n of [...Array.from({ length: 105 }, (_, i) => 105 - i)]) {
+      const record = JSON.stringify({ status: 'delivered', attempts: 1, createdAt: n, updatedAt: n });
+      await t.redis.hset(key, `e:${n}`, JSON.stringify({ event: n % 2 ? 'paused' : 'completed' }), `d:${n}|hook`, record);
+    }
+    await t.redis.hset(key, 'd:2|guarded', JSON.stringify({ status: 'failed', attempts: 1, createdAt: 2, updatedAt: 2 }));
+    const page = await list('many');
+    expect(page.truncated).toBe(true);
+    expect(page.deliveries).toHaveLength(DEFAULTS.notificationsListed);
+    expect(page.deliveries.map((d) => d.eventId)).toEqual(Array.from({ length: 100 }, (_, i) => `many:${i + 6}`));
+    expect(page.deliveries[0]).toMatchObject({ event: 'completed', notifier: 'hook', createdAt: 6 });
+    // Under the cap: every one, not truncated.
+    await t.redis.hdel(key, ...Array.from({ length: 100 }, (_, i) => `d:${i + 6}|hook`));
+    expect(await list('many')).toMatchObject({ truncated: false, deliveries: [{ eventId: 'many:1' }, { eventId: 'many:2', notifier: 'guarded' }, { eventId: 'many:2', notifier: 'hook' }, { eventId: 'many:3' }, { eventId: 'many:4' }, { eventId: 'many:5' }] });
   });
 
   it('404 for an unknown campaign; 401 without the token', async () => {

@@ -1,4 +1,4 @@
-import { campaignKeys, InputError, readNotifications, type NotificationDelivery, type UpshiftConfig } from '../../shared/index.js';
+import { campaignKeys, DEFAULTS, InputError, readNotificationPage, type NotificationDelivery, type UpshiftConfig } from '../../shared/index.js';
 import { escapeControlChars, jsonForTerminal } from '../../shared/text.js';
 import { parseFlags } from '../flags.js';
 import { noCampaign, withRedis } from '../io.js';
@@ -6,7 +6,7 @@ import { noCampaign, withRedis } from '../io.js';
 export const help = `upshift notifications <id> [--json]
 
 The campaign's signed webhook deliveries (spec "notify"; README, "Notifications"), oldest event
-first: event id (the receiver's idempotency key), event, notifier, status (pending, delivered,
+first (the newest ${DEFAULTS.notificationsListed}; stderr says when older ones were left out): event id (the receiver's idempotency key), event, notifier, status (pending, delivered,
 failed), attempts, and the last failed attempt's error. A pending delivery after a failed
 attempt shows when the next one is due. --json prints one array of
 {"eventId","event","notifier","status","attempts","lastError","createdAt","updatedAt","deliveredAt","failedAt","nextAt"}
@@ -23,10 +23,11 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
   if (values.help) return void console.log(help);
   const id = positionals[0];
   if (!id) throw new InputError('arguments', 'missing <id>', { fix: 'usage: upshift notifications <id>' });
-  const list = await withRedis(config, async (redis) => {
+  const { deliveries: list, truncated } = await withRedis(config, async (redis) => {
     if ((await redis.exists(campaignKeys(config.prefix, id).status)) === 0) throw noCampaign(id, config.prefix);
-    return readNotifications(redis, config.prefix, id);
+    return readNotificationPage(redis, config.prefix, id);
   });
+  if (truncated) console.error(`(the newest ${DEFAULTS.notificationsListed} deliveries; older events left out)`);
   if (values.json) return void console.log(jsonForTerminal(list));
   if (list.length === 0) return void console.log(escapeControlChars(`campaign ${id} has no webhook deliveries`));
   const rows = [['EVENT ID', 'EVENT', 'NOTIFIER', 'STATUS', 'ATTEMPTS', 'CREATED', 'LAST', 'LAST ERROR']];

@@ -6,7 +6,7 @@ import {
   catalogueMessage,
   DEFAULTS,
   InputError,
-  readNotifications,
+  readNotificationPage,
   readStatus,
   ScriptError,
   streamReport,
@@ -153,7 +153,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
       schema: {
         tags,
         operationId: 'getCampaignNotifications',
-        summary: "The campaign's signed webhook deliveries: status, attempts, last error (upshift notifications)",
+        summary: `The campaign's signed webhook deliveries: status, attempts, last error (upshift notifications); the newest ${DEFAULTS.notificationsListed}`,
         params,
         response: { 200: jsonSchema(notificationList), ...errors(401, 404) },
       },
@@ -161,7 +161,7 @@ export function registerCampaignRoutes(app: FastifyInstance, deps: CampaignRoute
     async (request) => {
       const { id } = campaignId(request);
       if ((await readStatus(redis, prefix, id)) === null) throw notFound(id);
-      return { deliveries: await readNotifications(redis, prefix, id) };
+      return readNotificationPage(redis, prefix, id);
     },
   );
 

@@ -132,7 +132,8 @@ export const notificationList = z.object({
         nextAt: ms.describe('pending after a failed attempt: when the next one is due'),
       }),
     )
-    .describe('oldest event first, then by notifier'),
+    .describe('oldest event first, then by notifier; the newest deliveries only when `truncated`'),
+  truncated: z.boolean().describe('the campaign has more deliveries than were listed (older events left out)'),
 });
 
 export const controlResult = z.object({
