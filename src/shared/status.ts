@@ -52,6 +52,19 @@ export interface CampaignStatus {
   readonly reasons: Readonly<Record<string, number>>;
   /** What the connections registry changed in the spec (a limit clipped to its ceiling); absent when nothing. */
   readonly warnings?: readonly string[];
+  /**
+   * Its webhook deliveries counted (absent when it has none): `changes` grows with every change
+   * to one (recorded, an attempt started or ended), so a reader fetches the list only then.
+   */
+  readonly notifications?: NotificationCounts;
+}
+
+export interface NotificationCounts {
+  readonly total: number;
+  readonly delivered: number;
+  readonly failed: number;
+  readonly pending: number;
+  readonly changes: number;
 }
 
 /** One step of a staged rollout in the status. */
@@ -128,5 +141,11 @@ export async function readStatus(redis: RedisClient, prefix: string, id: string)
         .map(([k, v]) => [k.slice(2), Number(v)]),
     ),
     ...(h.warnings ? { warnings: JSON.parse(h.warnings) as string[] } : {}),
+    ...(num(h.notifyTotal) > 0 ? { notifications: notificationCounts(h) } : {}),
   };
+}
+
+function notificationCounts(h: Record<string, string>): NotificationCounts {
+  const [total, delivered, failed] = [num(h.notifyTotal), num(h.notifyDelivered), num(h.notifyFailed)];
+  return { total, delivered, failed, pending: Math.max(0, total - delivered - failed), changes: num(h.notifyChanges) };
 }

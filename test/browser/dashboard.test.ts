@@ -124,10 +124,28 @@ describe('dashboard in a real browser', () => {
     });
     expect(created.statusCode).toBe(201);
 
+    // A campaign without `notify`: the page never asks for its deliveries.
+    const quiet = await api.app.inject({
+      method: 'POST',
+      url: '/campaigns',
+      headers: { ...AUTH, 'content-type': 'application/json' },
+      payload: JSON.stringify({
+        id: 'quiet',
+        connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+        operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
+        targets: fleet.targets.slice(0, 2),
+      }),
+    });
+    expect(quiet.statusCode).toBe(201);
+
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
     const problems: string[] = [];
     page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    const deliveryReads: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/notifications')) deliveryReads.push(new URL(r.url()).pathname);
+    });
     page.on('console', (msg) => msg.type() === 'error' && !msg.text().includes('401') && problems.push(`console: ${msg.text()}`));
 
     // No token yet: the page asks for it, and shows no campaign.
@@ -195,6 +213,15 @@ describe('dashboard in a real browser', () => {
     // The webhook deliveries of the pause and the cancel, newest first.
     await page.locator(fieldOf('webhookSummary')).filter({ hasText: /^2 delivered, 0 pending, 0 failed$/ }).waitFor();
     expect(await page.locator(`${fieldOf('deliveries')} li`).allTextContents()).toEqual(['cancelled → hook: delivered, 1 attempt', 'paused → hook: delivered, 1 attempt']);
+    // Settled: two more refreshes read no delivery list (the status's count of changes stands).
+    const reads = deliveryReads.length;
+    for (let i = 0; i < 2; i++) {
+      const last = await page.evaluate(() => Number(document.body.dataset.refreshedAt));
+      await page.waitForFunction((prev) => Number(document.body.dataset.refreshedAt) > prev, last);
+    }
+    expect(deliveryReads.slice(reads)).toEqual([]);
+    expect(deliveryReads.length).toBeGreaterThan(0);
+    expect(deliveryReads.every((path) => path === `/campaigns/${CAMPAIGN}/notifications`)).toBe(true);
     expect(problems).toEqual([]);
     await context.close();
   });

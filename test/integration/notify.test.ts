@@ -13,6 +13,7 @@ import {
   InputError,
   parseConnections,
   readNotifications,
+  readStatus,
   schedulerKeys,
   verifySignature,
   type ConnectionRegistry,
@@ -253,6 +254,9 @@ describe('signed webhooks', () => {
     ]);
     // The cancelled campaign's drain ending is not another event.
     expect((await settled('told', 2)).map((d) => d.status)).toEqual(['delivered', 'delivered']);
+    // The status counts them (the dashboard reads the list only when `changes` moves): two
+    // recorded, two attempts started, two ended.
+    expect((await readStatus(t.redis, t.prefix, 'told'))!.notifications).toEqual({ total: 2, delivered: 2, failed: 0, pending: 0, changes: 6 });
     expect(await gauges.render()).toMatch(/^upshift_notifications_pending 0$/m);
   });
 
@@ -408,6 +412,7 @@ describe('signed webhooks', () => {
       ['other', 'failed', 3],
     ]);
     for (const d of aged) expect(d.lastError).toBe('given up: not delivered within the age limit; last error: HTTP 500 down');
+    expect((await readStatus(t.redis, t.prefix, 'aged'))!.notifications).toMatchObject({ total: 2, failed: 2, pending: 0 });
     // The fleet's gauge is back to 0.
     const gauges = createApiMetrics({ redis: t.redis, prefix: t.prefix });
     t.defer(() => gauges.close());
@@ -475,6 +480,7 @@ describe('signed webhooks', () => {
     const [d] = await settled('guarded', 1);
     expect(d).toMatchObject({ status: 'failed', attempts: 1 });
     expect(d!.lastError).toMatch(/^EGRESS_DENIED: egress denied: 127\.0\.0\.1/);
+    expect((await readStatus(t.redis, t.prefix, 'guarded'))!.notifications).toEqual({ total: 1, delivered: 0, failed: 1, pending: 0, changes: 3 });
     expect(hook.requests).toHaveLength(0);
     expect(await t.redis.zcard(schedulerKeys(t.prefix).notifyDue)).toBe(0);
     expect(await w.metrics.render()).toMatch(/upshift_worker_notifications_total\{outcome="failed"\} 1/);

@@ -97,6 +97,10 @@ export const campaignStatus = z.object({
   updatedAt: ms,
   finishedAt: ms,
   reasons: z.record(z.string(), count).describe('targets not upgraded, by reason code'),
+  notifications: z
+    .object({ total: count, delivered: count, failed: count, pending: count, changes: count.describe('grows with every change to a delivery: read the list when it moved') })
+    .optional()
+    .describe('its webhook deliveries counted; absent when it has none'),
 });
 
 export const campaignList = z.object({

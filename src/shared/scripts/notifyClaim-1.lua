@@ -49,8 +49,15 @@ local passed, cleaned = 0, 0
 
 local function taken() return (#out - 3) / 4 end
 
+-- Writes a delivery record, and counts the change in the status (includes/notify.lua): settled
+-- ('notifyFailed') when it was given up.
 local function settle(c, field, d)
   redis.call('HSET', ck(c, 'notify'), field, cjson.encode(d))
+  local st = ck(c, 'status')
+  if redis.call('EXISTS', st) == 1 then
+    redis.call('HINCRBY', st, 'notifyChanges', 1)
+    if d.status == 'failed' then redis.call('HINCRBY', st, 'notifyFailed', 1) end
+  end
 end
 
 -- One due member: taken (true), passed over (false), or out of the due range (nil).

@@ -51,4 +51,10 @@ else
   redis.call('ZREM', due, m)
 end
 redis.call('HSET', ck(c, 'notify'), field, cjson.encode(d))
+-- The status's delivery counts (includes/notify.lua): read by the dashboard instead of the records.
+local st = ck(c, 'status')
+if redis.call('EXISTS', st) == 1 then
+  redis.call('HINCRBY', st, 'notifyChanges', 1)
+  if d.status ~= 'pending' then redis.call('HINCRBY', st, d.status == 'delivered' and 'notifyDelivered' or 'notifyFailed', 1) end
+end
 return code

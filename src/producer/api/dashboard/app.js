@@ -9,8 +9,8 @@
   const RATE_WINDOW_MS = 10_000;
   const MAX_KEYS_SHOWN = 10;
   const MAX_DELIVERIES_SHOWN = 10;
-  /** How often an ended campaign's settled deliveries are read again (an undo-started may follow). */
-  const ENDED_DELIVERIES_MS = 10_000;
+  /** Delivery lists read at once in one refresh (only campaigns whose deliveries changed are read). */
+  const DELIVERY_READS_AT_ONCE = 4;
   const COOKIE = 'upshift_token';
   const ENDED = new Set(['completed', 'cancelled']);
   const LABELS = {
@@ -112,7 +112,7 @@
       for (const button of el.querySelectorAll('[data-action]')) {
         button.addEventListener('click', () => act(c.id, button.dataset.action, button));
       }
-      entry = { el, samples: [], deliveries: null, deliveriesAtMs: 0 };
+      entry = { el, samples: [], deliveries: null, deliveriesChanges: -1 };
       cards.set(c.id, entry);
     }
     return entry;
@@ -182,7 +182,7 @@
     renderLimits(el, usage, c.state);
     renderReasons(el, c.reasons || {});
     renderSteps(el, c);
-    renderDeliveries(el, deliveries);
+    renderDeliveries(el, deliveries, c.notifications);
 
     const allowed = {
       pause: c.state === 'running' || c.state === 'gated',
@@ -244,12 +244,11 @@
   }
 
   // The campaign's webhook deliveries (GET /campaigns/:id/notifications), newest event first.
-  function renderDeliveries(el, deliveries) {
+  // The counts are the status's (every delivery, also those past the list's cap).
+  function renderDeliveries(el, deliveries, counts) {
     const ul = field(el, 'deliveries');
-    const list = deliveries || [];
-    const by = (status) => list.filter((d) => d.status === status).length;
-    field(el, 'webhookSummary').textContent =
-      list.length === 0 ? 'none' : `${by('delivered')} delivered, ${by('pending')} pending, ${by('failed')} failed`;
+    const list = counts ? deliveries || [] : [];
+    field(el, 'webhookSummary').textContent = counts ? `${counts.delivered} delivered, ${counts.pending} pending, ${counts.failed} failed` : 'none';
     ul.replaceChildren(
       ...list.slice(-MAX_DELIVERIES_SHOWN).reverse().map((d) => {
         const li = document.createElement('li');
@@ -316,15 +315,21 @@
         ENDED.has(c.state) ? null : api('GET', `/campaigns/${encodeURIComponent(c.id)}/limits`).catch(() => null),
       ),
     );
-    // An ended campaign whose deliveries have all settled changes rarely: read it now and then.
-    const deliveriesAsked = Promise.all(
-      campaigns.map((c) => {
+    // Deliveries are read only for a campaign that has some (the status counts them) and whose
+    // count of changes moved since the card's last read, a few at a time: a list of campaigns,
+    // most without `notify` or long settled, costs no read a second.
+    const deliveriesAsked = atMost(
+      DELIVERY_READS_AT_ONCE,
+      campaigns.map((c) => () => {
         const entry = cards.get(c.id);
-        const known = entry?.deliveries;
-        const settled = known && known.every((d) => d.status !== 'pending');
-        if (ENDED.has(c.state) && settled && startedMs - entry.deliveriesAtMs < ENDED_DELIVERIES_MS) return known;
-        if (entry) entry.deliveriesAtMs = startedMs;
-        return api('GET', `/campaigns/${encodeURIComponent(c.id)}/notifications`).then((r) => r.deliveries, () => known || null);
+        const known = entry ? entry.deliveries : null;
+        const changes = c.notifications ? c.notifications.changes : -1;
+        if (!c.notifications || (known && entry.deliveriesChanges === changes)) return { deliveries: known, changes: entry ? entry.deliveriesChanges : -1 };
+        return api('GET', `/campaigns/${encodeURIComponent(c.id)}/notifications`).then(
+          (r) => ({ deliveries: r.deliveries, changes }),
+          // Read again next time.
+          () => ({ deliveries: known, changes: -1 }),
+        );
       }),
     );
     const [usages, deliveries] = await Promise.all([usagesAsked, deliveriesAsked]);
@@ -332,8 +337,10 @@
     const seen = new Set();
     campaigns.forEach((c, i) => {
       seen.add(c.id);
-      list.append(render(c, usages[i], deliveries[i], nowMs)); // append moves: keeps the API's newest-first order
-      cards.get(c.id).deliveries = deliveries[i];
+      list.append(render(c, usages[i], deliveries[i].deliveries, nowMs)); // append moves: keeps the API's newest-first order
+      const entry = cards.get(c.id);
+      entry.deliveries = deliveries[i].deliveries;
+      entry.deliveriesChanges = deliveries[i].changes;
     });
     for (const [id, entry] of cards) {
       if (!seen.has(id)) {
@@ -346,6 +353,20 @@
     // When the figures shown were asked for and drawn (tests compare them with the status hash).
     document.body.dataset.refreshStartedAt = String(startedMs);
     document.body.dataset.refreshedAt = String(nowMs);
+  }
+
+  /** Runs `tasks` (functions returning a value or a promise), at most `limit` at once; their results in order. */
+  async function atMost(limit, tasks) {
+    const out = new Array(tasks.length);
+    let next = 0;
+    const lane = async () => {
+      while (next < tasks.length) {
+        const i = next++;
+        out[i] = await tasks[i]();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, lane));
+    return out;
   }
 
   /** One refresh chain at a time: a refresh asked for while one runs happens right after it. */

@@ -8,7 +8,9 @@
   '<p>:sched:notify-seq' counter, its id is '<c>:<n>' (stable: the receiver's idempotency key), its body is written
   once in <p>:campaign:<c>:notify ('e:<n>', sent and signed as is on every attempt), and each
   notifier that wants it gets a delivery record ('d:<n>|<notifier>', pending) and a member of
-  <p>:sched:notify-due due now, where a worker's notifier finds it (worker/notifier.ts).
+  <p>:sched:notify-due due now, where a worker's notifier finds it (worker/notifier.ts). The
+  status hash counts them: 'notifyTotal' deliveries, 'notifyDelivered' and 'notifyFailed' settled,
+  'notifyChanges' every change to a delivery record (the dashboard reads records only on a change).
 ]]
 -- @include "keys"
 -- @include "meta"
@@ -50,6 +52,10 @@ local function notify(c, event, now, extra)
     redis.call('HSET', key, 'd:' .. n .. '|' .. name, record)
     redis.call('ZADD', S .. 'notify-due', now, id .. '|' .. name)
   end
+  -- In the status: whether there are deliveries to read, and whether any changed since a reader
+  -- last looked (notifyClaim and notifyDone count their changes too), without reading them.
+  redis.call('HINCRBY', ck(c, 'status'), 'notifyTotal', #to)
+  redis.call('HINCRBY', ck(c, 'status'), 'notifyChanges', #to)
   -- An event after the campaign ended (undo-started) expires with the rest of its data.
   if redis.call('PTTL', key) == -1 then
     local ttl = redis.call('PTTL', ck(c, 'status'))
