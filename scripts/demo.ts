@@ -160,11 +160,14 @@ interface WebhookEvent {
  * prints the events in the order they were recorded (ids count up; two recorded in the same
  * step may arrive in either order).
  */
-async function startReceiver(secret: string, total: () => number): Promise<{ url: string; server: Server; received: (event: string) => Promise<void> }> {
+async function startReceiver(
+  secret: string,
+  total: () => number,
+): Promise<{ url: string; server: Server; ended: () => Promise<WebhookEvent>; printHeld: () => void }> {
   const seen = new Set<string>();
   const held = new Map<number, WebhookEvent & { line: string }>();
   let next = 1;
-  const waiting = new Map<string, () => void>();
+  let onEnd: ((e: WebhookEvent) => void) | undefined;
   const print = (e: WebhookEvent) => {
     const c = e.counts;
     // `step` is 0-based, as the status hash's `rolloutStep`.
@@ -177,25 +180,49 @@ async function startReceiver(secret: string, total: () => number): Promise<{ url
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       const ok = signatureOk(String(req.headers['upshift-signature'] ?? ''), body, secret);
-      res.writeHead(ok ? 200 : 400).end();
       const id = String(req.headers['upshift-event-id'] ?? '');
       // Refused (400: Upshift tries again) and said at once: a demo that shows nothing would hide it.
-      if (!ok) return void console.log(`  webhook refused: the signature of ${id} does not verify`);
+      if (!ok) {
+        res.writeHead(400).end();
+        return void console.log(`  webhook refused: the signature of ${id} does not verify`);
+      }
+      let e: WebhookEvent;
+      try {
+        e = JSON.parse(body) as WebhookEvent;
+      } catch (err) {
+        // Signed but not JSON: said, never a crash of the demo's process.
+        res.writeHead(400).end();
+        return void console.log(`  webhook refused: the body of ${id} is not JSON (${(err as Error).message})`);
+      }
+      res.writeHead(200).end();
       if (seen.has(id)) return;
       seen.add(id);
-      const e = JSON.parse(body) as WebhookEvent;
       held.set(Number(id.slice(id.lastIndexOf(':') + 1)), { ...e, line: print(e) });
       for (let h = held.get(next); h !== undefined; h = held.get(next)) {
         console.log(h.line);
         held.delete(next++);
-        waiting.get(h.event)?.();
+        if (h.event === 'completed' || h.event === 'paused' || h.event === 'cancelled') onEnd?.(h);
       }
     });
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/upshift`;
-  return { url, server, received: (event) => new Promise<void>((resolve) => waiting.set(event, resolve)) };
+  return {
+    url,
+    server,
+    // The next event after which the campaign does not go on by itself: completed, paused or cancelled.
+    ended: () => new Promise<WebhookEvent>((resolve) => (onEnd = resolve)),
+    // Lines held back behind an event that never came: printed anyway, with the gap named.
+    printHeld: () => {
+      for (const n of [...held.keys()].sort((a, b) => a - b)) {
+        if (n !== next) console.log(`  (webhook events ${next}${n - 1 > next ? `-${n - 1}` : ''} not received)`);
+        console.log(held.get(n)!.line);
+        held.delete(n);
+        next = n + 1;
+      }
+    },
+  };
 }
 
 async function startWorkerProcess(env: Record<string, string>): Promise<ChildProcess> {
@@ -286,17 +313,25 @@ async function main(): Promise<void> {
 
     console.log(`\ncohort rollout ${rollout.spec.id}: internal tenants, then the free tier, then everyone (gate: auto);`);
     console.log(`its events go to the webhook receiver at ${receiver.url}, which checks each signature:`);
-    const completed = receiver.received('completed');
+    const ended = receiver.ended();
     await enqueueCampaign(rollout.spec, rollout.targets, { redis, prefix, connections });
     // A receiver that hears nothing (a delivery refused, a secret missing) ends the demo with why,
-    // rather than leaving it waiting.
+    // rather than leaving it waiting; so does a rollout that paused or was cancelled.
     let silence: NodeJS.Timeout | undefined;
-    await Promise.race([
-      completed,
+    const last = await Promise.race([
+      ended,
       new Promise<never>((_, reject) => {
-        silence = setTimeout(() => reject(new Error(`the webhook receiver heard no "completed" within 60 s; upshift notifications ${rollout.spec.id} says why`)), 60_000);
+        silence = setTimeout(() => {
+          receiver.printHeld();
+          reject(new Error(`the webhook receiver heard no "completed" within 60 s; upshift notifications ${rollout.spec.id} says why`));
+        }, 60_000);
       }),
     ]).finally(() => clearTimeout(silence));
+    if (last.event !== 'completed') {
+      const s = await readStatus(redis, prefix, rollout.spec.id);
+      const why = s?.pausedReason ?? s?.cancelReason ?? 'OPERATOR';
+      throw new Error(`cohort rollout ${rollout.spec.id} ${last.event} (state ${last.state}, ${why}); upshift status ${rollout.spec.id} shows why`);
+    }
     // What `upshift status demo-cohorts` lists: each step's cohort, counts and failure ratio.
     const steps = (await readStatus(redis, prefix, rollout.spec.id))!.steps ?? [];
     for (const [i, st] of steps.entries()) {
@@ -329,13 +364,29 @@ upshift undo demo-nected: undo campaign ${made.campaignId}, ${made.total} target
       console.log(`\ninspect: UPSHIFT_PREFIX=${prefix} npx upshift report demo-alloy --outcome failed`);
     }
   } finally {
-    for (const w of workers) w.kill('SIGTERM');
-    await Promise.all(workers.map((w) => (w.exitCode === null ? once(w, 'exit') : undefined)));
-    await sandbox.close();
-    receiver.server.close();
-    sub.disconnect();
-    redis.disconnect();
-    await redisInfo.stop();
+    // Each step on its own: one that throws must not leave a server or process behind, and the
+    // receiver goes first (its open connections would hold the process).
+    const step = async (what: string, fn: () => unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        console.error(`cleanup: ${what}: ${(err as Error).message}`);
+      }
+    };
+    await step('webhook receiver', () => {
+      receiver.server.closeAllConnections();
+      return new Promise<void>((resolve) => receiver.server.close(() => resolve()));
+    });
+    await step('workers', async () => {
+      for (const w of workers) w.kill('SIGTERM');
+      await Promise.all(workers.map((w) => (w.exitCode === null ? once(w, 'exit') : undefined)));
+    });
+    await step('sandbox', () => sandbox.close());
+    await step('redis clients', () => {
+      sub.disconnect();
+      redis.disconnect();
+    });
+    await step('redis', () => redisInfo.stop());
   }
 }
 
