@@ -89,6 +89,16 @@ export interface TtyFrameOptions {
   readonly color: boolean;
   /** Most reasons listed before "+N more". */
   readonly maxReasons?: number;
+  /** Steps listed from the first (the current one too, wherever it is) before "+N more steps". */
+  readonly maxSteps?: number;
+}
+
+/**
+ * The mark before step `n` (0-based), in `upshift status` and its `--watch` alike: `>` on the
+ * running step only; an ended campaign has none.
+ */
+export function stepMark(s: CampaignStatus, n: number): string {
+  return n === s.rolloutStep && !isFinal(s) ? '>' : ' ';
 }
 
 /** The lines of one terminal frame (redrawn in place by the caller). */
@@ -110,11 +120,18 @@ export function renderFrame(status: CampaignStatus, p: Progress, opts: TtyFrameO
   const lines = [fit(head, opts.columns), bar, fit(counts, opts.columns)];
   // A staged rollout's steps, as `upshift status` prints them: the operator judges each cohort
   // by its own failure ratio, which the campaign's totals hide.
-  for (const [n, st] of (s.steps ?? []).entries()) {
-    const mark = n === s.rolloutStep && !isFinal(s) ? '>' : ' ';
-    const line = `${mark} step ${n + 1}/${s.steps!.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, skipped ${st.skipped}, failed ${st.failed} (failure ratio ${st.failureRatio})`;
+  // A frame is redrawn in place and must fit the screen: a plan of many steps shows its first
+  // few and the current one.
+  const steps = s.steps ?? [];
+  const maxSteps = opts.maxSteps ?? 3;
+  let listed = 0;
+  for (const [n, st] of steps.entries()) {
+    if (n >= maxSteps && n !== s.rolloutStep) continue;
+    listed++;
+    const line = `${stepMark(s, n)} step ${n + 1}/${steps.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, skipped ${st.skipped}, failed ${st.failed} (failure ratio ${st.failureRatio})`;
     lines.push(fit(line, opts.columns));
   }
+  if (listed < steps.length) lines.push(fit(`  +${steps.length - listed} more steps (upshift status ${s.id})`, opts.columns));
   const reasons = sortedReasons(s);
   if (reasons.length > 0) {
     const max = opts.maxReasons ?? 6;

@@ -19,6 +19,7 @@ import {
   renderPlainLine,
   renderSummary,
 } from '../../src/cli/watch.js';
+import { stepMark } from '../../src/cli/watch-render.js';
 
 function status(over: Partial<CampaignStatus> = {}): CampaignStatus {
   return {
@@ -215,6 +216,23 @@ describe('terminal frame', () => {
     expect([...hostile[3]!].length).toBeLessThan(40);
     const ended = renderFrame(status({ state: 'completed', finishedAt: 9, rolloutStep: 2, rolloutSteps: 3, steps }), { ratePerS: 1, etaMs: 0 }, { columns: 200, color: false });
     expect(ended.filter((l) => l.startsWith('>'))).toEqual([]);
+  });
+
+  it('caps the steps listed: the first few, the current one, "+N more"; the same mark as upshift status', () => {
+    const steps = Array.from({ length: 12 }, (_, i) => ({ cohort: `${i + 1}%`, targets: 10, upgraded: i < 7 ? 10 : 0, skipped: 0, failed: 0, failureRatio: 0 }));
+    const lines = renderFrame(status({ rolloutStep: 7, rolloutSteps: 12, steps }), { ratePerS: 1, etaMs: 1 }, { columns: 200, color: false });
+    expect(lines.slice(3).filter((l) => l.includes('step'))).toEqual([
+      '  step 1/12 1%: 10 targets, upgraded 10, skipped 0, failed 0 (failure ratio 0)',
+      '  step 2/12 2%: 10 targets, upgraded 10, skipped 0, failed 0 (failure ratio 0)',
+      '  step 3/12 3%: 10 targets, upgraded 10, skipped 0, failed 0 (failure ratio 0)',
+      '> step 8/12 8%: 10 targets, upgraded 0, skipped 0, failed 0 (failure ratio 0)',
+      '  +8 more steps (upshift status onboarding-v3)',
+    ]);
+    // Ended: no mark, in the frame and in `upshift status` (stepMark) alike.
+    const ended = status({ state: 'cancelled', finishedAt: 9, rolloutStep: 7, rolloutSteps: 12, steps });
+    expect(stepMark(ended, 7)).toBe(' ');
+    expect(stepMark(status({ state: 'paused', rolloutStep: 7, steps }), 7)).toBe('>');
+    expect(renderFrame(ended, { ratePerS: 1, etaMs: 0 }, { columns: 200, color: false }).filter((l) => l.startsWith('>'))).toEqual([]);
   });
 
   it('caps the reasons listed', () => {

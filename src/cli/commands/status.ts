@@ -3,6 +3,7 @@ import { jsonForTerminal } from '../../shared/text.js';
 import { numberFlag, parseFlags } from '../flags.js';
 import { noCampaign, withRedis } from '../io.js';
 import { printableStatus, watchCampaign, WATCH_DEFAULTS } from '../watch.js';
+import { stepMark } from '../watch-render.js';
 
 export const help = `upshift status <id> [--json] [--watch [--interval-ms N]]
 
@@ -30,7 +31,7 @@ function formatStatus(status: CampaignStatus): string {
     `  pending ${s.pending}, active ${s.active}; retries ${s.retries}, Retry-After waits ${s.retryAfterWaits}, conflicts ${s.conflicts}, reclaimed ${s.reclaimed}`,
     ...(s.steps ?? []).map(
       (step, n) =>
-        `  ${n === s.rolloutStep ? '>' : ' '} step ${n + 1}/${s.steps!.length} ${step.cohort}: ${step.targets} targets, upgraded ${step.upgraded}, skipped ${step.skipped}, failed ${step.failed} (failure ratio ${step.failureRatio})`,
+        `  ${stepMark(s, n)} step ${n + 1}/${s.steps!.length} ${step.cohort}: ${step.targets} targets, upgraded ${step.upgraded}, skipped ${step.skipped}, failed ${step.failed} (failure ratio ${step.failureRatio})`,
     ),
     ...(s.pausedReason ? [`  paused: ${s.pausedReason}${s.breach?.step === undefined ? '' : ` (step ${s.breach.step + 1})`}`] : []),
     ...(s.cancelReason ? [`  cancelled: ${s.cancelReason}`] : []),
