@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { campaignKeys, DEFAULTS, parseConnections, type ConnectionRegistry } from '../../src/shared/index.js';
 import { setupDeployment } from '../support/deployment.js';
 import { AUTH, startTestApi, until, type TestApi } from './support.js';
@@ -9,7 +9,9 @@ const SECRET_REF = 'UPSHIFT_TEST_API_HOOK_SECRET';
 
 describe('GET /campaigns/:id/notifications', () => {
   const t = setupDeployment({ sandbox: { latencyMs: 5 }, urls: ['http://127.0.0.1:9'], credentials: true });
-  process.env[SECRET_REF] = 'whsec_api_test_0123456789';
+  // The in-process worker reads the notifier's secret from process.env: set for this file only.
+  beforeAll(() => void vi.stubEnv(SECRET_REF, 'whsec_api_test_0123456789'));
+  afterAll(() => void vi.unstubAllEnvs());
   let api: TestApi;
   let receiver: Server;
   let url = '';

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConnections, readStatus, type CampaignStatus } from '../../src/shared/index.js';
 import { AUTH, startTestApi, TOKEN, until, type TestApi } from '../api/support.js';
 import { setupDeployment } from '../support/deployment.js';
@@ -81,7 +81,8 @@ describe('dashboard in a real browser', () => {
   beforeAll(async () => {
     hook = createServer((req, res) => req.resume().on('end', () => res.writeHead(200).end()));
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-    process.env[HOOK_SECRET_REF] = 'whsec_dash_0123456789';
+    // The in-process worker reads the notifier's secret from process.env: set for this file only.
+    vi.stubEnv(HOOK_SECRET_REF, 'whsec_dash_0123456789');
     const notifiers = { hook: { url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`, secretRef: HOOK_SECRET_REF, privateNetwork: true } };
     const registry = parseConnections({ connections: t.connections.connections, notifiers }, 'test registry');
     // One more worker, the one that can send to the receiver.
@@ -97,7 +98,8 @@ describe('dashboard in a real browser', () => {
     await browser?.close();
     await api?.close();
     hook?.closeAllConnections();
-    hook?.close();
+    if (hook) await new Promise((resolve) => hook.close(resolve));
+    vi.unstubAllEnvs();
   });
 
   it('shows a running campaign with the status hash figures; pause and resume from the page', async () => {

@@ -3,7 +3,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApi } from '../../src/producer/api/index.js';
 import { enqueueCampaign, pauseCampaign, cancelCampaign, promoteCampaign, undoCampaign } from '../../src/producer/index.js';
 import {
@@ -127,7 +127,9 @@ function signedBy(secret: string, header: string, body: string): boolean {
 
 describe('signed webhooks', () => {
   const t = setupDeployment({ sandbox: { latencyMs: 5 }, credentials: true });
-  process.env[SECRET_REF] = SECRET;
+  // In-process workers read the notifiers' secret from process.env: set for this file only.
+  beforeAll(() => void vi.stubEnv(SECRET_REF, SECRET));
+  afterAll(() => void vi.unstubAllEnvs());
 
   const receivers: Receiver[] = [];
   const receiver = async (behaviour: Behaviour) => {
