@@ -421,6 +421,18 @@ describe('signed webhooks', () => {
     expect(await gauges.render()).toMatch(/^upshift_notifications_pending 0$/m);
   });
 
+  it('a worker that can send to no notifier still sweeps: a delivery whose data expired leaves the due set', async () => {
+    const reg = registry({ hook: { url: 'http://127.0.0.1:9/hooks', privateNetwork: true } });
+    const due = schedulerKeys(t.prefix).notifyDue;
+    await enqueueCampaign(spec('swept', { notify: [{ to: 'hook', events: ['paused'] }] }), alloyFleet(2).targets, { ...t.producer, connections: reg });
+    await pauseCampaign('swept', t.producer);
+    await t.redis.del(campaignKeys(t.prefix, 'swept').notify);
+    expect(await t.redis.zcard(due)).toBe(1);
+    // The deployment's registry: no notifier at all.
+    await t.startWorker({ outboxSweepMs: 50 });
+    await until(() => t.redis.zcard(due), (n) => n === 0, 'the orphan swept');
+  });
+
   it("deliveries to a notifier no worker can send to never hold the head: one look passes them and takes the next", async () => {
     const reg = registry({ hook: { url: 'http://127.0.0.1:9/hooks', privateNetwork: true }, other: { url: 'http://127.0.0.1:9/other', privateNetwork: true } });
     const due = schedulerKeys(t.prefix).notifyDue;
