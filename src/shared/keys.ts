@@ -41,6 +41,8 @@ export interface CampaignKeys {
   readonly notify: string;
   /** Hash: target key -> attempts made, `ra:<target key>` -> Retry-After waits. */
   readonly attempts: string;
+  /** Hash: maintenance windows, zone -> `<from>|<until>` (ms, window clock): the zone's open or next interval (windows.ts). */
+  readonly win: string;
   readonly ready: string;
   readonly gstate: string;
   /** Set: target keys seen while staging (dedup); deleted at commit. */
@@ -62,6 +64,7 @@ export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
     notify: `${base}:notify`,
     group: (gid) => `${base}:g:${gid}`,
     attempts: `${base}:attempts`,
+    win: `${base}:win`,
     ready: `${base}:ready`,
     gstate: `${base}:gstate`,
     seen: `${base}:seen`,

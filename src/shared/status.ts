@@ -52,6 +52,13 @@ export interface CampaignStatus {
   readonly reasons: Readonly<Record<string, number>>;
   /** What the connections registry changed in the spec (a limit clipped to its ceiling); absent when nothing. */
   readonly warnings?: readonly string[];
+  /**
+   * Maintenance windows (spec `schedule`): targets waiting for their zone's window to open, and
+   * when the next window opens (ms, on the window clock: Redis's, unless a test offsets it).
+   * Absent until a target of the campaign first waited for a window.
+   */
+  readonly waitingForWindow?: number;
+  readonly nextWindowAt?: number;
 }
 
 /** One step of a staged rollout in the status. */
@@ -128,5 +135,7 @@ export async function readStatus(redis: RedisClient, prefix: string, id: string)
         .map(([k, v]) => [k.slice(2), Number(v)]),
     ),
     ...(h.warnings ? { warnings: JSON.parse(h.warnings) as string[] } : {}),
+    ...(h.waitingForWindow === undefined ? {} : { waitingForWindow: num(h.waitingForWindow) }),
+    ...(h.nextWindowAt === undefined ? {} : { nextWindowAt: Number(h.nextWindowAt) }),
   };
 }

@@ -97,6 +97,8 @@ export const campaignStatus = z.object({
   updatedAt: ms,
   finishedAt: ms,
   reasons: z.record(z.string(), count).describe('targets not upgraded, by reason code'),
+  waitingForWindow: count.optional().describe('maintenance windows (spec schedule): targets waiting for their time zone\'s window to open'),
+  nextWindowAt: ms.describe('maintenance windows: when the next window of a waiting target opens (ms since the epoch)'),
 });
 
 export const campaignList = z.object({
