@@ -1,0 +1,198 @@
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { enqueueCampaign } from '../../src/producer/index.js';
+import { campaignKeys, InputError, readStatus, redisTimeMs, type CampaignStatus } from '../../src/shared/index.js';
+import { renderScript } from '../../src/shared/scripts/loader.js';
+import { openInterval, type Window } from '../../src/shared/windows.js';
+import { setupDeployment } from '../support/deployment.js';
+import { runCli } from '../support/fleet.js';
+import { keysUnder, newRedis, until } from '../support/harness.js';
+
+const OFFSET_ENV = 'UPSHIFT_WINDOW_CLOCK_OFFSET_MS';
+const scriptsDir = fileURLToPath(new URL('../../src/shared/scripts/', import.meta.url));
+const sha = (file: string): string => createHash('sha1').update(renderScript(scriptsDir, file).lua).digest('hex');
+
+interface Run {
+  readonly runId: string;
+  readonly tz: string;
+}
+
+describe('maintenance windows', () => {
+  const t = setupDeployment({ sandbox: { record: true, latencyMs: 5 }, credentials: true });
+  afterEach(() => {
+    delete process.env[OFFSET_ENV];
+  });
+
+  const spec = (id: string, schedule: unknown, limits: unknown[] = [{ key: 'tz-${target.tz}', concurrency: 2 }]) => ({
+    id,
+    connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_TALLYFY_KEY', timeoutMs: 5000 },
+    operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'new' } },
+    limits,
+    schedule,
+  });
+
+  const load = (fleet: readonly Run[]): void =>
+    t.sandbox.load({ tallyfy: { runs: fleet.map((r) => ({ orgId: 'org', id: r.runId, name: 'old', summary: '', tags: [], folders: [] })) } });
+
+  /**
+   * Sets the window clock so that, by it, `at` is `leadMs` after now: every process of the test
+   * (this one's producer and in-process workers) reads the offset when it loads the scripts.
+   */
+  async function clockAt(at: number, leadMs: number): Promise<number> {
+    const offset = at - leadMs - redisTimeMs(await t.redis.time());
+    process.env[OFFSET_ENV] = String(offset);
+    return offset;
+  }
+
+  /** The first request of each run, on the window clock. */
+  const firstSeen = (offset: number): Map<string, number> => {
+    const seen = new Map<string, number>();
+    for (const r of t.sandbox.received!) {
+      const id = /\/runs\/([^/?]+)/.exec(r.path)?.[1];
+      if (id !== undefined && !seen.has(id)) seen.set(id, r.at + offset);
+    }
+    return seen;
+  };
+
+  /** Counts this deployment's dispatch and renew script calls as Redis receives them (MONITOR). */
+  async function countCalls(): Promise<{ dispatch: number; renew: number }> {
+    const monitor = newRedis();
+    const watch = await monitor.monitor();
+    t.defer(() => {
+      watch.disconnect();
+      monitor.disconnect();
+    });
+    const dispatchSha = sha('dispatch-1.lua');
+    const renewSha = sha('renew-1.lua');
+    const prefix = t.prefix;
+    const calls = { dispatch: 0, renew: 0 };
+    watch.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() !== 'evalsha' || args[4] !== prefix) return;
+      if (args[1] === dispatchSha) calls.dispatch++;
+      if (args[1] === renewSha) calls.renew++;
+    });
+    return calls;
+  }
+
+  const status = async (id: string): Promise<CampaignStatus> => (await readStatus(t.redis, t.prefix, id))!;
+
+  it('starts each tenant only inside its own window (one open, one opening at the spring-forward gap, one days away); nothing polls while they wait', async () => {
+    // By the window clock it is Sunday 8 March 2026, 06:59:54Z: New York is at 01:59:54 EST, 6 s
+    // before its clocks jump to 03:00 EDT, and its window from 02:30 opens at the jump. Kolkata
+    // (12:29:54) is inside its 12:00-13:00; Kiritimati (+14, 20:59:54) has passed both Sunday
+    // windows, so its next opens a week later.
+    const windows: Window[] = [
+      { days: ['sun'], from: '02:30', to: '03:30' },
+      { days: ['sun'], from: '12:00', to: '13:00' },
+    ];
+    const jump = Date.parse('2026-03-08T07:00:00Z');
+    const offset = await clockAt(jump, 6000);
+    const zones = { a: 'Asia/Kolkata', b: 'America/New_York', c: 'Pacific/Kiritimati' } as const;
+    const fleet: Run[] = (['a', 'b', 'c'] as const).flatMap((z) => [1, 2, 3].map((n) => ({ runId: `${z}${n}`, tz: zones[z] })));
+    load(fleet);
+    const calls = await countCalls();
+    await enqueueCampaign(spec('zones', { timezone: '${target.tz}', windows }), fleet, t.producer);
+    await t.startWorker({ concurrency: 4, leaseMs: 1500 });
+
+    // Kolkata's run at once; New York's wait for the jump.
+    await until(() => status('zones'), (s) => s.upgraded === 3, 'Kolkata upgraded');
+    const before = await status('zones');
+    expect(before).toMatchObject({ upgraded: 3, waitingForWindow: 6, nextWindowAt: jump });
+    await until(() => status('zones'), (s) => s.upgraded === 6 && s.active === 0, 'New York upgraded');
+    // The dispatcher's steps: its first, and the one its one timer ran at New York's opening (a
+    // lease timer at most besides); seconds of waiting add none, finished targets dispatch the
+    // next within finish-1.lua.
+    expect(calls.dispatch).toBeLessThanOrEqual(4);
+
+    const seen = firstSeen(offset);
+    for (const run of fleet) {
+      const window = openInterval(windows, run.tz, jump - 6000);
+      if (run.tz === zones.c) {
+        expect(seen.has(run.runId), run.runId).toBe(false);
+        continue;
+      }
+      expect(seen.get(run.runId), run.runId).toBeGreaterThanOrEqual(window.from);
+      expect(seen.get(run.runId), run.runId).toBeLessThan(window.until);
+    }
+    expect(seen.get('b1')! - offset).toBeGreaterThan(0);
+    const kiritimati = openInterval(windows, zones.c, jump);
+    expect(new Date(kiritimati.from).toISOString()).toBe('2026-03-14T12:30:00.000Z');
+    const waiting = await status('zones');
+    expect(waiting).toMatchObject({ state: 'running', upgraded: 6, pending: 3, active: 0, waitingForWindow: 3, nextWindowAt: kiritimati.from });
+
+    // Only Kiritimati waits, for days: while the worker renews its registration six times, no
+    // dispatch step runs at all (its one timer is set for the opening).
+    const dispatchNow = calls.dispatch;
+    const renewNow = calls.renew;
+    await until(async () => calls.renew, (n) => n >= renewNow + 6, 'six renewals');
+    expect(calls.dispatch - dispatchNow).toBeLessThanOrEqual(1);
+    // The group waits in the scheduler's delayed set, scored at the opening on Redis's clock.
+    expect(Number(await t.redis.zscore(`${t.prefix}:sched:delayed`, 'zones|2'))).toBe(kiritimati.from - offset);
+
+    const cli = await runCli(['status', 'zones'], { ...t.env(), [OFFSET_ENV]: String(offset) });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('waiting for a maintenance window: 3 targets; next window opens 2026-03-14T12:30:00.000Z');
+  });
+
+  it('a window closing mid-run stops new starts; the run in flight finishes', async () => {
+    // Kathmandu (+05:45), Monday 9 March 2026: the window 09:00-10:00 closes at 04:15Z, 2 s after
+    // now by the window clock. One run at a time, 300 ms each: most of the twelve never start.
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    const close = Date.parse('2026-03-09T04:15:00Z');
+    const offset = await clockAt(close, 2000);
+    t.sandbox.configure({ latencyMs: 300 });
+    const fleet: Run[] = Array.from({ length: 12 }, (_, i) => ({ runId: `k${String(i).padStart(2, '0')}`, tz: 'Asia/Kathmandu' }));
+    load(fleet);
+    await enqueueCampaign(spec('closing', { timezone: 'Asia/Kathmandu', windows }), fleet, t.producer);
+    await t.startWorker({ concurrency: 1 });
+
+    const next = openInterval(windows, 'Asia/Kathmandu', close);
+    expect(new Date(next.from).toISOString()).toBe('2026-03-16T03:15:00.000Z');
+    const s = await until(() => status('closing'), (v) => v.active === 0 && (v.waitingForWindow ?? 0) > 0, 'parked after the close');
+    expect(s.upgraded).toBeGreaterThan(0);
+    expect(s.upgraded).toBeLessThan(12);
+    expect(s).toMatchObject({ state: 'running', pending: 12 - s.upgraded, waitingForWindow: 12 - s.upgraded, nextWindowAt: next.from });
+    // Every run that started finished (none left active), and at most the one in flight at the
+    // close reached the platform after it.
+    const seen = firstSeen(offset);
+    expect(seen.size).toBe(s.upgraded);
+    expect([...seen.values()].filter((at) => at >= close).length).toBeLessThanOrEqual(1);
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'closing').win, 'Asia/Kathmandu')).toBe(`${next.from}|${next.until}`);
+  });
+
+  it('refuses a bad zone, a missing or bad ${target.tz}, a bad day or time, naming line and field, leaving nothing behind', async () => {
+    const windows = [{ days: ['sat'], from: '00:00', to: '24:00' }];
+    const refused = async (schedule: unknown, targets: unknown[]): Promise<InputError> => {
+      const err = await enqueueCampaign(spec('refused', schedule, []), targets, t.producer).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InputError);
+      expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
+      return err as InputError;
+    };
+    const runs = [{ runId: 'r1', tz: 'Europe/Berlin' }, { runId: 'r2' }, { runId: 'r3', tz: 'Europe/Atlantis' }];
+    expect(await refused({ timezone: 'Mars/Olympus', windows }, runs.slice(0, 1))).toMatchObject({ field: 'schedule.timezone' });
+    expect(await refused({ timezone: '${target.tz}', windows }, runs)).toMatchObject({ line: 2, field: 'tz', source: 'targets' });
+    expect(await refused({ timezone: '${target.tz}', windows }, [runs[0], runs[2]])).toMatchObject({ line: 2, field: 'tz', message: expect.stringContaining('"Europe/Atlantis" is not an IANA time zone') });
+    expect(await refused({ timezone: 'UTC', windows: [{ days: ['sat', 'caturday'], from: '00:00', to: '24:00' }] }, runs.slice(0, 1))).toMatchObject({ field: 'schedule.windows[0].days[1]' });
+    expect(await refused({ timezone: 'UTC', windows: [{ days: ['sat'], from: '25:00', to: '24:00' }] }, runs.slice(0, 1))).toMatchObject({ field: 'schedule.windows[0].from' });
+
+    // The CLI: exit 2 naming the spec's field (a spec's schema errors name the field, its JSON
+    // syntax errors the line), and the targets file's line and field.
+    const dir = t.tempDir('windows-cli-');
+    const specFile = join(dir, 'spec.json');
+    const bad = spec('refused', { timezone: 'UTC', windows: [{ days: ['sat'], from: '00:00', to: '24:61' }] }, []);
+    writeFileSync(specFile, JSON.stringify(bad, null, 2));
+    const targets = join(dir, 'targets.ndjson');
+    writeFileSync(targets, '{"runId":"r1","tz":"Europe/Berlin"}\n{"runId":"r2"}\n');
+    const cli = await runCli(['enqueue', specFile, '--targets', targets], t.env());
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toContain(`${specFile}, field "schedule.windows[0].to": a time "HH:MM" from 00:00 to 24:00`);
+    writeFileSync(specFile, JSON.stringify({ ...bad, schedule: { timezone: '${target.tz}', windows } }, null, 2));
+    const missing = await runCli(['enqueue', specFile, '--targets', targets], t.env());
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`${targets}, line 2, field "tz"`);
+    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
+  });
+});
