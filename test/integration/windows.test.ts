@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { campaignKeys, InputError, readStatus, redisTimeMs, type CampaignStatus } from '../../src/shared/index.js';
+import { buildApi } from '../../src/producer/api/index.js';
+import { campaignKeys, createLogger, eventsChannel, InputError, loadScripts, readStatus, redisTimeMs, type CampaignStatus } from '../../src/shared/index.js';
+import { refreshWindows } from '../../src/shared/window-store.js';
 import { renderScript } from '../../src/shared/scripts/loader.js';
 import { openInterval, type Window } from '../../src/shared/windows.js';
 import { setupDeployment } from '../support/deployment.js';
@@ -76,6 +78,9 @@ describe('maintenance windows', () => {
     });
     return calls;
   }
+
+  /** Keys of the test's prefix, BullMQ's queue meta aside (the API's queue writes it on start). */
+  const leftBehind = async (): Promise<string[]> => (await keysUnder(t.redis, t.prefix)).filter((k) => !k.startsWith(`${t.prefix}:targets:`));
 
   const status = async (id: string): Promise<CampaignStatus> => (await readStatus(t.redis, t.prefix, id))!;
 
@@ -168,7 +173,7 @@ describe('maintenance windows', () => {
     const refused = async (schedule: unknown, targets: unknown[]): Promise<InputError> => {
       const err = await enqueueCampaign(spec('refused', schedule, []), targets, t.producer).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(InputError);
-      expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
+      expect(await leftBehind()).toEqual([]);
       return err as InputError;
     };
     const runs = [{ runId: 'r1', tz: 'Europe/Berlin' }, { runId: 'r2' }, { runId: 'r3', tz: 'Europe/Atlantis' }];
@@ -177,6 +182,19 @@ describe('maintenance windows', () => {
     expect(await refused({ timezone: '${target.tz}', windows }, [runs[0], runs[2]])).toMatchObject({ line: 2, field: 'tz', message: expect.stringContaining('"Europe/Atlantis" is not an IANA time zone') });
     expect(await refused({ timezone: 'UTC', windows: [{ days: ['sat', 'caturday'], from: '00:00', to: '24:00' }] }, runs.slice(0, 1))).toMatchObject({ field: 'schedule.windows[0].days[1]' });
     expect(await refused({ timezone: 'UTC', windows: [{ days: ['sat'], from: '25:00', to: '24:00' }] }, runs.slice(0, 1))).toMatchObject({ field: 'schedule.windows[0].from' });
+
+    // The API: 400 with the field and line.
+    const app = await buildApi({ redis: t.redis, prefix: t.prefix, log: createLogger('silent'), apiToken: 'tok-0123456789abcdef', connections: t.connections });
+    t.defer(() => app.close());
+    const post = (payload: object) => app.inject({ method: 'POST', url: '/campaigns', headers: { authorization: 'Bearer tok-0123456789abcdef' }, payload });
+    const zone = await post({ ...spec('refused', { timezone: 'Europe/Atlantis', windows }, []), targets: runs.slice(0, 1) });
+    expect(zone.statusCode).toBe(400);
+    expect(zone.json()).toMatchObject({ error: 'invalid_input', field: 'schedule.timezone' });
+    const line = await post({ ...spec('refused', { timezone: '${target.tz}', windows }, []), targets: runs });
+    expect(line.statusCode).toBe(400);
+    expect(line.json()).toMatchObject({ error: 'invalid_input', field: 'tz', line: 2 });
+    // BullMQ's queue meta is the API's; nothing of the campaign is there.
+    expect(await leftBehind()).toEqual([]);
 
     // The CLI: exit 2 naming the spec's field (a spec's schema errors name the field, its JSON
     // syntax errors the line), and the targets file's line and field.
@@ -193,6 +211,50 @@ describe('maintenance windows', () => {
     const missing = await runCli(['enqueue', specFile, '--targets', targets], t.env());
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`${targets}, line 2, field "tz"`);
-    expect(await keysUnder(t.redis, t.prefix)).toEqual([]);
+    expect(await leftBehind()).toEqual([]);
+  });
+
+  it('keeps waitingForWindow exact as a window closes under a run in flight, the run comes back, and the campaign is cancelled', async () => {
+    // Monday 9 March 2026 09:59:00 UTC by the window clock: the window closes in a minute.
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    const open = await clockAt(Date.parse('2026-03-09T10:00:00Z'), 60_000);
+    const channel = eventsChannel(t.prefix);
+    const runs = ['w1', 'w2', 'w3'].map((runId) => ({ runId }));
+    await enqueueCampaign(spec('exact', { timezone: 'UTC', windows }, []), runs, t.producer);
+    const scripts = loadScripts(t.redis, t.prefix);
+    await scripts.renew(30_000, 'w1', 2, []);
+    const first = await scripts.dispatch(1, 30_000);
+    expect(first.picks).toHaveLength(1);
+    const holder = first.picks[0]!.holder;
+    const runId = (JSON.parse(first.picks[0]!.entry) as { runId: string }).runId;
+    expect((await scripts.claim(holder, 'tok', 30_000, runId, channel)).kind).toBe('claimed');
+
+    // Two minutes later by the window clock (the same processes share one offset; a second
+    // deployment's scripts stand for it here): the interval has passed, the zone is reported.
+    process.env[OFFSET_ENV] = String(open + 120_000);
+    const later = loadScripts(t.redis, t.prefix);
+    const stale = await later.dispatch(10, 30_000);
+    expect(stale.picks).toEqual([]);
+    expect(stale.staleWindows).toEqual([{ campaignId: 'exact', zone: 'UTC' }]);
+    await refreshWindows(t.redis, t.prefix, later, stale.staleWindows, stale.nowMs);
+    const next = Date.parse('2026-03-16T09:00:00Z');
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').win, 'UTC')).toBe(`${next}|${Date.parse('2026-03-16T10:00:00Z')}`);
+    const parked = await later.dispatch(10, 30_000);
+    expect(parked.picks).toEqual([]);
+    expect(parked.staleWindows).toEqual([]);
+    expect(await status('exact')).toMatchObject({ pending: 2, active: 1, waitingForWindow: 2, nextWindowAt: next });
+    expect(parked.nextWakeMs).toBeLessThanOrEqual(next - open - 120_000);
+
+    // The run in flight is throttled: its target goes back to its group, and is counted waiting.
+    expect(await later.throttle(holder, 'tok', runId, 1000, 'HTTP 429', channel)).not.toBeNull();
+    expect(await status('exact')).toMatchObject({ pending: 3, active: 0, waitingForWindow: 3, nextWindowAt: next });
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').gstate, '0')).toBe('z3');
+
+    // Cancelled: drained, nothing waits for a window any more.
+    await later.control('exact', 'cancel', 'OPERATOR', channel);
+    while ((await later.cancelPending('exact', 100, channel)) > 0);
+    const s = await status('exact');
+    expect(s).toMatchObject({ state: 'cancelled', pending: 0, waitingForWindow: 0 });
+    expect(s.nextWindowAt).toBeUndefined();
   });
 });

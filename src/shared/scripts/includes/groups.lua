@@ -49,8 +49,17 @@ local function make_ready(c, gid)
 end
 
 -- A group that still has pending entries but is in no structure gets put somewhere.
+-- Its one caller (requeue, slots.lua) has just pushed one entry back: in a group waiting for
+-- its maintenance window ('z<n>'), that entry is counted with the group's.
 local function ensure_scheduled(c, gid, wakeAt, now)
-  if redis.call('HEXISTS', ck(c, 'gstate'), gid) == 1 then return end
+  local was = redis.call('HGET', ck(c, 'gstate'), gid)
+  if was then
+    if string.byte(was) == 122 then
+      redis.call('HSET', ck(c, 'gstate'), gid, 'z' .. (tonumber(string.sub(was, 2)) + 1))
+      redis.call('HINCRBY', ck(c, 'status'), 'waitingForWindow', 1)
+    end
+    return
+  end
   if wakeAt > now then
     redis.call('HSET', ck(c, 'gstate'), gid, 'd')
     redis.call('ZADD', S .. 'delayed', wakeAt, c .. '|' .. gid)

@@ -40,6 +40,10 @@ local function window_gate(c, gid, sched, now, tag)
   end
   if wnow >= from then return true end
   local n = redis.call('LLEN', ck(c, 'g:' .. gid))
+  if n == 0 then
+    redis.call('HDEL', ck(c, 'gstate'), gid)
+    return false
+  end
   local status = ck(c, 'status')
   redis.call('HSET', ck(c, 'gstate'), gid, 'z' .. n)
   redis.call('ZADD', S .. 'delayed', from - offset, tag)
