@@ -156,3 +156,85 @@ describe('schedule validation', () => {
     expect(zoneOf(scheduleSchema.parse({ timezone: 'Europe/Berlin', windows: ISSUE }), {})).toEqual({ zone: 'Europe/Berlin' });
   });
 });
+
+describe('openInterval against the wall clock, through a year', () => {
+  const formats = new Map<string, Intl.DateTimeFormat>();
+  const format = (tz: string, kind: 'week' | 'date'): Intl.DateTimeFormat => {
+    let f = formats.get(`${kind} ${tz}`);
+    if (f === undefined) {
+      const fields = kind === 'week' ? { weekday: 'short' as const } : { year: 'numeric' as const, month: 'numeric' as const, day: 'numeric' as const };
+      f = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', hour: 'numeric', minute: 'numeric', ...fields });
+      formats.set(`${kind} ${tz}`, f);
+    }
+    return f;
+  };
+  /** Whether the zone's wall clock at `t` is inside a window, read straight from Intl. */
+  function insideByWallClock(windows: readonly Window[], tz: string, t: number): boolean {
+    const parts = Object.fromEntries(
+      format(tz, 'week')
+        .formatToParts(t)
+        .map((p) => [p.type, p.value]),
+    );
+    const day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(parts.weekday!);
+    const yesterday = (day + 6) % 7;
+    const m = Number(parts.hour) * 60 + Number(parts.minute);
+    const names = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+    return windows.some((w) => {
+      const from = Number(w.from.slice(0, 2)) * 60 + Number(w.from.slice(3));
+      const to = Number(w.to.slice(0, 2)) * 60 + Number(w.to.slice(3));
+      if (to > from) return w.days.includes(names[day]!) && m >= from && m < to;
+      return (w.days.includes(names[day]!) && m >= from) || (w.days.includes(names[yesterday]!) && m < to);
+    });
+  }
+  const offset = (tz: string, t: number): number => {
+    const p = Object.fromEntries(
+      format(tz, 'date')
+        .formatToParts(t)
+        .map((x) => [x.type, Number(x.value)]),
+    );
+    return Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!) - Math.floor(t / 60_000) * 60_000;
+  };
+  // Near an offset change the wall clock repeats or skips times, where the rules above decide
+  // (first occurrence, first instant after the gap) and a plain wall-clock reading cannot.
+  const nearChange = (tz: string, t: number): boolean => offset(tz, t - 3 * 3_600_000) !== offset(tz, t + 3 * 3_600_000);
+
+  const schedules: Window[][] = [
+    ISSUE,
+    [
+      { days: ['tue', 'thu'], from: '09:15', to: '11:45' },
+      { days: ['sun'], from: '23:00', to: '01:00' },
+    ],
+    [{ days: ['wed'], from: '00:00', to: '00:30' }],
+  ];
+  const zones = ['America/New_York', 'Europe/Berlin', 'Asia/Kolkata', 'Australia/Lord_Howe', 'Pacific/Chatham', 'America/St_Johns'];
+
+  it('is inside a window wherever it says open, outside before it opens, and ends where the windows end', () => {
+    let checked = 0;
+    for (const windows of schedules) {
+      for (const tz of zones) {
+        // Every 21 h 40 min through 2026: the hours of the day and the weekdays in turn.
+        for (let t = Date.parse('2026-01-01T00:00:00Z'); t < Date.parse('2027-01-01T00:00:00Z'); t += 78_000_000) {
+          const i = openInterval(windows, tz, t);
+          expect(i.until).toBeGreaterThan(t);
+          expect(i.from).toBeLessThan(i.until);
+          const inside = (x: number): boolean | undefined => (nearChange(tz, x) ? undefined : insideByWallClock(windows, tz, x));
+          const check = (x: number, want: boolean) => {
+            const got = inside(x);
+            if (got !== undefined) expect(got, `${tz} ${new Date(x).toISOString()} ${JSON.stringify(windows)}`).toBe(want);
+          };
+          if (i.from <= t) check(t, true);
+          else {
+            check(t, false);
+            check(Math.floor((t + i.from) / 2), false);
+            check(i.from - 60_000, false);
+          }
+          check(i.from, true);
+          check(i.until - 60_000, true);
+          check(i.until, false);
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(7000);
+  });
+});
