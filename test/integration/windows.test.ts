@@ -257,4 +257,22 @@ describe('maintenance windows', () => {
     expect(s).toMatchObject({ state: 'cancelled', pending: 0, waitingForWindow: 0 });
     expect(s.nextWindowAt).toBeUndefined();
   });
+
+  it('groups of an open zone behind hundreds of closed ones still start: a step that spends its looks parking groups calls for another', async () => {
+    // Kiritimati is days from its window, Kolkata inside it (as in the first test). One group
+    // per target: the 200 closed ones come first in the ready list, and a step looks at 68.
+    const windows: Window[] = [
+      { days: ['sun'], from: '02:30', to: '03:30' },
+      { days: ['sun'], from: '12:00', to: '13:00' },
+    ];
+    await clockAt(Date.parse('2026-03-08T07:00:00Z'), 0);
+    const closed = Array.from({ length: 200 }, (_, i) => ({ runId: `c${i}`, tz: 'Pacific/Kiritimati' }));
+    const open = ['k1', 'k2', 'k3'].map((runId) => ({ runId, tz: 'Asia/Kolkata' }));
+    load([...closed, ...open]);
+    await enqueueCampaign(spec('behind', { timezone: '${target.tz}', windows }, [{ key: 'run-${target.runId}', concurrency: 1 }]), [...closed, ...open], t.producer);
+    await t.startWorker({ concurrency: 1 });
+    const s = await until(() => status('behind'), (v) => v.upgraded === 3 && v.active === 0, 'Kolkata upgraded');
+    expect(s).toMatchObject({ pending: 200, waitingForWindow: 200, nextWindowAt: openInterval(windows, 'Pacific/Kiritimati', Date.parse('2026-03-08T07:00:00Z')).from });
+    expect([...firstSeen(0).keys()].sort()).toEqual(['k1', 'k2', 'k3']);
+  });
 });

@@ -204,6 +204,12 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
     end
     if running then back_on_ring(c) end
   end
+  -- Every look moved a group out of the ready lists without a pick (parked for a window, a
+  -- later step, a delay) and ready groups remain: the step is due again at once, so groups
+  -- behind many parked ones are not left for a later event.
+  local more = picked < budget and looks >= budget * CAPS.dispatchLooksPerPick + CAPS.dispatchExtraLooks
+    and redis.call('LLEN', S .. 'ring') > 0
+  if more then out[2] = now end
 
   -- Zones to recompute ride on the third element ('<reclaimed>\n<c>\t<zone>\n...'), so the
   -- layout finish-1.lua reads (the first pick at 4 and 5) is the same with or without them.
@@ -220,7 +226,7 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
         if nextWake < 0 or at < nextWake then nextWake = at end
       end
     end
-    out[2] = nextWake
+    out[2] = more and now or nextWake
   end
   return out
 end
