@@ -204,9 +204,10 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
     end
     if running then back_on_ring(c) end
   end
-  -- Every look moved a group out of the ready lists without a pick (parked for a window, a
-  -- later step, a delay) and ready groups remain: the step is due again at once, so groups
-  -- behind many parked ones are not left for a later event.
+  -- The step spent every look it may take without filling its picks (groups parked for a
+  -- window, a later step, a delay) and campaigns with ready groups remain: it is due again at
+  -- once, so groups behind many parked ones are not left for some later event. Each look moved
+  -- a group out of a ready list, so this ends.
   local more = picked < budget and looks >= budget * CAPS.dispatchLooksPerPick + CAPS.dispatchExtraLooks
     and redis.call('LLEN', S .. 'ring') > 0
   if more then out[2] = now end
