@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +13,7 @@ import { renderScript } from '../../src/shared/scripts/loader.js';
 import { openInterval, type Window } from '../../src/shared/windows.js';
 import { setupDeployment } from '../support/deployment.js';
 import { runCli } from '../support/fleet.js';
-import { keysUnder, newRedis, until } from '../support/harness.js';
+import { keysUnder, redisUrl, until } from '../support/harness.js';
 
 const OFFSET_ENV = 'UPSHIFT_WINDOW_CLOCK_OFFSET_MS';
 const scriptsDir = fileURLToPath(new URL('../../src/shared/scripts/', import.meta.url));
@@ -59,23 +61,35 @@ describe('maintenance windows', () => {
     return seen;
   };
 
-  /** Counts this deployment's dispatch and renew script calls as Redis receives them (MONITOR). */
+  /**
+   * Counts this deployment's dispatch and renew script calls as Redis receives them: MONITOR on
+   * a plain socket (ioredis's monitor mode can lose track of its replies when the server is busy
+   * with other test files at the moment it starts). Each reply is one `+<time> [...] "cmd" ...` line.
+   */
   async function countCalls(): Promise<{ dispatch: number; renew: number }> {
-    const monitor = newRedis();
-    const watch = await monitor.monitor();
-    t.defer(() => {
-      watch.disconnect();
-      monitor.disconnect();
-    });
-    const dispatchSha = sha('dispatch-1.lua');
-    const renewSha = sha('renew-1.lua');
-    const prefix = t.prefix;
+    const { hostname, port } = new URL(redisUrl());
+    const socket = connect(Number(port), hostname);
+    t.defer(() => socket.destroy());
+    await once(socket, 'connect');
+    const dispatch = `"evalsha" "${sha('dispatch-1.lua')}" "1" "${t.prefix}:sched:ring" "${t.prefix}" `;
+    const renew = `"evalsha" "${sha('renew-1.lua')}" "1" "${t.prefix}:sched:ring" "${t.prefix}" `;
     const calls = { dispatch: 0, renew: 0 };
-    watch.on('monitor', (_time: string, args: string[]) => {
-      if (args[0]?.toLowerCase() !== 'evalsha' || args[4] !== prefix) return;
-      if (args[1] === dispatchSha) calls.dispatch++;
-      if (args[1] === renewSha) calls.renew++;
+    let buffered = '';
+    let started!: () => void;
+    const ok = new Promise<void>((resolve) => (started = resolve));
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split('\r\n');
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        if (line === '+OK') started();
+        else if (line.includes(dispatch)) calls.dispatch++;
+        else if (line.includes(renew)) calls.renew++;
+      }
     });
+    socket.write('MONITOR\r\n');
+    await ok;
     return calls;
   }
 
@@ -110,6 +124,7 @@ describe('maintenance windows', () => {
     // The dispatcher's steps: its first, and the one its one timer ran at New York's opening (a
     // lease timer at most besides); seconds of waiting add none, finished targets dispatch the
     // next within finish-1.lua.
+    expect(calls.dispatch).toBeGreaterThanOrEqual(1);
     expect(calls.dispatch).toBeLessThanOrEqual(4);
 
     const seen = firstSeen(offset);
