@@ -20,18 +20,30 @@ local WINDOW_STALE = {}
 -- clock, so the dispatcher's one timer for the next due time wakes it), gstate 'z<n>' with its
 -- n targets counted in the status hash's waitingForWindow; or, with a stale interval, due at
 -- once and reported in WINDOW_STALE.
+-- A group's zone and a zone's interval, read once per script call: a step looks at the same
+-- groups again and again as it picks (nothing in a call changes them).
+local window_zones, window_intervals = {}, {}
+
 local function window_gate(c, gid, sched, now, tag)
   local zone = sched
-  if zone == '*' then zone = redis.call('HGET', ck(c, 'groups'), 'z:' .. gid) end
+  if zone == '*' then
+    zone = window_zones[c .. '|' .. gid]
+    if zone == nil then
+      zone = redis.call('HGET', ck(c, 'groups'), 'z:' .. gid)
+      window_zones[c .. '|' .. gid] = zone
+    end
+  end
   if not zone then return true end
   local offset = CAPS.windowClockOffsetMs or 0
   local wnow = now + offset
-  local iv = redis.call('HGET', ck(c, 'win'), zone)
-  local from, till
-  if iv then
-    local a, b = string.match(iv, '^(%-?%d+)|(%-?%d+)$')
-    from, till = tonumber(a), tonumber(b)
+  local iv = window_intervals[c .. '\t' .. zone]
+  if iv == nil then
+    local v = redis.call('HGET', ck(c, 'win'), zone)
+    local a, b = string.match(v or '', '^(%-?%d+)|(%-?%d+)$')
+    iv = a and { tonumber(a), tonumber(b) } or false
+    window_intervals[c .. '\t' .. zone] = iv
   end
+  local from, till = iv and iv[1], iv and iv[2]
   if not till or wnow >= till then
     WINDOW_STALE[c .. '\t' .. zone] = true
     redis.call('HSET', ck(c, 'gstate'), gid, 'd')
