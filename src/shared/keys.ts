@@ -26,7 +26,8 @@ export interface CampaignKeys {
   /**
    * Hash: the campaign's meta. Written by the producer before commit (`conn` connection id, `tk`
    * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`/`onBreach`,
-   * `notify`: the spec's `notify` as JSON when it has one); the scheduler's `seq` (holder
+   * `notify`: the spec's `notify` as JSON when it has one; `sched`: with a schedule, its one zone
+   * or `*`, each group's own `z:<gid>` in `groups`); the scheduler's `seq` (holder
    * counter), `capgid` (groups in the capacity records), and
    * `ev:undo-started` (that event was recorded).
    */
