@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { CampaignStatus } from '../../src/shared/index.js';
+import { changeKey, renderFrame, renderPlainLine } from '../../src/cli/watch.js';
 import { isTimeZone, openInterval, scheduleSchema, wallToUtc, zoneOf, type Window } from '../../src/shared/windows.js';
 
 const at = (iso: string): number => Date.parse(iso);
@@ -236,5 +238,22 @@ describe('openInterval against the wall clock, through a year', () => {
       }
     }
     expect(checked).toBeGreaterThan(7000);
+  });
+});
+
+describe('upshift status --watch', () => {
+  it('shows the targets waiting for a window and the next opening, and prints a line when they change', () => {
+    const s = {
+      id: 'nightly', state: 'running', operation: 'tallyfy.updateRun', name: '', total: 10, upgraded: 4, skipped: 0, failed: 0,
+      wouldUpgrade: 0, wouldSkip: 0, wouldFail: 0, dryRun: false, pending: 6, active: 0, retries: 0, conflicts: 0, reclaimed: 0,
+      retryAfterWaits: 0, retryAfterWaitMs: 0, pausedReason: undefined, cancelReason: undefined, undoCampaign: undefined,
+      undoOf: undefined, undoError: undefined, rolloutStep: undefined, rolloutSteps: undefined, rolloutLimit: undefined,
+      breach: undefined, createdAt: undefined, updatedAt: undefined, finishedAt: undefined, reasons: {},
+      waitingForWindow: 6, nextWindowAt: at('2026-03-14T12:30:00Z'),
+    } satisfies CampaignStatus;
+    const frame = renderFrame(s, { ratePerS: undefined, etaMs: undefined }, { columns: 120, color: false });
+    expect(frame.at(-1)).toBe('6 targets waiting for a maintenance window; next window opens 2026-03-14T12:30:00.000Z');
+    expect(renderPlainLine(s, { ratePerS: undefined, etaMs: undefined })).toContain('waitingForWindow=6 nextWindowAt=2026-03-14T12:30:00.000Z');
+    expect(changeKey({ ...s, waitingForWindow: 3 })).not.toBe(changeKey(s));
   });
 });
