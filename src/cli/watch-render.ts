@@ -81,7 +81,14 @@ function waitingNote(s: CampaignStatus): string | undefined {
     return `paused (${why}); continue with: upshift resume ${s.id}`;
   }
   if (s.state === 'gated') return `waiting at a manual gate; open the next step with: upshift promote ${s.id}`;
+  if (s.state === 'running' && (s.waitingForWindow ?? 0) > 0) return windowNote(s);
   return undefined;
+}
+
+/** Maintenance windows: how many targets wait for theirs, and when the next opens. */
+function windowNote(s: CampaignStatus): string {
+  const next = s.nextWindowAt === undefined ? '' : `; next window opens ${new Date(s.nextWindowAt).toISOString()}`;
+  return `${s.waitingForWindow} targets waiting for a maintenance window${next}`;
 }
 
 export interface TtyFrameOptions {
@@ -160,6 +167,10 @@ export function renderPlainLine(status: CampaignStatus, p: Progress): string {
   ];
   if (s.rolloutStep !== undefined && s.rolloutSteps !== undefined) fields.push(`step=${s.rolloutStep + 1}/${s.rolloutSteps}`);
   if (s.state === 'paused' && s.pausedReason) fields.push(`paused=${s.pausedReason}`);
+  if ((s.waitingForWindow ?? 0) > 0) {
+    fields.push(`waitingForWindow=${s.waitingForWindow}`);
+    if (s.nextWindowAt !== undefined) fields.push(`nextWindowAt=${new Date(s.nextWindowAt).toISOString()}`);
+  }
   const reasons = sortedReasons(s);
   if (reasons.length > 0) fields.push(`reasons=${reasons.map(([code, n]) => `${code}:${n}`).join(',')}`);
   return fields.join(' ');
@@ -198,6 +209,8 @@ export function changeKey(s: CampaignStatus): string {
     s.pausedReason ?? '',
     s.rolloutStep ?? -1,
     sortedReasons(s),
+    s.waitingForWindow ?? 0,
+    s.nextWindowAt ?? 0,
   ]);
 }
 

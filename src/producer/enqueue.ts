@@ -3,6 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { RedisClient } from '../shared/redis.js';
 import { discoverCampaign } from './discover.js';
 import { campaignMeta, GroupTable } from './groups.js';
+import { storeWindows } from '../shared/window-store.js';
 import {
   campaignKeys,
   CatalogueError,
@@ -183,6 +184,7 @@ async function stageAndCommit(
     }
     await flush();
     await redis.hset(keys.meta, campaignMeta(stored, opts.retentionMs));
+    if (stored.schedule !== undefined) await storeWindows(redis, keys.win, stored.schedule, groups.zones);
     const { rollout } = stored;
     if (rollout !== undefined && total > 0) {
       const planned = groups.steps.size > 0 ? await plannedSteps(redis, prefix, campaignId, rollout, groups) : rolloutPlan(rollout, [], total);
@@ -289,7 +291,7 @@ export async function discardStaging(redis: RedisClient, prefix: string, campaig
   const fields = await redis.hkeys(keys.groups);
   const lists = fields.filter((f) => /^\d+$/.test(f)).map((gid) => keys.group(Number(gid)));
   for (let i = 0; i < lists.length; i += DEFAULTS.discardUnlinkBatch) await redis.unlink(...lists.slice(i, i + DEFAULTS.discardUnlinkBatch));
-  await redis.unlink(keys.groups, keys.meta, keys.seen);
+  await redis.unlink(keys.groups, keys.meta, keys.seen, keys.win);
   await redis.zrem(schedulerKeys(prefix).staging, campaignId);
 }
 

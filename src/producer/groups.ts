@@ -11,6 +11,7 @@ import {
   type CampaignSpec,
   type Target,
 } from '../shared/index.js';
+import { TARGET_ZONE, zoneOf } from '../shared/windows.js';
 
 /**
  * What the scheduler scripts read from a campaign's meta hash (`<p>:campaign:<id>:meta`): its
@@ -25,6 +26,9 @@ export function campaignMeta(spec: CampaignSpec, retentionMs = DEFAULTS.retentio
     retentionMs,
     // Which webhook events the scheduler scripts record, and for whom (scripts/includes/notify.lua).
     ...(spec.notify !== undefined && spec.notify.length > 0 ? { notify: JSON.stringify(spec.notify) } : {}),
+    // Maintenance windows: the one zone of every group, or '*' (each group's is `z:<gid>` in
+    // :groups). Absent, dispatch does no window check at all (includes/dispatch.lua).
+    ...(spec.schedule === undefined ? {} : { sched: TARGET_ZONE.test(spec.schedule.timezone) ? '*' : spec.schedule.timezone }),
   };
 }
 
@@ -46,6 +50,14 @@ export class GroupTable {
    */
   private readonly stepOf: ((target: Target) => string) | undefined;
   readonly steps = new Map<number, string>();
+  /**
+   * With a schedule whose zone is a target field (`${target.tz}`), a group's targets also share
+   * their zone, kept as `z:<gid>`: dispatch looks up the zone's window by it. A fixed zone is
+   * the campaign's (`:meta` `sched`) and numbers no group of its own.
+   */
+  private readonly zoneOf: ((target: Target, source: string, line: number) => string) | undefined;
+  /** The zones of the groups numbered or loaded (with a fixed zone: that one). */
+  readonly zones = new Set<string>();
 
   constructor(spec: CampaignSpec & { readonly id: string }) {
     const connectionName = spec.connection.name;
@@ -64,6 +76,18 @@ export class GroupTable {
     if (rollout?.steps.some((s) => typeof s === 'object' && 'where' in s)) {
       this.stepOf = (target) => String(cohortOf(rollout, target) ?? 'r');
     }
+    const schedule = spec.schedule;
+    if (schedule !== undefined) {
+      if (TARGET_ZONE.test(schedule.timezone)) {
+        this.zoneOf = (target, source, line) => {
+          const z = zoneOf(schedule, target);
+          if ('error' in z) throw new InputError(source, z.error, { line, field: z.field });
+          return z.zone;
+        };
+      } else {
+        this.zones.add(schedule.timezone);
+      }
+    }
   }
 
   /** The table with the groups a campaign already has (a resumed discovery, a retry). */
@@ -73,8 +97,10 @@ export class GroupTable {
     for (const [field, value] of Object.entries(fields)) {
       if (!/^\d+$/.test(field)) continue;
       const step = fields[`s:${field}`];
+      const zone = fields[`z:${field}`];
       if (step !== undefined) table.steps.set(Number(field), step);
-      table.gids.set(step === undefined ? value : `${value}\n${step}`, Number(field));
+      if (zone !== undefined) table.zones.add(zone);
+      table.gids.set(identity(value, step, zone), Number(field));
     }
     return table;
   }
@@ -90,7 +116,8 @@ export class GroupTable {
   gidOf(target: Target, source: string, line: number): number {
     const json = this.resolve(target, source, line);
     const step = this.stepOf?.(target);
-    const key = step === undefined ? json : `${json}\n${step}`;
+    const zone = this.zoneOf?.(target, source, line);
+    const key = identity(json, step, zone);
     let gid = this.gids.get(key);
     if (gid === undefined) {
       gid = this.gids.size;
@@ -100,6 +127,10 @@ export class GroupTable {
         this.steps.set(gid, step);
         this.unsaved.push(`s:${gid}`, step);
       }
+      if (zone !== undefined) {
+        this.zones.add(zone);
+        this.unsaved.push(`z:${gid}`, zone);
+      }
     }
     return gid;
   }
@@ -108,7 +139,8 @@ export class GroupTable {
   find(target: Target): number | undefined {
     const json = this.resolve(target, 'targets', 0);
     const step = this.stepOf?.(target);
-    return this.gids.get(step === undefined ? json : `${json}\n${step}`);
+    const zone = this.zoneOf?.(target, 'targets', 0);
+    return this.gids.get(identity(json, step, zone));
   }
 
   /** Writes the groups numbered since the last save (before any target of theirs is staged). */
@@ -127,4 +159,9 @@ export class GroupTable {
       throw new InputError(source, `limit key ${err.message}`, { line, field: `limits[${err.limitIndex}].key` });
     }
   }
+}
+
+/** A group's identity: its resolved limits, and its cohort step and zone when the campaign has them. */
+function identity(json: string, step: string | undefined, zone: string | undefined): string {
+  return `${json}${step === undefined ? '' : `\n${step}`}${zone === undefined ? '' : `\nz:${zone}`}`;
 }

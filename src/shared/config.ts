@@ -188,7 +188,23 @@ export const DEFAULTS = Object.freeze({
   adaptiveBestDriftCalls: 200,
   /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */
   adaptiveIdleMs: 24 * 3_600_000,
+  /**
+   * Maintenance windows: added to Redis's clock wherever a window is judged (dispatch, and the
+   * intervals the producer and workers compute), so tests and drills can put a deployment in any
+   * week without waiting for it. 0 in production. Every process of a deployment must have the
+   * same (`UPSHIFT_WINDOW_CLOCK_OFFSET_MS`, read by `windowClockOffsetMs`).
+   */
+  windowClockOffsetMs: 0,
 });
+
+/** The window clock's offset (`DEFAULTS.windowClockOffsetMs`) from `UPSHIFT_WINDOW_CLOCK_OFFSET_MS`. */
+export function windowClockOffsetMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.UPSHIFT_WINDOW_CLOCK_OFFSET_MS;
+  if (raw === undefined || raw === '') return DEFAULTS.windowClockOffsetMs;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n)) throw new InputError('environment', 'must be a whole number of ms', { field: 'UPSHIFT_WINDOW_CLOCK_OFFSET_MS' });
+  return n;
+}
 
 const envSchema = z.object({
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default(DEFAULTS.redisUrl),

@@ -26,7 +26,8 @@ export interface CampaignKeys {
   /**
    * Hash: the campaign's meta. Written by the producer before commit (`conn` connection id, `tk`
    * target key fields, `retentionMs`, a rollout's `rollout`/`minSamples`/`gate`/`maxFailureRatio`/`onBreach`,
-   * `notify`: the spec's `notify` as JSON when it has one); the scheduler's `seq` (holder
+   * `notify`: the spec's `notify` as JSON when it has one; `sched`: with a schedule, its one zone
+   * or `*`, each group's own `z:<gid>` in `groups`); the scheduler's `seq` (holder
    * counter), `capgid` (groups in the capacity records), and
    * `ev:undo-started` (that event was recorded).
    */
@@ -41,6 +42,8 @@ export interface CampaignKeys {
   readonly notify: string;
   /** Hash: target key -> attempts made, `ra:<target key>` -> Retry-After waits. */
   readonly attempts: string;
+  /** Hash: maintenance windows, zone -> `<from>|<until>` (ms, window clock): the zone's open or next interval (windows.ts). */
+  readonly win: string;
   readonly ready: string;
   readonly gstate: string;
   /** Set: target keys seen while staging (dedup); deleted at commit. */
@@ -62,6 +65,7 @@ export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
     notify: `${base}:notify`,
     group: (gid) => `${base}:g:${gid}`,
     attempts: `${base}:attempts`,
+    win: `${base}:win`,
     ready: `${base}:ready`,
     gstate: `${base}:gstate`,
     seen: `${base}:seen`,

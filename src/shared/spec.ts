@@ -5,6 +5,7 @@ import { DEFAULTS } from './config.js';
 import { limitSchema, MAX_LIMITS } from './limits.js';
 import { isWellFormed } from './operations/common.js';
 import { operationFor, operationSchema as operationSchemaFromTable, type OperationModule, type Target } from './operations/index.js';
+import { scheduleSchema } from './windows.js';
 
 /**
  * The campaign spec: the public contract of the producer (documented in README.md).
@@ -113,6 +114,8 @@ const specSchema = z.strictObject({
   /** Keep, in each target's outcome record, what `upshift undo` needs to put it back as it was. */
   undo: z.boolean().default(true),
   notify: notifySchema,
+  /** Maintenance windows: targets start only while their zone's clock is inside one (windows.ts). */
+  schedule: scheduleSchema.optional(),
   targets: z.union([z.array(z.unknown()), z.strictObject({ discover: discoverSchema })]).optional(),
 });
 

@@ -53,6 +53,13 @@ export interface CampaignStatus {
   /** What the connections registry changed in the spec (a limit clipped to its ceiling); absent when nothing. */
   readonly warnings?: readonly string[];
   /**
+   * Maintenance windows (spec `schedule`): targets waiting for their zone's window to open, and
+   * when the next window opens (ms, on the window clock: Redis's, unless a test offsets it).
+   * Absent until a target of the campaign first waited for a window.
+   */
+  readonly waitingForWindow?: number;
+  readonly nextWindowAt?: number;
+  /**
    * Its webhook deliveries counted (absent when it has none): `changes` grows with every change
    * to one (recorded, an attempt started or ended), so a reader fetches the list only then.
    */
@@ -142,6 +149,8 @@ export async function readStatus(redis: RedisClient, prefix: string, id: string)
     ),
     ...(h.warnings ? { warnings: JSON.parse(h.warnings) as string[] } : {}),
     ...(num(h.notifyTotal) > 0 ? { notifications: notificationCounts(h) } : {}),
+    ...(h.waitingForWindow === undefined ? {} : { waitingForWindow: num(h.waitingForWindow) }),
+    ...(h.nextWindowAt === undefined ? {} : { nextWindowAt: Number(h.nextWindowAt) }),
   };
 }
 

@@ -13,6 +13,8 @@ export class Dispatcher {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
+  /** Window refreshes in a row with nothing else done: a guard against a refresh that does not take. */
+  private refreshes = 0;
 
   constructor(
     private readonly scripts: Scripts,
@@ -20,6 +22,8 @@ export class Dispatcher {
     private readonly log: Logger,
     private readonly batch: number,
     private readonly leaseMs: number,
+    /** Computes and stores maintenance-window zones a step found passed (window-store.ts `refreshWindows`). */
+    private readonly refreshWindows?: (stale: DispatchResult['staleWindows'], redisNowMs: number) => Promise<void>,
   ) {}
 
   trigger(): void {
@@ -72,6 +76,20 @@ export class Dispatcher {
     }
     if (r.reclaimed > 0) this.log.info({ reclaimed: r.reclaimed }, 'expired leases reclaimed; targets requeued');
     if (r.nextWakeMs !== null) this.wakeAt(r.nextWakeMs - r.nowMs);
+    if (r.staleWindows.length > 0 && this.refreshWindows !== undefined) {
+      // The step parked those zones' groups as due now: once their next interval is stored, the
+      // next step parks them at their opening (or runs them), so the refresh is followed by one.
+      try {
+        await this.refreshWindows(r.staleWindows, r.nowMs);
+        if (++this.refreshes <= 3) this.trigger();
+        else this.wakeAt(Math.min(1000, this.leaseMs));
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'maintenance window refresh failed; retrying');
+        this.wakeAt(Math.min(1000, this.leaseMs));
+      }
+    } else {
+      this.refreshes = 0;
+    }
     if (r.picks.length === this.batch) this.trigger();
   }
 

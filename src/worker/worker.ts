@@ -23,6 +23,7 @@ import { Archiver } from './archiver.js';
 import { BreachUndo } from './breach-undo.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
+import { refreshWindows } from '../shared/window-store.js';
 import { LeaseKeeper } from './leases.js';
 import { Notifier } from './notifier.js';
 import { serveMetrics, WorkerMetrics } from './metrics/index.js';
@@ -101,7 +102,9 @@ export async function startWorker(
   await wakeLegacyBlocked(redis, config.prefix, scripts, log);
   const queue = new Queue<TargetJobData>(TARGET_QUEUE, { connection: redis, prefix: config.prefix });
   const leases = new LeaseKeeper(scripts, log, id, opts.concurrency, opts.leaseMs);
-  const dispatcher = new Dispatcher(scripts, queue, log, opts.dispatchBatch, opts.leaseMs);
+  const dispatcher = new Dispatcher(scripts, queue, log, opts.dispatchBatch, opts.leaseMs, (stale, nowMs) =>
+    refreshWindows(redis, config.prefix, scripts, stale, nowMs),
+  );
   const http = new HttpClient();
   const channel = eventsChannel(config.prefix);
   const pauses = new PauseBoard((connection) => scripts.pauseOf(connection), opts.pauseGateMs);

@@ -33,6 +33,7 @@ function formatStatus(status: CampaignStatus): string {
       (step, n) =>
         `  ${stepMark(s, n)} step ${n + 1}/${s.steps!.length} ${step.cohort}: ${step.targets} targets, upgraded ${step.upgraded}, skipped ${step.skipped}, failed ${step.failed} (failure ratio ${step.failureRatio})`,
     ),
+    ...(s.waitingForWindow ? [`  waiting for a maintenance window: ${s.waitingForWindow} targets${s.nextWindowAt === undefined ? '' : `; next window opens ${new Date(s.nextWindowAt).toISOString()}`}`] : []),
     ...(s.pausedReason ? [`  paused: ${s.pausedReason}${s.breach?.step === undefined ? '' : ` (step ${s.breach.step + 1})`}`] : []),
     ...(s.cancelReason ? [`  cancelled: ${s.cancelReason}`] : []),
     ...(s.undoCampaign ? [`  undone by campaign ${s.undoCampaign}`] : []),

@@ -101,6 +101,8 @@ export const campaignStatus = z.object({
     .object({ total: count, delivered: count, failed: count, pending: count, changes: count.describe('grows with every change to a delivery: read the list when it moved') })
     .optional()
     .describe('its webhook deliveries counted; absent when it has none'),
+  waitingForWindow: count.optional().describe('maintenance windows (spec schedule): targets waiting for their time zone\'s window to open'),
+  nextWindowAt: ms.describe('maintenance windows: when the next window of a waiting target opens (ms since the epoch)'),
 });
 
 export const campaignList = z.object({

@@ -39,6 +39,8 @@ export const CODES = Object.freeze({
   /** notifyEvent-1.lua: the event was recorded now / had been recorded before (or nobody asked for it). */
   RECORDED: 15,
   NOT_RECORDED: 16,
+  /** setWindows-1.lua: the maintenance-window intervals were stored. */
+  STORED: 17,
   // Refusals.
   NO_SUCH_CAMPAIGN: -1,
   /** The campaign's state forbids the action (which state, and why, is in the message). */

@@ -21,7 +21,11 @@
   Output:
     { now, nextWakeMs, reclaimed, holder1, entry1, holder2, entry2, ... }
     nextWakeMs: the earliest lease expiry, retry or delay still ahead (-1 when none): a worker
-    sets a timer for it, so nothing waits on polling. No code from the table.
+    sets a timer for it, so nothing waits on polling; now when the step spent all its looks
+    without filling its picks and ready groups remain. No code from the table.
+    reclaimed: a count, or '<count>\n<campaign>\t<zone>\n...' when maintenance-window zones
+    need their next interval computed (includes/windows.lua): the worker stores them
+    (setWindows-1.lua) and dispatches again.
 ]]
 -- @include "dispatch"
 

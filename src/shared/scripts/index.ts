@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RedisClient } from '../redis.js';
-import { DEFAULTS } from '../config.js';
+import { DEFAULTS, windowClockOffsetMs } from '../config.js';
 import { campaignKeys, schedulerKeys } from '../keys.js';
 import { CODES, codeName, type CodeName } from './codes.js';
 import { renderScript, type RenderedScript } from './loader.js';
@@ -80,6 +80,7 @@ const FILES = {
   notifyEvent: 'notifyEvent-1.lua',
   notifyClaim: 'notifyClaim-1.lua',
   notifyDone: 'notifyDone-1.lua',
+  setWindows: 'setWindows-1.lua',
 } as const;
 
 /** Scripts on a campaign's own slot: their one key is the campaign's, and they take no prefix. */
@@ -88,7 +89,7 @@ const CAMPAIGN_FILES = {
 } as const;
 
 /** The loops' bounds the `caps` include reads from ARGV[2] (includes/caps.lua). */
-const CAPS_JSON = JSON.stringify({
+const CAPS = {
   wakeCampaignsPerSlot: DEFAULTS.wakeCampaignsPerSlot,
   wakeGroupsPerCampaign: DEFAULTS.wakeGroupsPerCampaign,
   reclaimBatch: DEFAULTS.reclaimBatch,
@@ -101,7 +102,7 @@ const CAPS_JSON = JSON.stringify({
   adaptiveDecreaseFactor: DEFAULTS.adaptiveDecreaseFactor,
   adaptiveBestDriftCalls: DEFAULTS.adaptiveBestDriftCalls,
   adaptiveIdleMs: DEFAULTS.adaptiveIdleMs,
-});
+};
 
 const rendered = new Map<string, RenderedScript>();
 function source(file: string): RenderedScript {
@@ -140,6 +141,8 @@ export interface DispatchResult {
   readonly nextWakeMs: number | null;
   readonly reclaimed: number;
   readonly picks: Pick[];
+  /** Maintenance-window zones whose stored interval has passed: the worker computes and stores the next (`setWindows`). */
+  readonly staleWindows: readonly { readonly campaignId: string; readonly zone: string }[];
 }
 
 export type ClaimResult =
@@ -268,6 +271,8 @@ export interface Scripts {
    * (`not-due`: another sender finished it, or has claimed a newer attempt: this result is stale).
    */
   notifyDone(member: string, attempt: number, outcome: NotifyOutcome, backoffMs: number, error: string, maxAgeMs: number): Promise<'delivered' | 'rescheduled' | 'gave-up' | 'not-due'>;
+  /** Stores maintenance-window intervals (`[zone, '<from>|<until>', ...]`); false when the campaign has ended or is gone. */
+  setWindows(campaignId: string, fields: readonly string[]): Promise<boolean>;
   /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
   pauseOf(connection: string): Promise<{ nowMs: number; untilMs: number }>;
   /** The pause end, or null when the lease was lost meanwhile. */
@@ -316,7 +321,12 @@ function dispatchResult(res: (number | string)[]): DispatchResult {
   const picks: Pick[] = [];
   for (let i = 3; i < res.length; i += 2) picks.push({ holder: String(res[i]), entry: String(res[i + 1]) });
   const next = Number(res[1]);
-  return { nowMs: Number(res[0]), nextWakeMs: next < 0 ? null : next, reclaimed: Number(res[2]), picks };
+  const [reclaimed, ...stale] = String(res[2]).split('\n');
+  const staleWindows = stale.map((s) => {
+    const tab = s.lastIndexOf('\t');
+    return { campaignId: s.slice(0, tab), zone: s.slice(tab + 1) };
+  });
+  return { nowMs: Number(res[0]), nextWakeMs: next < 0 ? null : next, reclaimed: Number(reclaimed), picks, staleWindows };
 }
 
 /** Registers the scripts on a connection (EVALSHA with a transparent EVAL fallback). */
@@ -326,6 +336,8 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
     redis.defineCommand(name, { lua: source(file).lua, numberOfKeys: Number(/-(\d+)\.lua$/.exec(file)![1]) });
   }
   const anchor = schedulerKeys(prefix).ring;
+  // Read when the scripts are loaded, so a test can set the window clock per deployment.
+  const CAPS_JSON = JSON.stringify({ ...CAPS, windowClockOffsetMs: windowClockOffsetMs() });
   const cmd = (name: keyof typeof FILES): Raw => {
     const fn = definedCommand(redis, name);
     const head = source(FILES[name]).includes.has('caps') ? [prefix, CAPS_JSON] : [prefix];
@@ -349,6 +361,7 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
   const notifyEvent = cmd('notifyEvent');
   const notifyClaim = cmd('notifyClaim');
   const notifyDone = cmd('notifyDone');
+  const setWindows = cmd('setWindows');
   const archive = definedCommand(redis, 'archive');
 
   return {
@@ -450,6 +463,9 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
     async notifyDone(member, attempt, outcome, backoffMs, error, maxAgeMs) {
       const code = Number(await notifyDone(member, outcome, Math.max(0, Math.round(backoffMs)), error, maxAgeMs, attempt));
       return code === CODES.DELIVERED ? 'delivered' : code === CODES.RESCHEDULED ? 'rescheduled' : code === CODES.GAVE_UP ? 'gave-up' : 'not-due';
+    },
+    async setWindows(campaignId, fields) {
+      return Number(await setWindows(campaignId, ...fields)) === CODES.STORED;
     },
     async pauseOf(connection) {
       const [nowMs, untilMs] = (await pauseOf(connection)) as [number, number];

@@ -183,6 +183,7 @@
     renderReasons(el, c.reasons || {});
     renderSteps(el, c);
     renderDeliveries(el, deliveries, c.notifications);
+    renderWindow(el, c);
 
     const allowed = {
       pause: c.state === 'running' || c.state === 'gated',
@@ -225,6 +226,16 @@
       li.textContent = `and ${full.length - MAX_KEYS_SHOWN} more`;
       ul.append(li);
     }
+  }
+
+  // Maintenance windows: targets waiting for their time zone's window, and when the next opens.
+  function renderWindow(el, c) {
+    const p = field(el, 'window');
+    const waiting = c.waitingForWindow || 0;
+    p.hidden = waiting === 0 || ENDED.has(c.state);
+    p.textContent = p.hidden
+      ? ''
+      : `${fmt(waiting)} targets waiting for a maintenance window${c.nextWindowAt === undefined ? '' : `; next window opens ${new Date(c.nextWindowAt).toLocaleString()}`}`;
   }
 
   // A staged rollout's steps, as `upshift status` prints them; the current one marked.

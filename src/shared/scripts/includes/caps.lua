@@ -4,7 +4,8 @@
   includes this as ARGV[2], JSON: wakeCampaignsPerSlot, wakeGroupsPerCampaign, reclaimBatch,
   wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
   tunables (adaptive.lua: adaptiveNearRatio, adaptiveRiseRatio, adaptiveSlackMs,
-  adaptiveDecreaseFactor, adaptiveBestDriftCalls, adaptiveIdleMs).
+  adaptiveDecreaseFactor, adaptiveBestDriftCalls, adaptiveIdleMs), and the maintenance windows'
+  clock offset (windows.lua: windowClockOffsetMs, 0 but in tests and drills).
   Provides: CAPS. Needs no include.
 ]]
 local CAPS = cjson.decode(ARGV[2])

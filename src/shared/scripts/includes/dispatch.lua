@@ -1,7 +1,7 @@
 --[[
   dispatch: the dispatch step, shared by dispatch-1.lua and finish-1.lua (a finished target's
   slot goes to the next one in the same call).
-  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive, steps.
+  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive, steps, windows.
 ]]
 -- @include "keys"
 -- @include "caps"
@@ -10,6 +10,7 @@
 -- @include "slots"
 -- @include "adaptive"
 -- @include "steps"
+-- @include "windows"
 
 -- Returns { now, nextWakeMs, reclaimed, holder, entry, ... }. `maintain` runs the housekeeping
 -- first (reclaim, due retries and delays) and reports the next due time; finish-1.lua leaves it
@@ -45,12 +46,20 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
       end
     end
 
-    -- 3. Groups whose rate window or Retry-After pause has passed.
+    -- 3. Groups whose rate window or Retry-After pause has passed, or whose maintenance
+    --    window opened ('z<n>', includes/windows.lua).
+    local opened = {}
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', S .. 'delayed', '-inf', now, 'LIMIT', 0, CAPS.wakeDueBatch)) do
       redis.call('ZREM', S .. 'delayed', m)
       local c, gid = string.match(m, '^(.*)|(%d+)$')
-      if redis.call('HGET', ck(c, 'gstate'), gid) == 'd' then make_ready(c, gid) end
+      local gs = redis.call('HGET', ck(c, 'gstate'), gid)
+      if gs == 'd' then make_ready(c, gid)
+      elseif gs and string.byte(gs) == 122 then
+        make_ready(c, gid)
+        opened[c] = true
+      end
     end
+    for c in pairs(opened) do window_next(c, now) end
 
   end
 
@@ -74,12 +83,14 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
       for j = 1, upto do wake_one(keys[j][1]) end
     end
 
-    local pausedUntil = pause_of(c)
+    local pausedUntil, _, sched = pause_of(c)
     if pausedUntil > now then
       redis.call('HSET', gstate, gid, 'd')
       redis.call('ZADD', S .. 'delayed', pausedUntil, tag)
       return nil
     end
+    -- Maintenance windows: only a campaign with a schedule pays for the check.
+    if sched and not window_gate(c, gid, sched, now, tag) then return nil end
 
     local limit = {}
     for i, k in ipairs(keys) do
@@ -193,6 +204,19 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
     end
     if running then back_on_ring(c) end
   end
+  -- The step spent every look it may take without filling its picks (groups parked for a
+  -- window, a later step, a delay) and campaigns with ready groups remain: it is due again at
+  -- once, so groups behind many parked ones are not left for some later event. Each look moved
+  -- a group out of a ready list, so this ends.
+  local more = picked < budget and looks >= budget * CAPS.dispatchLooksPerPick + CAPS.dispatchExtraLooks
+    and redis.call('LLEN', S .. 'ring') > 0
+  if more then out[2] = now end
+
+  -- Zones to recompute ride on the third element ('<reclaimed>\n<c>\t<zone>\n...'), so the
+  -- layout finish-1.lua reads (the first pick at 4 and 5) is the same with or without them.
+  local stale = {}
+  for k in pairs(WINDOW_STALE) do stale[#stale + 1] = k end
+  if #stale > 0 then out[3] = reclaimed .. '\n' .. table.concat(stale, '\n') end
 
   if maintain then
     local nextWake = -1
@@ -203,7 +227,7 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
         if nextWake < 0 or at < nextWake then nextWake = at end
       end
     end
-    out[2] = nextWake
+    out[2] = more and now or nextWake
   end
   return out
 end

@@ -1,6 +1,7 @@
 --[[
   groups: where a campaign's groups wait to run, and the ring of campaigns with ready groups.
-  Provides: group_keys, ring_push, back_on_ring, make_ready, ensure_scheduled, wait_on.
+  Provides: group_keys, ring_push, back_on_ring, unpark_window, make_ready, ensure_scheduled,
+  wait_on.
   Needs: keys.
 ]]
 -- @include "keys"
@@ -24,19 +25,41 @@ local function back_on_ring(c)
   if redis.call('LLEN', ck(c, 'ready')) > 0 then ring_push(c) end
 end
 
+-- A group leaves its wait for a maintenance window (gstate 'z<n>', includes/windows.lua): the
+-- n targets it was counted with leave the status hash's waitingForWindow.
+local function unpark_window(c, was)
+  if not was or string.byte(was) ~= 122 then return end
+  local status = ck(c, 'status')
+  if redis.call('HINCRBY', status, 'waitingForWindow', -tonumber(string.sub(was, 2))) <= 0 then
+    redis.call('HSET', status, 'waitingForWindow', 0)
+    redis.call('HDEL', status, 'nextWindowAt')
+  end
+end
+
 -- Puts a group in its campaign's ready list (and the campaign on the ring), from whatever it
 -- waited in: blocked, delayed or idle. A group already ready is left where it is.
 local function make_ready(c, gid)
   local gstate = ck(c, 'gstate')
-  if redis.call('HGET', gstate, gid) == 'r' then return end
+  local was = redis.call('HGET', gstate, gid)
+  if was == 'r' then return end
+  unpark_window(c, was)
   redis.call('HSET', gstate, gid, 'r')
   redis.call('RPUSH', ck(c, 'ready'), gid)
   ring_push(c)
 end
 
 -- A group that still has pending entries but is in no structure gets put somewhere.
+-- Its one caller (requeue, slots.lua) has just pushed one entry back: in a group waiting for
+-- its maintenance window ('z<n>'), that entry is counted with the group's.
 local function ensure_scheduled(c, gid, wakeAt, now)
-  if redis.call('HEXISTS', ck(c, 'gstate'), gid) == 1 then return end
+  local was = redis.call('HGET', ck(c, 'gstate'), gid)
+  if was then
+    if string.byte(was) == 122 then
+      redis.call('HSET', ck(c, 'gstate'), gid, 'z' .. (tonumber(string.sub(was, 2)) + 1))
+      redis.call('HINCRBY', ck(c, 'status'), 'waitingForWindow', 1)
+    end
+    return
+  end
   if wakeAt > now then
     redis.call('HSET', ck(c, 'gstate'), gid, 'd')
     redis.call('ZADD', S .. 'delayed', wakeAt, c .. '|' .. gid)

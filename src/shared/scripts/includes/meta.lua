@@ -49,10 +49,11 @@ local function next_seq(c)
 end
 
 -- When the Retry-After pause on the campaign's connection ends (0: never paused; paused only
--- while it is ahead of now), and the connection.
+-- while it is ahead of now), the connection, and the campaign's window zone ('sched': its one
+-- zone, '*' for each group's own, false without a schedule), read in the same command.
 local function pause_of(c)
-  local conn = meta_get(c, 'conn')[1]
-  return tonumber(redis.call('HGET', S .. 'pause', conn) or '0'), conn
+  local m = meta_get(c, 'conn', 'sched')
+  return tonumber(redis.call('HGET', S .. 'pause', m[1]) or '0'), m[1], m[2]
 end
 
 -- A target's key from its JSON, as the operation's `targetKey` computes it: the id field, and

@@ -1,0 +1,85 @@
+--[[
+  windows: maintenance windows (README, "Maintenance windows"). Lua has no time-zone database, so
+  the producer and the workers compute each zone's open interval (src/shared/windows.ts) and
+  store it in <p>:campaign:<c>:win (zone -> '<from>|<until>', ms on the window clock); here it is
+  only compared with the window clock, Redis's TIME + CAPS.windowClockOffsetMs (0 but in tests
+  and drills), the same clock for every worker.
+  Provides: WINDOW_STALE, window_gate, window_next. Needs: keys, caps.
+]]
+-- @include "keys"
+-- @include "caps"
+
+-- '<c>\t<zone>' -> true: zones whose stored interval has passed (or is missing). The dispatch
+-- step returns them; the worker computes and stores their next interval (setWindows-1.lua) and
+-- dispatches again, so no script needs the time-zone rules and nothing polls.
+local WINDOW_STALE = {}
+
+-- Whether group `gid` of campaign `c` may start now. `sched`: the campaign's :meta 'sched' (its
+-- zone, or '*' for the group's own `z:<gid>` in :groups). When it may not, the group is moved
+-- out of the ready list: to <p>:sched:delayed scored at its zone's next opening (on Redis's
+-- clock, so the dispatcher's one timer for the next due time wakes it), gstate 'z<n>' with its
+-- n targets counted in the status hash's waitingForWindow; or, with a stale interval, due at
+-- once and reported in WINDOW_STALE.
+-- A group's zone and a zone's interval, read once per script call: a step looks at the same
+-- groups again and again as it picks (nothing in a call changes them).
+local window_zones, window_intervals = {}, {}
+
+local function window_gate(c, gid, sched, now, tag)
+  local zone = sched
+  if zone == '*' then
+    zone = window_zones[c .. '|' .. gid]
+    if zone == nil then
+      zone = redis.call('HGET', ck(c, 'groups'), 'z:' .. gid)
+      window_zones[c .. '|' .. gid] = zone
+    end
+  end
+  if not zone then return true end
+  local offset = CAPS.windowClockOffsetMs or 0
+  local wnow = now + offset
+  local iv = window_intervals[c .. '\t' .. zone]
+  if iv == nil then
+    local v = redis.call('HGET', ck(c, 'win'), zone)
+    local a, b = string.match(v or '', '^(%-?%d+)|(%-?%d+)$')
+    iv = a and { tonumber(a), tonumber(b) } or false
+    window_intervals[c .. '\t' .. zone] = iv
+  end
+  local from, till = iv and iv[1], iv and iv[2]
+  if not till or wnow >= till then
+    WINDOW_STALE[c .. '\t' .. zone] = true
+    redis.call('HSET', ck(c, 'gstate'), gid, 'd')
+    redis.call('ZADD', S .. 'delayed', now, tag)
+    return false
+  end
+  if wnow >= from then return true end
+  local n = redis.call('LLEN', ck(c, 'g:' .. gid))
+  if n == 0 then
+    redis.call('HDEL', ck(c, 'gstate'), gid)
+    return false
+  end
+  local status = ck(c, 'status')
+  redis.call('HSET', ck(c, 'gstate'), gid, 'z' .. n)
+  redis.call('ZADD', S .. 'delayed', from - offset, tag)
+  redis.call('HINCRBY', status, 'waitingForWindow', n)
+  local next = tonumber(redis.call('HGET', status, 'nextWindowAt') or '0')
+  if next <= wnow or from < next then redis.call('HSET', status, 'nextWindowAt', from) end
+  return false
+end
+
+-- After groups of `c` woke at their window's opening: nextWindowAt becomes the earliest opening
+-- still ahead among the campaign's zones (each zone's stored interval is the one its waiting
+-- groups were parked for), or goes when nothing waits.
+local function window_next(c, now)
+  local status = ck(c, 'status')
+  if tonumber(redis.call('HGET', status, 'waitingForWindow') or '0') <= 0 then
+    redis.call('HDEL', status, 'nextWindowAt')
+    return
+  end
+  local wnow = now + (CAPS.windowClockOffsetMs or 0)
+  local best
+  local all = redis.call('HGETALL', ck(c, 'win'))
+  for i = 2, #all, 2 do
+    local from = tonumber(string.match(all[i], '^(%-?%d+)|'))
+    if from and from > wnow and (not best or from < best) then best = from end
+  end
+  if best then redis.call('HSET', status, 'nextWindowAt', best) else redis.call('HDEL', status, 'nextWindowAt') end
+end
