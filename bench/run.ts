@@ -38,6 +38,7 @@ import { cli, spawnUntil, stop, type BenchContext, type Scenario } from './helpe
 import { adaptive } from './scenarios/adaptive.js';
 import { conflicts } from './scenarios/conflicts.js';
 import { enqueue } from './scenarios/enqueue.js';
+import { handover } from './scenarios/handover.js';
 import { limits } from './scenarios/limits.js';
 import { retryafter } from './scenarios/retryafter.js';
 import { scaleout } from './scenarios/scaleout.js';
@@ -46,7 +47,7 @@ import { undo } from './scenarios/undo.js';
 import { wakeup } from './scenarios/wakeup.js';
 
 /** In the order they run and print; the shared-sandbox ones come first (it is stopped after them). */
-const SCENARIOS: readonly Scenario[] = [throughput, enqueue, limits, wakeup, scaleout, conflicts, retryafter, undo, adaptive];
+const SCENARIOS: readonly Scenario[] = [throughput, enqueue, limits, wakeup, scaleout, handover, conflicts, retryafter, undo, adaptive];
 
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null;
 const enabled = (s: Scenario): boolean => ONLY === null || ONLY.has(s.name);
