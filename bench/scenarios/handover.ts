@@ -60,6 +60,8 @@ interface HandoverRun {
   gapP99Ms: number | null;
   /** Mean time the sandbox held a bottleneck call (latency plus timer lateness), ms. */
   callMeanMs: number | null;
+  /** The enqueue itself (stage and commit of every target), inside the makespan. */
+  enqueueMs: number;
   bottleneckFirstCallMs: number | null;
   bottleneckLastAnswerToCompletionMs: number | null;
   /** Targets added to BullMQ (the rest ran on the worker whose `finish` picked them). */
@@ -119,6 +121,7 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, roun
       targets,
       { redis, prefix, connections: benchConnections(sandbox.url) },
     );
+    const enqueueMs = Date.now() - t0;
     const done = await watch.wait(idealMs * 5 + 120_000, async () => describeStatuses([await readStatus(redis, prefix, id)]));
     const endAt = done.get(id)!;
     const makespanMs = endAt - t0;
@@ -166,6 +169,7 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, roun
       gapP90Ms: gaps.length ? percentile(gaps, 90) : null,
       gapP99Ms: gaps.length ? percentile(gaps, 99) : null,
       callMeanMs: held.length ? round2(held.reduce((a, b) => a + b, 0) / held.length) : null,
+      enqueueMs,
       bottleneckFirstCallMs: starts.length ? starts[0]! - t0 : null,
       bottleneckLastAnswerToCompletionMs: ends.length ? endAt - ends.at(-1)! : null,
       bullmqAdded,

@@ -42,6 +42,8 @@ interface Window {
   targets: number;
   sandboxMaxInFlight: number;
   failed: number;
+  redisScriptsPerOutcome: number;
+  redisScriptMsPerCall: number | null;
 }
 
 /** One campaign of `n` targets on `processes` fresh workers, measured over the steady-state window. */
@@ -60,6 +62,10 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       workers.push(await spawnWorker(SCALE_WORKER_CONCURRENCY, { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) }));
     }
     const t0 = Date.now();
+    const scripts = async (): Promise<[number, number]> => {
+      const m = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(await redis.info('commandstats'));
+      return [Number(m?.[1] ?? 0), Number(m?.[2] ?? 0)];
+    };
     await enqueueCampaign(
       { id, connection: { baseUrl: sandbox.url, credentialRef: 'BENCH_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId } },
       users.map((userId) => ({ userId })),
@@ -86,6 +92,7 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       return b.at - samples[a]!.at >= spanMs ? (b.done - samples[a]!.done) / (b.at - samples[a]!.at) : undefined;
     };
     let first: { at: number; done: number } | undefined;
+    let scriptsAtFirst: [number, number] = [0, 0];
     let until = Infinity;
     let last = samples[0]!;
     let ranOut = false;
@@ -113,6 +120,7 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
         const steady = now !== undefined && before !== undefined && before > 0 && Math.abs(now / before - 1) <= STEADY_TOLERANCE;
         if (steady || s.at >= maxFrom) {
           first = s;
+          scriptsAtFirst = await scripts();
           until = s.at + windowS * 1000;
         }
       }
@@ -122,6 +130,10 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       throw new Error(`scaleout ${tag}: the campaign ran out of targets before a steady-state window (${n} targets): ${describeStatuses([await readStatus(redis, prefix, id)])}`);
     }
     const windowMs = last.at - first.at;
+    const [calls, usec] = await scripts();
+    // Scripts per outcome in the window: 1 when each finish picks and claims the next target
+    // itself; a target through BullMQ adds its add, move and claim scripts. Diagnosis.
+    const scriptCalls = calls - scriptsAtFirst[0];
     return {
       targetsPerS: Math.round(((last.done - first.done) * 1000) / windowMs),
       windowS: round2(windowMs / 1000),
@@ -132,6 +144,8 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       targets: n,
       sandboxMaxInFlight: sandbox.stats().maxInFlight,
       failed: last.failed,
+      redisScriptsPerOutcome: round2(scriptCalls / Math.max(1, last.done - first.done)),
+      redisScriptMsPerCall: scriptCalls > 0 ? round2((usec - scriptsAtFirst[1]) / scriptCalls / 1000) : null,
     };
   } finally {
     for (const w of workers) await stop(w.proc);
