@@ -3,7 +3,11 @@
  * tenants (target k's share 1/(k+1)), each tenant limited to 2 calls at once, sandbox at 20 ms,
  * 3 worker processes x 50: the makespan against the ideal the bottleneck tenant allows (its
  * targets x 20 ms / 2), on the machine as it is ("quiet") and again with BENCH_HANDOVER_BURNERS
- * (default 2) busy-looping node processes beside it ("loaded").
+ * (default 2) busy-looping node processes beside it ("loaded"). Fresh worker processes spend
+ * their first seconds compiling and connecting (measured: a mean gap of 160 ms on the busy key
+ * in the first two seconds, 2 to 4 ms from the sixth on), which is start-up, not hand-over; so
+ * it runs once with fresh workers ("cold", as the issue measured) and again with workers that
+ * ran a warm-up campaign of BENCH_HANDOVER_WARMUP (default 1,000) targets on the same tenants first.
  *
  * Where the time goes is read from the sandbox's request log: on the bottleneck key, the k-th
  * call (k >= limit) takes the slot the (k - limit + 1)-th answer freed, so its gap is its arrival
@@ -28,6 +32,8 @@ const HO_WORKERS = 3;
 const HO_WORKER_CONCURRENCY = 50;
 const HO_BURNERS = Number(process.env.BENCH_HANDOVER_BURNERS ?? 2);
 const HO_CAL_CALLS = 100;
+/** Targets of the warm-up campaign run through the workers before a "warm" variant's measured one. */
+const HO_WARMUP = Number(process.env.BENCH_HANDOVER_WARMUP ?? 1000);
 
 /** `total` split over `keys` with Zipf weights 1/(k+1), rounded by largest remainder. */
 function zipfCounts(total: number, keys: number): number[] {
@@ -78,7 +84,7 @@ interface HandoverRun {
   failed: number;
 }
 
-async function runOnce(ctx: BenchContext, variant: string, burners: number, round: number): Promise<HandoverRun> {
+async function runOnce(ctx: BenchContext, variant: string, burners: number, warm: boolean, round: number): Promise<HandoverRun> {
   const { redis, redisUrl, env } = ctx;
   const prefix = `bench-handover-${round}`;
   const id = `handover-${round}`;
@@ -95,10 +101,16 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, roun
     for (let i = 0; i < counts[0]!; i++) {
       for (let k = 0; k < HO_TENANTS; k++) if (i < counts[k]! && (k === 0 || !process.env.BENCH_HANDOVER_ALONE)) targets.push({ userId: `t${k}-u${i}`, tenant: `t${k}` });
     }
+    // The warm-up campaign: the same tenants, evenly, on the same workers before the measured one.
+    const warmTargets = warm ? Array.from({ length: HO_WARMUP }, (_, i) => ({ userId: `t${i % HO_TENANTS}-w${i}`, tenant: `t${i % HO_TENANTS}` })) : [];
     sandbox.load({
       alloy: {
-        workflows: { 'wf-ho': { latestVersion: 2 }, 'wf-ho-cal': { latestVersion: 2 } },
-        installs: [...targets.map((t) => ({ workflowId: 'wf-ho', userId: t.userId, version: 1 })), ...calibrationInstalls('wf-ho-cal', HO_CAL_CALLS)],
+        workflows: { 'wf-ho': { latestVersion: 2 }, 'wf-ho-cal': { latestVersion: 2 }, 'wf-ho-warm': { latestVersion: 2 } },
+        installs: [
+          ...targets.map((t) => ({ workflowId: 'wf-ho', userId: t.userId, version: 1 })),
+          ...calibrationInstalls('wf-ho-cal', HO_CAL_CALLS),
+          ...warmTargets.map((t) => ({ workflowId: 'wf-ho-warm', userId: t.userId, version: 1 })),
+        ],
       },
     });
     for (let i = 0; i < burners; i++) load.push(burner());
@@ -107,6 +119,25 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, roun
     await dropPrefix(redis, prefix);
     for (let i = 0; i < HO_WORKERS; i++) {
       workers.push(await spawnWorker(HO_WORKER_CONCURRENCY, { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) }));
+    }
+    if (warm) {
+      const warmWatch = await watchCampaigns(redisUrl, prefix, [`${id}-warm`], 'completed');
+      try {
+        await enqueueCampaign(
+          {
+            id: `${id}-warm`,
+            connection: { baseUrl: sandbox.url, credentialRef: 'BENCH_ALLOY_KEY' },
+            operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-ho-warm' },
+            limits: [{ key: '${target.tenant}', concurrency: HO_LIMIT }],
+          },
+          warmTargets,
+          { redis, prefix, connections: benchConnections(sandbox.url) },
+        );
+        await warmWatch.wait(300_000);
+      } finally {
+        warmWatch.close();
+      }
+      sandbox.received!.splice(0);
     }
     watch = await watchCampaigns(redisUrl, prefix, [id], 'completed');
     await redis.config('RESETSTAT');
@@ -195,8 +226,8 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, roun
 
 async function run(ctx: BenchContext) {
   const counts = zipfCounts(HO_TARGETS, HO_TENANTS);
-  const runs: HandoverRun[] = [await runOnce(ctx, 'quiet', 0, 0)];
-  if (HO_BURNERS > 0) runs.push(await runOnce(ctx, 'loaded', HO_BURNERS, 1));
+  const runs: HandoverRun[] = [await runOnce(ctx, 'cold workers', 0, false, 0), await runOnce(ctx, 'warm workers', 0, true, 1)];
+  if (HO_BURNERS > 0) runs.push(await runOnce(ctx, 'warm workers, loaded', HO_BURNERS, true, 2));
   return {
     targets: HO_TARGETS,
     tenants: HO_TENANTS,
