@@ -19,6 +19,7 @@
  * BENCH_DEBUG=1 writes each run's request log to /tmp/handover-<variant>.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { readStatus } from '../../src/shared/index.js';
@@ -44,6 +45,16 @@ function zipfCounts(total: number, keys: number): number[] {
   const byRemainder = exact.map((x, k) => [x - Math.floor(x), k] as const).sort((a, b) => b[0] - a[0]);
   for (let i = 0, left = total - counts.reduce((a, b) => a + b, 0); left > 0; i++, left--) counts[byRemainder[i % keys]![1]]! += 1;
   return counts;
+}
+
+/** CPU time (user + system, ms) a live process has used, from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** A node process that keeps one core busy until stopped: the "loaded" variant's neighbour. */
@@ -75,6 +86,8 @@ interface HandoverRun {
   /** Of those, added after the last call on any other key (only the bottleneck key left). */
   bullmqAddedInTail: number | null;
   tailStartMs: number;
+  workersCpuMsPerTarget: number;
+  workersCoresBusy: number;
   redisScriptCalls: number;
   redisScriptMsPerCall: number | null;
   redisScriptBusy: number;
@@ -141,6 +154,7 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, warm
     }
     watch = await watchCampaigns(redisUrl, prefix, [id], 'completed');
     await redis.config('RESETSTAT');
+    const cpuBefore = workers.reduce((a, w) => a + cpuMs(w.proc.pid!), 0);
     const t0 = Date.now();
     await enqueueCampaign(
       {
@@ -155,6 +169,7 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, warm
     const enqueueMs = Date.now() - t0;
     const done = await watch.wait(idealMs * 5 + 120_000, async () => describeStatuses([await readStatus(redis, prefix, id)]));
     const endAt = done.get(id)!;
+    const workersCpuMs = workers.reduce((a, w) => a + cpuMs(w.proc.pid!), 0) - cpuBefore;
     const makespanMs = endAt - t0;
     const status = await readStatus(redis, prefix, id);
     // Redis's side of the hand-over: time inside scripts (finish, claim, dispatch, ...) per call.
@@ -206,6 +221,9 @@ async function runOnce(ctx: BenchContext, variant: string, burners: number, warm
       bullmqAdded,
       bullmqAddedInTail,
       tailStartMs: tailStart - t0,
+      // The three workers' CPU (user + system) during the run: per target, and as cores busy.
+      workersCpuMsPerTarget: round2(workersCpuMs / HO_TARGETS),
+      workersCoresBusy: round2(workersCpuMs / makespanMs),
       redisScriptCalls: scriptCalls,
       redisScriptMsPerCall: scriptCalls ? round2(scriptUsec / scriptCalls / 1000) : null,
       /** Share of the makespan Redis spent in scripts (one thread: the queue every hand-over waits in). */
