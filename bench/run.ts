@@ -30,7 +30,8 @@
  * stamped with the subset run's machine and date.
  * BENCH_CPU_PROF=<dir> writes the throughput workers' CPU profiles (`node --cpu-prof`) there;
  * `node dist/bench/profile.js <file.cpuprofile>` sums them up.
- * BENCH_DEBUG=1 prints the raw wake-up gaps and the limits bottleneck key's long spacings to stderr.
+ * BENCH_DEBUG=1 prints the raw wake-up gaps and the limits bottleneck key's long spacings to stderr,
+ * scaleout's outcome counts as it samples them, and writes handover's request logs to /tmp.
  *
  * Every scenario uses its own key prefix (UPSHIFT_PREFIX for its workers) and deletes its keys
  * when it ends; every process it starts is stopped before the next scenario.

@@ -29,8 +29,9 @@ const HO_TARGETS = Number(process.env.BENCH_HANDOVER_TARGETS ?? 3000);
 const HO_TENANTS = 20;
 const HO_LIMIT = 2;
 const HO_LATENCY_MS = 20;
-const HO_WORKERS = 3;
-const HO_WORKER_CONCURRENCY = 50;
+/** BENCH_HANDOVER_WORKERS (diagnosis): the same 150 slots over that many processes. */
+const HO_WORKERS = Number(process.env.BENCH_HANDOVER_WORKERS ?? 3);
+const HO_WORKER_CONCURRENCY = Math.round(150 / HO_WORKERS);
 const HO_BURNERS = Number(process.env.BENCH_HANDOVER_BURNERS ?? 2);
 const HO_CAL_CALLS = 100;
 /** Targets of the warm-up campaign run through the workers before a "warm" variant's measured one. */
