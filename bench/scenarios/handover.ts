@@ -19,11 +19,10 @@
  * BENCH_DEBUG=1 writes each run's request log to /tmp/handover-<variant>.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { readStatus } from '../../src/shared/index.js';
-import { barePerCall, benchConnections, benchConnectionsFile, calibrationInstalls, describeStatuses, dropPrefix, median, percentile, round2, spawnWorker, stop, watchCampaigns, type BenchContext, type CampaignWatch, type Child, type Scenario } from '../helpers.js';
+import { barePerCall, benchConnections, cpuMs, benchConnectionsFile, calibrationInstalls, describeStatuses, dropPrefix, median, percentile, round2, spawnWorker, stop, watchCampaigns, type BenchContext, type CampaignWatch, type Child, type Scenario } from '../helpers.js';
 
 const HO_TARGETS = Number(process.env.BENCH_HANDOVER_TARGETS ?? 3000);
 const HO_TENANTS = 20;
@@ -46,16 +45,6 @@ function zipfCounts(total: number, keys: number): number[] {
   const byRemainder = exact.map((x, k) => [x - Math.floor(x), k] as const).sort((a, b) => b[0] - a[0]);
   for (let i = 0, left = total - counts.reduce((a, b) => a + b, 0); left > 0; i++, left--) counts[byRemainder[i % keys]![1]]! += 1;
   return counts;
-}
-
-/** CPU time (user + system, ms) a live process has used, from /proc (Linux); NaN elsewhere. */
-function cpuMs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 /** A node process that keeps one core busy until stopped: the "loaded" variant's neighbour. */

@@ -10,10 +10,11 @@
  * ceiling what the same processes reach when the platform costs nothing. The ratio then says what
  * Upshift costs, not what two cores cost.
  */
+import { cpus } from 'node:os';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { campaignKeys, readStatus } from '../../src/shared/index.js';
-import { benchConnections, benchConnectionsFile, describeStatuses, dropPrefix, round2, spawnWorker, stop, type BenchContext, type Child, type Scenario } from '../helpers.js';
+import { benchConnections, benchConnectionsFile, cpuMs, describeStatuses, dropPrefix, round2, spawnWorker, stop, type BenchContext, type Child, type Scenario } from '../helpers.js';
 
 const SCALE_SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? 30);
 const SCALE_CEILING_SECONDS = Number(process.env.BENCH_SCALE_CEILING_SECONDS ?? 10);
@@ -42,6 +43,8 @@ interface Window {
   targets: number;
   sandboxMaxInFlight: number;
   failed: number;
+  /** CPU (workers + Redis + the sandbox's process) per outcome in the window, ms. */
+  cpuMsPerTarget: number;
   redisScriptsPerOutcome: number;
   redisScriptMsPerCall: number | null;
 }
@@ -62,6 +65,13 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       workers.push(await spawnWorker(SCALE_WORKER_CONCURRENCY, { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) }));
     }
     const t0 = Date.now();
+    // CPU used by the pipeline (the workers, Redis, and this process, which serves the sandbox).
+    const cpu = async (): Promise<number> => {
+      const info = await redis.info('cpu');
+      const redisS = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? NaN) + Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? NaN);
+      const own = process.cpuUsage();
+      return workers.reduce((a, w) => a + cpuMs(w.proc.pid!), 0) + redisS * 1000 + (own.user + own.system) / 1000;
+    };
     const scripts = async (): Promise<[number, number]> => {
       const m = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(await redis.info('commandstats'));
       return [Number(m?.[1] ?? 0), Number(m?.[2] ?? 0)];
@@ -93,6 +103,7 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
     };
     let first: { at: number; done: number } | undefined;
     let scriptsAtFirst: [number, number] = [0, 0];
+    let cpuAtFirst = 0;
     let until = Infinity;
     let last = samples[0]!;
     let ranOut = false;
@@ -121,6 +132,7 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
         if (steady || s.at >= maxFrom) {
           first = s;
           scriptsAtFirst = await scripts();
+          cpuAtFirst = await cpu();
           until = s.at + windowS * 1000;
         }
       }
@@ -131,6 +143,7 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
     }
     const windowMs = last.at - first.at;
     const [calls, usec] = await scripts();
+    const cpuInWindow = (await cpu()) - cpuAtFirst;
     // Scripts per outcome in the window: 1 when each finish picks and claims the next target
     // itself; a target through BullMQ adds its add, move and claim scripts. Diagnosis.
     const scriptCalls = calls - scriptsAtFirst[0];
@@ -144,6 +157,7 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       targets: n,
       sandboxMaxInFlight: sandbox.stats().maxInFlight,
       failed: last.failed,
+      cpuMsPerTarget: round2(cpuInWindow / Math.max(1, last.done - first.done)),
       redisScriptsPerOutcome: round2(scriptCalls / Math.max(1, last.done - first.done)),
       redisScriptMsPerCall: scriptCalls > 0 ? round2((usec - scriptsAtFirst[1]) / scriptCalls / 1000) : null,
     };
@@ -169,6 +183,13 @@ interface ScalePoint {
   ratio: number;
   ratioToBestBound: number;
   ratioToIdeal: number;
+  /**
+   * What the machine's cores would allow at the CPU the pipeline spent per target in this
+   * point's own window (cores x 1000 / ms per target): the ceiling of a machine with nothing
+   * else on it, which external load cannot lower (CPU time is counted per process).
+   */
+  cpuBoundTargetsPerS: number;
+  ratioToCpuBound: number;
 }
 
 async function run(ctx: BenchContext) {
@@ -186,6 +207,7 @@ async function run(ctx: BenchContext) {
     bestCeiling = Math.max(bestCeiling, ceiling.targetsPerS);
     const bound = Math.min(idealPerS, ceiling.targetsPerS);
     const bestBound = Math.min(idealPerS, bestCeiling);
+    const cpuBound = Math.round((cpus().length * 1000) / point.cpuMsPerTarget);
     points.push({
       processes,
       concurrency: SCALE_WORKER_CONCURRENCY,
@@ -199,6 +221,8 @@ async function run(ctx: BenchContext) {
       ratio: round2(point.targetsPerS / bound),
       ratioToBestBound: round2(point.targetsPerS / bestBound),
       ratioToIdeal: round2(point.targetsPerS / idealPerS),
+      cpuBoundTargetsPerS: cpuBound,
+      ratioToCpuBound: round2(point.targetsPerS / Math.min(idealPerS, cpuBound)),
     });
   }
   return {
@@ -219,6 +243,6 @@ export const scaleout: Scenario<Awaited<ReturnType<typeof run>>> = {
   rows: (so) =>
     so.points.map(
       (p) =>
-        `| scale-out, ${p.processes} worker process${p.processes > 1 ? 'es' : ''} x ${p.concurrency}, ${so.latencyMs} ms, steady state over ${p.point.windowS} s after ${p.point.warmupS} s${p.point.ranOut ? ' (ran out early)' : ''} (targets/s; ceiling at 0 ms, same processes: ${p.ceiling.targetsPerS}/s; vs min(ideal, best ceiling with <= ${p.processes}): ${p.ratioToBestBound}; vs ideal ${p.ratioToIdeal}; goal >= 0.9) | ${p.targetsPerS} | ${p.boundTargetsPerS} (${p.boundIs === 'ideal' ? `ideal ${p.processes} x ${p.concurrency} / ${so.latencyMs} ms` : `ceiling; ideal ${p.idealTargetsPerS}`}) | ${p.ratio} |`,
+        `| scale-out, ${p.processes} worker process${p.processes > 1 ? 'es' : ''} x ${p.concurrency}, ${so.latencyMs} ms, steady state over ${p.point.windowS} s after ${p.point.warmupS} s${p.point.ranOut ? ' (ran out early)' : ''} (targets/s; ceiling at 0 ms, same processes: ${p.ceiling.targetsPerS}/s; vs min(ideal, best ceiling with <= ${p.processes}): ${p.ratioToBestBound}; vs ideal ${p.ratioToIdeal}; CPU ${p.point.cpuMsPerTarget} ms a target, so min(ideal, cores' bound ${p.cpuBoundTargetsPerS}/s): ${p.ratioToCpuBound}; goal >= 0.9) | ${p.targetsPerS} | ${p.boundTargetsPerS} (${p.boundIs === 'ideal' ? `ideal ${p.processes} x ${p.concurrency} / ${so.latencyMs} ms` : `ceiling; ideal ${p.idealTargetsPerS}`}) | ${p.ratio} |`,
     ),
 };
