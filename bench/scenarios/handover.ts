@@ -2,12 +2,11 @@
  * handover: the hand-over on a busy key. 3,000 alloy targets of one campaign on 20 Zipf-skewed
  * tenants (target k's share 1/(k+1)), each tenant limited to 2 calls at once, sandbox at 20 ms,
  * 3 worker processes x 50: the makespan against the ideal the bottleneck tenant allows (its
- * targets x 20 ms / 2), on the machine as it is ("quiet") and again with BENCH_HANDOVER_BURNERS
- * (default 2) busy-looping node processes beside it ("loaded"). Fresh worker processes spend
- * their first seconds compiling and connecting (measured: a mean gap of 160 ms on the busy key
- * in the first two seconds, 2 to 4 ms from the sixth on), which is start-up, not hand-over; so
- * it runs once with fresh workers ("cold", as the issue measured) and again with workers that
- * ran a warm-up campaign of BENCH_HANDOVER_WARMUP (default 1,000) targets on the same tenants first.
+ * targets x 20 ms / 2). Three runs: fresh workers ("cold workers", the issue's shape), workers
+ * that first ran a warm-up campaign of BENCH_HANDOVER_WARMUP (default 1,000) targets on the same
+ * tenants ("warm workers": fresh processes add their compiling and first connections to the
+ * first seconds, which is start-up, not hand-over), and warm again with BENCH_HANDOVER_BURNERS
+ * (default 2, 0 skips it) busy-looping node processes beside it ("loaded").
  *
  * Where the time goes is read from the sandbox's request log: on the bottleneck key, the k-th
  * call (k >= limit) takes the slot the (k - limit + 1)-th answer freed, so its gap is its arrival
