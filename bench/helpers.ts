@@ -82,6 +82,16 @@ export function peakRssMb(pid: number): number {
   }
 }
 
+/** CPU time (user + system, ms) a live process has used, from /proc (Linux, 100 ticks/s); NaN elsewhere. */
+export function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 export interface Child {
   proc: ChildProcess;
   lines: AsyncIterable<string>;

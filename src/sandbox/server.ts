@@ -52,6 +52,8 @@ export interface ReceivedRequest {
   fault?: 'reset' | 'slow' | 'dropped';
   /** How long the answer was held back once decided: `latencyMs` (scaled over `capacity`) plus `slowMs` when slow; absent for a reset. */
   delayMs?: number;
+  /** `Date.now()` when the answer was written (after the latency wait); absent for a reset or a client gone first. */
+  answeredAt?: number;
 }
 
 export interface Sandbox {
@@ -155,6 +157,7 @@ export async function startSandbox(opts: Partial<SandboxOptions> = {}): Promise<
     if (delayMs > 0) await delayUnlessClosed(delayMs, res);
     if (!res.destroyed && !res.writableEnded) stats.status(reply.status);
     writeReply(res, reply);
+    if (!closed) record.answeredAt = Date.now();
   }
 
   const server = createServer((req, res) => {

@@ -77,6 +77,7 @@ describe('resetRate', () => {
     const [rec] = sb.received!;
     expect(rec).toMatchObject({ method: 'PUT', path: '/organizations/org-1/runs/run-1', body, fault: 'reset' });
     expect(rec!.status).toBeUndefined();
+    expect(rec!.answeredAt).toBeUndefined(); // nothing was written back
     const s = sb.stats();
     expect(s.faults).toEqual({ failed: 0, throttled: 0, conflicts: 0, resets: 1, slow: 0, droppedWrites: 0 });
     expect(s.byStatus).toEqual({});
@@ -87,6 +88,9 @@ describe('resetRate', () => {
     sb.configure({ resetRate: 0, throttleRate: 0, failRate: 0 });
     expect((await upgradeU1(sb)).status).toBe(200);
     expect(sb.stats()).toMatchObject({ requests: 2, inFlight: 0, byStatus: { '200': 1 } });
+    // An answered request says when its answer was written (the bench's hand-over gaps use it).
+    const answered = sb.received![1]!;
+    expect(answered.answeredAt).toBeGreaterThanOrEqual(answered.at);
   });
 
   it('resets about resetRate of requests, each one without a state change', async () => {
