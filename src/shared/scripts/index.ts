@@ -95,11 +95,15 @@ const CAPS_JSON = JSON.stringify({
   wakeDueBatch: DEFAULTS.wakeDueBatch,
   dispatchLooksPerPick: DEFAULTS.dispatchLooksPerPick,
   dispatchExtraLooks: DEFAULTS.dispatchExtraLooks,
-  adaptiveNearRatio: DEFAULTS.adaptiveNearRatio,
+  adaptiveLatencyCalls: DEFAULTS.adaptiveLatencyCalls,
+  adaptiveBaseDriftCalls: DEFAULTS.adaptiveBaseDriftCalls,
+  adaptiveHoldRatio: DEFAULTS.adaptiveHoldRatio,
   adaptiveRiseRatio: DEFAULTS.adaptiveRiseRatio,
   adaptiveSlackMs: DEFAULTS.adaptiveSlackMs,
+  adaptiveRoundMinCalls: DEFAULTS.adaptiveRoundMinCalls,
+  adaptiveRiseDecreaseFactor: DEFAULTS.adaptiveRiseDecreaseFactor,
   adaptiveDecreaseFactor: DEFAULTS.adaptiveDecreaseFactor,
-  adaptiveBestDriftCalls: DEFAULTS.adaptiveBestDriftCalls,
+  adaptiveSlowStartFactor: DEFAULTS.adaptiveSlowStartFactor,
   adaptiveIdleMs: DEFAULTS.adaptiveIdleMs,
 });
 

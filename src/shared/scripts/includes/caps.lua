@@ -3,8 +3,9 @@
   much is due (DEFAULTS in src/shared/config.ts; the loader passes them to every script that
   includes this as ARGV[2], JSON: wakeCampaignsPerSlot, wakeGroupsPerCampaign, reclaimBatch,
   wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
-  tunables (adaptive.lua: adaptiveNearRatio, adaptiveRiseRatio, adaptiveSlackMs,
-  adaptiveDecreaseFactor, adaptiveBestDriftCalls, adaptiveIdleMs).
+  tunables (adaptive.lua: adaptiveLatencyCalls, adaptiveBaseDriftCalls, adaptiveHoldRatio,
+  adaptiveRiseRatio, adaptiveSlackMs, adaptiveDecreaseFactor, adaptiveSlowStartGain,
+  adaptiveIdleMs).
   Provides: CAPS. Needs no include.
 ]]
 local CAPS = cjson.decode(ARGV[2])
