@@ -127,7 +127,7 @@ async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, in
       if (sampling) return;
       sampling = true;
       void redis
-        .hmget(schedulerKeys(prefix).adapt(KEY), 'c', 'avg', 'base', 'ss')
+        .hmget(schedulerKeys(prefix).adapt(KEY), 'c', 'min', 'base', 'ss')
         .then(([c, avg, base, ss]) => {
           const figure = c === null ? null : Math.floor(Number(c));
           const now = Date.now();
@@ -150,7 +150,7 @@ async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, in
           }
           if (trace && now - lastTrace >= 100) {
             lastTrace = now;
-            process.stderr.write(`${v.name} t=${now - t0} c=${c === null ? '-' : Number(c).toFixed(1)} avg=${avg === null ? '-' : Number(avg).toFixed(1)} base=${base === null ? '-' : Number(base).toFixed(1)} ss=${ss} inflight=${stats.inFlight} req=${stats.requests} 429=${stats.overCapacity}${halvedAt === null ? '' : ' (halved)'}\n`);
+            process.stderr.write(`${v.name} t=${now - t0} c=${c === null ? '-' : Number(c).toFixed(1)} min=${avg === null ? '-' : Number(avg).toFixed(1)} base=${base === null ? '-' : Number(base).toFixed(1)} ss=${ss} inflight=${stats.inFlight} req=${stats.requests} 429=${stats.overCapacity}${halvedAt === null ? '' : ' (halved)'}\n`);
           }
         })
         .finally(() => (sampling = false));

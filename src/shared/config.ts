@@ -168,23 +168,21 @@ export const DEFAULTS = Object.freeze({
   dispatchLooksPerPick: 4,
   dispatchExtraLooks: 64,
   // Adaptive concurrency (a limit's `concurrency: {adaptive: ...}`; src/shared/scripts/includes/adaptive.lua).
-  /** Adaptive: the recent latency is an EWMA over about this many calls (one slow answer moves it 1/this of its excess). */
-  adaptiveLatencyCalls: 10,
-  /** Adaptive: the no-load latency (the lowest recent latency) drifts 1/this of the way up toward the recent latency per call, so a platform slower for good is re-learnt. */
-  adaptiveBaseDriftCalls: 20_000,
-  /** Adaptive: a call up to this ratio of the no-load latency (plus `adaptiveSlackMs`) is unqueued; a round of mostly such calls raises the figure. */
+  /** Adaptive: the no-load latency (the lowest round minimum seen) drifts 1/this of the way up toward each round's minimum, so a platform slower for good is re-learnt. */
+  adaptiveBaseDriftRounds: 500,
+  /** Adaptive: a round whose fastest call is within this ratio of the no-load latency (plus `adaptiveSlackMs`) was unqueued: it raises the figure. */
   adaptiveHoldRatio: 1.2,
-  /** Adaptive: a call above this ratio of the no-load latency (plus `adaptiveSlackMs`) is queued; a round of mostly such calls cuts the figure. */
+  /** Adaptive: a round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) was queued: two in a row cut the figure; in between it holds. */
   adaptiveRiseRatio: 1.5,
   /** Adaptive: latency added to both thresholds, so jitter on a fast platform (a 1 ms base) is not read as a rise. */
   adaptiveSlackMs: 2,
   /** Adaptive: a round (one vote on the figure) is the figure's number of calls, at least this many. */
   adaptiveRoundMinCalls: 4,
-  /** Adaptive: a queued round multiplies the figure by hold line / its mean latency, never by less than this. */
-  adaptiveRiseDecreaseFactor: 0.7,
+  /** Adaptive: a cut multiplies the figure by hold line / the round's fastest call, never by less than this. */
+  adaptiveRiseDecreaseFactor: 0.85,
   /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */
   adaptiveDecreaseFactor: 0.7,
-  /** Adaptive: in slow start (until the first round that is not mostly unqueued, or a cut) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
+  /** Adaptive: in slow start (until the first cut) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
   adaptiveSlowStartFactor: 1.5,
   /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */
   adaptiveIdleMs: 24 * 3_600_000,

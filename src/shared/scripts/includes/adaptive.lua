@@ -48,62 +48,56 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'avg', 'base', 'ss', 'cut', 'n', 'lo', 'hi', 'sum', 'q')
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q')
       local lo, hi = a[1], a[2]
       local figure = tonumber(v[1]) or a[3]
-      local avg, base = tonumber(v[2]), tonumber(v[3])
-      local slow = v[4] ~= '0'
-      local cut = tonumber(v[5]) or 0
-      local n, nlo, nhi, sum = tonumber(v[6]) or 0, tonumber(v[7]) or 0, tonumber(v[8]) or 0, tonumber(v[9]) or 0
-      local queued = v[10] == '1'
+      local base = tonumber(v[2])
+      local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
+      local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
       -- Answers to calls sent before the last cut were sent under the old figure: already acted on.
-      local fresh = now - callMs >= cut
-      if overload then
-        -- A 429 shed at once says nothing of the platform's speed: latency state untouched.
-        if fresh then
+      if now - callMs >= cut then
+        if overload then
+          -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
           figure = figure * CAPS.adaptiveDecreaseFactor
-          cut, slow, queued, n, nlo, nhi, sum = now, false, false, 0, 0, 0, 0
-        end
-      else
-        if avg == nil then avg = callMs else avg = avg + (callMs - avg) / CAPS.adaptiveLatencyCalls end
-        if base == nil or avg < base or figure <= lo then
-          -- At the floor the latency is the platform's own: nothing lower to compare it with.
-          base = avg
+          cut, slow, queued, n, least = now, false, false, 0, nil
         else
-          base = base + (avg - base) / CAPS.adaptiveBaseDriftCalls
-        end
-        if fresh then
-          local hold = base * CAPS.adaptiveHoldRatio + CAPS.adaptiveSlackMs
-          n, sum = n + 1, sum + callMs
-          if callMs <= hold then nlo = nlo + 1 elseif callMs > base * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs then nhi = nhi + 1 end
+          n = n + 1
+          if least == nil or callMs < least then least = callMs end
           -- A round: about one call per slot, so about one answer from each call in flight.
           if n >= math.max(CAPS.adaptiveRoundMinCalls, math.floor(figure)) then
-            if nhi * 2 > n then
+            if base == nil or least < base or figure <= lo then
+              -- At the floor the latency is the platform's own: nothing lower to compare it with.
+              base = least
+            else
+              base = base + (least - base) / CAPS.adaptiveBaseDriftRounds
+            end
+            local hold = base * CAPS.adaptiveHoldRatio + CAPS.adaptiveSlackMs
+            if least > base * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs then
               -- A queued round cuts only when the one before was queued too: a stall of the
-              -- workers' own (their latency includes their event loop) delays a round of answers.
+              -- workers' own (their latency includes their event loop) can delay a whole round.
               if queued then
-                figure = figure * math.max(CAPS.adaptiveRiseDecreaseFactor, hold * n / sum)
+                figure = figure * math.max(CAPS.adaptiveRiseDecreaseFactor, hold / least)
                 cut, slow, queued = now, false, false
               else
                 queued = true
               end
-            elseif nlo * 2 <= n then
+            elseif least > hold then
               queued = false
             -- The caller released this call's slot already: +1 counts it.
             elseif (redis.call('ZCARD', S .. 'slot:' .. k[1]) + 1) * 2 >= math.floor(figure) then
               queued = false
               if slow then figure = figure * CAPS.adaptiveSlowStartFactor else figure = figure + math.sqrt(figure) end
+            else
+              queued = false
             end
-            n, nlo, nhi, sum = 0, 0, 0, 0
+            n, least = 0, nil
           end
         end
       end
       figure = math.max(lo, math.min(hi, figure))
-      local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'lo', nlo, 'hi', nhi, 'sum', sum, 'q', queued and '1' or '0' }
-      if avg then
-        fields[#fields + 1] = 'avg'; fields[#fields + 1] = avg
-        fields[#fields + 1] = 'base'; fields[#fields + 1] = base
-      end
+      local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0' }
+      if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
+      if least then fields[#fields + 1] = 'min'; fields[#fields + 1] = least else redis.call('HDEL', state, 'min') end
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
       redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], math.floor(figure))
