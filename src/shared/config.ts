@@ -182,8 +182,12 @@ export const DEFAULTS = Object.freeze({
   adaptiveRiseDecreaseFactor: 0.85,
   /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */
   adaptiveDecreaseFactor: 0.7,
-  /** Adaptive: in slow start (until the first cut) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
+  /** Adaptive: in slow start (until the first round that was not unqueued) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
   adaptiveSlowStartFactor: 1.5,
+  /** Adaptive: after an overload answer the figure climbs to at most this share of the figure that drew it. */
+  adaptiveOverloadMargin: 0.9,
+  /** Adaptive: that figure rises 1/this per unqueued round spent at the margin, so a platform that grew is found again. */
+  adaptiveOverloadDriftRounds: 1000,
   /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */
   adaptiveIdleMs: 24 * 3_600_000,
 });

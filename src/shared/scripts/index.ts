@@ -103,6 +103,8 @@ const CAPS_JSON = JSON.stringify({
   adaptiveRiseDecreaseFactor: DEFAULTS.adaptiveRiseDecreaseFactor,
   adaptiveDecreaseFactor: DEFAULTS.adaptiveDecreaseFactor,
   adaptiveSlowStartFactor: DEFAULTS.adaptiveSlowStartFactor,
+  adaptiveOverloadMargin: DEFAULTS.adaptiveOverloadMargin,
+  adaptiveOverloadDriftRounds: DEFAULTS.adaptiveOverloadDriftRounds,
   adaptiveIdleMs: DEFAULTS.adaptiveIdleMs,
 });
 

@@ -48,16 +48,18 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q')
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top')
       local lo, hi = a[1], a[2]
       local figure = tonumber(v[1]) or a[3]
       local base = tonumber(v[2])
       local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
       local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
+      local top = tonumber(v[8])
       -- Answers to calls sent before the last cut were sent under the old figure: already acted on.
       if now - callMs >= cut then
         if overload then
           -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
+          top = figure
           figure = figure * CAPS.adaptiveDecreaseFactor
           cut, slow, queued, n, least = now, false, false, 0, nil
         else
@@ -82,11 +84,22 @@ local function adapt(c, keys, callMs, overload, now)
                 queued = true
               end
             elseif least > hold then
-              queued = false
+              -- The platform started queueing: slow start, which could overshoot by half, is over.
+              queued, slow = false, false
             -- The caller released this call's slot already: +1 counts it.
             elseif (redis.call('ZCARD', S .. 'slot:' .. k[1]) + 1) * 2 >= math.floor(figure) then
               queued = false
               if slow then figure = figure * CAPS.adaptiveSlowStartFactor else figure = figure + math.sqrt(figure) end
+              -- An overload answer costs a pause of the whole connection: the climb stops short of
+              -- the figure that drew the last one, which rises slowly so a platform that grew is
+              -- found again.
+              if top then
+                local ceiling = top * CAPS.adaptiveOverloadMargin
+                if figure >= ceiling then
+                  figure = math.max(math.min(figure, ceiling), math.min(figure, tonumber(v[1]) or figure))
+                  top = top + top / CAPS.adaptiveOverloadDriftRounds
+                end
+              end
             else
               queued = false
             end
@@ -97,6 +110,7 @@ local function adapt(c, keys, callMs, overload, now)
       figure = math.max(lo, math.min(hi, figure))
       local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0' }
       if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
+      if top then fields[#fields + 1] = 'top'; fields[#fields + 1] = top end
       if least then fields[#fields + 1] = 'min'; fields[#fields + 1] = least else redis.call('HDEL', state, 'min') end
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
