@@ -239,6 +239,29 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(await c()).toBeCloseTo(cut + Math.sqrt(cut), 9);
   });
 
+  it('after an overload answer, climbs back to just under the figure that drew it', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 40 }, 1000);
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const calls = async (n: number, call: CallSample) => {
+      for (let i = 0; i < n; i++) {
+        const [p, ...rest] = running;
+        running = [...rest, ...(await complete(p!, call))];
+      }
+    };
+    await calls(1, { ms: 0, overload: true });
+    expect(await c()).toBeCloseTo(40 * DEFAULTS.adaptiveDecreaseFactor, 9);
+    // Unqueued rounds (calls sent after the cut: 0 ms) climb, but no further than the margin.
+    const ceiling = 40 * DEFAULTS.adaptiveOverloadMargin;
+    for (let round = 0; round < 20; round++) {
+      await calls(Math.floor(await c()), { ms: 0, overload: false });
+      expect(await c()).toBeLessThanOrEqual(ceiling * (1 + 1 / DEFAULTS.adaptiveOverloadDriftRounds) ** 20);
+    }
+    expect(await c()).toBeGreaterThanOrEqual(ceiling);
+    // ... and that figure rises while the rounds there stay unqueued, so a platform that grew is found again.
+    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40);
+  });
+
   it('does not climb while the key uses under half its figure (the tail of a campaign)', async () => {
     await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 10);
     const running = (await t.scripts.dispatch(100, LEASE)).picks;
