@@ -4,32 +4,41 @@
   Provides: adaptive_figure, adapt. Needs: keys, caps.
 
   State, global to every worker: <p>:sched:adapt:<key> HASH
-    'c'    the figure (a float: the fractional steps add up; dispatch uses its floor)
-    'avg'  the recent latency, ms: an EWMA over about adaptiveLatencyCalls calls, so one slow
-           answer (a worker's event loop stalling, say) moves it a little, not past a threshold
-    'base' the no-load latency, ms: the lowest `avg` seen, drifting up 1/adaptiveBaseDriftCalls
-           of the way toward `avg` per call (and all the way at `min`), so a platform that got
-           slower for good is re-learnt rather than read as overloaded forever
+    'c'    the figure (a float: proportional cuts and sqrt steps add up; dispatch uses its floor)
+    'base' the no-load latency, ms: the lowest round minimum seen, drifting up
+           1/adaptiveBaseDriftRounds of the way toward each later one (and set to it at `min`),
+           so a platform that got slower for good is re-learnt, not read as overloaded forever
+    'n', 'min'  the current round: calls counted, the fastest of them (ms)
+    'q'    '1' when the last round was queued
     'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
+    'top'  the figure that drew the last overload answer (absent: none yet)
   It outlives the campaigns using the key (the next one starts from what was learned) and
   expires after CAPS.adaptiveIdleMs without a call ending on the key. No round trip of its own:
   the scripts that end a call (finish, retryLater, throttle) pass the call's latency and whether
   it was an overload answer (429, 503, a timeout), and update it here in the same step.
 
-  The rule (latency-targeted, after TCP Vegas and Netflix's Gradient2), per call:
-  - `avg` at most adaptiveHoldRatio x base + adaptiveSlackMs (no queue at the platform yet), and
-    the key using at least half its figure (a key held back by something else learns nothing
-    about a higher one: the tail of a campaign must not push it to max): up. In slow start by
-    adaptiveSlowStartGain per call (x 1.5 per round of calls at 0.5), after it by 1/sqrt(figure)
-    per call (+ sqrt(figure) per round: quick while far from the capacity, finer near it).
-  - `avg` between that and adaptiveRiseRatio x base + slack: held (the platform queues a little:
-    the figure is where it should be). Slow start ends here, before anything was shed.
-  - `avg` above it: cut in proportion, figure x (hold line / avg), never by more than half.
-  - An overload answer: figure x adaptiveDecreaseFactor.
-  Only calls that started after the last cut may cut again: the others were sent under the old
-  figure, and a burst of them answered together is one signal, not one per call. A cut ends
-  slow start. The figure stays within the finishing campaign's [min, max].
+  The rule (after TCP Vegas, HyStart and LEDBAT's base delay, and Netflix's Gradient2): calls are
+  counted in rounds of `figure` (at least adaptiveRoundMinCalls), about one answer per call in
+  flight, and a round votes by its FASTEST call. The latency a worker measures includes its own
+  event loop and the machine's stalls; those only ever add, so the fastest call of a round is
+  the platform's own latency plus the least of that noise, while a platform queueing slows every
+  call of the round. Against hold = base x adaptiveHoldRatio + adaptiveSlackMs and rise = base x
+  adaptiveRiseRatio + adaptiveSlackMs:
+  - fastest <= hold (unqueued), with the key using at least half its figure (a key held back by
+    something else learns nothing about a higher one: the tail of a campaign must not push it to
+    max): up, x adaptiveSlowStartFactor in slow start, + sqrt(figure) after it (quick while far
+    from the capacity, finer near it), but not past adaptiveOverloadMargin x `top`: an overload
+    answer pauses the whole connection, so the figure that drew one is not probed again soon
+    (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin).
+  - hold < fastest <= rise: held (the platform queues a little: the figure is where it should
+    be). Slow start, which could overshoot by half, ends here.
+  - fastest > rise (queued): a second queued round in a row cuts in proportion, figure x
+    max(adaptiveRiseDecreaseFactor, hold / fastest); one alone may be a stall of the workers.
+  - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once.
+  Only calls that started after the last cut count: the others were sent under the old figure,
+  and a burst of them answered together is one signal, not one per call. A cut ends slow start.
+  The figure stays within the finishing campaign's [min, max].
 ]]
 -- @include "keys"
 -- @include "caps"
