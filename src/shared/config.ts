@@ -169,7 +169,7 @@ export const DEFAULTS = Object.freeze({
   dispatchExtraLooks: 64,
   // Adaptive concurrency (a limit's `concurrency: {adaptive: ...}`; src/shared/scripts/includes/adaptive.lua).
   /** Adaptive: the no-load latency (the lowest round minimum seen) drifts 1/this of the way up toward each round's minimum, so a platform slower for good is re-learnt. */
-  adaptiveBaseDriftRounds: 500,
+  adaptiveBaseDriftRounds: 100,
   /** Adaptive: a round whose fastest call is within this ratio of the no-load latency (plus `adaptiveSlackMs`) was unqueued: it raises the figure. */
   adaptiveHoldRatio: 1.2,
   /** Adaptive: a round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) was queued: two in a row cut the figure; in between it holds. */

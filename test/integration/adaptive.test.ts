@@ -233,10 +233,34 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     // Answers to calls sent before that cut (60 s ago) cut no further, however many.
     await calls(3 * Math.floor(up), 60_000);
     expect(await c()).toBe(cut);
-    // Slow start is over: an unqueued round adds sqrt(figure), not x 1.5.
+    // The first round after it checks it: faster, so the cut stands (and that round does not vote).
     await t.redis.hset(adaptKey(), 'cut', 0);
     await calls(Math.floor(cut), 10);
+    expect(await c()).toBe(cut);
+    // Slow start is over: an unqueued round adds sqrt(figure), not x 1.5.
+    await calls(Math.floor(cut), 10);
     expect(await c()).toBeCloseTo(cut + Math.sqrt(cut), 9);
+  });
+
+  it('puts a latency cut back when the next round is no faster: that latency was not its queue', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const calls = async (n: number, ms: number) => {
+      for (let i = 0; i < n; i++) {
+        const [p, ...rest] = running;
+        running = [...rest, ...(await complete(p!, { ms, overload: false }))];
+      }
+    };
+    await calls(10, 10); // base 10 ms; slow start: 15
+    const before = await c();
+    // Two rounds whose fastest call is 10 x the base: cut.
+    await calls(2 * Math.floor(before), 100);
+    expect(await c()).toBeLessThan(before);
+    // The round after (calls sent after the cut) is as slow: a stall, not the key's queue.
+    await t.redis.hset(adaptKey(), 'cut', 0);
+    await calls(Math.floor(await c()), 100);
+    expect(await c()).toBe(before);
   });
 
   it('after an overload answer, climbs back to just under the figure that drew it', async () => {

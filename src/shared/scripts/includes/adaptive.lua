@@ -57,20 +57,20 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top')
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk')
       local lo, hi = a[1], a[2]
       local figure = tonumber(v[1]) or a[3]
       local base = tonumber(v[2])
       local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
       local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
-      local top = tonumber(v[8])
+      local top, pre, chk = tonumber(v[8]), tonumber(v[9]), tonumber(v[10])
       -- Answers to calls sent before the last cut were sent under the old figure: already acted on.
       if now - callMs >= cut then
         if overload then
           -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
           top = figure
           figure = figure * CAPS.adaptiveDecreaseFactor
-          cut, slow, queued, n, least = now, false, false, 0, nil
+          cut, slow, queued, n, least, pre = now, false, false, 0, nil, nil
         else
           n = n + 1
           if least == nil or callMs < least then least = callMs end
@@ -83,11 +83,25 @@ local function adapt(c, keys, callMs, overload, now)
               base = base + (least - base) / CAPS.adaptiveBaseDriftRounds
             end
             local hold = base * CAPS.adaptiveHoldRatio + CAPS.adaptiveSlackMs
-            if least > base * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs then
+            if pre ~= nil then
+              -- The first round after a latency cut checks it: a queue of ours shrinks with the
+              -- figure. A latency that stayed up was not ours (a stall of the workers or the
+              -- machine): the figure goes back to where it was, short of any overload margin.
+              if least > chk then
+                local back = pre
+                if top then back = math.min(back, top * CAPS.adaptiveOverloadMargin) end
+                figure = math.max(figure, back)
+              end
+              pre = nil
+            elseif least > base * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs then
               -- A queued round cuts only when the one before was queued too: a stall of the
               -- workers' own (their latency includes their event loop) can delay a whole round.
               if queued then
-                figure = figure * math.max(CAPS.adaptiveRiseDecreaseFactor, hold / least)
+                local f = math.max(CAPS.adaptiveRiseDecreaseFactor, hold / least)
+                -- Above its capacity a platform's latency grows with the calls in flight: a cut by
+                -- f takes it down by about f; half of that counts as the cut having helped.
+                pre, chk = figure, least * (1 + f) / 2
+                figure = figure * f
                 cut, slow, queued = now, false, false
               else
                 queued = true
@@ -120,6 +134,12 @@ local function adapt(c, keys, callMs, overload, now)
       local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0' }
       if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
       if top then fields[#fields + 1] = 'top'; fields[#fields + 1] = top end
+      if pre then
+        fields[#fields + 1] = 'pre'; fields[#fields + 1] = pre
+        fields[#fields + 1] = 'chk'; fields[#fields + 1] = chk
+      else
+        redis.call('HDEL', state, 'pre', 'chk')
+      end
       if least then fields[#fields + 1] = 'min'; fields[#fields + 1] = least else redis.call('HDEL', state, 'min') end
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
