@@ -13,6 +13,8 @@
     'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
     'top'  the figure that drew the last overload answer (absent: none yet)
+    'pre', 'chk'  after a latency cut, until the next round checks it: the figure before the cut,
+           and the fastest call a round must beat for the cut to have helped
   It outlives the campaigns using the key (the next one starts from what was learned) and
   expires after CAPS.adaptiveIdleMs without a call ending on the key. No round trip of its own:
   the scripts that end a call (finish, retryLater, throttle) pass the call's latency and whether
@@ -35,6 +37,9 @@
     be). Slow start, which could overshoot by half, ends here.
   - fastest > rise (queued): a second queued round in a row cuts in proportion, figure x
     max(adaptiveRiseDecreaseFactor, hold / fastest); one alone may be a stall of the workers.
+    The round after a cut checks it instead of voting: a queue of ours shrinks with the figure,
+    so a fastest call not down by half the cut means the latency was not ours, and the figure
+    goes back (short of the overload margin).
   - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once.
   Only calls that started after the last cut count: the others were sent under the old figure,
   and a burst of them answered together is one signal, not one per call. A cut ends slow start.
