@@ -117,6 +117,7 @@ local function adapt(c, keys, callMs, overload, now)
             -- The caller released this call's slot already: +1 counts it.
             elseif (redis.call('ZCARD', S .. 'slot:' .. k[1]) + 1) * 2 >= math.floor(figure) then
               queued = false
+              local was = figure
               if slow then figure = figure * CAPS.adaptiveSlowStartFactor else figure = figure + math.sqrt(figure) end
               -- An overload answer costs a pause of the whole connection: the climb stops short of
               -- the figure that drew the last one, which rises slowly so a platform that grew is
@@ -124,7 +125,7 @@ local function adapt(c, keys, callMs, overload, now)
               if top then
                 local ceiling = top * CAPS.adaptiveOverloadMargin
                 if figure >= ceiling then
-                  figure = math.max(math.min(figure, ceiling), math.min(figure, tonumber(v[1]) or figure))
+                  figure = math.max(ceiling, was) -- never lowered by it: cuts do that
                   top = top + top / CAPS.adaptiveOverloadDriftRounds
                 end
               end
