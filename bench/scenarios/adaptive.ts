@@ -9,10 +9,16 @@
  *
  * Throughput is outcomes per second against the capacity's ideal (40 / 20 ms = 2,000/s); the
  * 429 share is the sandbox's over-capacity answers over its requests. Convergence is the time
- * from the enqueue (workers already running; the enqueue is in every variant's time) until the key's figure (sampled from Redis every 10 ms) first reaches
- * the capacity; after the halving, the time until it is back at or under what the platform
- * answers at all (2 x the new capacity). A variant still running after BENCH_ADAPT_MAX_MS
- * (default 300000) is stopped and measured on what it recorded by then.
+ * from the enqueue (workers already running; the enqueue, also reported, is in every variant's
+ * time) until the key's figure (sampled from Redis every 10 ms) first reaches 0.9 x the capacity
+ * and the capacity. After the halving: the time until the figure is back at or under what the
+ * platform answers at all (2 x the new capacity) and under the new capacity itself, the time until
+ * it is at 0.9 x the new capacity again once it came down (0 when the cut landed there), and the
+ * share of the samples after the halving spent under 0.9 x the new capacity. The mean figure is
+ * over the samples (after the halving, for the halved variant). BENCH_ADAPT_TRACE=1 prints the
+ * figure, its latencies and the sandbox's in-flight every 100 ms to stderr. A variant still
+ * running after BENCH_ADAPT_MAX_MS (default 300000) is stopped and measured on what it recorded
+ * by then.
  */
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { SANDBOX_KEYS, startSandbox } from '../../src/sandbox/index.js';
@@ -62,10 +68,22 @@ interface VariantResult {
   overCapacity: number;
   share429: number;
   maxInFlight: number;
-  /** Adaptive only: ms from the workers' start until the figure first reached the capacity (null: never). */
+  /** ms the enqueue of the targets took (the clock starts before it). */
+  enqueueMs: number;
+  /** Adaptive only: ms from the enqueue until the figure first reached 0.9 x the capacity (null: never). */
+  nearMs: number | null;
+  /** Adaptive only: ms from the enqueue until the figure first reached the capacity (null: never). */
   convergedMs: number | null;
   /** Halved only: ms from the halving until the figure was at or under 2 x the new capacity (null: never). */
   backUnderMs: number | null;
+  /** Halved only: ms from the halving until the figure was at or under the new capacity (null: never). */
+  underNewMs: number | null;
+  /** Halved only: ms from the halving until the figure, having come down, was at 0.9 x the new capacity again (null: never). */
+  climbBackMs: number | null;
+  /** Halved only: share of the samples after the halving with the figure under 0.9 x the new capacity. */
+  lowShare: number | null;
+  /** Adaptive only: the mean sampled figure (after the halving, for the halved variant). */
+  meanFigure: number | null;
   finalFigure: number | null;
 }
 
@@ -90,25 +108,50 @@ async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, in
       users.map((userId) => ({ userId })),
       { redis, prefix, connections },
     );
+    const enqueueMs = Date.now() - t0;
 
+    let nearMs: number | null = null;
     let convergedMs: number | null = null;
     let halvedAt: number | null = null;
     let backUnderMs: number | null = null;
+    let underNewMs: number | null = null;
+    let climbBackMs: number | null = null;
+    let samples = 0;
+    let lowSamples = 0;
+    let figureSum = 0;
     let sampling = false;
+    let lastTrace = 0;
+    const NEW_CAPACITY = CAPACITY / 2;
+    const trace = process.env.BENCH_ADAPT_TRACE === '1' && typeof v.concurrency !== 'number';
     sampler = setInterval(() => {
       if (sampling) return;
       sampling = true;
       void redis
-        .hget(schedulerKeys(prefix).adapt(KEY), 'c')
-        .then((c) => {
+        .hmget(schedulerKeys(prefix).adapt(KEY), 'c', 'min', 'base', 'ss')
+        .then(([c, avg, base, ss]) => {
           const figure = c === null ? null : Math.floor(Number(c));
           const now = Date.now();
+          const stats = sandbox.stats();
+          if (figure !== null && nearMs === null && figure >= 0.9 * CAPACITY) nearMs = now - t0;
           if (figure !== null && convergedMs === null && figure >= CAPACITY) convergedMs = now - t0;
-          if (v.halveAt !== undefined && halvedAt === null && sandbox.stats().requests - sandbox.stats().overCapacity >= TARGETS * v.halveAt) {
-            sandbox.configure({ capacity: CAPACITY / 2 });
+          if (v.halveAt !== undefined && halvedAt === null && stats.requests - stats.overCapacity >= TARGETS * v.halveAt) {
+            sandbox.configure({ capacity: NEW_CAPACITY });
             halvedAt = now;
           }
-          if (halvedAt !== null && backUnderMs === null && figure !== null && figure <= CAPACITY) backUnderMs = now - halvedAt;
+          if (figure !== null && (v.halveAt === undefined || halvedAt !== null)) {
+            samples += 1;
+            figureSum += figure;
+            if (halvedAt !== null && figure < 0.9 * NEW_CAPACITY) lowSamples += 1;
+          }
+          if (halvedAt !== null && figure !== null) {
+            if (backUnderMs === null && figure <= 2 * NEW_CAPACITY) backUnderMs = now - halvedAt;
+            if (underNewMs === null && figure <= NEW_CAPACITY) underNewMs = now - halvedAt;
+            if (climbBackMs === null && backUnderMs !== null && figure >= 0.9 * NEW_CAPACITY) climbBackMs = now - halvedAt;
+          }
+          if (trace && now - lastTrace >= 100) {
+            lastTrace = now;
+            process.stderr.write(`${v.name} t=${now - t0} c=${c === null ? '-' : Number(c).toFixed(1)} min=${avg === null ? '-' : Number(avg).toFixed(1)} base=${base === null ? '-' : Number(base).toFixed(1)} ss=${ss} inflight=${stats.inFlight} req=${stats.requests} 429=${stats.overCapacity}${halvedAt === null ? '' : ' (halved)'}\n`);
+          }
         })
         .finally(() => (sampling = false));
     }, 10);
@@ -139,8 +182,14 @@ async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, in
       overCapacity: stats.overCapacity,
       share429: stats.requests === 0 ? 0 : Math.round((stats.overCapacity / stats.requests) * 10_000) / 10_000,
       maxInFlight: stats.maxInFlight,
+      enqueueMs,
+      nearMs: typeof v.concurrency === 'number' ? null : nearMs,
       convergedMs: typeof v.concurrency === 'number' ? null : convergedMs,
       backUnderMs,
+      underNewMs,
+      climbBackMs,
+      lowShare: halvedAt === null || samples === 0 ? null : round2(lowSamples / samples),
+      meanFigure: typeof v.concurrency === 'number' || samples === 0 ? null : Math.round(figureSum / samples),
       finalFigure: c === null ? null : Math.floor(Number(c)),
     };
   } finally {
@@ -154,7 +203,9 @@ async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, in
 
 async function run(ctx: BenchContext) {
   const variants: VariantResult[] = [];
-  for (const [i, v] of VARIANTS.entries()) variants.push(await runVariant(ctx, v, i));
+  // BENCH_ADAPT_VARIANTS=0,3,4 (indices into VARIANTS) runs a few, for a quick loop while tuning.
+  const only = process.env.BENCH_ADAPT_VARIANTS?.split(',').map(Number);
+  for (const [i, v] of VARIANTS.entries()) if (!only || only.includes(i)) variants.push(await runVariant(ctx, v, i));
   return { capacity: CAPACITY, latencyMs: LATENCY_MS, workers: WORKERS, workerConcurrency: WORKER_CONCURRENCY, idealPerSecond: IDEAL_PER_S, variants };
 }
 
@@ -169,8 +220,14 @@ export const adaptive: Scenario<Awaited<ReturnType<typeof run>>> = {
       const extra = [
         `429s ${round2(v.share429 * 100)}% of ${v.requests} calls`,
         `most in flight ${v.maxInFlight}`,
-        ...(v.convergedMs !== null || v.name.startsWith('adaptive') ? [`reached ${r.capacity} after ${ms(v.convergedMs)}`] : []),
-        ...(v.name.includes('halved') ? [`back at or under ${r.capacity} after halving in ${ms(v.backUnderMs)}`] : []),
+        ...(v.name.startsWith('adaptive')
+          ? [`reached ${0.9 * r.capacity} after ${ms(v.nearMs)}, ${r.capacity} after ${ms(v.convergedMs)} (enqueue ${ms(v.enqueueMs)})`, `mean figure ${v.meanFigure}`]
+          : []),
+        ...(v.name.includes('halved')
+          ? [
+              `after halving: at or under ${r.capacity} in ${ms(v.backUnderMs)}, under ${r.capacity / 2} in ${ms(v.underNewMs)}, back at ${0.9 * (r.capacity / 2)} in ${ms(v.climbBackMs)}, under it ${v.lowShare === null ? '?' : Math.round(v.lowShare * 100)}% of the time`,
+            ]
+          : []),
         ...(v.failed > 0 ? [`${v.failed} failed`] : []),
       ].join('; ');
       return `| adaptive concurrency, capacity ${r.capacity} at ${r.latencyMs} ms, ${r.workers} workers x ${r.workerConcurrency}: **${v.name}** (${done}; ${extra}) | ${v.perSecond}/s | ${r.idealPerSecond}/s (ideal) | ${v.ofIdeal} |`;

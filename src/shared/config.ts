@@ -176,16 +176,26 @@ export const DEFAULTS = Object.freeze({
   dispatchLooksPerPick: 4,
   dispatchExtraLooks: 64,
   // Adaptive concurrency (a limit's `concurrency: {adaptive: ...}`; src/shared/scripts/includes/adaptive.lua).
-  /** Adaptive: a call within this ratio of the best latency seen (plus `adaptiveSlackMs`) counts toward the next +1. */
-  adaptiveNearRatio: 1.5,
-  /** Adaptive: a call slower than this ratio of the best latency seen (plus `adaptiveSlackMs`) cuts the figure, as a 429 does. */
-  adaptiveRiseRatio: 2,
-  /** Adaptive: latency added to both thresholds, so jitter on a fast platform (a 1 ms best) is not read as a rise. */
-  adaptiveSlackMs: 5,
-  /** Adaptive: the figure is multiplied by this on a 429, a 503, a timeout or a latency rise (never below `min`). */
-  adaptiveDecreaseFactor: 0.5,
-  /** Adaptive: the best latency moves 1/this of the way toward each slower call, so a platform slower for good is re-learnt. */
-  adaptiveBestDriftCalls: 200,
+  /** Adaptive: the no-load latency (the lowest round minimum seen) drifts 1/this of the way up toward each round's minimum, so a platform slower for good is re-learnt. */
+  adaptiveBaseDriftRounds: 100,
+  /** Adaptive: a round whose fastest call is within this ratio of the no-load latency (plus `adaptiveSlackMs`) was unqueued: it raises the figure. */
+  adaptiveHoldRatio: 1.2,
+  /** Adaptive: a round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) was queued: two in a row cut the figure; in between it holds. */
+  adaptiveRiseRatio: 1.5,
+  /** Adaptive: latency added to both thresholds, so jitter on a fast platform (a 1 ms base) is not read as a rise. */
+  adaptiveSlackMs: 2,
+  /** Adaptive: a round (one vote on the figure) is the figure's number of calls, at least this many. */
+  adaptiveRoundMinCalls: 4,
+  /** Adaptive: a cut multiplies the figure by hold line / the round's fastest call, never by less than this. */
+  adaptiveRiseDecreaseFactor: 0.85,
+  /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */
+  adaptiveDecreaseFactor: 0.7,
+  /** Adaptive: in slow start (until the first round that was not unqueued) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
+  adaptiveSlowStartFactor: 1.5,
+  /** Adaptive: after an overload answer the figure climbs to at most this share of the figure that drew it. */
+  adaptiveOverloadMargin: 0.9,
+  /** Adaptive: that figure rises 1/this per unqueued round spent at the margin, so a platform that grew is found again. */
+  adaptiveOverloadDriftRounds: 1000,
   /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */
   adaptiveIdleMs: 24 * 3_600_000,
   /**

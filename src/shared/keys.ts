@@ -105,7 +105,7 @@ export function schedulerKeys(prefix: string) {
     /** HASH: a connection-scoped key's capacity record (campaign -> figures; `=c` smallest concurrency, `=r` longest spacing). */
     cap: (key: string) => `${s}cap:${key}`,
     rate: (key: string) => `${s}rate:${key}`,
-    /** HASH: a key's adaptive concurrency (`c` the figure, `best` latency ms, `n`, `cut`; includes/adaptive.lua). */
+    /** HASH: a key's adaptive concurrency (`c` the figure, `base` latency ms, the current round, `cut`, ...; includes/adaptive.lua). */
     adapt: (key: string) => `${s}adapt:${key}`,
   } as const;
 }

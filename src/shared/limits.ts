@@ -21,8 +21,8 @@ const fixedConcurrency = z.number().int().min(1).max(MAX_CONCURRENCY);
 
 /**
  * A concurrency the scheduler finds by itself between `min` and `max`, starting from `initial`
- * (`min` when not given): up additively while calls stay near the best latency seen, down
- * multiplicatively on 429, 503, timeouts and a latency rise (includes/adaptive.lua).
+ * (`min` when not given): up while rounds of calls stay near the no-load latency, down on
+ * 429, 503, timeouts and a sustained latency rise (includes/adaptive.lua).
  */
 const adaptiveConcurrency = z.strictObject({
   adaptive: z

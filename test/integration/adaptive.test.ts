@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { sandboxConnections } from '../../scripts/lib/connections.js';
 import { enqueueCampaign, pauseCampaign } from '../../src/producer/index.js';
-import { campaignKeys, createApiMetrics, eventsChannel, readStatus, schedulerKeys, type CallSample, type Pick } from '../../src/shared/index.js';
+import { campaignKeys, createApiMetrics, DEFAULTS, eventsChannel, readStatus, schedulerKeys, type CallSample, type Pick } from '../../src/shared/index.js';
 import { readLimitUsage } from '../../src/producer/api/limits.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
 import { setupDeployment, type Deployment } from '../support/deployment.js';
@@ -158,7 +158,7 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(running).toHaveLength(3); // initial
     const slots = () => t.redis.zcard(schedulerKeys(t.prefix).slot('K/k'));
 
-    // 40 fast calls, each ending with the key full: up by one per window, to max and no further.
+    // 40 fast calls, each ending with the key full: up by rounds, to max and no further.
     for (let i = 0; i < 40; i++) {
       const [p, ...rest] = running;
       running = [...rest, ...(await complete(p!, { ms: 10, overload: false }))];
@@ -168,7 +168,7 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(running).toHaveLength(5);
     expect(await t.redis.hget(campaignKeys(t.prefix, 'b').status, 'limit:K/k')).toBe('5');
 
-    // Overload answers (a call that started after the last cut, as a 0 ms one does): halved, down to min.
+    // Overload answers (a call that started after the last cut, as a 0 ms one does): cut, down to min.
     for (let i = 0; i < 5; i++) {
       const [p, ...rest] = running;
       running = [...rest, ...(await complete(p!, { ms: 0, overload: true }))];
@@ -194,6 +194,105 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(running).toHaveLength(16);
     // Eight 429s for calls that had been on the way for a minute: all sent before the first cut.
     for (const p of running.slice(0, 8)) await complete(p, { ms: 60_000, overload: true });
-    expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBe(8);
+    expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBeCloseTo(16 * DEFAULTS.adaptiveDecreaseFactor, 9);
+  });
+
+  it('climbs by rounds while calls are unqueued, holds in the band, and cuts only on a second queued round', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    expect(running).toHaveLength(10);
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    /** Ends `n` running calls, each after `ms`; the finishes dispatch their replacements. */
+    const calls = async (n: number, ms: number) => {
+      for (let i = 0; i < n; i++) {
+        const [p, ...rest] = running;
+        running = [...rest, ...(await complete(p!, { ms, overload: false }))];
+      }
+    };
+    // No-load latency 10 ms: the hold line is 10 x 1.2 + 2 = 14 ms, the rise line 10 x 1.5 + 2 = 17 ms.
+    const hold = 10 * DEFAULTS.adaptiveHoldRatio + DEFAULTS.adaptiveSlackMs;
+    const rise = 10 * DEFAULTS.adaptiveRiseRatio + DEFAULTS.adaptiveSlackMs;
+    // One round (a call per slot) of unqueued calls: slow start multiplies.
+    await calls(9, 10);
+    expect(await c()).toBe(10); // not before the round is complete
+    await calls(1, 10);
+    expect(await c()).toBe(10 * DEFAULTS.adaptiveSlowStartFactor);
+    const up = await c();
+    expect(running).toHaveLength(Math.floor(up));
+    // A round in the band (queued a little): held.
+    await calls(Math.floor(up), (hold + rise) / 2);
+    expect(await c()).toBe(up);
+    // One queued round (a stall of the workers' own looks the same): still held.
+    await calls(Math.floor(up), 60_000);
+    expect(await c()).toBe(up);
+    // A second one in a row: cut in proportion, by at most adaptiveRiseDecreaseFactor.
+    await calls(Math.floor(up), 60_000);
+    const cut = await c();
+    expect(cut).toBeLessThan(up);
+    expect(cut).toBeGreaterThanOrEqual(up * DEFAULTS.adaptiveRiseDecreaseFactor - 1e-9);
+    // Answers to calls sent before that cut (60 s ago) cut no further, however many.
+    await calls(3 * Math.floor(up), 60_000);
+    expect(await c()).toBe(cut);
+    // The first round after it checks it: faster, so the cut stands (and that round does not vote).
+    await t.redis.hset(adaptKey(), 'cut', 0);
+    await calls(Math.floor(cut), 10);
+    expect(await c()).toBe(cut);
+    // Slow start is over: an unqueued round adds sqrt(figure), not x 1.5.
+    await calls(Math.floor(cut), 10);
+    expect(await c()).toBeCloseTo(cut + Math.sqrt(cut), 9);
+  });
+
+  it('puts a latency cut back when the next round is no faster: that latency was not its queue', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const calls = async (n: number, ms: number) => {
+      for (let i = 0; i < n; i++) {
+        const [p, ...rest] = running;
+        running = [...rest, ...(await complete(p!, { ms, overload: false }))];
+      }
+    };
+    await calls(10, 10); // base 10 ms; slow start: 15
+    const before = await c();
+    // Two rounds whose fastest call is 10 x the base: cut.
+    await calls(2 * Math.floor(before), 100);
+    expect(await c()).toBeLessThan(before);
+    // The round after (calls sent after the cut) is as slow: a stall, not the key's queue.
+    await t.redis.hset(adaptKey(), 'cut', 0);
+    await calls(Math.floor(await c()), 100);
+    expect(await c()).toBe(before);
+  });
+
+  it('after an overload answer, climbs back to just under the figure that drew it', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 40 }, 1000);
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const calls = async (n: number, call: CallSample) => {
+      for (let i = 0; i < n; i++) {
+        const [p, ...rest] = running;
+        running = [...rest, ...(await complete(p!, call))];
+      }
+    };
+    await calls(1, { ms: 0, overload: true });
+    expect(await c()).toBeCloseTo(40 * DEFAULTS.adaptiveDecreaseFactor, 9);
+    // Unqueued rounds (calls sent after the cut: 0 ms) climb, but no further than the margin.
+    const ceiling = 40 * DEFAULTS.adaptiveOverloadMargin;
+    for (let round = 0; round < 20; round++) {
+      await calls(Math.floor(await c()), { ms: 0, overload: false });
+      expect(await c()).toBeLessThanOrEqual(ceiling * (1 + 1 / DEFAULTS.adaptiveOverloadDriftRounds) ** 20);
+    }
+    expect(await c()).toBeGreaterThanOrEqual(ceiling);
+    // ... and that figure rises while the rounds there stay unqueued, so a platform that grew is found again.
+    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40);
+  });
+
+  it('does not climb while the key uses under half its figure (the tail of a campaign)', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 10);
+    const running = (await t.scripts.dispatch(100, LEASE)).picks;
+    expect(running).toHaveLength(10);
+    // Ten unqueued calls, a whole round; with no target left, the key empties as they end.
+    for (const p of running) await complete(p, { ms: 10, overload: false });
+    expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBe(10);
+    expect(await t.redis.hget(adaptKey(), 'ss')).toBe('1');
   });
 });

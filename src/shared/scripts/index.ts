@@ -96,11 +96,16 @@ const CAPS = {
   wakeDueBatch: DEFAULTS.wakeDueBatch,
   dispatchLooksPerPick: DEFAULTS.dispatchLooksPerPick,
   dispatchExtraLooks: DEFAULTS.dispatchExtraLooks,
-  adaptiveNearRatio: DEFAULTS.adaptiveNearRatio,
+  adaptiveBaseDriftRounds: DEFAULTS.adaptiveBaseDriftRounds,
+  adaptiveHoldRatio: DEFAULTS.adaptiveHoldRatio,
   adaptiveRiseRatio: DEFAULTS.adaptiveRiseRatio,
   adaptiveSlackMs: DEFAULTS.adaptiveSlackMs,
+  adaptiveRoundMinCalls: DEFAULTS.adaptiveRoundMinCalls,
+  adaptiveRiseDecreaseFactor: DEFAULTS.adaptiveRiseDecreaseFactor,
   adaptiveDecreaseFactor: DEFAULTS.adaptiveDecreaseFactor,
-  adaptiveBestDriftCalls: DEFAULTS.adaptiveBestDriftCalls,
+  adaptiveSlowStartFactor: DEFAULTS.adaptiveSlowStartFactor,
+  adaptiveOverloadMargin: DEFAULTS.adaptiveOverloadMargin,
+  adaptiveOverloadDriftRounds: DEFAULTS.adaptiveOverloadDriftRounds,
   adaptiveIdleMs: DEFAULTS.adaptiveIdleMs,
 };
 

@@ -4,23 +4,46 @@
   Provides: adaptive_figure, adapt. Needs: keys, caps.
 
   State, global to every worker: <p>:sched:adapt:<key> HASH
-    'c'    the figure (a float: halving and +1 steps are kept exact; dispatch uses its floor)
-    'best' the best call latency seen, ms (drifts up slowly: a platform that got slower for good
-           is not read as overloaded forever)
-    'n'    calls near the best latency since the figure last moved
+    'c'    the figure (a float: proportional cuts and sqrt steps add up; dispatch uses its floor)
+    'base' the no-load latency, ms: the lowest round minimum seen, drifting up
+           1/adaptiveBaseDriftRounds of the way toward each later one (and set to it at `min`),
+           so a platform that got slower for good is re-learnt, not read as overloaded forever
+    'n', 'min'  the current round: calls counted, the fastest of them (ms)
+    'q'    '1' when the last round was queued
+    'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
+    'top'  the figure that drew the last overload answer (absent: none yet)
+    'pre', 'chk'  after a latency cut, until the next round checks it: the figure before the cut,
+           and the fastest call a round must beat for the cut to have helped
   It outlives the campaigns using the key (the next one starts from what was learned) and
   expires after CAPS.adaptiveIdleMs without a call ending on the key. No round trip of its own:
   the scripts that end a call (finish, retryLater, throttle) pass the call's latency and whether
   it was an overload answer (429, 503, a timeout), and update it here in the same step.
 
-  AIMD: a window of `figure` calls near the best latency (within adaptiveNearRatio x best +
-  adaptiveSlackMs), each ending while the key's slots were full, raises it by 1 (a key that is
-  not using its figure learns nothing about a higher one: the tail of a campaign must not push it
-  to max); an overload answer or a latency above adaptiveRiseRatio x best
-  + adaptiveSlackMs multiplies it by adaptiveDecreaseFactor. Calls in between hold it. Only calls
-  that started after the last cut may cut again: the others were sent under the old figure, and
-  a burst of them answered together is one signal, not one per call.
+  The rule (after TCP Vegas, HyStart and LEDBAT's base delay, and Netflix's Gradient2): calls are
+  counted in rounds of `figure` (at least adaptiveRoundMinCalls), about one answer per call in
+  flight, and a round votes by its FASTEST call. The latency a worker measures includes its own
+  event loop and the machine's stalls; those only ever add, so the fastest call of a round is
+  the platform's own latency plus the least of that noise, while a platform queueing slows every
+  call of the round. Against hold = base x adaptiveHoldRatio + adaptiveSlackMs and rise = base x
+  adaptiveRiseRatio + adaptiveSlackMs:
+  - fastest <= hold (unqueued), with the key using at least half its figure (a key held back by
+    something else learns nothing about a higher one: the tail of a campaign must not push it to
+    max): up, x adaptiveSlowStartFactor in slow start, + sqrt(figure) after it (quick while far
+    from the capacity, finer near it), but not past adaptiveOverloadMargin x `top`: an overload
+    answer pauses the whole connection, so the figure that drew one is not probed again soon
+    (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin).
+  - hold < fastest <= rise: held (the platform queues a little: the figure is where it should
+    be). Slow start, which could overshoot by half, ends here.
+  - fastest > rise (queued): a second queued round in a row cuts in proportion, figure x
+    max(adaptiveRiseDecreaseFactor, hold / fastest); one alone may be a stall of the workers.
+    The round after a cut checks it instead of voting: a queue of ours shrinks with the figure,
+    so a fastest call not down by half the cut means the latency was not ours, and the figure
+    goes back (short of the overload margin).
+  - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once.
+  Only calls that started after the last cut count: the others were sent under the old figure,
+  and a burst of them answered together is one signal, not one per call. A cut ends slow start.
+  The figure stays within the finishing campaign's [min, max].
 ]]
 -- @include "keys"
 -- @include "caps"
@@ -39,38 +62,92 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'best', 'n', 'cut')
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk')
       local lo, hi = a[1], a[2]
       local figure = tonumber(v[1]) or a[3]
-      -- Only answered calls set the best latency: a 429 shed at once says nothing of the platform's speed.
-      local best = tonumber(v[2])
-      local n = tonumber(v[3]) or 0
-      local cut = tonumber(v[4]) or 0
-      local rise = best ~= nil and callMs > best * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs
-      if overload or rise then
-        if now - callMs >= cut then
+      local base = tonumber(v[2])
+      local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
+      local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
+      local top, pre, chk = tonumber(v[8]), tonumber(v[9]), tonumber(v[10])
+      -- Answers to calls sent before the last cut were sent under the old figure: already acted on.
+      if now - callMs >= cut then
+        if overload then
+          -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
+          top = figure
           figure = figure * CAPS.adaptiveDecreaseFactor
-          n = 0
-          cut = now
-        end
-      else
-        if best == nil or callMs < best then best = callMs else best = best + (callMs - best) / CAPS.adaptiveBestDriftCalls end
-        -- The caller released this call's slot already: +1 counts it.
-        local full = redis.call('ZCARD', S .. 'slot:' .. k[1]) + 1 >= math.floor(figure)
-        if full and callMs <= best * CAPS.adaptiveNearRatio + CAPS.adaptiveSlackMs then
+          cut, slow, queued, n, least, pre = now, false, false, 0, nil, nil
+        else
           n = n + 1
-          if n >= math.floor(figure) then
-            figure = figure + 1
-            n = 0
+          if least == nil or callMs < least then least = callMs end
+          -- A round: about one call per slot, so about one answer from each call in flight.
+          if n >= math.max(CAPS.adaptiveRoundMinCalls, math.floor(figure)) then
+            if base == nil or least < base or figure <= lo then
+              -- At the floor the latency is the platform's own: nothing lower to compare it with.
+              base = least
+            else
+              base = base + (least - base) / CAPS.adaptiveBaseDriftRounds
+            end
+            local hold = base * CAPS.adaptiveHoldRatio + CAPS.adaptiveSlackMs
+            if pre ~= nil then
+              -- The first round after a latency cut checks it: a queue of ours shrinks with the
+              -- figure. A latency that stayed up was not ours (a stall of the workers or the
+              -- machine): the figure goes back to where it was, short of any overload margin.
+              if least > chk then
+                local back = pre
+                if top then back = math.min(back, top * CAPS.adaptiveOverloadMargin) end
+                figure = math.max(figure, back)
+              end
+              pre = nil
+            elseif least > base * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs then
+              -- A queued round cuts only when the one before was queued too: a stall of the
+              -- workers' own (their latency includes their event loop) can delay a whole round.
+              if queued then
+                local f = math.max(CAPS.adaptiveRiseDecreaseFactor, hold / least)
+                -- Above its capacity a platform's latency grows with the calls in flight: a cut by
+                -- f takes it down by about f; half of that counts as the cut having helped.
+                pre, chk = figure, least * (1 + f) / 2
+                figure = figure * f
+                cut, slow, queued = now, false, false
+              else
+                queued = true
+              end
+            elseif least > hold then
+              -- The platform started queueing: slow start, which could overshoot by half, is over.
+              queued, slow = false, false
+            -- The caller released this call's slot already: +1 counts it.
+            elseif (redis.call('ZCARD', S .. 'slot:' .. k[1]) + 1) * 2 >= math.floor(figure) then
+              queued = false
+              local was = figure
+              if slow then figure = figure * CAPS.adaptiveSlowStartFactor else figure = figure + math.sqrt(figure) end
+              -- An overload answer costs a pause of the whole connection: the climb stops short of
+              -- the figure that drew the last one, which rises slowly so a platform that grew is
+              -- found again.
+              if top then
+                local ceiling = top * CAPS.adaptiveOverloadMargin
+                if figure >= ceiling then
+                  figure = math.max(ceiling, was) -- never lowered by it: cuts do that
+                  top = top + top / CAPS.adaptiveOverloadDriftRounds
+                end
+              end
+            else
+              queued = false
+            end
+            n, least = 0, nil
           end
         end
       end
       figure = math.max(lo, math.min(hi, figure))
-      if best then
-        redis.call('HSET', state, 'c', figure, 'n', n, 'cut', cut, 'best', best)
+      local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0' }
+      if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
+      if top then fields[#fields + 1] = 'top'; fields[#fields + 1] = top end
+      if pre then
+        fields[#fields + 1] = 'pre'; fields[#fields + 1] = pre
+        fields[#fields + 1] = 'chk'; fields[#fields + 1] = chk
       else
-        redis.call('HSET', state, 'c', figure, 'n', n, 'cut', cut)
+        redis.call('HDEL', state, 'pre', 'chk')
       end
+      if least then fields[#fields + 1] = 'min'; fields[#fields + 1] = least else redis.call('HDEL', state, 'min') end
+      redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
       redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], math.floor(figure))
     end

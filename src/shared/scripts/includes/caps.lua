@@ -3,9 +3,11 @@
   much is due (DEFAULTS in src/shared/config.ts; the loader passes them to every script that
   includes this as ARGV[2], JSON: wakeCampaignsPerSlot, wakeGroupsPerCampaign, reclaimBatch,
   wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
-  tunables (adaptive.lua: adaptiveNearRatio, adaptiveRiseRatio, adaptiveSlackMs,
-  adaptiveDecreaseFactor, adaptiveBestDriftCalls, adaptiveIdleMs), and the maintenance windows'
-  clock offset (windows.lua: windowClockOffsetMs, 0 but in tests and drills).
+  tunables (adaptive.lua: adaptiveBaseDriftRounds, adaptiveHoldRatio, adaptiveRiseRatio,
+  adaptiveSlackMs, adaptiveRoundMinCalls, adaptiveRiseDecreaseFactor, adaptiveDecreaseFactor,
+  adaptiveSlowStartFactor, adaptiveOverloadMargin, adaptiveOverloadDriftRounds, adaptiveIdleMs),
+  and the maintenance windows' clock offset (windows.lua: windowClockOffsetMs, 0 but in tests
+  and drills).
   Provides: CAPS. Needs no include.
 ]]
 local CAPS = cjson.decode(ARGV[2])

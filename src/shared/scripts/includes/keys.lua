@@ -55,8 +55,8 @@
                                        between starts>' (0 = none) of each live campaign using it;
                                        '=c' -> the smallest concurrency, '=r' -> the longest spacing,
                                        '=s' -> the shortest spacing (limits.lua)
-    <p>:sched:adapt:<key>      HASH    a key's adaptive concurrency ('c' figure, 'best' latency ms, 'n'
-                                       calls near it, 'cut' last cut ms): read by dispatch, moved by
+    <p>:sched:adapt:<key>      HASH    a key's adaptive concurrency ('c' figure, 'base' latency ms, the
+                                       round, 'cut' last cut ms, ...: adaptive.lua): read by dispatch, moved by
                                        every call ending on the key (adaptive.lua); expires when idle
     <p>:sched:waiting:<key>    LIST    campaigns with a group waiting for a slot on the key, each once
                                        (exactly while its `:w:<key>` list is not empty): round robin
