@@ -168,13 +168,23 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(running).toHaveLength(5);
     expect(await t.redis.hget(campaignKeys(t.prefix, 'b').status, 'limit:K/k')).toBe('5');
 
-    // Overload answers (a call that started after the last cut, as a 0 ms one does): cut, down to min.
-    for (let i = 0; i < 5; i++) {
+    // Overload answers: each cut counts the calls then in flight as sent under the old figure
+    // (their answers are one signal with it); answers to calls sent after it cut again, to min.
+    let cuts = 0;
+    for (let i = 0; i < 40 && Number(await t.redis.hget(adaptKey(), 'c')) > 2; i++) {
+      const before = Number(await t.redis.hget(adaptKey(), 'c'));
       const [p, ...rest] = running;
       running = [...rest, ...(await complete(p!, { ms: 0, overload: true }))];
-      expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBeGreaterThanOrEqual(2);
+      const after = Number(await t.redis.hget(adaptKey(), 'c'));
+      expect(after).toBeGreaterThanOrEqual(2);
+      if (after < before) cuts++;
     }
     expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBe(2);
+    expect(cuts).toBe(3); // 5 -> 3.5 -> 2.45 -> 2 (min)
+    while (running.length > 2) {
+      const [p, ...rest] = running;
+      running = [...rest, ...(await complete(p!, { ms: 0, overload: true }))];
+    }
     // Dispatch gave no new slot until the key was back under the figure: two in flight now.
     expect(running).toHaveLength(2);
     expect(await slots()).toBe(2);
@@ -195,6 +205,15 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     // Eight 429s for calls that had been on the way for a minute: all sent before the first cut.
     for (const p of running.slice(0, 8)) await complete(p, { ms: 60_000, overload: true });
     expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBeCloseTo(16 * DEFAULTS.adaptiveDecreaseFactor, 9);
+  });
+
+  it('cuts once for a burst of overload answers shed at once (0 ms): the calls were in flight at the cut', async () => {
+    await enqueueAdaptive({ min: 1, max: 64, initial: 8 }, 40);
+    const running = (await t.scripts.dispatch(100, LEASE)).picks;
+    expect(running).toHaveLength(8);
+    // A gateway's 429s take no time: Redis now - 0 ms is after the cut, yet all 8 were sent before it.
+    for (const p of running) await complete(p, { ms: 0, overload: true });
+    expect(Number(await t.redis.hget(adaptKey(), 'c'))).toBeCloseTo(8 * DEFAULTS.adaptiveDecreaseFactor, 9);
   });
 
   it('climbs by rounds while calls are unqueued, holds in the band, and cuts only on a second queued round', async () => {
@@ -257,8 +276,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     // Two rounds whose fastest call is 10 x the base: cut.
     await calls(2 * Math.floor(before), 100);
     expect(await c()).toBeLessThan(before);
-    // The round after (calls sent after the cut) is as slow: a stall, not the key's queue.
-    await t.redis.hset(adaptKey(), 'cut', 0);
+    // The round after (calls sent after the cut, none owed from before it) is as slow: a stall, not the key's queue.
+    await t.redis.hset(adaptKey(), 'cut', 0, 'skip', 0);
     await calls(Math.floor(await c()), 100);
     expect(await c()).toBe(before);
   });

@@ -12,6 +12,7 @@
     'q'    '1' when the last round was queued
     'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
+    'skip' answers still owed by calls in flight at the last cut (sent under the old figure)
     'top'  the figure that drew the last overload answer (absent: none yet)
     'pre', 'chk'  after a latency cut, until the next round checks it: the figure before the cut,
            and the fastest call a round must beat for the cut to have helped
@@ -31,7 +32,8 @@
     something else learns nothing about a higher one: the tail of a campaign must not push it to
     max): up, x adaptiveSlowStartFactor in slow start, + sqrt(figure) after it (quick while far
     from the capacity, finer near it), but not past adaptiveOverloadMargin x `top`: an overload
-    answer pauses the whole connection, so the figure that drew one is not probed again soon
+    answer costs a retry (with Retry-After, a pause of the whole connection), so the figure that
+    drew one is not probed again soon
     (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin).
   - hold < fastest <= rise: held (the platform queues a little: the figure is where it should
     be). Slow start, which could overshoot by half, ends here.
@@ -42,7 +44,11 @@
     goes back (short of the overload margin).
   - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once.
   Only calls that started after the last cut count: the others were sent under the old figure,
-  and a burst of them answered together is one signal, not one per call. A cut ends slow start.
+  and a burst of them answered together is one signal, not one per call. When a call started is
+  an estimate (Redis now minus the latency the worker measured, which misses the time between
+  the answer and this script, and a 429 shed at once takes 0 ms), so a cut also notes the calls
+  then in flight on the key ('skip'), and that many answers after it count for nothing. A cut
+  ends slow start.
   The figure stays within the finishing campaign's [min, max].
 ]]
 -- @include "keys"
@@ -62,20 +68,28 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk')
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk', 'skip')
       local lo, hi = a[1], a[2]
       local figure = tonumber(v[1]) or a[3]
       local base = tonumber(v[2])
       local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
       local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
       local top, pre, chk = tonumber(v[8]), tonumber(v[9]), tonumber(v[10])
+      local skip = tonumber(v[11]) or 0
+      -- Redis's clock stepped back (a failover to another host): no call would count until it
+      -- caught up with the old cut.
+      if cut > now then cut = now end
       -- Answers to calls sent before the last cut were sent under the old figure: already acted on.
-      if now - callMs >= cut then
+      if skip > 0 then
+        skip = skip - 1
+      elseif now - callMs >= cut then
         if overload then
           -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
           top = figure
           figure = figure * CAPS.adaptiveDecreaseFactor
           cut, slow, queued, n, least, pre = now, false, false, 0, nil, nil
+          -- The caller released this call's slot already: the others were all sent before the cut.
+          skip = redis.call('ZCARD', S .. 'slot:' .. k[1])
         else
           n = n + 1
           if least == nil or callMs < least then least = callMs end
@@ -108,6 +122,7 @@ local function adapt(c, keys, callMs, overload, now)
                 pre, chk = figure, least * (1 + f) / 2
                 figure = figure * f
                 cut, slow, queued = now, false, false
+                skip = redis.call('ZCARD', S .. 'slot:' .. k[1])
               else
                 queued = true
               end
@@ -119,7 +134,8 @@ local function adapt(c, keys, callMs, overload, now)
               queued = false
               local was = figure
               if slow then figure = figure * CAPS.adaptiveSlowStartFactor else figure = figure + math.sqrt(figure) end
-              -- An overload answer costs a pause of the whole connection: the climb stops short of
+              -- An overload answer costs a retry (and a Retry-After, a pause of the whole
+              -- connection): the climb stops short of
               -- the figure that drew the last one, which rises slowly so a platform that grew is
               -- found again.
               if top then
@@ -137,16 +153,20 @@ local function adapt(c, keys, callMs, overload, now)
         end
       end
       figure = math.max(lo, math.min(hi, figure))
-      local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0' }
+      local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0', 'skip', skip }
       if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
       if top then fields[#fields + 1] = 'top'; fields[#fields + 1] = top end
       if pre then
         fields[#fields + 1] = 'pre'; fields[#fields + 1] = pre
         fields[#fields + 1] = 'chk'; fields[#fields + 1] = chk
-      else
+      elseif v[9] then
         redis.call('HDEL', state, 'pre', 'chk')
       end
-      if least then fields[#fields + 1] = 'min'; fields[#fields + 1] = least else redis.call('HDEL', state, 'min') end
+      if least then
+        fields[#fields + 1] = 'min'; fields[#fields + 1] = least
+      elseif v[6] then
+        redis.call('HDEL', state, 'min')
+      end
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
       redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], math.floor(figure))
