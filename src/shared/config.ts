@@ -195,6 +195,16 @@ export const DEFAULTS = Object.freeze({
    * same (`UPSHIFT_WINDOW_CLOCK_OFFSET_MS`, read by `windowClockOffsetMs`).
    */
   windowClockOffsetMs: 0,
+  /**
+   * Maintenance windows: a group whose zone's interval has passed (or cannot be computed) waits
+   * for the worker's refresh (`setWindows` wakes it); it is looked at again after this anyway,
+   * so a worker lost mid-refresh strands nothing.
+   */
+  windowRecheckMs: 60_000,
+  /** Maintenance windows: a failed refresh of a zone's interval is retried after this, doubling each time... */
+  windowRefreshRetryMs: 1000,
+  /** ...up to this. */
+  windowRefreshRetryMaxMs: 300_000,
 });
 
 /** The window clock's offset (`DEFAULTS.windowClockOffsetMs`) from `UPSHIFT_WINDOW_CLOCK_OFFSET_MS`. */

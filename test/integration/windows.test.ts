@@ -4,10 +4,12 @@ import { connect } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { buildApi } from '../../src/producer/api/index.js';
-import { campaignKeys, createLogger, eventsChannel, InputError, loadScripts, readStatus, redisTimeMs, type CampaignStatus } from '../../src/shared/index.js';
+import { campaignKeys, createLogger, eventsChannel, InputError, loadScripts, readStatus, redisTimeMs, TARGET_QUEUE, type CampaignStatus, type Logger, type Scripts, type TargetJobData } from '../../src/shared/index.js';
+import { Dispatcher } from '../../src/worker/dispatcher.js';
 import { refreshWindows } from '../../src/shared/window-store.js';
 import { renderScript } from '../../src/shared/scripts/loader.js';
 import { openInterval, type Window } from '../../src/shared/windows.js';
@@ -289,5 +291,51 @@ describe('maintenance windows', () => {
     const s = await until(() => status('behind'), (v) => v.upgraded === 3 && v.active === 0, 'Kolkata upgraded');
     expect(s).toMatchObject({ pending: 200, waitingForWindow: 200, nextWindowAt: openInterval(windows, 'Pacific/Kiritimati', Date.parse('2026-03-08T07:00:00Z')).from });
     expect([...firstSeen(0).keys()].sort()).toEqual(['k1', 'k2', 'k3']);
+  });
+  it('a zone a worker cannot compute: its groups wait without the dispatcher looping, and run once a refresh takes', async () => {
+    // Monday 9 March 2026 09:30 UTC by the window clock, inside the window; then the stored
+    // interval goes, so the first step finds the zone stale.
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    await clockAt(Date.parse('2026-03-09T09:30:00Z'), 0);
+    await enqueueCampaign(spec('unknown', { timezone: 'UTC', windows }, []), [{ runId: 'u1' }, { runId: 'u2' }], t.producer);
+    await t.redis.hdel(campaignKeys(t.prefix, 'unknown').win, 'UTC');
+
+    const real = loadScripts(t.redis, t.prefix);
+    await real.renew(30_000, 'stand-in', 4, []);
+    const counted = { dispatch: 0, picks: 0, refreshes: 0 };
+    const scripts: Scripts = {
+      ...real,
+      dispatch: async (batch, leaseMs) => {
+        counted.dispatch++;
+        const r = await real.dispatch(batch, leaseMs);
+        counted.picks += r.picks.length;
+        return r;
+      },
+    };
+    const errors: string[] = [];
+    const quiet = (): void => undefined;
+    const log = { info: quiet, warn: quiet, debug: quiet, trace: quiet, fatal: quiet, error: (_o: unknown, msg: string) => void errors.push(msg) } as unknown as Logger;
+    const queue = new Queue<TargetJobData>(TARGET_QUEUE, { connection: t.redis, prefix: t.prefix });
+    // Refreshes throw for half a second from the first (as for a zone this worker's ICU lacks),
+    // then store it: the retry comes a second after the failure, so it is the second refresh.
+    let failingUntil = Infinity;
+    const dispatcher = new Dispatcher(scripts, queue, log, 256, 30_000, async (stale, nowMs) => {
+      counted.refreshes++;
+      if (failingUntil === Infinity) failingUntil = Date.now() + 500;
+      if (Date.now() < failingUntil) throw new RangeError('Invalid time zone specified: UTC');
+      await refreshWindows(t.redis, t.prefix, real, stale, nowMs);
+    });
+    t.defer(async () => {
+      dispatcher.stop();
+      await queue.close();
+    });
+    dispatcher.trigger();
+    await until(async () => ({ ...counted }), (c) => c.picks === 2, 'both targets dispatched once the refresh took');
+    // A step, the failed refresh and one step after it, the retry and the step that picks: a
+    // dispatcher looping on a group due at once would have run hundreds of steps in the backoff.
+    expect(counted.refreshes).toBe(2);
+    expect(counted.dispatch).toBeLessThanOrEqual(5);
+    expect(errors).toEqual(['maintenance window refresh failed; its groups wait']);
+    expect(await t.redis.hlen(campaignKeys(t.prefix, 'unknown').winwait)).toBe(0);
   });
 });

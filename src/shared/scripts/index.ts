@@ -96,6 +96,7 @@ const CAPS = {
   wakeDueBatch: DEFAULTS.wakeDueBatch,
   dispatchLooksPerPick: DEFAULTS.dispatchLooksPerPick,
   dispatchExtraLooks: DEFAULTS.dispatchExtraLooks,
+  windowRecheckMs: DEFAULTS.windowRecheckMs,
   adaptiveNearRatio: DEFAULTS.adaptiveNearRatio,
   adaptiveRiseRatio: DEFAULTS.adaptiveRiseRatio,
   adaptiveSlackMs: DEFAULTS.adaptiveSlackMs,

@@ -5,7 +5,8 @@
   wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
   tunables (adaptive.lua: adaptiveNearRatio, adaptiveRiseRatio, adaptiveSlackMs,
   adaptiveDecreaseFactor, adaptiveBestDriftCalls, adaptiveIdleMs), and the maintenance windows'
-  clock offset (windows.lua: windowClockOffsetMs, 0 but in tests and drills).
+  clock offset (windows.lua: windowClockOffsetMs, 0 but in tests and drills) and recheck
+  (windowRecheckMs).
   Provides: CAPS. Needs no include.
 ]]
 local CAPS = cjson.decode(ARGV[2])

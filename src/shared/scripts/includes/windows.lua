@@ -18,8 +18,11 @@ local WINDOW_STALE = {}
 -- zone, or '*' for the group's own `z:<gid>` in :groups). When it may not, the group is moved
 -- out of the ready list: to <p>:sched:delayed scored at its zone's next opening (on Redis's
 -- clock, so the dispatcher's one timer for the next due time wakes it), gstate 'z<n>' with its
--- n targets counted in the status hash's waitingForWindow; or, with a stale interval, due at
--- once and reported in WINDOW_STALE.
+-- n targets counted in the status hash's waitingForWindow; or, with a stale interval, reported
+-- in WINDOW_STALE and waiting for the worker's refresh: gstate 'd' (what any worker wakes) with
+-- gid -> zone in :winwait, which setWindows-1.lua makes ready when it stores the zone. Never due
+-- at once (a zone a worker cannot compute would have the dispatcher loop): its delayed entry,
+-- CAPS.windowRecheckMs ahead, only covers a worker lost before it stored the zone.
 -- A group's zone and a zone's interval, read once per script call: a step looks at the same
 -- groups again and again as it picks (nothing in a call changes them).
 local window_zones, window_intervals = {}, {}
@@ -47,7 +50,8 @@ local function window_gate(c, gid, sched, now, tag)
   if not till or wnow >= till then
     WINDOW_STALE[c .. '\t' .. zone] = true
     redis.call('HSET', ck(c, 'gstate'), gid, 'd')
-    redis.call('ZADD', S .. 'delayed', now, tag)
+    redis.call('HSET', ck(c, 'winwait'), gid, zone)
+    redis.call('ZADD', S .. 'delayed', now + (CAPS.windowRecheckMs or 60000), tag)
     return false
   end
   if wnow >= from then return true end
