@@ -46,6 +46,8 @@ export interface CampaignKeys {
   readonly win: string;
   /** Hash: gid -> zone, groups waiting for a worker to store their zone's next interval (setWindows). */
   readonly winwait: string;
+  /** Hash: gid -> n, groups (gstate `d`) parked until their window opens, n targets counted in `waitingForWindow`. */
+  readonly winpark: string;
   readonly ready: string;
   readonly gstate: string;
   /** Set: target keys seen while staging (dedup); deleted at commit. */
@@ -69,6 +71,7 @@ export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
     attempts: `${base}:attempts`,
     win: `${base}:win`,
     winwait: `${base}:winwait`,
+    winpark: `${base}:winpark`,
     ready: `${base}:ready`,
     gstate: `${base}:gstate`,
     seen: `${base}:seen`,

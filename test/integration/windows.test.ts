@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { buildApi } from '../../src/producer/api/index.js';
-import { campaignKeys, createLogger, eventsChannel, InputError, loadScripts, readStatus, redisTimeMs, TARGET_QUEUE, type CampaignStatus, type Logger, type Scripts, type TargetJobData } from '../../src/shared/index.js';
+import { campaignKeys, createLogger, DEFAULTS, eventsChannel, InputError, loadScripts, readStatus, redisTimeMs, TARGET_QUEUE, type CampaignStatus, type Logger, type Scripts, type TargetJobData } from '../../src/shared/index.js';
 import { Dispatcher } from '../../src/worker/dispatcher.js';
 import { refreshWindows } from '../../src/shared/window-store.js';
 import { renderScript } from '../../src/shared/scripts/loader.js';
@@ -265,7 +267,8 @@ describe('maintenance windows', () => {
     // The run in flight is throttled: its target goes back to its group, and is counted waiting.
     expect(await later.throttle(holder, 'tok', runId, 1000, 'HTTP 429', channel)).not.toBeNull();
     expect(await status('exact')).toMatchObject({ pending: 3, active: 0, waitingForWindow: 3, nextWindowAt: next });
-    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').gstate, '0')).toBe('z3');
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').gstate, '0')).toBe('d');
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').winpark, '0')).toBe('3');
 
     // Cancelled: drained, nothing waits for a window any more.
     await later.control('exact', 'cancel', 'OPERATOR', channel);
@@ -337,5 +340,29 @@ describe('maintenance windows', () => {
     expect(counted.dispatch).toBeLessThanOrEqual(5);
     expect(errors).toEqual(['maintenance window refresh failed; its groups wait']);
     expect(await t.redis.hlen(campaignKeys(t.prefix, 'unknown').winwait)).toBe(0);
+  });
+  it('a worker of the version before windows wakes a group parked for its window (it knows only gstate d), and the count mends once a new worker parks it again', async () => {
+    // The dispatch script as it was before maintenance windows (commit 9b9c2f4).
+    const oldDir = mkdtempSync(join(tmpdir(), 'upshift-old-scripts-'));
+    execFileSync('sh', ['-c', `git archive 9b9c2f4 src/shared/scripts | tar -x -C "${oldDir}"`], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    const oldDispatch = renderScript(join(oldDir, 'src/shared/scripts'), 'dispatch-1.lua').lua;
+
+    // Monday 9 March 2026 08:00 UTC by the window clock: the window opens in an hour.
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    await clockAt(Date.parse('2026-03-09T08:00:00Z'), 0);
+    await enqueueCampaign(spec('mixed', { timezone: 'UTC', windows }, []), [{ runId: 'm1' }, { runId: 'm2' }], t.producer);
+    const scripts = loadScripts(t.redis, t.prefix);
+    await scripts.renew(30_000, 'stand-in', 4, []);
+    expect((await scripts.dispatch(10, 30_000)).picks).toEqual([]);
+    expect(await status('mixed')).toMatchObject({ waitingForWindow: 2 });
+
+    // An old worker's step finds the group due (its entry moved to now): it wakes and runs it.
+    await t.redis.zadd(`${t.prefix}:sched:delayed`, 0, 'mixed|0');
+    const old = (await t.redis.eval(oldDispatch, 1, `${t.prefix}:sched:ring`, t.prefix, JSON.stringify(DEFAULTS), 1, 30_000)) as unknown[];
+    expect(old.length).toBe(5); // now, next, reclaimed, then one pick
+    // The new worker's next look parks the group again, counting only what is left.
+    expect((await scripts.dispatch(10, 30_000)).picks).toEqual([]);
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'mixed').winpark, '0')).toBe('1');
+    expect(await status('mixed')).toMatchObject({ waitingForWindow: 1 });
   });
 });

@@ -32,7 +32,7 @@ for i = 1, #waiting, 2 do
   local gid = waiting[i]
   if stored[waiting[i + 1]] then
     redis.call('HDEL', winwait, gid)
-    -- Anything else ('r', 'z<n>', 'b', gone) was woken or moved meanwhile; 'd' for another
+    -- Anything else ('r', 'b', gone) was woken or moved meanwhile; 'd' for another
     -- reason (a rate or Retry-After pause) only wakes early, and dispatch parks it again.
     if redis.call('HGET', gstate, gid) == 'd' then make_ready(c, gid) end
   end

@@ -17,8 +17,9 @@ local WINDOW_STALE = {}
 -- Whether group `gid` of campaign `c` may start now. `sched`: the campaign's :meta 'sched' (its
 -- zone, or '*' for the group's own `z:<gid>` in :groups). When it may not, the group is moved
 -- out of the ready list: to <p>:sched:delayed scored at its zone's next opening (on Redis's
--- clock, so the dispatcher's one timer for the next due time wakes it), gstate 'z<n>' with its
--- n targets counted in the status hash's waitingForWindow; or, with a stale interval, reported
+-- clock, so the dispatcher's one timer for the next due time wakes it), gstate 'd' (what a
+-- worker of any version wakes) with gid -> n in :winpark and its n targets counted in the status
+-- hash's waitingForWindow; or, with a stale interval, reported
 -- in WINDOW_STALE and waiting for the worker's refresh: gstate 'd' (what any worker wakes) with
 -- gid -> zone in :winwait, which setWindows-1.lua makes ready when it stores the zone. Never due
 -- at once (a zone a worker cannot compute would have the dispatcher loop): its delayed entry,
@@ -61,9 +62,12 @@ local function window_gate(c, gid, sched, now, tag)
     return false
   end
   local status = ck(c, 'status')
-  redis.call('HSET', ck(c, 'gstate'), gid, 'z' .. n)
+  -- Still counted: an earlier worker woke it (it only knows 'd') and left the count.
+  local was = redis.call('HGET', ck(c, 'winpark'), gid)
+  redis.call('HSET', ck(c, 'gstate'), gid, 'd')
+  redis.call('HSET', ck(c, 'winpark'), gid, n)
   redis.call('ZADD', S .. 'delayed', from - offset, tag)
-  redis.call('HINCRBY', status, 'waitingForWindow', n)
+  redis.call('HINCRBY', status, 'waitingForWindow', n - tonumber(was or '0'))
   local next = tonumber(redis.call('HGET', status, 'nextWindowAt') or '0')
   if next <= wnow or from < next then redis.call('HSET', status, 'nextWindowAt', from) end
   return false
