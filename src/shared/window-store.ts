@@ -50,6 +50,7 @@ export async function refreshWindows(
       if (json === null) continue; // gone: nothing waits for it
       const schedule = (JSON.parse(json) as { schedule?: Schedule }).schedule;
       if (schedule === undefined) throw new Error('its stored spec has no schedule');
+      if (zones.has('')) throw new Error('a group of this per-target-zone campaign has no zone (z:<gid> in :groups); it waits');
       // A refusal (the campaign ended) leaves nothing waiting.
       await scripts.setWindows(campaignId, windowFields(schedule, zones, now));
     } catch (err) {

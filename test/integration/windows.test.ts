@@ -365,4 +365,18 @@ describe('maintenance windows', () => {
     expect(await t.redis.hget(campaignKeys(t.prefix, 'mixed').winpark, '0')).toBe('1');
     expect(await status('mixed')).toMatchObject({ waitingForWindow: 1 });
   });
+  it('a group of a per-target-zone campaign without its zone fails closed: it waits, reported as the zone "", and the refresh says why', async () => {
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    await clockAt(Date.parse('2026-03-09T09:30:00Z'), 0);
+    await enqueueCampaign(spec('nozone', { timezone: '${target.tz}', windows }, []), [{ runId: 'n1', tz: 'UTC' }], t.producer);
+    await t.redis.hdel(campaignKeys(t.prefix, 'nozone').groups, 'z:0');
+    const scripts = loadScripts(t.redis, t.prefix);
+    await scripts.renew(30_000, 'stand-in', 4, []);
+    const step = await scripts.dispatch(10, 30_000);
+    expect(step.picks).toEqual([]);
+    expect(step.staleWindows).toEqual([{ campaignId: 'nozone', zone: '' }]);
+    expect(step.nextWakeMs).toBeGreaterThan(step.nowMs);
+    await expect(refreshWindows(t.redis, t.prefix, scripts, step.staleWindows, step.nowMs)).rejects.toThrow(/campaign nozone.*has no zone/);
+    expect(await status('nozone')).toMatchObject({ pending: 1, active: 0 });
+  });
 });

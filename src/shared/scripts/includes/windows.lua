@@ -37,7 +37,9 @@ local function window_gate(c, gid, sched, now, tag)
       window_zones[c .. '|' .. gid] = zone
     end
   end
-  if not zone then return true end
+  -- A group of a per-target-zone campaign without its zone (`z:<gid>`): it fails closed, as the
+  -- stale zone '' that no refresh can store (the worker logs it), never runs unchecked.
+  if not zone then zone = '' end
   local offset = CAPS.windowClockOffsetMs or 0
   local wnow = now + offset
   local iv = window_intervals[c .. '\t' .. zone]
