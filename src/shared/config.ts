@@ -205,6 +205,16 @@ export const DEFAULTS = Object.freeze({
    * same (`UPSHIFT_WINDOW_CLOCK_OFFSET_MS`, read by `windowClockOffsetMs`).
    */
   windowClockOffsetMs: 0,
+  /**
+   * Maintenance windows: a group whose zone's interval has passed (or cannot be computed) waits
+   * for the worker's refresh (`setWindows` wakes it); it is looked at again after this anyway,
+   * so a worker lost mid-refresh strands nothing.
+   */
+  windowRecheckMs: 60_000,
+  /** Maintenance windows: a failed refresh of a zone's interval is retried after this, doubling each time... */
+  windowRefreshRetryMs: 1000,
+  /** ...up to this. */
+  windowRefreshRetryMaxMs: 300_000,
 });
 
 /** The window clock's offset (`DEFAULTS.windowClockOffsetMs`) from `UPSHIFT_WINDOW_CLOCK_OFFSET_MS`. */
@@ -232,6 +242,11 @@ const envSchema = z.object({
   UPSHIFT_API_STREAM_LIMIT_BYTES: z.coerce.number().int().min(1024, 'at least 1024 (bytes)').default(DEFAULTS.apiStreamLimitBytes),
   UPSHIFT_API_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0, '0 (none) or more (ms)').default(DEFAULTS.apiRequestTimeoutMs),
   UPSHIFT_API_CONNECTION_TIMEOUT_MS: z.coerce.number().int().min(0, '0 (none) or more (ms)').default(DEFAULTS.apiConnectionTimeoutMs),
+  UPSHIFT_WINDOW_CLOCK_OFFSET_MS: z.coerce
+    .number({ error: 'must be a whole number of ms' })
+    .int('must be a whole number of ms')
+    .refine(Number.isSafeInteger, 'must be a whole number of ms')
+    .default(DEFAULTS.windowClockOffsetMs),
 });
 
 export interface UpshiftConfig {
@@ -247,6 +262,8 @@ export interface UpshiftConfig {
   readonly apiStreamLimitBytes: number;
   readonly apiRequestTimeoutMs: number;
   readonly apiConnectionTimeoutMs: number;
+  /** Maintenance windows' clock offset (`UPSHIFT_WINDOW_CLOCK_OFFSET_MS`; tests and drills): parsed here so a bad value stops every command at start. */
+  readonly windowClockOffsetMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig {
@@ -260,6 +277,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig 
     UPSHIFT_API_STREAM_LIMIT_BYTES: env.UPSHIFT_API_STREAM_LIMIT_BYTES || undefined,
     UPSHIFT_API_REQUEST_TIMEOUT_MS: env.UPSHIFT_API_REQUEST_TIMEOUT_MS || undefined,
     UPSHIFT_API_CONNECTION_TIMEOUT_MS: env.UPSHIFT_API_CONNECTION_TIMEOUT_MS || undefined,
+    UPSHIFT_WINDOW_CLOCK_OFFSET_MS: env.UPSHIFT_WINDOW_CLOCK_OFFSET_MS || undefined,
   });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -283,6 +301,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): UpshiftConfig 
     apiStreamLimitBytes: parsed.data.UPSHIFT_API_STREAM_LIMIT_BYTES,
     apiRequestTimeoutMs: parsed.data.UPSHIFT_API_REQUEST_TIMEOUT_MS,
     apiConnectionTimeoutMs: parsed.data.UPSHIFT_API_CONNECTION_TIMEOUT_MS,
+    windowClockOffsetMs: parsed.data.UPSHIFT_WINDOW_CLOCK_OFFSET_MS,
   });
 }
 
@@ -307,5 +326,12 @@ export function isClusterUrl(url: string): boolean {
     return v === 'true' || v === '1';
   } catch {
     return false;
+  }
+}
+
+/** A shifted window clock left set moves every window: a long-running process says so at start. */
+export function warnWindowClockOffset(config: UpshiftConfig, log: { warn(obj: object, msg: string): void }): void {
+  if (config.windowClockOffsetMs !== 0) {
+    log.warn({ windowClockOffsetMs: config.windowClockOffsetMs }, 'UPSHIFT_WINDOW_CLOCK_OFFSET_MS is set: every maintenance window is judged on a shifted clock (tests and drills only)');
   }
 }

@@ -44,6 +44,10 @@ export interface CampaignKeys {
   readonly attempts: string;
   /** Hash: maintenance windows, zone -> `<from>|<until>` (ms, window clock): the zone's open or next interval (windows.ts). */
   readonly win: string;
+  /** Hash: gid -> zone, groups waiting for a worker to store their zone's next interval (setWindows). */
+  readonly winwait: string;
+  /** Hash: gid -> n, groups (gstate `d`) parked until their window opens, n targets counted in `waitingForWindow`. */
+  readonly winpark: string;
   readonly ready: string;
   readonly gstate: string;
   /** Set: target keys seen while staging (dedup); deleted at commit. */
@@ -66,6 +70,8 @@ export function campaignKeys(prefix: string, campaignId: string): CampaignKeys {
     group: (gid) => `${base}:g:${gid}`,
     attempts: `${base}:attempts`,
     win: `${base}:win`,
+    winwait: `${base}:winwait`,
+    winpark: `${base}:winpark`,
     ready: `${base}:ready`,
     gstate: `${base}:gstate`,
     seen: `${base}:seen`,

@@ -5,7 +5,7 @@ import { DEFAULTS } from './config.js';
 import { limitSchema, MAX_LIMITS } from './limits.js';
 import { isWellFormed } from './operations/common.js';
 import { operationFor, operationSchema as operationSchemaFromTable, type OperationModule, type Target } from './operations/index.js';
-import { scheduleSchema } from './windows.js';
+import { scheduleSchema, TARGET_ZONE } from './windows.js';
 
 /**
  * The campaign spec: the public contract of the producer (documented in README.md).
@@ -258,6 +258,10 @@ const checkedSpecSchema = specSchema.superRefine((spec, ctx) => {
   }
   if (spec.rollout !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['rollout'], message: 'a staged rollout needs the target count up front: list the targets instead of discovering them' });
+  }
+  // Discovered targets hold only their workflowId: no page could resolve a per-target zone.
+  if (spec.schedule !== undefined && TARGET_ZONE.test(spec.schedule.timezone)) {
+    ctx.addIssue({ code: 'custom', path: ['schedule', 'timezone'], message: 'a per-target zone needs the targets listed: discovered targets carry only their workflowId' });
   }
 });
 

@@ -42,10 +42,20 @@ export async function refreshWindows(
     zones.add(zone);
   }
   const now = redisNowMs + windowClockOffsetMs();
+  const failures: string[] = [];
+  // Every campaign is tried: one that cannot be computed does not hold the others' groups.
   for (const [campaignId, zones] of byCampaign) {
-    const json = await redis.get(campaignKeys(prefix, campaignId).spec);
-    const schedule = json === null ? undefined : (JSON.parse(json) as { schedule?: Schedule }).schedule;
-    if (schedule === undefined) continue;
-    await scripts.setWindows(campaignId, windowFields(schedule, zones, now));
+    try {
+      const json = await redis.get(campaignKeys(prefix, campaignId).spec);
+      if (json === null) continue; // gone: nothing waits for it
+      const schedule = (JSON.parse(json) as { schedule?: Schedule }).schedule;
+      if (schedule === undefined) throw new Error('its stored spec has no schedule');
+      if (zones.has('')) throw new Error('a group of this per-target-zone campaign has no zone (z:<gid> in :groups); it waits');
+      // A refusal (the campaign ended) leaves nothing waiting.
+      await scripts.setWindows(campaignId, windowFields(schedule, zones, now));
+    } catch (err) {
+      failures.push(`campaign ${campaignId}, zones ${[...zones].join(', ')}: ${(err as Error).message}`);
+    }
   }
+  if (failures.length > 0) throw new Error(failures.join('; '));
 }

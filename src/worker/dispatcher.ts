@@ -13,8 +13,10 @@ export class Dispatcher {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
-  /** Window refreshes in a row with nothing else done: a guard against a refresh that does not take. */
-  private refreshes = 0;
+  /** Zones whose refresh failed, retried together after `retryMs` (doubling), not by dispatching. */
+  private readonly failed = new Map<string, DispatchResult['staleWindows'][number]>();
+  private retryMs = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly scripts: Scripts,
@@ -39,6 +41,7 @@ export class Dispatcher {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
   }
 
   private async loop(): Promise<void> {
@@ -76,21 +79,44 @@ export class Dispatcher {
     }
     if (r.reclaimed > 0) this.log.info({ reclaimed: r.reclaimed }, 'expired leases reclaimed; targets requeued');
     if (r.nextWakeMs !== null) this.wakeAt(r.nextWakeMs - r.nowMs);
-    if (r.staleWindows.length > 0 && this.refreshWindows !== undefined) {
-      // The step parked those zones' groups as due now: once their next interval is stored, the
-      // next step parks them at their opening (or runs them), so the refresh is followed by one.
-      try {
-        await this.refreshWindows(r.staleWindows, r.nowMs);
-        if (++this.refreshes <= 3) this.trigger();
-        else this.wakeAt(Math.min(1000, this.leaseMs));
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'maintenance window refresh failed; retrying');
-        this.wakeAt(Math.min(1000, this.leaseMs));
-      }
-    } else {
-      this.refreshes = 0;
-    }
+    if (r.staleWindows.length > 0) await this.refresh(r.staleWindows, r.nowMs);
     if (r.picks.length === this.batch) this.trigger();
+  }
+
+  /**
+   * Stores the next interval of zones a step found passed. Their groups wait (`:winwait`) until
+   * `setWindows` makes them ready, so a step follows a refresh that took; one that failed (a zone
+   * this worker's ICU lacks, a spec without its schedule) is retried with backoff, never by
+   * dispatching again and again.
+   */
+  private async refresh(stale: DispatchResult['staleWindows'], redisNowMs: number): Promise<void> {
+    if (this.refreshWindows === undefined) return;
+    if (this.retryTimer !== undefined) {
+      for (const s of stale) this.failed.set(`${s.campaignId}\t${s.zone}`, s);
+      return;
+    }
+    try {
+      await this.refreshWindows(stale, redisNowMs);
+      this.retryMs = 0;
+      this.trigger();
+    } catch (err) {
+      for (const s of stale) this.failed.set(`${s.campaignId}\t${s.zone}`, s);
+      this.retryMs = this.retryMs === 0 ? DEFAULTS.windowRefreshRetryMs : Math.min(this.retryMs * 2, DEFAULTS.windowRefreshRetryMaxMs);
+      this.log.error({ err: (err as Error).message, zones: [...this.failed.keys()], retryInMs: this.retryMs }, 'maintenance window refresh failed; its groups wait');
+      if (this.stopped) return;
+      // Redis's clock at the retry: the step's, moved on by the local time since.
+      const localAt = Date.now();
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        const again = [...this.failed.values()];
+        this.failed.clear();
+        void this.refresh(again, redisNowMs + (Date.now() - localAt));
+      }, this.retryMs);
+      this.retryTimer.unref();
+      // Campaigns stored before the failure have ready groups. The failed zones' groups are not
+      // due again (only their recheck), so this step does not bring the refresh back.
+      this.trigger();
+    }
   }
 
   private wakeAt(delayMs: number): void {

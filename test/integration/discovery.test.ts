@@ -81,10 +81,14 @@ describe('discovery (conductor.upgradeExecution)', () => {
     expect(await t.redis.exists(campaignKeys(t.prefix, 'found').seen)).toBe(0);
   });
 
-  it('refuses discovery for other operations, and with a staged rollout', async () => {
+  it('refuses discovery for other operations, with a staged rollout, and with a per-target zone', async () => {
     const bad = { ...spec, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'w' } };
     await expect(enqueueCampaign(bad, undefined, t.producer)).rejects.toThrow(/discovery is for conductor.upgradeExecution only/);
     const staged = { ...spec, rollout: { steps: [10] } };
     await expect(enqueueCampaign(staged, undefined, t.producer)).rejects.toBeInstanceOf(InputError);
+    const zoned = { ...spec, schedule: { timezone: '${target.tz}', windows: [{ days: ['mon'], from: '09:00', to: '10:00' }] } };
+    const refused = await enqueueCampaign(zoned, undefined, t.producer).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(InputError);
+    expect(String(refused)).toMatch(/schedule\.timezone.*discovered targets carry only their workflowId/s);
   });
 });

@@ -1,13 +1,17 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { buildApi } from '../../src/producer/api/index.js';
-import { campaignKeys, createLogger, eventsChannel, InputError, loadScripts, readStatus, redisTimeMs, type CampaignStatus } from '../../src/shared/index.js';
+import { campaignKeys, createLogger, DEFAULTS, eventsChannel, InputError, loadScripts, readStatus, redisTimeMs, TARGET_QUEUE, type CampaignStatus, type Logger, type Scripts, type TargetJobData } from '../../src/shared/index.js';
+import { Dispatcher } from '../../src/worker/dispatcher.js';
 import { refreshWindows } from '../../src/shared/window-store.js';
 import { renderScript } from '../../src/shared/scripts/loader.js';
 import { openInterval, type Window } from '../../src/shared/windows.js';
@@ -66,14 +70,16 @@ describe('maintenance windows', () => {
    * a plain socket (ioredis's monitor mode can lose track of its replies when the server is busy
    * with other test files at the moment it starts). Each reply is one `+<time> [...] "cmd" ...` line.
    */
-  async function countCalls(): Promise<{ dispatch: number; renew: number }> {
+  async function countCalls(): Promise<{ dispatch: number; renew: number; error?: string }> {
     const { hostname, port } = new URL(redisUrl());
-    const socket = connect(Number(port), hostname);
+    const calls: { dispatch: number; renew: number; error?: string } = { dispatch: 0, renew: 0 };
+    // Its handler is on before the socket connects: an error is kept for the test to assert on,
+    // never an unhandled one.
+    const socket = connect({ port: Number(port), host: hostname }).on('error', (err) => (calls.error ??= err.message));
     t.defer(() => socket.destroy());
     await once(socket, 'connect');
     const dispatch = `"evalsha" "${sha('dispatch-1.lua')}" "1" "${t.prefix}:sched:ring" "${t.prefix}" `;
     const renew = `"evalsha" "${sha('renew-1.lua')}" "1" "${t.prefix}:sched:ring" "${t.prefix}" `;
-    const calls = { dispatch: 0, renew: 0 };
     let buffered = '';
     let started!: () => void;
     const ok = new Promise<void>((resolve) => (started = resolve));
@@ -108,12 +114,15 @@ describe('maintenance windows', () => {
       { days: ['sun'], from: '12:00', to: '13:00' },
     ];
     const jump = Date.parse('2026-03-08T07:00:00Z');
-    const offset = await clockAt(jump, 6000);
+    // The producer computes the intervals a minute before the jump (the same ones as 6 s before).
+    await clockAt(jump, 60_000);
     const zones = { a: 'Asia/Kolkata', b: 'America/New_York', c: 'Pacific/Kiritimati' } as const;
     const fleet: Run[] = (['a', 'b', 'c'] as const).flatMap((z) => [1, 2, 3].map((n) => ({ runId: `${z}${n}`, tz: zones[z] })));
     load(fleet);
     const calls = await countCalls();
     await enqueueCampaign(spec('zones', { timezone: '${target.tz}', windows }), fleet, t.producer);
+    // The worker's clock is set right before it starts, so a slow setup does not eat the lead.
+    const offset = await clockAt(jump, 6000);
     await t.startWorker({ concurrency: 4, leaseMs: 1500 });
 
     // Kolkata's run at once; New York's wait for the jump.
@@ -121,11 +130,7 @@ describe('maintenance windows', () => {
     const before = await status('zones');
     expect(before).toMatchObject({ upgraded: 3, waitingForWindow: 6, nextWindowAt: jump });
     await until(() => status('zones'), (s) => s.upgraded === 6 && s.active === 0, 'New York upgraded');
-    // The dispatcher's steps: its first, and the one its one timer ran at New York's opening (a
-    // lease timer at most besides); seconds of waiting add none, finished targets dispatch the
-    // next within finish-1.lua.
     expect(calls.dispatch).toBeGreaterThanOrEqual(1);
-    expect(calls.dispatch).toBeLessThanOrEqual(4);
 
     const seen = firstSeen(offset);
     for (const run of fleet) {
@@ -144,11 +149,14 @@ describe('maintenance windows', () => {
     expect(waiting).toMatchObject({ state: 'running', upgraded: 6, pending: 3, active: 0, waitingForWindow: 3, nextWindowAt: kiritimati.from });
 
     // Only Kiritimati waits, for days: while the worker renews its registration six times, no
-    // dispatch step runs at all (its one timer is set for the opening).
+    // dispatch step is due (its one timer is set for the opening). Renewals trigger none; one
+    // failed step's retry at most may land here, where a dispatcher that polled would run at
+    // least one per renewal.
     const dispatchNow = calls.dispatch;
     const renewNow = calls.renew;
     await until(async () => calls.renew, (n) => n >= renewNow + 6, 'six renewals');
-    expect(calls.dispatch - dispatchNow).toBeLessThanOrEqual(1);
+    expect(calls.dispatch - dispatchNow).toBeLessThanOrEqual(2);
+    expect(calls.error).toBeUndefined();
     // The group waits in the scheduler's delayed set, scored at the opening on Redis's clock.
     expect(Number(await t.redis.zscore(`${t.prefix}:sched:delayed`, 'zones|2'))).toBe(kiritimati.from - offset);
 
@@ -162,11 +170,14 @@ describe('maintenance windows', () => {
     // now by the window clock. One run at a time, 300 ms each: most of the twelve never start.
     const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
     const close = Date.parse('2026-03-09T04:15:00Z');
-    const offset = await clockAt(close, 2000);
+    // The producer's clock a minute before the close (the same interval), the worker's set 2 s
+    // before it right before it starts, so a slow setup does not eat the lead.
+    await clockAt(close, 60_000);
     t.sandbox.configure({ latencyMs: 300 });
     const fleet: Run[] = Array.from({ length: 12 }, (_, i) => ({ runId: `k${String(i).padStart(2, '0')}`, tz: 'Asia/Kathmandu' }));
     load(fleet);
     await enqueueCampaign(spec('closing', { timezone: 'Asia/Kathmandu', windows }), fleet, t.producer);
+    const offset = await clockAt(close, 2000);
     await t.startWorker({ concurrency: 1 });
 
     const next = openInterval(windows, 'Asia/Kathmandu', close);
@@ -263,7 +274,8 @@ describe('maintenance windows', () => {
     // The run in flight is throttled: its target goes back to its group, and is counted waiting.
     expect(await later.throttle(holder, 'tok', runId, 1000, 'HTTP 429', channel)).not.toBeNull();
     expect(await status('exact')).toMatchObject({ pending: 3, active: 0, waitingForWindow: 3, nextWindowAt: next });
-    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').gstate, '0')).toBe('z3');
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').gstate, '0')).toBe('d');
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'exact').winpark, '0')).toBe('3');
 
     // Cancelled: drained, nothing waits for a window any more.
     await later.control('exact', 'cancel', 'OPERATOR', channel);
@@ -289,5 +301,89 @@ describe('maintenance windows', () => {
     const s = await until(() => status('behind'), (v) => v.upgraded === 3 && v.active === 0, 'Kolkata upgraded');
     expect(s).toMatchObject({ pending: 200, waitingForWindow: 200, nextWindowAt: openInterval(windows, 'Pacific/Kiritimati', Date.parse('2026-03-08T07:00:00Z')).from });
     expect([...firstSeen(0).keys()].sort()).toEqual(['k1', 'k2', 'k3']);
+  });
+  it('a zone a worker cannot compute: its groups wait without the dispatcher looping, and run once a refresh takes', async () => {
+    // Monday 9 March 2026 09:30 UTC by the window clock, inside the window; then the stored
+    // interval goes, so the first step finds the zone stale.
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    await clockAt(Date.parse('2026-03-09T09:30:00Z'), 0);
+    await enqueueCampaign(spec('unknown', { timezone: 'UTC', windows }, []), [{ runId: 'u1' }, { runId: 'u2' }], t.producer);
+    await t.redis.hdel(campaignKeys(t.prefix, 'unknown').win, 'UTC');
+
+    const real = loadScripts(t.redis, t.prefix);
+    await real.renew(30_000, 'stand-in', 4, []);
+    const counted = { dispatch: 0, picks: 0, refreshes: 0 };
+    const scripts: Scripts = {
+      ...real,
+      dispatch: async (batch, leaseMs) => {
+        counted.dispatch++;
+        const r = await real.dispatch(batch, leaseMs);
+        counted.picks += r.picks.length;
+        return r;
+      },
+    };
+    const errors: string[] = [];
+    const quiet = (): void => undefined;
+    const log = { info: quiet, warn: quiet, debug: quiet, trace: quiet, fatal: quiet, error: (_o: unknown, msg: string) => void errors.push(msg) } as unknown as Logger;
+    const queue = new Queue<TargetJobData>(TARGET_QUEUE, { connection: t.redis, prefix: t.prefix });
+    // Refreshes throw for half a second from the first (as for a zone this worker's ICU lacks),
+    // then store it: the retry comes a second after the failure, so it is the second refresh.
+    let failingUntil = Infinity;
+    const dispatcher = new Dispatcher(scripts, queue, log, 256, 30_000, async (stale, nowMs) => {
+      counted.refreshes++;
+      if (failingUntil === Infinity) failingUntil = Date.now() + 500;
+      if (Date.now() < failingUntil) throw new RangeError('Invalid time zone specified: UTC');
+      await refreshWindows(t.redis, t.prefix, real, stale, nowMs);
+    });
+    t.defer(async () => {
+      dispatcher.stop();
+      await queue.close();
+    });
+    dispatcher.trigger();
+    await until(async () => ({ ...counted }), (c) => c.picks === 2, 'both targets dispatched once the refresh took');
+    // A step, the failed refresh and one step after it, the retry and the step that picks: a
+    // dispatcher looping on a group due at once would have run hundreds of steps in the backoff.
+    expect(counted.refreshes).toBe(2);
+    expect(counted.dispatch).toBeLessThanOrEqual(5);
+    expect(errors).toEqual(['maintenance window refresh failed; its groups wait']);
+    expect(await t.redis.hlen(campaignKeys(t.prefix, 'unknown').winwait)).toBe(0);
+  });
+  it('a worker of the version before windows wakes a group parked for its window (it knows only gstate d), and the count mends once a new worker parks it again', async () => {
+    // The dispatch script as it was before maintenance windows (commit 9b9c2f4).
+    const oldDir = mkdtempSync(join(tmpdir(), 'upshift-old-scripts-'));
+    execFileSync('sh', ['-c', `git archive 9b9c2f4 src/shared/scripts | tar -x -C "${oldDir}"`], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    const oldDispatch = renderScript(join(oldDir, 'src/shared/scripts'), 'dispatch-1.lua').lua;
+
+    // Monday 9 March 2026 08:00 UTC by the window clock: the window opens in an hour.
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    await clockAt(Date.parse('2026-03-09T08:00:00Z'), 0);
+    await enqueueCampaign(spec('mixed', { timezone: 'UTC', windows }, []), [{ runId: 'm1' }, { runId: 'm2' }], t.producer);
+    const scripts = loadScripts(t.redis, t.prefix);
+    await scripts.renew(30_000, 'stand-in', 4, []);
+    expect((await scripts.dispatch(10, 30_000)).picks).toEqual([]);
+    expect(await status('mixed')).toMatchObject({ waitingForWindow: 2 });
+
+    // An old worker's step finds the group due (its entry moved to now): it wakes and runs it.
+    await t.redis.zadd(`${t.prefix}:sched:delayed`, 0, 'mixed|0');
+    const old = (await t.redis.eval(oldDispatch, 1, `${t.prefix}:sched:ring`, t.prefix, JSON.stringify(DEFAULTS), 1, 30_000)) as unknown[];
+    expect(old.length).toBe(5); // now, next, reclaimed, then one pick
+    // The new worker's next look parks the group again, counting only what is left.
+    expect((await scripts.dispatch(10, 30_000)).picks).toEqual([]);
+    expect(await t.redis.hget(campaignKeys(t.prefix, 'mixed').winpark, '0')).toBe('1');
+    expect(await status('mixed')).toMatchObject({ waitingForWindow: 1 });
+  });
+  it('a group of a per-target-zone campaign without its zone fails closed: it waits, reported as the zone "", and the refresh says why', async () => {
+    const windows: Window[] = [{ days: ['mon'], from: '09:00', to: '10:00' }];
+    await clockAt(Date.parse('2026-03-09T09:30:00Z'), 0);
+    await enqueueCampaign(spec('nozone', { timezone: '${target.tz}', windows }, []), [{ runId: 'n1', tz: 'UTC' }], t.producer);
+    await t.redis.hdel(campaignKeys(t.prefix, 'nozone').groups, 'z:0');
+    const scripts = loadScripts(t.redis, t.prefix);
+    await scripts.renew(30_000, 'stand-in', 4, []);
+    const step = await scripts.dispatch(10, 30_000);
+    expect(step.picks).toEqual([]);
+    expect(step.staleWindows).toEqual([{ campaignId: 'nozone', zone: '' }]);
+    expect(step.nextWakeMs).toBeGreaterThan(step.nowMs);
+    await expect(refreshWindows(t.redis, t.prefix, scripts, step.staleWindows, step.nowMs)).rejects.toThrow(/campaign nozone.*has no zone/);
+    expect(await status('nozone')).toMatchObject({ pending: 1, active: 0 });
   });
 });

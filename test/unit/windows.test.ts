@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { CampaignStatus } from '../../src/shared/index.js';
+import { InputError, type CampaignStatus } from '../../src/shared/index.js';
+import { loadConfig, warnWindowClockOffset } from '../../src/shared/config.js';
 import { changeKey, renderFrame, renderPlainLine } from '../../src/cli/watch.js';
 import { isTimeZone, openInterval, scheduleSchema, wallToUtc, zoneOf, type Window } from '../../src/shared/windows.js';
 
@@ -255,5 +256,28 @@ describe('upshift status --watch', () => {
     expect(frame.at(-1)).toBe('6 targets waiting for a maintenance window; next window opens 2026-03-14T12:30:00.000Z');
     expect(renderPlainLine(s, { ratePerS: undefined, etaMs: undefined })).toContain('waitingForWindow=6 nextWindowAt=2026-03-14T12:30:00.000Z');
     expect(changeKey({ ...s, waitingForWindow: 3 })).not.toBe(changeKey(s));
+  });
+});
+
+describe('UPSHIFT_WINDOW_CLOCK_OFFSET_MS', () => {
+  it('is parsed with the rest of the environment: a malformed value stops at start naming the variable; a set one is warned about', () => {
+    expect(loadConfig({}).windowClockOffsetMs).toBe(0);
+    expect(loadConfig({ UPSHIFT_WINDOW_CLOCK_OFFSET_MS: '-3600000' }).windowClockOffsetMs).toBe(-3_600_000);
+    for (const bad of ['1h', '1.5', '1e30']) {
+      let err: unknown;
+      try {
+        loadConfig({ UPSHIFT_WINDOW_CLOCK_OFFSET_MS: bad });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(InputError);
+      expect(err).toMatchObject({ field: 'UPSHIFT_WINDOW_CLOCK_OFFSET_MS' });
+    }
+    const warned: string[] = [];
+    const log = { warn: (_o: object, msg: string) => void warned.push(msg) };
+    warnWindowClockOffset(loadConfig({}), log);
+    expect(warned).toEqual([]);
+    warnWindowClockOffset(loadConfig({ UPSHIFT_WINDOW_CLOCK_OFFSET_MS: '60000' }), log);
+    expect(warned).toEqual([expect.stringContaining('UPSHIFT_WINDOW_CLOCK_OFFSET_MS is set')]);
   });
 });

@@ -1,4 +1,5 @@
 import { connectRedis, createLogger, createRedis, DEFAULTS, loadConnections, type UpshiftConfig } from '../../shared/index.js';
+import { warnWindowClockOffset } from '../../shared/config.js';
 import { numberFlag, parseFlags } from '../flags.js';
 
 export const help = `upshift serve [--port N] [--host H] [--insecure-no-auth] [--body-limit-bytes N] [--stream-limit-bytes N]
@@ -61,6 +62,7 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
   const connections = loadConnections();
 
   const log = createLogger(config.logLevel, 'upshift-api');
+  warnWindowClockOffset(config, log);
   // Requests fail (503) while Redis is down instead of queueing forever; /readyz says so too.
   const redis = createRedis(config.redisUrl, { maxRetriesPerRequest: 2 });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));

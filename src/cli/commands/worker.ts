@@ -1,4 +1,5 @@
 import { createLogger, InputError, loadConnections, type UpshiftConfig } from '../../shared/index.js';
+import { warnWindowClockOffset } from '../../shared/config.js';
 import { startWorker } from '../../worker/index.js';
 import { numberFlag, parseFlags } from '../flags.js';
 
@@ -60,6 +61,7 @@ export async function run(argv: string[], config: UpshiftConfig): Promise<void> 
   };
   const connections = loadConnections();
   const log = createLogger(config.logLevel, 'upshift-worker');
+  warnWindowClockOffset(config, log);
   const running = await startWorker(config, log, { connections, ...flags } as Parameters<typeof startWorker>[2]);
   log.info({ concurrency: running.worker.opts.concurrency }, 'worker started');
   // Announce readiness on stdout for supervisors and tests that wait for it.

@@ -43,7 +43,7 @@ for _, gid in ipairs(fields) do
     if entries then
       for _, entry in ipairs(entries) do drain(entry) end
     end
-    unpark_window(c, redis.call('HGET', ck(c, 'gstate'), gid))
+    unpark_window(c, gid)
     redis.call('HDEL', ck(c, 'gstate'), gid)
   end
 end

@@ -96,6 +96,7 @@ const CAPS = {
   wakeDueBatch: DEFAULTS.wakeDueBatch,
   dispatchLooksPerPick: DEFAULTS.dispatchLooksPerPick,
   dispatchExtraLooks: DEFAULTS.dispatchExtraLooks,
+  windowRecheckMs: DEFAULTS.windowRecheckMs,
   adaptiveBaseDriftRounds: DEFAULTS.adaptiveBaseDriftRounds,
   adaptiveHoldRatio: DEFAULTS.adaptiveHoldRatio,
   adaptiveRiseRatio: DEFAULTS.adaptiveRiseRatio,

@@ -7,7 +7,7 @@
   adaptiveSlackMs, adaptiveRoundMinCalls, adaptiveRiseDecreaseFactor, adaptiveDecreaseFactor,
   adaptiveSlowStartFactor, adaptiveOverloadMargin, adaptiveOverloadDriftRounds, adaptiveIdleMs),
   and the maintenance windows' clock offset (windows.lua: windowClockOffsetMs, 0 but in tests
-  and drills).
+  and drills) and recheck (windowRecheckMs).
   Provides: CAPS. Needs no include.
 ]]
 local CAPS = cjson.decode(ARGV[2])

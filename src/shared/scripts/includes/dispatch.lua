@@ -47,17 +47,13 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
     end
 
     -- 3. Groups whose rate window or Retry-After pause has passed, or whose maintenance
-    --    window opened ('z<n>', includes/windows.lua).
+    --    window opened (:winpark, includes/windows.lua).
     local opened = {}
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', S .. 'delayed', '-inf', now, 'LIMIT', 0, CAPS.wakeDueBatch)) do
       redis.call('ZREM', S .. 'delayed', m)
       local c, gid = string.match(m, '^(.*)|(%d+)$')
       local gs = redis.call('HGET', ck(c, 'gstate'), gid)
-      if gs == 'd' then make_ready(c, gid)
-      elseif gs and string.byte(gs) == 122 then
-        make_ready(c, gid)
-        opened[c] = true
-      end
+      if gs == 'd' and make_ready(c, gid) then opened[c] = true end
     end
     for c in pairs(opened) do window_next(c, now) end
 

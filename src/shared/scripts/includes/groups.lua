@@ -25,37 +25,44 @@ local function back_on_ring(c)
   if redis.call('LLEN', ck(c, 'ready')) > 0 then ring_push(c) end
 end
 
--- A group leaves its wait for a maintenance window (gstate 'z<n>', includes/windows.lua): the
--- n targets it was counted with leave the status hash's waitingForWindow.
-local function unpark_window(c, was)
-  if not was or string.byte(was) ~= 122 then return end
+-- A group leaves its wait for a maintenance window (gid -> n in :winpark, includes/windows.lua):
+-- the n targets it was counted with leave the status hash's waitingForWindow. Returns whether it
+-- was waiting for one.
+local function unpark_window(c, gid)
+  local winpark = ck(c, 'winpark')
+  local n = redis.call('HGET', winpark, gid)
+  if not n then return false end
+  redis.call('HDEL', winpark, gid)
   local status = ck(c, 'status')
-  if redis.call('HINCRBY', status, 'waitingForWindow', -tonumber(string.sub(was, 2))) <= 0 then
+  if redis.call('HINCRBY', status, 'waitingForWindow', -tonumber(n)) <= 0 then
     redis.call('HSET', status, 'waitingForWindow', 0)
     redis.call('HDEL', status, 'nextWindowAt')
   end
+  return true
 end
 
 -- Puts a group in its campaign's ready list (and the campaign on the ring), from whatever it
--- waited in: blocked, delayed or idle. A group already ready is left where it is.
+-- waited in: blocked, delayed or idle. A group already ready is left where it is. Returns
+-- whether it waited for its maintenance window.
 local function make_ready(c, gid)
   local gstate = ck(c, 'gstate')
   local was = redis.call('HGET', gstate, gid)
-  if was == 'r' then return end
-  unpark_window(c, was)
+  if was == 'r' then return false end
+  local windowed = was == 'd' and unpark_window(c, gid)
   redis.call('HSET', gstate, gid, 'r')
   redis.call('RPUSH', ck(c, 'ready'), gid)
   ring_push(c)
+  return windowed
 end
 
 -- A group that still has pending entries but is in no structure gets put somewhere.
 -- Its one caller (requeue, slots.lua) has just pushed one entry back: in a group waiting for
--- its maintenance window ('z<n>'), that entry is counted with the group's.
+-- its maintenance window (:winpark), that entry is counted with the group's.
 local function ensure_scheduled(c, gid, wakeAt, now)
   local was = redis.call('HGET', ck(c, 'gstate'), gid)
   if was then
-    if string.byte(was) == 122 then
-      redis.call('HSET', ck(c, 'gstate'), gid, 'z' .. (tonumber(string.sub(was, 2)) + 1))
+    if was == 'd' and redis.call('HEXISTS', ck(c, 'winpark'), gid) == 1 then
+      redis.call('HINCRBY', ck(c, 'winpark'), gid, 1)
       redis.call('HINCRBY', ck(c, 'status'), 'waitingForWindow', 1)
     end
     return

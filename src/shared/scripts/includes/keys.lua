@@ -28,8 +28,10 @@
                                        createdAt, updatedAt, deliveredAt, nextAt)
     <p>:campaign:<c>:ready     LIST    gids that may have a runnable target (round robin)
     <p>:campaign:<c>:gstate    HASH    gid -> 'r' (in ready) | 'b' (waiting for a key) | 'd' (in delayed)
-                                       | 'z<n>' (in delayed until its maintenance window opens, n
-                                       targets counted in waitingForWindow; windows.lua)
+    <p>:campaign:<c>:winpark   HASH    gid -> n: a 'd' group in delayed until its maintenance window
+                                       opens, n targets counted in waitingForWindow (windows.lua)
+    <p>:campaign:<c>:winwait   HASH    gid -> zone: a 'd' group waiting for setWindows-1.lua to store
+                                       its zone's next interval (windows.lua)
     <p>:campaign:<c>:win       HASH    zone -> '<from>|<until>': its maintenance window interval (ms,
                                        window clock), written by the producer and setWindows-1.lua
     <p>:campaign:<c>:w:<key>   LIST    gids of this campaign waiting for a slot on the key (FIFO)

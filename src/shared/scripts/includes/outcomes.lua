@@ -89,7 +89,7 @@ end
 
 -- The campaign keys that expire together once it has ended (retentionMs) and stop expiring when
 -- an operator's retry runs it again. A campaign from before :meta keeps its meta in :groups.
-local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'meta', 'attempts', 'ready', 'gstate', 'notify', 'parked', 'win' }
+local CAMPAIGN_KEYS = { 'status', 'spec', 'outcomes', 'outbox', 'groups', 'meta', 'attempts', 'ready', 'gstate', 'notify', 'parked', 'win', 'winwait', 'winpark' }
 
 -- When every target has an outcome: the campaign ends (`completed`, or stays `cancelled`), its
 -- data starts its retention clock, and the end is announced.

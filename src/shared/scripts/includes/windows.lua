@@ -17,9 +17,13 @@ local WINDOW_STALE = {}
 -- Whether group `gid` of campaign `c` may start now. `sched`: the campaign's :meta 'sched' (its
 -- zone, or '*' for the group's own `z:<gid>` in :groups). When it may not, the group is moved
 -- out of the ready list: to <p>:sched:delayed scored at its zone's next opening (on Redis's
--- clock, so the dispatcher's one timer for the next due time wakes it), gstate 'z<n>' with its
--- n targets counted in the status hash's waitingForWindow; or, with a stale interval, due at
--- once and reported in WINDOW_STALE.
+-- clock, so the dispatcher's one timer for the next due time wakes it), gstate 'd' (what a
+-- worker of any version wakes) with gid -> n in :winpark and its n targets counted in the status
+-- hash's waitingForWindow; or, with a stale interval, reported
+-- in WINDOW_STALE and waiting for the worker's refresh: gstate 'd' (what any worker wakes) with
+-- gid -> zone in :winwait, which setWindows-1.lua makes ready when it stores the zone. Never due
+-- at once (a zone a worker cannot compute would have the dispatcher loop): its delayed entry,
+-- CAPS.windowRecheckMs ahead, only covers a worker lost before it stored the zone.
 -- A group's zone and a zone's interval, read once per script call: a step looks at the same
 -- groups again and again as it picks (nothing in a call changes them).
 local window_zones, window_intervals = {}, {}
@@ -33,7 +37,9 @@ local function window_gate(c, gid, sched, now, tag)
       window_zones[c .. '|' .. gid] = zone
     end
   end
-  if not zone then return true end
+  -- A group of a per-target-zone campaign without its zone (`z:<gid>`): it fails closed, as the
+  -- stale zone '' that no refresh can store (the worker logs it), never runs unchecked.
+  if not zone then zone = '' end
   local offset = CAPS.windowClockOffsetMs or 0
   local wnow = now + offset
   local iv = window_intervals[c .. '\t' .. zone]
@@ -47,7 +53,8 @@ local function window_gate(c, gid, sched, now, tag)
   if not till or wnow >= till then
     WINDOW_STALE[c .. '\t' .. zone] = true
     redis.call('HSET', ck(c, 'gstate'), gid, 'd')
-    redis.call('ZADD', S .. 'delayed', now, tag)
+    redis.call('HSET', ck(c, 'winwait'), gid, zone)
+    redis.call('ZADD', S .. 'delayed', now + (CAPS.windowRecheckMs or 60000), tag)
     return false
   end
   if wnow >= from then return true end
@@ -57,9 +64,12 @@ local function window_gate(c, gid, sched, now, tag)
     return false
   end
   local status = ck(c, 'status')
-  redis.call('HSET', ck(c, 'gstate'), gid, 'z' .. n)
+  -- Still counted: an earlier worker woke it (it only knows 'd') and left the count.
+  local was = redis.call('HGET', ck(c, 'winpark'), gid)
+  redis.call('HSET', ck(c, 'gstate'), gid, 'd')
+  redis.call('HSET', ck(c, 'winpark'), gid, n)
   redis.call('ZADD', S .. 'delayed', from - offset, tag)
-  redis.call('HINCRBY', status, 'waitingForWindow', n)
+  redis.call('HINCRBY', status, 'waitingForWindow', n - tonumber(was or '0'))
   local next = tonumber(redis.call('HGET', status, 'nextWindowAt') or '0')
   if next <= wnow or from < next then redis.call('HSET', status, 'nextWindowAt', from) end
   return false
