@@ -23,6 +23,7 @@ import { Archiver } from './archiver.js';
 import { BreachUndo } from './breach-undo.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
+import { Finisher } from './finisher.js';
 import { LeaseKeeper } from './leases.js';
 import { Notifier } from './notifier.js';
 import { serveMetrics, WorkerMetrics } from './metrics/index.js';
@@ -43,6 +44,7 @@ export interface WorkerOptions {
   readonly maxStalledCount: number;
   readonly leaseMs: number;
   readonly dispatchBatch: number;
+  readonly finishGroupMax: number;
   readonly outboxSweepMs: number;
   readonly archiveBatchMs: number;
   /** Serve GET /metrics and /healthz on this port (0: any free one); none when undefined. */
@@ -131,6 +133,7 @@ export async function startWorker(
     pauses,
     dispatcher,
     archiver,
+    finisher: new Finisher(scripts, dispatcher, channel, opts.dispatchBatch, opts.leaseMs, opts.finishGroupMax, log),
     dispatchBatch: opts.dispatchBatch,
     continuing: () => closing === undefined,
     metrics,
