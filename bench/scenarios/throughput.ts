@@ -4,6 +4,7 @@
  * BENCH_CPU_PROF=<dir> writes both workers' CPU profiles there (bench/profile.ts sums them up).
  */
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { enqueueCampaign } from '../../src/producer/index.js';
 import { SANDBOX_KEYS } from '../../src/sandbox/index.js';
@@ -52,6 +53,22 @@ async function redisCostPerTarget(redis: BenchContext['redis'], targets: number,
   };
 }
 
+/** CPU time (user + sys, ms) a live child has used, from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * BENCH_AB_CLI=<path to another build's dist/src/cli/main.js>: each round also times that
+ * build's worker on the same campaign, between bare and this build's (A/B on one machine state).
+ */
+const AB_CLI = process.env.BENCH_AB_CLI;
+
 const cpuProfFlags = (name: string): string[] =>
   CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
 
@@ -61,6 +78,11 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
   const bareMs: number[] = [];
   const upshiftRss: number[] = [];
   const bareRss: number[] = [];
+  const upshiftCpu: number[] = [];
+  const abMs: number[] = [];
+  const abCpu: number[] = [];
+  const abRss: number[] = [];
+  const bareCpu: number[] = [];
   const markerBytes: number[] = [];
   const recordBytes: number[] = [];
   const upshiftRedis: Awaited<ReturnType<typeof redisCostPerTarget>>[] = [];
@@ -90,6 +112,7 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
       }
     }
     bareRss.push(peakRssMb(b.proc.pid!));
+    bareCpu.push(cpuMs(b.proc.pid!));
     await once(b.proc, 'exit');
     bareRedis.push(await redisCostPerTarget(redis, TARGETS, cpuFrom));
 
@@ -108,6 +131,7 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
     await watch.wait();
     upshiftMs.push(Date.now() - t0);
     upshiftRss.push(peakRssMb(w.proc.pid!));
+    upshiftCpu.push(cpuMs(w.proc.pid!));
     await stop(w.proc);
     watch.close();
     upshiftRedis.push(await redisCostPerTarget(redis, TARGETS, cpuFrom));
@@ -119,6 +143,25 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
     recordBytes.push(Number(await redis.memory('USAGE', keys.records, 'SAMPLES', 0)) / TARGETS);
     await dropPrefix(redis, barePrefix);
     await dropPrefix(redis, upPrefix);
+
+    if (AB_CLI) {
+      const abPrefix = `bench-ab-${round}`;
+      const ab = await enqueueCampaign(
+        { connection: { baseUrl: url, credentialRef: 'BENCH_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-bench' } },
+        users.map((userId) => ({ userId })),
+        { redis, prefix: abPrefix, connections: benchConnections(url) },
+      );
+      const abWatch = await watchCampaigns(redisUrl, abPrefix, [ab.campaignId], 'ended');
+      const aw = await spawnUntil([AB_CLI, 'worker', '--concurrency', String(CONCURRENCY)], { ...env, UPSHIFT_PREFIX: abPrefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(url) }, 'upshift worker ready');
+      const a0 = Date.now();
+      await abWatch.wait();
+      abMs.push(Date.now() - a0);
+      abCpu.push(cpuMs(aw.proc.pid!));
+      abRss.push(peakRssMb(aw.proc.pid!));
+      await stop(aw.proc);
+      abWatch.close();
+      await dropPrefix(redis, abPrefix);
+    }
   }
   const upRate = TARGETS / (median(upshiftMs) / 1000);
   const bareRate = TARGETS / (median(bareMs) / 1000);
@@ -134,6 +177,20 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
     bareTargetsPerS: Math.round(bareRate),
     roundRatios: roundRatios.map(round2),
     ratio: round2(median(roundRatios)),
+    // The worker process's CPU (user + sys) from its start to the last target, per target.
+    upshiftWorkerCpuUs: Math.round((median(upshiftCpu) * 1000) / TARGETS),
+    bareWorkerCpuUs: Math.round((median(bareCpu) * 1000) / TARGETS),
+    ...(AB_CLI
+      ? {
+          ab: {
+            cli: AB_CLI,
+            roundRatios: abMs.map((ms, i) => round2(bareMs[i]! / ms)),
+            ratio: round2(median(abMs.map((ms, i) => bareMs[i]! / ms))),
+            workerCpuUs: Math.round((median(abCpu) * 1000) / TARGETS),
+            peakRssMb: Math.round(median(abRss)),
+          },
+        }
+      : {}),
     upshiftPeakRssMb: Math.round(median(upshiftRss)),
     barePeakRssMb: Math.round(median(bareRss)),
     finishedBytesDeploymentSlot: Math.round(median(markerBytes)),
@@ -150,7 +207,9 @@ export const throughput: Scenario<Awaited<ReturnType<typeof run>>> = {
   run,
   rows: (t) => [
     `| throughput, ${t.targets} alloy targets, concurrency ${t.concurrency} (targets/s, medians; ratio: median of the ${t.rounds} rounds' ratios ${t.roundRatios.join(' ')}) | ${t.upshiftTargetsPerS} | ${t.bareTargetsPerS} (bare BullMQ + undici) | ${t.ratio} |`,
+    ...(t.ab ? [`| A/B: ${t.ab.cli} (ratio: median of ${t.ab.roundRatios.join(' ')}; worker CPU µs per target; peak RSS MB) | ${t.ab.ratio}; ${t.ab.workerCpuUs} µs; ${t.ab.peakRssMb} MB | | |`] : []),
     `| worker peak RSS (MB) | ${t.upshiftPeakRssMb} | ${t.barePeakRssMb} | |`,
+    `| worker CPU per target (µs, user + sys, start-up included) | ${t.upshiftWorkerCpuUs} | ${t.bareWorkerCpuUs} | |`,
     `| Redis per target: commands (script calls), Redis CPU µs, bytes in / out | ${t.upshiftRedisPerTarget.commands} (${t.upshiftRedisPerTarget.scriptCalls}), ${t.upshiftRedisPerTarget.redisCpuUs} µs, ${t.upshiftRedisPerTarget.bytesIn} / ${t.upshiftRedisPerTarget.bytesOut} | ${t.bareRedisPerTarget.commands} (${t.bareRedisPerTarget.scriptCalls}), ${t.bareRedisPerTarget.redisCpuUs} µs, ${t.bareRedisPerTarget.bytesIn} / ${t.bareRedisPerTarget.bytesOut} | |`,
     `| Redis bytes per finished target: deployment slot (marker) / campaign slot (record) | ${t.finishedBytesDeploymentSlot} / ${t.finishedBytesCampaignSlot} | 0 (removeOnComplete) | |`,
   ],
