@@ -133,18 +133,21 @@ async function settleFailure(deps: SettleDeps, a: Attempt, end: AttemptEnd & { r
 async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real: Outcome, reason: ReasonCode, error: string | null, undo: unknown, overload: boolean) {
   const { holder, campaignId } = a.job;
   const outcome = a.campaign.spec.dryRun ? DRY_RUN_OUTCOME[real] : real;
-  const record: OutcomeRecord = {
+  // Built field by field, in the record's order: conditional spreads cost an object and a copy
+  // each, on every target.
+  const record = {
     target: a.target,
     outcome,
     reason,
     attempts: a.claim.attemptsMade + 1,
-    ...(a.claim.retryAfterWaits > 0 ? { retryAfterWaits: a.claim.retryAfterWaits } : {}),
-    ...(end.conflicts > 0 ? { conflicts: end.conflicts } : {}),
-    error: error === null ? null : scrubError(error, end.secrets, deps.limits.maxErrorChars),
-    at: Date.now(),
-    // Next to the outcome, in the same record: same slot, same retention (README, "Undo").
-    ...(undo !== undefined ? { undo } : end.kept !== undefined ? { undo: end.kept } : {}),
-  };
+  } as { -readonly [K in keyof OutcomeRecord]: OutcomeRecord[K] };
+  if (a.claim.retryAfterWaits > 0) record.retryAfterWaits = a.claim.retryAfterWaits;
+  if (end.conflicts > 0) record.conflicts = end.conflicts;
+  record.error = error === null ? null : scrubError(error, end.secrets, deps.limits.maxErrorChars);
+  record.at = Date.now();
+  // Next to the outcome, in the same record: same slot, same retention (README, "Undo").
+  const kept = undo !== undefined ? undo : end.kept;
+  if (kept !== undefined) record.undo = kept;
   const nextToken = deps.continuing() ? deps.leases.newToken() : undefined;
   const recordJson = JSON.stringify(record);
   const step = await deps.finisher.finish({
