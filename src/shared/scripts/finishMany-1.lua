@@ -41,6 +41,7 @@ local now = now_ms()
 
 -- One run's end, as finish-1.lua records it before its dispatch step. Returns its seq, or
 -- STATUS_GONE.
+local live, touched = {}, {}
 local function settle_one(holder, token, c, targetKey, outcome, recordJson, reason, conflicts, keptUndo, sample)
   local status = ck(c, 'status')
   local released, gid = false, nil
@@ -53,7 +54,9 @@ local function settle_one(holder, token, c, targetKey, outcome, recordJson, reas
       released = true
     end
   end
-  if redis.call('EXISTS', status) == 0 then return CODES.STATUS_GONE end
+  -- Nothing in this call deletes a status hash: asked once per campaign.
+  if live[c] == nil then live[c] = redis.call('EXISTS', status) == 1 end
+  if not live[c] then return CODES.STATUS_GONE end
   if released then redis.call('HINCRBY', status, 'active', -1) end
   conflicts = tonumber(conflicts) or 0
   if conflicts > 0 then redis.call('HINCRBY', status, 'conflicts', conflicts) end
@@ -62,7 +65,7 @@ local function settle_one(holder, token, c, targetKey, outcome, recordJson, reas
     local ms, overload = string.match(sample, '^(%d+)(.*)$')
     adapt(c, group_keys(c, gid), tonumber(ms), overload == '|1', now)
   end
-  return record_outcome(c, holder_seq(holder), targetKey, outcome, reason, recordJson, now, channel)
+  return record_outcome(c, holder_seq(holder), targetKey, outcome, reason, recordJson, now, channel, touched)
 end
 
 local seqs, wanting = {}, 0
@@ -71,6 +74,8 @@ for i = 1, n do
   seqs[i] = settle_one(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11])
   if ARGV[b + 8] ~= '' and seqs[i] ~= CODES.STATUS_GONE then wanting = wanting + 1 end
 end
+
+touch_campaigns(touched, now)
 
 local step = dispatch_step(math.max(tonumber(ARGV[4]), wanting), leaseMs, now, false)
 local out = { now, -1, 0, n }
