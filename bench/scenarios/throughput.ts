@@ -82,6 +82,7 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
   const abMs: number[] = [];
   const abCpu: number[] = [];
   const abRss: number[] = [];
+  const abRedis: Awaited<ReturnType<typeof redisCostPerTarget>>[] = [];
   const bareCpu: number[] = [];
   const markerBytes: number[] = [];
   const recordBytes: number[] = [];
@@ -152,6 +153,8 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
         { redis, prefix: abPrefix, connections: benchConnections(url) },
       );
       const abWatch = await watchCampaigns(redisUrl, abPrefix, [ab.campaignId], 'ended');
+      await redis.config('RESETSTAT');
+      cpuFrom = await redisCpuS(redis);
       const aw = await spawnUntil([AB_CLI, 'worker', '--concurrency', String(CONCURRENCY)], { ...env, UPSHIFT_PREFIX: abPrefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(url) }, 'upshift worker ready');
       const a0 = Date.now();
       await abWatch.wait();
@@ -160,6 +163,7 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
       abRss.push(peakRssMb(aw.proc.pid!));
       await stop(aw.proc);
       abWatch.close();
+      abRedis.push(await redisCostPerTarget(redis, TARGETS, cpuFrom));
       await dropPrefix(redis, abPrefix);
     }
   }
@@ -188,6 +192,7 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
             ratio: round2(median(abMs.map((ms, i) => bareMs[i]! / ms))),
             workerCpuUs: Math.round((median(abCpu) * 1000) / TARGETS),
             peakRssMb: Math.round(median(abRss)),
+            redisPerTarget: abRedis.sort((a, b) => a.redisUs - b.redisUs)[Math.floor(abRedis.length / 2)]!,
           },
         }
       : {}),
@@ -207,7 +212,12 @@ export const throughput: Scenario<Awaited<ReturnType<typeof run>>> = {
   run,
   rows: (t) => [
     `| throughput, ${t.targets} alloy targets, concurrency ${t.concurrency} (targets/s, medians; ratio: median of the ${t.rounds} rounds' ratios ${t.roundRatios.join(' ')}) | ${t.upshiftTargetsPerS} | ${t.bareTargetsPerS} (bare BullMQ + undici) | ${t.ratio} |`,
-    ...(t.ab ? [`| A/B: ${t.ab.cli} (ratio: median of ${t.ab.roundRatios.join(' ')}; worker CPU µs per target; peak RSS MB) | ${t.ab.ratio}; ${t.ab.workerCpuUs} µs; ${t.ab.peakRssMb} MB | | |`] : []),
+    ...(t.ab
+      ? [
+          `| A/B: ${t.ab.cli} (ratio: median of ${t.ab.roundRatios.join(' ')}; worker CPU µs per target; peak RSS MB) | ${t.ab.ratio}; ${t.ab.workerCpuUs} µs; ${t.ab.peakRssMb} MB | | |`,
+          `| A/B: Redis per target: commands (script calls), Redis CPU µs, bytes in / out | ${t.ab.redisPerTarget.commands} (${t.ab.redisPerTarget.scriptCalls}), ${t.ab.redisPerTarget.redisCpuUs} µs, ${t.ab.redisPerTarget.bytesIn} / ${t.ab.redisPerTarget.bytesOut} | | |`,
+        ]
+      : []),
     `| worker peak RSS (MB) | ${t.upshiftPeakRssMb} | ${t.barePeakRssMb} | |`,
     `| worker CPU per target (µs, user + sys, start-up included) | ${t.upshiftWorkerCpuUs} | ${t.bareWorkerCpuUs} | |`,
     `| Redis per target: commands (script calls), Redis CPU µs, bytes in / out | ${t.upshiftRedisPerTarget.commands} (${t.upshiftRedisPerTarget.scriptCalls}), ${t.upshiftRedisPerTarget.redisCpuUs} µs, ${t.upshiftRedisPerTarget.bytesIn} / ${t.upshiftRedisPerTarget.bytesOut} | ${t.bareRedisPerTarget.commands} (${t.bareRedisPerTarget.scriptCalls}), ${t.bareRedisPerTarget.redisCpuUs} µs, ${t.bareRedisPerTarget.bytesIn} / ${t.bareRedisPerTarget.bytesOut} | |`,
