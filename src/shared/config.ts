@@ -40,6 +40,8 @@ export const DEFAULTS = Object.freeze({
    * ended while the previous call was on its way go together).
    */
   finishGroupMax: 64,
+  /** Worker: `finishMany` calls on their way at once (worker/finisher.ts). */
+  finishCallsInFlight: 2,
   /** Worker: Retry-After waits one target may sit out before it fails as RETRIES_EXHAUSTED. */
   maxRetryAfterWaits: 20,
   /** Worker: bounded wait for in-flight jobs on SIGTERM/SIGINT. */

@@ -5,9 +5,9 @@ import type { Dispatcher } from './dispatcher.js';
 export type Finished = FinishedRun & { readonly sentAt: number };
 
 /**
- * Group commit of run ends. A run that ends while this worker's previous `finishMany` call is on
- * its way waits for it to return, then goes with every other run that ended meanwhile in one
- * call (finishMany-1.lua): one script call, one round trip and one dispatch step for the group
+ * Group commit of run ends. A run that ends while this worker's `finishMany` calls are on their
+ * way (at most `maxCalls`) waits for one to return, then goes with every other run that ended
+ * meanwhile in one call (finishMany-1.lua): one script call, one round trip and one dispatch step for the group
  * instead of one each. Nothing waits on a timer: an idle worker's run is sent at once, and under
  * load the group grows with the load, up to `maxRuns`.
  *
@@ -17,7 +17,7 @@ export type Finished = FinishedRun & { readonly sentAt: number };
  */
 export class Finisher {
   private queue: { run: FinishRun; resolve: (f: Finished) => void; reject: (err: unknown) => void }[] = [];
-  private sending = false;
+  private inFlight = 0;
 
   constructor(
     private readonly scripts: Pick<Scripts, 'finishMany'>,
@@ -27,40 +27,44 @@ export class Finisher {
     private readonly leaseMs: number,
     private readonly maxRuns: number,
     private readonly log: Logger,
+    /** Calls on their way at once: with two, a run waits for half a round trip, not one. */
+    private readonly maxCalls = 1,
   ) {}
 
   finish(run: FinishRun): Promise<Finished> {
     return new Promise((resolve, reject) => {
       this.queue.push({ run, resolve, reject });
-      if (!this.sending) void this.send();
+      if (this.inFlight < this.maxCalls) void this.send();
     });
   }
 
   private async send(): Promise<void> {
-    this.sending = true;
-    while (this.queue.length > 0) {
-      const group = this.queue.splice(0, this.maxRuns);
-      const sentAt = performance.now();
-      let step: DispatchResult & { readonly runs: readonly FinishedRun[] };
-      try {
-        step = await this.scripts.finishMany(
-          group.map((g) => g.run),
-          this.channel,
-          this.maxPicks,
-          this.leaseMs,
-        );
-      } catch (err) {
-        for (const g of group) g.reject(err);
-        continue;
-      }
-      // The picks no run of the group took go to BullMQ before the runs go on, as `finish`'s
-      // did; the next group is sent meanwhile. The runs' ends are recorded whatever becomes of
-      // that: a pick not added keeps its lease, which expires and requeues it.
-      const delivered = step.picks.length > 0 ? this.dispatcher.deliver(step) : Promise.resolve();
-      void delivered
-        .catch((err: Error) => this.log.warn({ err: err.message, picks: step.picks.length }, 'could not hand picks to BullMQ; their leases will requeue them'))
-        .then(() => group.forEach((g, i) => g.resolve({ ...step.runs[i]!, sentAt })));
+    const group = this.queue.splice(0, this.maxRuns);
+    this.inFlight++;
+    const sentAt = performance.now();
+    let step: DispatchResult & { readonly runs: readonly FinishedRun[] };
+    try {
+      step = await this.scripts.finishMany(
+        group.map((g) => g.run),
+        this.channel,
+        this.maxPicks,
+        this.leaseMs,
+      );
+    } catch (err) {
+      for (const g of group) g.reject(err);
+      return;
+    } finally {
+      this.inFlight--;
+      if (this.queue.length > 0 && this.inFlight < this.maxCalls) void this.send();
     }
-    this.sending = false;
+    // The picks no run of the group took go to BullMQ before the runs go on, as `finish`'s
+    // did; the next group is sent meanwhile. The runs' ends are recorded whatever becomes of
+    // that: a pick not added keeps its lease, which expires and requeues it.
+    if (step.picks.length > 0) {
+      await this.dispatcher
+        .deliver(step)
+        .catch((err: Error) => this.log.warn({ err: err.message, picks: step.picks.length }, 'could not hand picks to BullMQ; their leases will requeue them'));
+    }
+    group.forEach((g, i) => g.resolve({ ...step.runs[i]!, sentAt }));
   }
 }

@@ -45,6 +45,7 @@ export interface WorkerOptions {
   readonly leaseMs: number;
   readonly dispatchBatch: number;
   readonly finishGroupMax: number;
+  readonly finishCallsInFlight: number;
   readonly outboxSweepMs: number;
   readonly archiveBatchMs: number;
   /** Serve GET /metrics and /healthz on this port (0: any free one); none when undefined. */
@@ -133,7 +134,7 @@ export async function startWorker(
     pauses,
     dispatcher,
     archiver,
-    finisher: new Finisher(scripts, dispatcher, channel, opts.dispatchBatch, opts.leaseMs, opts.finishGroupMax, log),
+    finisher: new Finisher(scripts, dispatcher, channel, opts.dispatchBatch, opts.leaseMs, opts.finishGroupMax, log, opts.finishCallsInFlight),
     dispatchBatch: opts.dispatchBatch,
     continuing: () => closing === undefined,
     metrics,
