@@ -35,6 +35,13 @@ export const DEFAULTS = Object.freeze({
   archiveBatchMs: 20,
   /** Scheduler: most targets one dispatch step picks. */
   dispatchBatch: 256,
+  /**
+   * Worker: most run ends recorded in one `finishMany` call (worker/finisher.ts: the runs that
+   * ended while the previous call was on its way go together).
+   */
+  finishGroupMax: 64,
+  /** Worker: `finishMany` calls on their way at once (worker/finisher.ts). */
+  finishCallsInFlight: 2,
   /** Worker: Retry-After waits one target may sit out before it fails as RETRIES_EXHAUSTED. */
   maxRetryAfterWaits: 20,
   /** Worker: bounded wait for in-flight jobs on SIGTERM/SIGINT. */

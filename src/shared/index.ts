@@ -11,7 +11,7 @@ export { OPERATIONS, operationFor, PLATFORMS, platforms, registerPlatform, secre
 export { baseOperationType, encodeCarry, isUndoType, UNDO_FIELD, UNDO_PREFIX, type UndoCarry } from './operations/undo.js';
 export { DRY_RUN_OUTCOME, PAUSE_REASONS, REASONS, isReasonCode, type DryRunOutcome, type RecordedOutcome, type Outcome, type PauseReason, type ReasonCode, type ReasonInfo } from './reasons.js';
 export { connectRedis, createRedis, RedisUnavailableError, redisTimeMs, type RedisClient } from './redis.js';
-export { loadScripts, ScriptError, type CallSample, type ClaimResult, type ControlAction, type DispatchResult, type NotifyClaim, type NotifyOutcome, type Pick, type Scripts } from './scripts/index.js';
+export { loadScripts, ScriptError, type CallSample, type ClaimResult, type ControlAction, type DispatchResult, type FinishedRun, type FinishRun, type NotifyClaim, type NotifyOutcome, type Pick, type Scripts } from './scripts/index.js';
 export {
   EVENT_ID_HEADER,
   readNotifications,

@@ -83,13 +83,13 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
   // The pre-image in `:attempts` now: an earlier run's, until this run keeps its own before its write.
   let kept = earlier;
   let slowestCallMs: number | undefined;
-  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => ({
-    ...how,
-    conflicts,
-    secrets,
-    kept,
-    ...(slowestCallMs === undefined ? {} : { slowestCallMs }),
-  });
+  // No spreads: this runs for every target.
+  const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => {
+    const e: { result?: ApplyResult; error?: unknown; conflicts: number; secrets: string[]; kept: unknown; slowestCallMs?: number } =
+      'result' in how ? { result: how.result, conflicts, secrets, kept } : { error: how.error, conflicts, secrets, kept };
+    if (slowestCallMs !== undefined) e.slowestCallMs = slowestCallMs;
+    return e as AttemptEnd;
+  };
   try {
     const result = await campaign.op.apply({
       operation: campaign.spec.operation,

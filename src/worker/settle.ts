@@ -19,6 +19,7 @@ import type { ApplyResult } from '../shared/operations/types.js';
 import type { Archiver } from './archiver.js';
 import type { Campaign } from './campaigns.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { Finished, Finisher } from './finisher.js';
 import type { LeaseKeeper } from './leases.js';
 import type { TargetRun } from './metrics/index.js';
 import { decide, type RetryLimits } from './retry-policy.js';
@@ -38,6 +39,8 @@ export interface SettleDeps {
   readonly channel: string;
   /** Looks for runnable targets (a run ended and its slots may have freed). */
   readonly dispatcher: Pick<Dispatcher, 'trigger' | 'deliver'>;
+  /** Records run ends in groups (finisher.ts): `finish` for every run that ended meanwhile. */
+  readonly finisher: Pick<Finisher, 'finish'>;
   /** Takes each new outcome record out of the deployment's slot (archiver.ts). */
   readonly archiver: Pick<Archiver, 'add'>;
   /** False once the worker is closing: a run then hands its next target to BullMQ. */
@@ -93,9 +96,9 @@ type Finish = (outcome: Outcome, reason: ReasonCode, error: string | null, undo?
 export async function settle(deps: SettleDeps, a: Attempt, end: AttemptEnd): Promise<Next | undefined> {
   let finished = false;
   const finish: Finish = async (outcome, reason, error, undo, overload = false) => {
-    const { step, nextToken, sentAt } = await recordOutcome(deps, a, end, outcome, reason, error, undo, overload);
+    const { step, nextToken } = await recordOutcome(deps, a, end, outcome, reason, error, undo, overload);
     finished = true;
-    return handOn(deps, step, nextToken, sentAt);
+    return handOn(step, nextToken);
   };
   try {
     if ('result' in end) return await finish(end.result.outcome, end.result.reason, a.claim.lastError, end.result.undo);
@@ -130,22 +133,24 @@ async function settleFailure(deps: SettleDeps, a: Attempt, end: AttemptEnd & { r
 async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real: Outcome, reason: ReasonCode, error: string | null, undo: unknown, overload: boolean) {
   const { holder, campaignId } = a.job;
   const outcome = a.campaign.spec.dryRun ? DRY_RUN_OUTCOME[real] : real;
-  const record: OutcomeRecord = {
+  // Built field by field, in the record's order: conditional spreads cost an object and a copy
+  // each, on every target.
+  const record = {
     target: a.target,
     outcome,
     reason,
     attempts: a.claim.attemptsMade + 1,
-    ...(a.claim.retryAfterWaits > 0 ? { retryAfterWaits: a.claim.retryAfterWaits } : {}),
-    ...(end.conflicts > 0 ? { conflicts: end.conflicts } : {}),
-    error: error === null ? null : scrubError(error, end.secrets, deps.limits.maxErrorChars),
-    at: Date.now(),
-    // Next to the outcome, in the same record: same slot, same retention (README, "Undo").
-    ...(undo !== undefined ? { undo } : end.kept !== undefined ? { undo: end.kept } : {}),
-  };
-  const sentAt = performance.now();
+  } as { -readonly [K in keyof OutcomeRecord]: OutcomeRecord[K] };
+  if (a.claim.retryAfterWaits > 0) record.retryAfterWaits = a.claim.retryAfterWaits;
+  if (end.conflicts > 0) record.conflicts = end.conflicts;
+  record.error = error === null ? null : scrubError(error, end.secrets, deps.limits.maxErrorChars);
+  record.at = Date.now();
+  // Next to the outcome, in the same record: same slot, same retention (README, "Undo").
+  const kept = undo !== undefined ? undo : end.kept;
+  if (kept !== undefined) record.undo = kept;
   const nextToken = deps.continuing() ? deps.leases.newToken() : undefined;
   const recordJson = JSON.stringify(record);
-  const step = await deps.scripts.finish({
+  const step = await deps.finisher.finish({
     holder,
     token: a.token,
     campaignId,
@@ -153,17 +158,15 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
     outcome,
     reason,
     recordJson,
-    channel: deps.channel,
-    maxPicks: deps.dispatchBatch,
-    leaseMs: deps.limits.leaseMs,
     conflicts: end.conflicts,
     keptUndo: end.kept !== undefined,
     ...(nextToken === undefined ? {} : { nextToken }),
     call: callSample(a, end, overload),
   });
+  if ('error' in step) throw step.error;
   if (step.recorded) deps.archiver.add(campaignId, { targetKey: a.targetKey, seq: step.seq, json: recordJson });
   a.run.settled(outcome, reason, step.recorded);
-  return { step, nextToken, sentAt };
+  return { step, nextToken };
 }
 
 /**
@@ -186,20 +189,11 @@ function isOverload(err: unknown): boolean {
  * without a trip through BullMQ (the pick already holds its slots and lease, so a crash here is
  * recovered like any other run). `finish` claimed that pick with `nextToken` in the same call,
  * so a continued target costs no `claim` round trip; a declined claim (the target had an
- * outcome already) ends that run at its claim, as any declined claim does. Other picks go to
- * BullMQ for any worker; a closing worker passes no token, and every pick goes to BullMQ.
+ * outcome already) ends that run at its claim, as any declined claim does. The picks no run
+ * took went to BullMQ for any worker (finisher.ts); a closing worker passes no token, and every
+ * pick goes to BullMQ.
  */
-async function handOn(
-  deps: SettleDeps,
-  step: DispatchResult & { readonly ownClaim: ClaimResult | undefined },
-  nextToken: string | undefined,
-  sentAt: number,
-): Promise<Next | undefined> {
-  const [own, ...others] = step.picks;
-  if (own === undefined || step.ownClaim === undefined || nextToken === undefined) {
-    await deps.dispatcher.deliver(step);
-    return undefined;
-  }
-  await deps.dispatcher.deliver({ ...step, picks: others });
-  return { job: jobOfPick(own), claimed: { token: nextToken, claim: step.ownClaim, sentAt } };
+function handOn(step: Extract<Finished, { readonly recorded: boolean }>, nextToken: string | undefined): Next | undefined {
+  if (step.own === undefined || step.ownClaim === undefined || nextToken === undefined) return undefined;
+  return { job: jobOfPick(step.own), claimed: { token: nextToken, claim: step.ownClaim, sentAt: step.sentAt } };
 }

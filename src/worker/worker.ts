@@ -24,6 +24,7 @@ import { BreachUndo } from './breach-undo.js';
 import { CampaignCache } from './campaigns.js';
 import { Dispatcher } from './dispatcher.js';
 import { refreshWindows } from '../shared/window-store.js';
+import { Finisher } from './finisher.js';
 import { LeaseKeeper } from './leases.js';
 import { Notifier } from './notifier.js';
 import { serveMetrics, WorkerMetrics } from './metrics/index.js';
@@ -44,6 +45,8 @@ export interface WorkerOptions {
   readonly maxStalledCount: number;
   readonly leaseMs: number;
   readonly dispatchBatch: number;
+  readonly finishGroupMax: number;
+  readonly finishCallsInFlight: number;
   readonly outboxSweepMs: number;
   readonly archiveBatchMs: number;
   /** Serve GET /metrics and /healthz on this port (0: any free one); none when undefined. */
@@ -134,6 +137,7 @@ export async function startWorker(
     pauses,
     dispatcher,
     archiver,
+    finisher: new Finisher(scripts, dispatcher, channel, opts.dispatchBatch, opts.leaseMs, opts.finishGroupMax, log, opts.finishCallsInFlight),
     dispatchBatch: opts.dispatchBatch,
     continuing: () => closing === undefined,
     metrics,

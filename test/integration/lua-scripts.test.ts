@@ -130,4 +130,54 @@ describe('scheduler scripts: edges', () => {
     expect(await redis.pttl(keys.groups)).toBeGreaterThan(0);
     expect(await redis.pttl(keys.status)).toBeGreaterThan(0);
   });
+
+  it('finishMany records each run once, frees only its own slots, and claims the picks for the runs that ask, in order', async () => {
+    const { redis, prefix } = ctx;
+    const scripts = loadScripts(redis, prefix);
+    const channel = eventsChannel(prefix);
+    await scripts.renew(LEASE, 'w1', 10, []);
+    await enqueueCampaign({ ...spec('many'), limits: [{ key: 'k', concurrency: 3 }] }, users(6), { redis, prefix, connections });
+    await enqueueCampaign({ ...spec('many-gone'), limits: [{ key: 'g', concurrency: 1 }] }, users(1), { redis, prefix, connections });
+    const picks = (await scripts.dispatch(10, LEASE)).picks;
+    const mine = picks.filter((p) => p.holder.startsWith('many.'));
+    const gone = picks.find((p) => p.holder.startsWith('many-gone.'))!;
+    expect(mine).toHaveLength(3);
+    for (const [i, p] of mine.entries()) expect((await scripts.claim(p.holder, `t${i}`, LEASE, `u${i}`, channel)).kind).toBe('claimed');
+    await scripts.claim(gone.holder, 'tg', LEASE, 'u0', channel);
+    await redis.del(campaignKeys(prefix, 'many-gone').status);
+    const run = (i: number, over: object = {}) => ({ holder: mine[i]!.holder, token: `t${i}`, campaignId: 'many', targetKey: `u${i}`, outcome: 'upgraded' as const, reason: 'UPGRADED' as const, recordJson: `{"n":${i}}`, ...over });
+
+    const step = await scripts.finishMany(
+      [
+        run(0, { nextToken: 'n0' }),
+        run(1),
+        // A run whose lease was lost: recorded (its call happened), its slot not released.
+        run(2, { token: 'stale', nextToken: 'n2' }),
+        { ...run(0), holder: gone.holder, token: 'tg', campaignId: 'many-gone' },
+      ],
+      channel,
+      10,
+      LEASE,
+    );
+    expect(step.runs.map((r) => ('error' in r ? r.error.code : r.recorded))).toEqual([true, true, true, 'STATUS_GONE']);
+    const [r0, r1, r2] = step.runs as Extract<(typeof step.runs)[number], { recorded: boolean }>[];
+    // Two slots freed (runs 0 and 1): two picks, to the two runs that passed a token, claimed with it.
+    expect(r0!.ownClaim).toMatchObject({ kind: 'claimed', attemptsMade: 0 });
+    expect(r1!.own).toBeUndefined();
+    expect(r2!.ownClaim).toMatchObject({ kind: 'claimed' });
+    expect(step.picks).toEqual([]);
+    const inflight = await redis.hgetall(schedulerKeys(prefix).inflight);
+    expect(inflight[r0!.own!.holder]).toMatch(/\|n0\|/);
+    expect(inflight[r2!.own!.holder]).toMatch(/\|n2\|/);
+    expect(inflight[mine[2]!.holder]).toMatch(/\|t2\|/);
+    expect(await redis.zcard(schedulerKeys(prefix).slot('K/k'))).toBe(3);
+    expect(await readStatus(redis, prefix, 'many')).toMatchObject({ upgraded: 3, active: 3, pending: 1 });
+    expect(await redis.hget(campaignKeys(prefix, 'many').outbox, String(r1!.seq))).toBe('{"n":1}\nu1');
+    expect(await redis.exists(campaignKeys(prefix, 'many-gone').status)).toBe(0);
+
+    // Recorded once: the same end again changes no counter.
+    const again = await scripts.finishMany([run(1)], channel, 10, LEASE);
+    expect(again.runs[0]).toMatchObject({ recorded: false, seq: 0 });
+    expect(await readStatus(redis, prefix, 'many')).toMatchObject({ upgraded: 3, active: 3, pending: 1 });
+  });
 });

@@ -39,7 +39,9 @@
       claimed: claim-1.lua's code for the first pick with ARGV[13]'s token (CLAIMED, with
       attemptsMade, retryAfterWaits, lastError and keptUndo as there; DONE it had an outcome already and
       was released), or NOT_CLAIMED when no token was given or nothing was picked;
-      the rest as dispatch-1.lua, without its housekeeping (nextWakeMs is -1)
+      the rest as dispatch-1.lua, without its housekeeping (nextWakeMs -1, or now when the step's
+      looks ran out on parked groups with ready ones left; reclaimed 0, then any
+      maintenance-window zones found passed)
     STATUS_GONE  the campaign's status hash is missing (deleted or expired)
 ]]
 -- @include "claim"

@@ -46,6 +46,9 @@ const SCRIPT_ERRORS: Record<string, Partial<Record<CodeName, string>>> = {
   finish: {
     STATUS_GONE: "the campaign's status hash is missing (deleted or expired)",
   },
+  finishMany: {
+    STATUS_GONE: "the campaign's status hash is missing (deleted or expired)",
+  },
   control: { NO_SUCH_CAMPAIGN: 'no such campaign' },
   cancelPending: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'the campaign is not cancelled' },
   retryFailed: { NO_SUCH_CAMPAIGN: 'no such campaign', WRONG_STATE: 'a cancelled campaign cannot run again' },
@@ -68,6 +71,7 @@ const FILES = {
   claim: 'claim-1.lua',
   renew: 'renew-1.lua',
   finish: 'finish-1.lua',
+  finishMany: 'finishMany-1.lua',
   retryLater: 'retryLater-1.lua',
   throttle: 'throttle-1.lua',
   control: 'control-1.lua',
@@ -229,6 +233,18 @@ export interface Scripts {
     call?: CallSample;
   }): Promise<DispatchResult & { readonly recorded: boolean; readonly seq: number; readonly ownClaim: ClaimResult | undefined }>;
   /**
+   * `finish` for several runs in one call (group commit): each run recorded and released as
+   * `finish` would, then one dispatch step whose picks go, claimed, to the runs that passed a
+   * `nextToken` (in order); `picks` holds the ones no run took. A run whose campaign's status
+   * hash is gone gets `error` (a ScriptError STATUS_GONE, as `finish` throws) and nothing else.
+   */
+  finishMany(
+    runs: readonly FinishRun[],
+    channel: string,
+    maxPicks: number,
+    leaseMs: number,
+  ): Promise<DispatchResult & { readonly runs: readonly FinishedRun[] }>;
+  /**
    * Stores `[targetKey, '<seq>|<record JSON>']` pairs in a campaign's records hash (its own
    * slot); a stored record with the same or a newer seq is kept. Returns how many were written.
    */
@@ -284,6 +300,26 @@ export interface Scripts {
   /** The pause end, or null when the lease was lost meanwhile. */
   throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string, conflicts?: number, call?: CallSample): Promise<number | null>;
 }
+
+/** One run's end, for `finishMany` (the fields of `finish` that are per run). */
+export interface FinishRun {
+  readonly holder: string;
+  readonly token: string;
+  readonly campaignId: string;
+  readonly targetKey: string;
+  readonly outcome: RecordedOutcome;
+  readonly reason: ReasonCode;
+  readonly recordJson: string;
+  readonly nextToken?: string;
+  readonly conflicts?: number;
+  readonly keptUndo?: boolean;
+  readonly call?: CallSample;
+}
+
+/** What `finishMany` did for one run: as `finish`'s answer, with the pick claimed for it. */
+export type FinishedRun =
+  | { readonly error: ScriptError }
+  | { readonly recorded: boolean; readonly seq: number; readonly ownClaim: ClaimResult | undefined; readonly own: Pick | undefined };
 
 /**
  * What a run tells the adaptive concurrency of its keys (includes/adaptive.lua), passed to the
@@ -355,6 +391,7 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
   const claim = cmd('claim');
   const renew = cmd('renew');
   const finish = cmd('finish');
+  const finishMany = cmd('finishMany');
   const retryLater = cmd('retryLater');
   const throttle = cmd('throttle');
   const control = cmd('control');
@@ -401,6 +438,37 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       const [seq, ...rest] = res as (number | string)[];
       const ownClaim = rest[0] === CODES.NOT_CLAIMED ? undefined : claimResult(rest.slice(0, 5));
       return { ...dispatchResult(rest.slice(5)), recorded: Number(seq) > 0, seq: Number(seq), ownClaim };
+    },
+    async finishMany(runs, channel, maxPicks, leaseMs) {
+      const args: (string | number)[] = [channel, maxPicks, leaseMs, runs.length];
+      for (const r of runs) {
+        const [ms, overload] = callArgs(r.call);
+        args.push(r.holder, r.token, r.campaignId, r.targetKey, r.outcome, r.recordJson, r.reason, r.nextToken ?? '', r.conflicts ?? 0, r.keptUndo === true ? '1' : '', ms === '' ? '' : overload === '' ? ms : `${ms}|1`);
+      }
+      const res = (await finishMany(...args)) as (number | string)[];
+      const n = Number(res[3]);
+      const done: FinishedRun[] = [];
+      for (let i = 0; i < n; i++) {
+        const at = 4 + i * 8;
+        const seq = Number(res[at]);
+        if (seq < 0) {
+          try {
+            check('finishMany', seq);
+          } catch (error) {
+            done.push({ error: error as ScriptError });
+          }
+          continue;
+        }
+        const claimed = res[at + 1] !== CODES.NOT_CLAIMED;
+        done.push({
+          recorded: seq > 0,
+          seq,
+          ownClaim: claimed ? claimResult(res.slice(at + 1, at + 6)) : undefined,
+          own: claimed ? { holder: String(res[at + 6]), entry: String(res[at + 7]) } : undefined,
+        });
+      }
+      // The step's own fields and its leftover picks, in dispatch-1.lua's layout.
+      return { ...dispatchResult([res[0]!, res[1]!, res[2]!, ...res.slice(4 + n * 8)]), runs: done };
     },
     async archive(campaignId, pairs) {
       return Number(await archive(campaignKeys(prefix, campaignId).records, ...pairs));

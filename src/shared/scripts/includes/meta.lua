@@ -58,8 +58,16 @@ end
 
 -- A target's key from its JSON, as the operation's `targetKey` computes it: the id field, and
 -- '@<version>' when the operation has a version field and the target sets it.
+-- A campaign's target key fields never change: read and decoded once per script call, which
+-- may claim many of its targets (finishMany-1.lua).
+local tk_fields = {}
+
 local function target_key(c, entry)
-  local fields = cjson.decode(meta_get(c, 'tk')[1])
+  local fields = tk_fields[c]
+  if not fields then
+    fields = cjson.decode(meta_get(c, 'tk')[1])
+    tk_fields[c] = fields
+  end
   local t = cjson.decode(entry)
   local key = tostring(t[fields[1]])
   if fields[2] and t[fields[2]] ~= nil then key = key .. '@' .. tostring(t[fields[2]]) end

@@ -1,8 +1,8 @@
 --[[
   outcomes: a target's outcome recorded and counted, and what follows from the counts: the
   failure budget, the rollout steps, and the campaign's end.
-  Provides: CAMPAIGN_KEYS, read_status, complete_if_done, record_outcome, cancelled_record,
-  cancel_returned.
+  Provides: CAMPAIGN_KEYS, read_status, complete_if_done, record_outcome, touch_campaigns,
+  cancelled_record, cancel_returned.
   Needs: keys, meta, groups, limits, notify, steps.
   Each state change here records its webhook event (notify.lua) in the same step.
 ]]
@@ -21,11 +21,19 @@
 -- was last resumed), so a failing cohort pauses before the next starts even when the steps
 -- before it make the campaign's ratio look fine. A step: when every target admitted so far has
 -- an outcome, the next step opens (`gate: auto`) or the campaign waits in `gated` (`gate: manual`).
+local rollout_meta = {}
+
 local function rollout_check(c, now, channel, st)
   if st.state ~= 'running' then return end
   local status = ck(c, 'status')
   local up, sk, fa = tonumber(st.upgraded or '0'), tonumber(st.skipped or '0'), tonumber(st.failed or '0')
-  local g = meta_get(c, 'maxFailureRatio', 'minSamples', 'gate', 'rollout', 'onBreach')
+  -- The producer wrote these; nothing changes them during a script call, which may judge many
+  -- outcomes of the campaign (finishMany-1.lua).
+  local g = rollout_meta[c]
+  if not g then
+    g = meta_get(c, 'maxFailureRatio', 'minSamples', 'gate', 'rollout', 'onBreach')
+    rollout_meta[c] = g
+  end
   local maxRatio = tonumber(g[1] or '')
   if maxRatio then
     local s0, f0 = tonumber(st.budgetSamples0 or '0'), tonumber(st.budgetFailed0 or '0')
@@ -120,21 +128,35 @@ end
 -- index by) stays in this slot; the record goes to the outbox, from which workers copy it to the
 -- campaign's own slot (docs/ARCHITECTURE.md, "Outcome records"). `seq` (holder_seq, next_seq)
 -- orders the records of a campaign, so a late copy of an older record never replaces a newer one.
--- Returns the record's seq if new, 0 if recorded before.
-local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, now, channel)
+-- Returns the record's seq if new, 0 if recorded before. `touched` (optional): a caller that
+-- records many outcomes in one call (finishMany-1.lua) gets each campaign marked there, and
+-- adds it to `sched:outboxes` and sets its `updatedAt` once itself (touch_campaigns).
+local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, now, channel, touched)
   if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, seq .. '|' .. outcome .. '|' .. reason) == 0 then return 0 end
   redis.call('HSET', ck(c, 'outbox'), seq, recordJson .. '\n' .. targetKey)
-  redis.call('SADD', S .. 'outboxes', c)
   local status = ck(c, 'status')
+  if touched then
+    touched[c] = true
+  else
+    redis.call('SADD', S .. 'outboxes', c)
+  end
   redis.call('HINCRBY', status, outcome, 1)
   if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
-  redis.call('HSET', status, 'updatedAt', now)
+  if not touched then redis.call('HSET', status, 'updatedAt', now) end
   local st = read_status(c)
   -- Every target with an outcome ran in the current step: a step opens only once all the
   -- targets admitted before it have theirs.
   if st.rolloutStep then redis.call('HINCRBY', status, 'step:' .. st.rolloutStep .. ':' .. outcome, 1) end
   if not complete_if_done(c, now, channel, st) then rollout_check(c, now, channel, st) end
   return seq
+end
+
+-- What record_outcome left to its caller for the campaigns in `touched`.
+local function touch_campaigns(touched, now)
+  for c in pairs(touched) do
+    redis.call('SADD', S .. 'outboxes', c)
+    redis.call('HSET', ck(c, 'status'), 'updatedAt', now)
+  end
 end
 
 -- The record of a target of a cancelled campaign that did not run (again). An earlier run of it

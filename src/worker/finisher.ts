@@ -1,0 +1,70 @@
+import type { DispatchResult, FinishedRun, FinishRun, Logger, Scripts } from '../shared/index.js';
+import type { Dispatcher } from './dispatcher.js';
+
+/** What `finish` answered one run, and when the call that claimed its next target was sent. */
+export type Finished = FinishedRun & { readonly sentAt: number };
+
+/**
+ * Group commit of run ends. A run that ends while this worker's `finishMany` calls are on their
+ * way (at most `maxCalls`) waits for one to return, then goes with every other run that ended
+ * meanwhile in one call (finishMany-1.lua): one script call, one round trip and one dispatch step for the group
+ * instead of one each. Nothing waits on a timer: an idle worker's run is sent at once, and under
+ * load the group grows with the load, up to `maxRuns`.
+ *
+ * What a run's wait costs at a crash: its answer from the platform is held here for at most one
+ * call's round trip before Redis has it, as a run's own `finish` call is on the wire for one;
+ * a SIGKILL in between repeats the run, as one during a `finish` call would.
+ */
+export class Finisher {
+  private queue: { run: FinishRun; resolve: (f: Finished) => void; reject: (err: unknown) => void }[] = [];
+  private inFlight = 0;
+
+  constructor(
+    private readonly scripts: Pick<Scripts, 'finishMany'>,
+    private readonly dispatcher: Pick<Dispatcher, 'deliver'>,
+    private readonly channel: string,
+    private readonly maxPicks: number,
+    private readonly leaseMs: number,
+    private readonly maxRuns: number,
+    private readonly log: Logger,
+    /** Calls on their way at once: with two, a run waits for half a round trip, not one. */
+    private readonly maxCalls = 1,
+  ) {}
+
+  finish(run: FinishRun): Promise<Finished> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ run, resolve, reject });
+      if (this.inFlight < this.maxCalls) void this.send();
+    });
+  }
+
+  private async send(): Promise<void> {
+    const group = this.queue.splice(0, this.maxRuns);
+    this.inFlight++;
+    const sentAt = performance.now();
+    let step: DispatchResult & { readonly runs: readonly FinishedRun[] };
+    try {
+      step = await this.scripts.finishMany(
+        group.map((g) => g.run),
+        this.channel,
+        this.maxPicks,
+        this.leaseMs,
+      );
+    } catch (err) {
+      for (const g of group) g.reject(err);
+      return;
+    } finally {
+      this.inFlight--;
+      if (this.queue.length > 0 && this.inFlight < this.maxCalls) void this.send();
+    }
+    // The picks no run of the group took go to BullMQ before the runs go on, as `finish`'s
+    // did; the next group is sent meanwhile. The runs' ends are recorded whatever becomes of
+    // that: a pick not added keeps its lease, which expires and requeues it.
+    if (step.picks.length > 0) {
+      await this.dispatcher
+        .deliver(step)
+        .catch((err: Error) => this.log.warn({ err: err.message, picks: step.picks.length }, 'could not hand picks to BullMQ; their leases will requeue them'));
+    }
+    group.forEach((g, i) => g.resolve({ ...step.runs[i]!, sentAt }));
+  }
+}
