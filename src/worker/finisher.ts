@@ -29,7 +29,11 @@ export class Finisher {
     private readonly log: Logger,
     /** Calls on their way at once: with two, a run waits for half a round trip, not one. */
     private readonly maxCalls = 1,
-  ) {}
+  ) {
+    // Zero would send empty groups forever (or never send): at least one of each.
+    this.maxRuns = Math.max(1, Math.floor(maxRuns));
+    this.maxCalls = Math.max(1, Math.floor(maxCalls));
+  }
 
   finish(run: FinishRun): Promise<Finished> {
     return new Promise((resolve, reject) => {
@@ -51,7 +55,14 @@ export class Finisher {
         this.leaseMs,
       );
     } catch (err) {
-      for (const g of group) g.reject(err);
+      // A script error (one run's bad data reaching a decode) would fail every run of the group,
+      // of any campaign, each time it came back: each is sent again alone, so it fails by itself.
+      // Runs the failed call recorded before the error find their outcome and release done.
+      if (group.length > 1 && (err as Error).name === 'ReplyError') {
+        for (const g of group) void this.sendAlone(g, sentAt);
+      } else {
+        for (const g of group) g.reject(err);
+      }
       return;
     } finally {
       this.inFlight--;
@@ -60,11 +71,23 @@ export class Finisher {
     // The picks no run of the group took go to BullMQ before the runs go on, as `finish`'s
     // did; the next group is sent meanwhile. The runs' ends are recorded whatever becomes of
     // that: a pick not added keeps its lease, which expires and requeues it.
-    if (step.picks.length > 0) {
-      await this.dispatcher
-        .deliver(step)
-        .catch((err: Error) => this.log.warn({ err: err.message, picks: step.picks.length }, 'could not hand picks to BullMQ; their leases will requeue them'));
-    }
+    // A step without picks left still says when it is due again and which window zones passed:
+    // delivered without holding the runs up.
+    const delivered = this.dispatcher
+      .deliver(step)
+      .catch((err: Error) => this.log.warn({ err: err.message, picks: step.picks.length }, 'could not hand picks to BullMQ; their leases will requeue them'));
+    if (step.picks.length > 0) await delivered;
     group.forEach((g, i) => g.resolve({ ...step.runs[i]!, sentAt }));
+  }
+
+  private async sendAlone(g: (typeof this.queue)[number], sentAt: number): Promise<void> {
+    try {
+      const step = await this.scripts.finishMany([g.run], this.channel, this.maxPicks, this.leaseMs);
+      const delivered = this.dispatcher.deliver(step).catch((err: Error) => this.log.warn({ err: err.message }, 'could not hand picks to BullMQ; their leases will requeue them'));
+      if (step.picks.length > 0) await delivered;
+      g.resolve({ ...step.runs[0]!, sentAt });
+    } catch (err) {
+      g.reject(err);
+    }
   }
 }

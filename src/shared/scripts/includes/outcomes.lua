@@ -129,17 +129,16 @@ end
 -- campaign's own slot (docs/ARCHITECTURE.md, "Outcome records"). `seq` (holder_seq, next_seq)
 -- orders the records of a campaign, so a late copy of an older record never replaces a newer one.
 -- Returns the record's seq if new, 0 if recorded before. `touched` (optional): a caller that
--- records many outcomes in one call (finishMany-1.lua) gets each campaign marked there, and
--- adds it to `sched:outboxes` and sets its `updatedAt` once itself (touch_campaigns).
+-- records many outcomes in one call (finishMany-1.lua) gets each campaign marked there (added
+-- to `sched:outboxes` once per call), and sets its `updatedAt` once itself (touch_campaigns).
 local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, now, channel, touched)
   if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, seq .. '|' .. outcome .. '|' .. reason) == 0 then return 0 end
   redis.call('HSET', ck(c, 'outbox'), seq, recordJson .. '\n' .. targetKey)
   local status = ck(c, 'status')
-  if touched then
-    touched[c] = true
-  else
-    redis.call('SADD', S .. 'outboxes', c)
-  end
+  -- Listed at once, even for a caller that groups: a later error in the same script call keeps
+  -- this write, and a record outside `sched:outboxes` would wait for another of its campaign's.
+  if not (touched and touched[c]) then redis.call('SADD', S .. 'outboxes', c) end
+  if touched then touched[c] = true end
   redis.call('HINCRBY', status, outcome, 1)
   if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
   if not touched then redis.call('HSET', status, 'updatedAt', now) end
@@ -154,7 +153,6 @@ end
 -- What record_outcome left to its caller for the campaigns in `touched`.
 local function touch_campaigns(touched, now)
   for c in pairs(touched) do
-    redis.call('SADD', S .. 'outboxes', c)
     redis.call('HSET', ck(c, 'status'), 'updatedAt', now)
   end
 end
