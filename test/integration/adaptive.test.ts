@@ -102,6 +102,19 @@ describe('adaptive concurrency against the sandbox', () => {
     expect((await figure(t))!).toBeLessThan(8);
   });
 
+  it('learns its no-load latency only from the platform\'s answers: connection resets (0 ms) do not set it', async () => {
+    // A reset comes back at once; the platform's answers take 30 ms. One reset read as a latency
+    // would set the no-load latency near 0, and every normal round would then read as queued.
+    const sandbox = await t.startSandbox({ latencyMs: 30, resetRate: 0.3, limitKeyPattern: PATTERN });
+    await enqueue(t, sandbox, 'resets', users('z', 400), adaptive(1, 8, 4), { retry: { attempts: 10, backoffMs: 10 } });
+    await t.startWorker({ concurrency: 10 });
+    await vi.waitFor(() => expect(sandbox.stats().faults.resets).toBeGreaterThanOrEqual(30), { timeout: 90_000, interval: 20 });
+    await vi.waitFor(async () => expect(await t.redis.hget(schedulerKeys(t.prefix).adapt(KEY), 'base')).not.toBeNull(), { timeout: 90_000, interval: 20 });
+    await pauseCampaign('resets', t.producer);
+    // A timer may fire up to a millisecond early: the platform's own latency, with room for that.
+    expect(Number(await t.redis.hget(schedulerKeys(t.prefix).adapt(KEY), 'base'))).toBeGreaterThanOrEqual(30 - 2);
+  });
+
   it('survives a worker restart: the next worker starts from the learnt figure, not the initial one', async () => {
     // Slow calls and few of them: a loaded machine's stalls stay well under a latency rise (2 x 200 ms).
     const sandbox = await t.startSandbox({ latencyMs: 200, limitKeyPattern: PATTERN });
