@@ -314,8 +314,30 @@ describe('adaptive concurrency in the scheduler scripts', () => {
       expect(await c()).toBeLessThanOrEqual(ceiling * (1 + 1 / DEFAULTS.adaptiveOverloadDriftRounds) ** 20);
     }
     expect(await c()).toBeGreaterThanOrEqual(ceiling);
-    // ... and that figure rises while the rounds there stay unqueued, so a platform that grew is found again.
-    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40);
+    // ... and that figure rises while the rounds there stay unqueued, so a platform that grew is
+    // found again: by 1/adaptiveOverloadDriftRounds a round, over 10% in the ~18 rounds spent there.
+    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40 * 1.1);
+  });
+
+  it('forgets the figure that drew an overload answer adaptiveOverloadMemoryMs after it, and climbs past it', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 40 }, 1000);
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const calls = async (n: number, call: CallSample) => {
+      for (let i = 0; i < n; i++) {
+        const [p, ...rest] = running;
+        running = [...rest, ...(await complete(p!, call))];
+      }
+    };
+    await calls(1, { ms: 0, overload: true });
+    expect(await t.redis.hget(adaptKey(), 'top')).toBe('40');
+    // The overload was answered longer ago than the memory lasts.
+    const [sec] = await t.redis.time();
+    await t.redis.hset(adaptKey(), 'topAt', Number(sec) * 1000 - DEFAULTS.adaptiveOverloadMemoryMs - 1);
+    // (The 39 calls in flight at the cut are answered first, and count for nothing.)
+    for (let round = 0; round < 8; round++) await calls(Math.floor(await c()), { ms: 0, overload: false });
+    expect(await c()).toBeGreaterThan(40);
+    expect(await t.redis.hget(adaptKey(), 'top')).toBeNull();
   });
 
   it('does not climb while the key uses under half its figure (the tail of a campaign)', async () => {

@@ -13,7 +13,9 @@
     'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
     'skip' answers still owed by calls in flight at the last cut (sent under the old figure)
-    'top'  the figure that drew the last overload answer (absent: none yet)
+    'top'  the figure that drew the last overload answer (absent: none, or forgotten)
+    'topAt'  when that answer came (Redis clock, ms): `top` is forgotten
+           CAPS.adaptiveOverloadMemoryMs after it
     'pre', 'chk'  after a latency cut, until the next round checks it: the figure before the cut,
            and the fastest call a round must beat for the cut to have helped
   It outlives the campaigns using the key (the next one starts from what was learned) and
@@ -34,7 +36,8 @@
     from the capacity, finer near it), but not past adaptiveOverloadMargin x `top`: an overload
     answer costs a retry (with Retry-After, a pause of the whole connection), so the figure that
     drew one is not probed again soon
-    (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin).
+    (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin, and is forgotten
+    adaptiveOverloadMemoryMs after the overload: a platform that grew is found again).
   - hold < fastest <= rise: held (the platform queues a little: the figure is where it should
     be). Slow start, which could overshoot by half, ends here.
   - fastest > rise (queued): a second queued round in a row cuts in proportion, figure x
@@ -68,7 +71,7 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk', 'skip')
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk', 'skip', 'topAt')
       local lo, hi = a[1], a[2]
       local figure = tonumber(v[1]) or a[3]
       local base = tonumber(v[2])
@@ -76,16 +79,20 @@ local function adapt(c, keys, callMs, overload, now)
       local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
       local top, pre, chk = tonumber(v[8]), tonumber(v[9]), tonumber(v[10])
       local skip = tonumber(v[11]) or 0
+      -- State from before 'topAt' was kept: the overload came at the last cut or before.
+      local topAt = tonumber(v[12]) or cut
       -- Redis's clock stepped back (a failover to another host): no call would count until it
       -- caught up with the old cut.
       if cut > now then cut = now end
+      -- An overload long past says little of today's platform: the climb may probe past it again.
+      if top and now - topAt >= CAPS.adaptiveOverloadMemoryMs then top = nil end
       -- Answers to calls sent before the last cut were sent under the old figure: already acted on.
       if skip > 0 then
         skip = skip - 1
       elseif now - callMs >= cut then
         if overload then
           -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
-          top = figure
+          top, topAt = figure, now
           figure = figure * CAPS.adaptiveDecreaseFactor
           cut, slow, queued, n, least, pre = now, false, false, 0, nil, nil
           -- The caller released this call's slot already: the others were all sent before the cut.
@@ -155,7 +162,12 @@ local function adapt(c, keys, callMs, overload, now)
       figure = math.max(lo, math.min(hi, figure))
       local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0', 'skip', skip }
       if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
-      if top then fields[#fields + 1] = 'top'; fields[#fields + 1] = top end
+      if top then
+        fields[#fields + 1] = 'top'; fields[#fields + 1] = top
+        fields[#fields + 1] = 'topAt'; fields[#fields + 1] = topAt
+      elseif v[8] then
+        redis.call('HDEL', state, 'top', 'topAt')
+      end
       if pre then
         fields[#fields + 1] = 'pre'; fields[#fields + 1] = pre
         fields[#fields + 1] = 'chk'; fields[#fields + 1] = chk
