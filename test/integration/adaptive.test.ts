@@ -340,6 +340,44 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(await t.redis.hget(adaptKey(), 'top')).toBeNull();
   });
 
+  it('two campaigns with disjoint ranges on one key: the smallest max wins, and each status shows what dispatch applies to it', async () => {
+    const on = (id: string, adaptive: { min: number; max: number; initial: number }, n: number) =>
+      enqueueCampaign(
+        { id, connection: 'K', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, limits: [{ key: 'k', concurrency: { adaptive } }] },
+        Array.from({ length: n }, (_, i) => ({ userId: `${id}${i}` })),
+        { redis: t.redis, prefix: t.prefix, connections },
+      );
+    await on('wide', { min: 5, max: 20, initial: 10 }, 20);
+    await on('narrow', { min: 1, max: 3, initial: 2 }, 20);
+    const picks = (await t.scripts.dispatch(100, LEASE)).picks;
+    const end = async (id: string, call: CallSample) => {
+      const p = picks.find((x) => userOf(x).startsWith(id))!;
+      picks.splice(picks.indexOf(p), 1);
+      await t.scripts.claim(p.holder, 'run', LEASE, userOf(p), eventsChannel(t.prefix));
+      await t.scripts.finish({
+        holder: p.holder, token: 'run', campaignId: id, targetKey: userOf(p), outcome: 'upgraded', reason: 'UPGRADED',
+        recordJson: '{}', channel: eventsChannel(t.prefix), maxPicks: 0, leaseMs: LEASE, call,
+      });
+    };
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const shown = (id: string) => t.redis.hget(campaignKeys(t.prefix, id).status, 'limit:K/k');
+    expect(picks.some((p) => userOf(p).startsWith('wide'))).toBe(true);
+    expect(picks.some((p) => userOf(p).startsWith('narrow'))).toBe(true);
+    // A call of `wide`: the figure stays under `narrow`'s max, which dispatch applies to both.
+    await end('wide', { ms: 10, overload: false });
+    expect(await c()).toBeLessThanOrEqual(3);
+    expect(await shown('wide')).toBe('3');
+    // `narrow` cuts it; `wide`'s next call does not lift it back to its own min (nor to 3).
+    await end('narrow', { ms: 0, overload: true });
+    const cut = await c();
+    expect(cut).toBeCloseTo(3 * DEFAULTS.adaptiveDecreaseFactor, 9);
+    expect(await shown('narrow')).toBe(String(Math.floor(cut)));
+    await end('wide', { ms: 10, overload: false });
+    expect(await c()).toBe(cut);
+    // Dispatch still runs `wide` at the key's max, under its own min: so does its status.
+    expect(await shown('wide')).toBe('3');
+  });
+
   it('does not climb while the key uses under half its figure (the tail of a campaign)', async () => {
     await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 10);
     const running = (await t.scripts.dispatch(100, LEASE)).picks;

@@ -52,7 +52,9 @@
   the answer and this script, and a 429 shed at once takes 0 ms), so a cut also notes the calls
   then in flight on the key ('skip'), and that many answers after it count for nothing. A cut
   ends slow start.
-  The figure stays within the finishing campaign's [min, max].
+  The figure stays under the finishing campaign's max and the key's (adaptive_bounds), and its
+  cuts stop at the campaign's min. The campaign's status shows 'limit:<key>' as dispatch applies
+  it to that campaign.
 ]]
 -- @include "keys"
 -- @include "caps"
@@ -61,6 +63,24 @@
 local function adaptive_figure(key, a)
   local f = tonumber(redis.call('HGET', S .. 'adapt:' .. key, 'c')) or a[3]
   return math.max(a[1], math.min(a[2], math.floor(f)))
+end
+
+-- The bounds a call of a campaign with adaptive limit `a` on key `k` (its group table entry)
+-- keeps the shared figure `was` in. The strictest max wins, as with fixed figures (a scoped key's
+-- '=c', the smallest max among its live campaigns, which dispatch applies anyway). The campaign's
+-- min stops its own cuts, but lifts neither a figure above that max nor one another campaign's
+-- calls took lower (dispatch reads it at this campaign's min anyway): two campaigns with
+-- disjoint ranges on one key would otherwise drag it from one range to the other at every call.
+local function adaptive_bounds(k, a, was)
+  local hi = a[2]
+  if k[2] > 0 and k[2] < hi then hi = k[2] end
+  if k[5] == 1 then
+    local least = tonumber(redis.call('HGET', S .. 'cap:' .. k[1], '=c') or '0')
+    if least > 0 and least < hi then hi = least end
+  end
+  local lo = math.min(a[1], hi)
+  if was < lo then lo = math.max(1, was) end
+  return lo, hi
 end
 
 -- A call of campaign `c` on a group with limit keys `keys` ended after `callMs` (ms, as the
@@ -72,7 +92,7 @@ local function adapt(c, keys, callMs, overload, now)
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
       local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk', 'skip', 'topAt')
-      local lo, hi = a[1], a[2]
+      local lo, hi = adaptive_bounds(k, a, tonumber(v[1]) or a[3])
       local figure = tonumber(v[1]) or a[3]
       local base = tonumber(v[2])
       local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
@@ -181,7 +201,9 @@ local function adapt(c, keys, callMs, overload, now)
       end
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
-      redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], math.floor(figure))
+      -- What dispatch applies for this campaign (its read of the figure, within the key's max).
+      local applied = tostring(math.min(hi, math.max(a[1], math.floor(figure))))
+      redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], applied)
     end
   end
 end
