@@ -201,8 +201,10 @@ export const DEFAULTS = Object.freeze({
   adaptiveSlowStartFactor: 1.5,
   /** Adaptive: after an overload answer the figure climbs to at most this share of the figure that drew it. */
   adaptiveOverloadMargin: 0.9,
-  /** Adaptive: that figure rises 1/this per unqueued round spent at the margin, so a platform that grew is found again. */
-  adaptiveOverloadDriftRounds: 1000,
+  /** Adaptive: that figure rises 1/this per unqueued round spent at the margin, so a platform that grew is found again (x2 in about 70 rounds). */
+  adaptiveOverloadDriftRounds: 100,
+  /** Adaptive: and is forgotten this long after the overload answer (the climb may then probe past it). */
+  adaptiveOverloadMemoryMs: 15 * 60_000,
   /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */
   adaptiveIdleMs: 24 * 3_600_000,
   /**

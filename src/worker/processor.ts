@@ -83,11 +83,13 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
   // The pre-image in `:attempts` now: an earlier run's, until this run keeps its own before its write.
   let kept = earlier;
   let slowestCallMs: number | undefined;
+  let sentCallMs: number | undefined;
   // No spreads: this runs for every target.
   const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => {
-    const e: { result?: ApplyResult; error?: unknown; conflicts: number; secrets: string[]; kept: unknown; slowestCallMs?: number } =
+    const e: { result?: ApplyResult; error?: unknown; conflicts: number; secrets: string[]; kept: unknown; slowestCallMs?: number; sentCallMs?: number } =
       'result' in how ? { result: how.result, conflicts, secrets, kept } : { error: how.error, conflicts, secrets, kept };
     if (slowestCallMs !== undefined) e.slowestCallMs = slowestCallMs;
+    if (sentCallMs !== undefined) e.sentCallMs = sentCallMs;
     return e as AttemptEnd;
   };
   try {
@@ -95,8 +97,9 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
       operation: campaign.spec.operation,
       target: a.target,
       send: (req) =>
-        send(deps, a, req, (ms) => {
-          slowestCallMs = Math.max(slowestCallMs ?? 0, ms);
+        send(deps, a, req, (ms, answered) => {
+          sentCallMs = Math.max(sentCallMs ?? 0, ms);
+          if (answered) slowestCallMs = Math.max(slowestCallMs ?? 0, ms);
         }),
       verify: campaign.spec.verify,
       captureUndo,
@@ -137,7 +140,7 @@ function wouldWrite(campaign: Campaign): ApplyResult {
  * paused within `pauseGateMs`; then the gate is asked again at the write itself, so a call that
  * waited meanwhile (a busy event loop, a socket being opened) is held, not sent.
  */
-async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req: HttpRequest, took: (ms: number) => void): Promise<HttpResponse> {
+async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req: HttpRequest, took: (ms: number, answered: boolean) => void): Promise<HttpResponse> {
   const endpoint = endpointOf(campaign);
   if (campaign.spec.dryRun && req.method !== 'GET') throw new DryRunWrite();
   const { connection } = campaign;
@@ -145,15 +148,18 @@ async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req
   await holdWhilePaused(deps, connection, signal, run);
   return run.call(req.method, async () => {
     for (;;) {
-      // From the send to the answer (or the error): what the adaptive concurrency reads as latency.
+      // From the send to the answer (or the error). Only the platform's own answers are latency
+      // for the adaptive concurrency: a reset, a refused connection or a proxy's 5xx can come
+      // back in 0 ms, and one such call would set the no-load latency to 0, every normal round
+      // then reading as queued; a 429, a 503 or a timeout is an overload, not a latency.
       const sentAt = performance.now();
       try {
         const res = await deps.http.send(endpoint, req, campaign.spec.connection.timeoutMs, signal, gate);
-        took(performance.now() - sentAt);
+        took(performance.now() - sentAt, res.status < 500 && res.status !== 429);
         return res;
       } catch (err) {
         if (!(err instanceof NotSentError)) {
-          took(performance.now() - sentAt);
+          took(performance.now() - sentAt, false);
           throw err;
         }
       }

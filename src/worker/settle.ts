@@ -73,8 +73,10 @@ export type AttemptEnd = ({ readonly result: ApplyResult } | { readonly error: u
    * a skip after a write that may have landed) carries it, so that an undo can take that back too.
    */
   readonly kept: unknown;
-  /** The slowest platform call the attempt made, ms; absent when it sent none. */
+  /** The slowest platform call the attempt made that the platform answered (not a 429 nor a 5xx), ms; absent when none was. */
   readonly slowestCallMs?: number;
+  /** The slowest platform call the attempt sent, whatever came of it, ms; absent when it sent none. */
+  readonly sentCallMs?: number;
 };
 
 /** A target this worker runs next, and its claim when `finish` made it. */
@@ -171,11 +173,14 @@ async function recordOutcome(deps: SettleDeps, a: Attempt, end: AttemptEnd, real
 
 /**
  * What the attempt tells its keys' adaptive concurrency: only for a campaign with an adaptive
- * limit (the others' scripts skip that work), and only when a call was sent.
+ * limit (the others' scripts skip that work). An overload, with how long its calls were on the
+ * way (the script estimates from it when they were sent); else a latency, only from calls the
+ * platform answered: an attempt that ended on a reset or a 5xx with no such call says nothing.
  */
 function callSample(a: Attempt, end: AttemptEnd, overload: boolean): CallSample | undefined {
-  if (end.slowestCallMs === undefined || !a.campaign.adaptive) return undefined;
-  return { ms: end.slowestCallMs, overload };
+  if (!a.campaign.adaptive) return undefined;
+  if (overload) return end.sentCallMs === undefined ? undefined : { ms: end.sentCallMs, overload };
+  return end.slowestCallMs === undefined ? undefined : { ms: end.slowestCallMs, overload };
 }
 
 /** The answers that say the platform is past its capacity: 429, 503, or no answer in time. */

@@ -102,6 +102,19 @@ describe('adaptive concurrency against the sandbox', () => {
     expect((await figure(t))!).toBeLessThan(8);
   });
 
+  it('learns its no-load latency only from the platform\'s answers: connection resets (0 ms) do not set it', async () => {
+    // A reset comes back at once; the platform's answers take 30 ms. One reset read as a latency
+    // would set the no-load latency near 0, and every normal round would then read as queued.
+    const sandbox = await t.startSandbox({ latencyMs: 30, resetRate: 0.3, limitKeyPattern: PATTERN });
+    await enqueue(t, sandbox, 'resets', users('z', 400), adaptive(1, 8, 4), { retry: { attempts: 10, backoffMs: 10 } });
+    await t.startWorker({ concurrency: 10 });
+    await vi.waitFor(() => expect(sandbox.stats().faults.resets).toBeGreaterThanOrEqual(30), { timeout: 90_000, interval: 20 });
+    await vi.waitFor(async () => expect(await t.redis.hget(schedulerKeys(t.prefix).adapt(KEY), 'base')).not.toBeNull(), { timeout: 90_000, interval: 20 });
+    await pauseCampaign('resets', t.producer);
+    // A timer may fire up to a millisecond early: the platform's own latency, with room for that.
+    expect(Number(await t.redis.hget(schedulerKeys(t.prefix).adapt(KEY), 'base'))).toBeGreaterThanOrEqual(30 - 2);
+  });
+
   it('survives a worker restart: the next worker starts from the learnt figure, not the initial one', async () => {
     // Slow calls and few of them: a loaded machine's stalls stay well under a latency rise (2 x 200 ms).
     const sandbox = await t.startSandbox({ latencyMs: 200, limitKeyPattern: PATTERN });
@@ -301,8 +314,68 @@ describe('adaptive concurrency in the scheduler scripts', () => {
       expect(await c()).toBeLessThanOrEqual(ceiling * (1 + 1 / DEFAULTS.adaptiveOverloadDriftRounds) ** 20);
     }
     expect(await c()).toBeGreaterThanOrEqual(ceiling);
-    // ... and that figure rises while the rounds there stay unqueued, so a platform that grew is found again.
-    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40);
+    // ... and that figure rises while the rounds there stay unqueued, so a platform that grew is
+    // found again: by 1/adaptiveOverloadDriftRounds a round, over 10% in the ~18 rounds spent there.
+    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40 * 1.1);
+  });
+
+  it('forgets the figure that drew an overload answer adaptiveOverloadMemoryMs after it, and climbs past it', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 40 }, 1000);
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const calls = async (n: number, call: CallSample) => {
+      for (let i = 0; i < n; i++) {
+        const [p, ...rest] = running;
+        running = [...rest, ...(await complete(p!, call))];
+      }
+    };
+    await calls(1, { ms: 0, overload: true });
+    expect(await t.redis.hget(adaptKey(), 'top')).toBe('40');
+    // The overload was answered longer ago than the memory lasts.
+    const [sec] = await t.redis.time();
+    await t.redis.hset(adaptKey(), 'topAt', Number(sec) * 1000 - DEFAULTS.adaptiveOverloadMemoryMs - 1);
+    // (The 39 calls in flight at the cut are answered first, and count for nothing.)
+    for (let round = 0; round < 8; round++) await calls(Math.floor(await c()), { ms: 0, overload: false });
+    expect(await c()).toBeGreaterThan(40);
+    expect(await t.redis.hget(adaptKey(), 'top')).toBeNull();
+  });
+
+  it('two campaigns with disjoint ranges on one key: the smallest max wins, and each status shows what dispatch applies to it', async () => {
+    const on = (id: string, adaptive: { min: number; max: number; initial: number }, n: number) =>
+      enqueueCampaign(
+        { id, connection: 'K', operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf' }, limits: [{ key: 'k', concurrency: { adaptive } }] },
+        Array.from({ length: n }, (_, i) => ({ userId: `${id}${i}` })),
+        { redis: t.redis, prefix: t.prefix, connections },
+      );
+    await on('wide', { min: 5, max: 20, initial: 10 }, 20);
+    await on('narrow', { min: 1, max: 3, initial: 2 }, 20);
+    const picks = (await t.scripts.dispatch(100, LEASE)).picks;
+    const end = async (id: string, call: CallSample) => {
+      const p = picks.find((x) => userOf(x).startsWith(id))!;
+      picks.splice(picks.indexOf(p), 1);
+      await t.scripts.claim(p.holder, 'run', LEASE, userOf(p), eventsChannel(t.prefix));
+      await t.scripts.finish({
+        holder: p.holder, token: 'run', campaignId: id, targetKey: userOf(p), outcome: 'upgraded', reason: 'UPGRADED',
+        recordJson: '{}', channel: eventsChannel(t.prefix), maxPicks: 0, leaseMs: LEASE, call,
+      });
+    };
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    const shown = (id: string) => t.redis.hget(campaignKeys(t.prefix, id).status, 'limit:K/k');
+    expect(picks.some((p) => userOf(p).startsWith('wide'))).toBe(true);
+    expect(picks.some((p) => userOf(p).startsWith('narrow'))).toBe(true);
+    // A call of `wide`: the figure stays under `narrow`'s max, which dispatch applies to both.
+    await end('wide', { ms: 10, overload: false });
+    expect(await c()).toBeLessThanOrEqual(3);
+    expect(await shown('wide')).toBe('3');
+    // `narrow` cuts it; `wide`'s next call does not lift it back to its own min (nor to 3).
+    await end('narrow', { ms: 0, overload: true });
+    const cut = await c();
+    expect(cut).toBeCloseTo(3 * DEFAULTS.adaptiveDecreaseFactor, 9);
+    expect(await shown('narrow')).toBe(String(Math.floor(cut)));
+    await end('wide', { ms: 10, overload: false });
+    expect(await c()).toBe(cut);
+    // Dispatch still runs `wide` at the key's max, under its own min: so does its status.
+    expect(await shown('wide')).toBe('3');
   });
 
   it('does not climb while the key uses under half its figure (the tail of a campaign)', async () => {

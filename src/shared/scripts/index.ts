@@ -111,6 +111,7 @@ const CAPS = {
   adaptiveSlowStartFactor: DEFAULTS.adaptiveSlowStartFactor,
   adaptiveOverloadMargin: DEFAULTS.adaptiveOverloadMargin,
   adaptiveOverloadDriftRounds: DEFAULTS.adaptiveOverloadDriftRounds,
+  adaptiveOverloadMemoryMs: DEFAULTS.adaptiveOverloadMemoryMs,
   adaptiveIdleMs: DEFAULTS.adaptiveIdleMs,
 };
 

@@ -13,7 +13,9 @@
     'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
     'skip' answers still owed by calls in flight at the last cut (sent under the old figure)
-    'top'  the figure that drew the last overload answer (absent: none yet)
+    'top'  the figure that drew the last overload answer (absent: none, or forgotten)
+    'topAt'  when that answer came (Redis clock, ms): `top` is forgotten
+           CAPS.adaptiveOverloadMemoryMs after it
     'pre', 'chk'  after a latency cut, until the next round checks it: the figure before the cut,
            and the fastest call a round must beat for the cut to have helped
   It outlives the campaigns using the key (the next one starts from what was learned) and
@@ -34,7 +36,8 @@
     from the capacity, finer near it), but not past adaptiveOverloadMargin x `top`: an overload
     answer costs a retry (with Retry-After, a pause of the whole connection), so the figure that
     drew one is not probed again soon
-    (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin).
+    (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin, and is forgotten
+    adaptiveOverloadMemoryMs after the overload: a platform that grew is found again).
   - hold < fastest <= rise: held (the platform queues a little: the figure is where it should
     be). Slow start, which could overshoot by half, ends here.
   - fastest > rise (queued): a second queued round in a row cuts in proportion, figure x
@@ -49,7 +52,9 @@
   the answer and this script, and a 429 shed at once takes 0 ms), so a cut also notes the calls
   then in flight on the key ('skip'), and that many answers after it count for nothing. A cut
   ends slow start.
-  The figure stays within the finishing campaign's [min, max].
+  The figure stays under the finishing campaign's max and the key's (adaptive_bounds), and its
+  cuts stop at the campaign's min. The campaign's status shows 'limit:<key>' as dispatch applies
+  it to that campaign.
 ]]
 -- @include "keys"
 -- @include "caps"
@@ -60,6 +65,24 @@ local function adaptive_figure(key, a)
   return math.max(a[1], math.min(a[2], math.floor(f)))
 end
 
+-- The bounds a call of a campaign with adaptive limit `a` on key `k` (its group table entry)
+-- keeps the shared figure `was` in. The strictest max wins, as with fixed figures (a scoped key's
+-- '=c', the smallest max among its live campaigns, which dispatch applies anyway). The campaign's
+-- min stops its own cuts, but lifts neither a figure above that max nor one another campaign's
+-- calls took lower (dispatch reads it at this campaign's min anyway): two campaigns with
+-- disjoint ranges on one key would otherwise drag it from one range to the other at every call.
+local function adaptive_bounds(k, a, was)
+  local hi = a[2]
+  if k[2] > 0 and k[2] < hi then hi = k[2] end
+  if k[5] == 1 then
+    local least = tonumber(redis.call('HGET', S .. 'cap:' .. k[1], '=c') or '0')
+    if least > 0 and least < hi then hi = least end
+  end
+  local lo = math.min(a[1], hi)
+  if was < lo then lo = math.max(1, was) end
+  return lo, hi
+end
+
 -- A call of campaign `c` on a group with limit keys `keys` ended after `callMs` (ms, as the
 -- worker measured it); `overload` is true for a 429, a 503 or a timeout. The campaign's status
 -- hash shows each adaptive key's figure as 'limit:<key>'.
@@ -68,24 +91,28 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk', 'skip')
-      local lo, hi = a[1], a[2]
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk', 'skip', 'topAt')
+      local lo, hi = adaptive_bounds(k, a, tonumber(v[1]) or a[3])
       local figure = tonumber(v[1]) or a[3]
       local base = tonumber(v[2])
       local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
       local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
       local top, pre, chk = tonumber(v[8]), tonumber(v[9]), tonumber(v[10])
       local skip = tonumber(v[11]) or 0
+      -- State from before 'topAt' was kept: the overload came at the last cut or before.
+      local topAt = tonumber(v[12]) or cut
       -- Redis's clock stepped back (a failover to another host): no call would count until it
       -- caught up with the old cut.
       if cut > now then cut = now end
+      -- An overload long past says little of today's platform: the climb may probe past it again.
+      if top and now - topAt >= CAPS.adaptiveOverloadMemoryMs then top = nil end
       -- Answers to calls sent before the last cut were sent under the old figure: already acted on.
       if skip > 0 then
         skip = skip - 1
       elseif now - callMs >= cut then
         if overload then
           -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
-          top = figure
+          top, topAt = figure, now
           figure = figure * CAPS.adaptiveDecreaseFactor
           cut, slow, queued, n, least, pre = now, false, false, 0, nil, nil
           -- The caller released this call's slot already: the others were all sent before the cut.
@@ -155,7 +182,12 @@ local function adapt(c, keys, callMs, overload, now)
       figure = math.max(lo, math.min(hi, figure))
       local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0', 'skip', skip }
       if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
-      if top then fields[#fields + 1] = 'top'; fields[#fields + 1] = top end
+      if top then
+        fields[#fields + 1] = 'top'; fields[#fields + 1] = top
+        fields[#fields + 1] = 'topAt'; fields[#fields + 1] = topAt
+      elseif v[8] then
+        redis.call('HDEL', state, 'top', 'topAt')
+      end
       if pre then
         fields[#fields + 1] = 'pre'; fields[#fields + 1] = pre
         fields[#fields + 1] = 'chk'; fields[#fields + 1] = chk
@@ -169,7 +201,9 @@ local function adapt(c, keys, callMs, overload, now)
       end
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
-      redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], math.floor(figure))
+      -- What dispatch applies for this campaign (its read of the figure, within the key's max).
+      local applied = tostring(math.min(hi, math.max(a[1], math.floor(figure))))
+      redis.call('HSET', ck(c, 'status'), 'limit:' .. k[1], applied)
     end
   end
 end

@@ -5,7 +5,8 @@
   wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
   tunables (adaptive.lua: adaptiveBaseDriftRounds, adaptiveHoldRatio, adaptiveRiseRatio,
   adaptiveSlackMs, adaptiveRoundMinCalls, adaptiveRiseDecreaseFactor, adaptiveDecreaseFactor,
-  adaptiveSlowStartFactor, adaptiveOverloadMargin, adaptiveOverloadDriftRounds, adaptiveIdleMs),
+  adaptiveSlowStartFactor, adaptiveOverloadMargin, adaptiveOverloadDriftRounds, adaptiveOverloadMemoryMs,
+  adaptiveIdleMs),
   and the maintenance windows' clock offset (windows.lua: windowClockOffsetMs, 0 but in tests
   and drills) and recheck (windowRecheckMs).
   Provides: CAPS. Needs no include.
