@@ -53,7 +53,7 @@ describe('scheduler scripts: edges', () => {
 
     const err = await scripts.finish(finishArgs(holder, 'gone', 'u0')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ScriptError);
-    expect(err).toMatchObject({ code: 'STATUS_GONE', script: 'finish' });
+    expect(err).toMatchObject({ code: 'STATUS_GONE', script: 'finishMany' });
     expect(await redis.exists(keys.status)).toBe(0);
     expect(await redis.hexists(schedulerKeys(prefix).inflight, holder)).toBe(0);
     expect(await redis.zcard(schedulerKeys(prefix).slot('K/k'))).toBe(0);

@@ -8,7 +8,7 @@
  * codes. test/unit/script-codes.test.ts checks that names are unique, used and known.
  */
 export const CODES = Object.freeze({
-  // A run's claim on a dispatched holder (claim-1.lua; finish-1.lua for the next target).
+  // A run's claim on a dispatched holder (claim-1.lua; finishMany-1.lua for the next target).
   /** The holder is gone (finished, or its lease expired and the target was requeued). */
   LOST: 0,
   CLAIMED: 1,
@@ -18,7 +18,7 @@ export const CODES = Object.freeze({
   PAUSED: 3,
   /** The target has an outcome already (or was just recorded skipped/CANCELLED). */
   DONE: 4,
-  /** finish-1.lua claimed nothing: no run token was given, or nothing was picked. */
+  /** finishMany-1.lua claimed nothing for a run: no run token was given, or nothing was picked. */
   NOT_CLAIMED: 5,
   // Other scripts' results.
   /** control-1.lua: the campaign is in the state asked for. */
@@ -49,7 +49,7 @@ export const CODES = Object.freeze({
   NOT_STAGED: -3,
   /** commitCampaign-1.lua: the staged lists hold another number of targets than the producer wrote. */
   STAGED_MISMATCH: -4,
-  /** finish-1.lua: the campaign's status hash is missing (deleted or expired). */
+  /** finishMany-1.lua (per run): the campaign's status hash is missing (deleted or expired). */
   STATUS_GONE: -5,
   /** stage-1.lua: the campaign was committed meanwhile (by another producer): nothing is added to it. */
   ALREADY_COMMITTED: -6,

@@ -5,7 +5,7 @@
   this one step, so no two workers can both take the last slot. A group whose key is full waits
   in that key's queue (it costs nothing until a slot frees); a group over a rate window (its
   next start is not due yet) or behind a Retry-After pause goes to `delayed`. The step itself
-  lives in includes/dispatch.lua: finish-1.lua runs it too. Before picking, expired leases are
+  lives in includes/dispatch.lua: finishMany-1.lua runs it too. Before picking, expired leases are
   reclaimed (their targets go back to the head of their group) and due retries and delays are
   woken.
 

@@ -1,16 +1,23 @@
 --[[
-  finish-1.lua for a group of runs that ended while the worker's previous call was on its way
-  (group commit, as databases do): each run's outcome recorded exactly once, counted, its slots
-  released (only by its own run token, as there), then one dispatch step for the whole group,
-  whose picks go to the group's runs that asked for a next target, each claimed with its token.
-  Per run, what finish-1.lua would do; per call, one clock read and one dispatch step, so the
-  script call, its round trip and the dispatch window's reads are shared by the group.
+  The end of runs: each run's outcome recorded exactly once, counted, its slots released, then
+  one dispatch step whose picks go, claimed, to the runs that asked for a next target (the same
+  worker runs it next: no round trip through BullMQ), in one step: a slot frees exactly when its
+  target's outcome is known, and the next target of the key takes it in the same round trip.
+  A run whose lease was lost still records (the platform call happened) but releases nothing:
+  the slots are no longer its own. A campaign whose status hash is gone (expired or deleted)
+  gets its slots back and nothing else: no counter is written, so the hash is not brought back
+  without its expiry. The worker sends the runs that ended while its previous calls were on
+  their way together (group commit, as databases do: worker/finisher.ts): per run what must be
+  per run, per call one clock read and one dispatch step, so the script call, its round trip
+  and the dispatch window's reads are shared by the group. One run is the same call
+  (`scripts.finish`).
 
   Input:
     KEYS[1] <prefix>:sched:ring, the routing key (includes/keys.lua)
     ARGV[1] key prefix
     ARGV[2] scheduler caps (includes/caps.lua)
-    ARGV[3] events channel (as finish-1.lua's ARGV[9])
+    ARGV[3] events channel: `{"id":...,"state":"completed"}` is published there when a
+            campaign completes, so other services (and tests) wait on an event, not a poll
     ARGV[4] most targets to dispatch (raised to the number of runs that ask for a next target)
     ARGV[5] lease, ms
     ARGV[6] number of runs, N
@@ -18,8 +25,10 @@
       holder, run token, campaign id, target key, outcome, outcome record JSON, reason code,
       run token for a next target ('' for none), checksum conflicts, '1' when a pre-image was
       kept in `:attempts` (else ''), and last the adaptive sample: the slowest call, ms ('' for
-      none; '|1' appended when the run ended on an overload answer)
-      (finish-1.lua's ARGV[3..8], [12], [13], [14], [15], and [16]/[17] in one field)
+      none; '|1' appended when the run ended on an overload answer): the conflicts are added to
+      the status hash's `conflicts` before the outcome is counted (a reader woken by completion
+      sees them); the kept pre-image ('u:<target key>') is dropped, the record carries it; the
+      sample moves the adaptive figures of the run's keys (adaptive.lua) before the dispatch step
 
   Output:
     { now, nextWakeMs, reclaimed, N, then per run: seq, claimed, attemptsMade, retryAfterWaits,
@@ -42,7 +51,7 @@ local channel, leaseMs, n = ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6])
 local STRIDE = 11
 local now = now_ms()
 
--- One run's end, as finish-1.lua records it before its dispatch step. Returns its seq, or
+-- One run's end, before the dispatch step. Returns its seq, or
 -- STATUS_GONE.
 local live, touched = {}, {}
 local function settle_one(holder, token, c, targetKey, outcome, recordJson, reason, conflicts, keptUndo, sample)

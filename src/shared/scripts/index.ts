@@ -70,7 +70,6 @@ const FILES = {
   dispatch: 'dispatch-1.lua',
   claim: 'claim-1.lua',
   renew: 'renew-1.lua',
-  finish: 'finish-1.lua',
   finishMany: 'finishMany-1.lua',
   retryLater: 'retryLater-1.lua',
   throttle: 'throttle-1.lua',
@@ -212,7 +211,10 @@ export interface Scripts {
   claim(holder: string, token: string, leaseMs: number, targetKey: string, channel: string): Promise<ClaimResult>;
   /** Heartbeat; returns the holders whose lease is no longer this run's. concurrency 0 deregisters. */
   renew(leaseMs: number, workerId: string, concurrency: number, held: ReadonlyArray<readonly [string, string]>): Promise<string[]>;
-  /** Records, releases and dispatches; `recorded` is false when the outcome was recorded before. */
+  /**
+   * Records, releases and dispatches for one run (`finishMany` with one run; its own pick first
+   * in `picks`); `recorded` is false when the outcome was recorded before.
+   */
   finish(a: {
     holder: string;
     token: string;
@@ -335,7 +337,7 @@ export interface CallSample {
 const callArgs = (call: CallSample | undefined): [string, string] =>
   call === undefined ? ['', ''] : [String(Math.max(0, Math.round(call.ms))), call.overload ? '1' : ''];
 
-/** claim-1.lua's output (also finish-1.lua's, for the target it claims for the same worker). */
+/** claim-1.lua's output (also finishMany-1.lua's, for a target it claims for a run's worker). */
 function claimResult(res: (number | string)[]): ClaimResult {
   const code = Number(res[0]);
   switch (code) {
@@ -391,7 +393,6 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
   const dispatch = cmd('dispatch');
   const claim = cmd('claim');
   const renew = cmd('renew');
-  const finish = cmd('finish');
   const finishMany = cmd('finishMany');
   const retryLater = cmd('retryLater');
   const throttle = cmd('throttle');
@@ -408,7 +409,7 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
   const setWindows = cmd('setWindows');
   const archive = definedCommand(redis, 'archive');
 
-  return {
+  const scripts: Scripts = {
     async commitCampaign(a) {
       const res = await commit(a.campaignId, a.specJson, a.operation, a.name, a.total, a.groups, a.channel, a.discovering ? '1' : '0');
       check('commitCampaign', res);
@@ -431,14 +432,10 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       return res.slice(1).map(String);
     },
     async finish(a) {
-      const res = await finish(
-        a.holder, a.token, a.campaignId, a.targetKey, a.outcome, a.recordJson, a.channel, a.maxPicks, a.leaseMs, a.reason, a.nextToken ?? '', a.conflicts ?? 0,
-        a.keptUndo === true ? '1' : '', ...callArgs(a.call),
-      );
-      check('finish', res);
-      const [seq, ...rest] = res as (number | string)[];
-      const ownClaim = rest[0] === CODES.NOT_CLAIMED ? undefined : claimResult(rest.slice(0, 5));
-      return { ...dispatchResult(rest.slice(5)), recorded: Number(seq) > 0, seq: Number(seq), ownClaim };
+      const { runs, ...step } = await scripts.finishMany([a], a.channel, a.maxPicks, a.leaseMs);
+      const run = runs[0]!;
+      if ('error' in run) throw run.error;
+      return { ...step, picks: run.own === undefined ? step.picks : [run.own, ...step.picks], recorded: run.recorded, seq: run.seq, ownClaim: run.ownClaim };
     },
     async finishMany(runs, channel, maxPicks, leaseMs) {
       const args: (string | number)[] = [channel, maxPicks, leaseMs, runs.length];
@@ -551,4 +548,5 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
       return res[0] === CODES.THROTTLED ? res[1]! : null;
     },
   };
+  return scripts;
 }

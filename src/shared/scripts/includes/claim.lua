@@ -8,7 +8,7 @@
 -- @include "slots"
 -- @include "outcomes"
 
--- A run takes over a dispatched holder with its token (claim-1.lua; finish-1.lua for the target
+-- A run takes over a dispatched holder with its token (claim-1.lua; finishMany-1.lua for the target
 -- it picked for the same worker). Returns claim-1.lua's output. `fresh`: the holder was picked
 -- in this same script call, whose dispatch step served only a running campaign on an unpaused
 -- connection and set the lease and slots to now + leaseMs already; those checks and writes are

@@ -1,5 +1,5 @@
 --[[
-  dispatch: the dispatch step, shared by dispatch-1.lua and finish-1.lua (a finished target's
+  dispatch: the dispatch step, shared by dispatch-1.lua and finishMany-1.lua (a finished target's
   slot goes to the next one in the same call).
   Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive, steps, windows.
 ]]
@@ -13,7 +13,7 @@
 -- @include "windows"
 
 -- Returns { now, nextWakeMs, reclaimed, holder, entry, ... }. `maintain` runs the housekeeping
--- first (reclaim, due retries and delays) and reports the next due time; finish-1.lua leaves it
+-- first (reclaim, due retries and delays) and reports the next due time; finishMany-1.lua leaves it
 -- to the dispatcher's timer and only picks (nextWakeMs -1), as every command in a script counts
 -- on the hot path.
 local function dispatch_step(maxPicks, leaseMs, now, maintain)
@@ -209,7 +209,7 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
   if more then out[2] = now end
 
   -- Zones to recompute ride on the third element ('<reclaimed>\n<c>\t<zone>\n...'), so the
-  -- layout finish-1.lua reads (the first pick at 4 and 5) is the same with or without them.
+  -- layout finishMany-1.lua reads (the first pick at 4 and 5) is the same with or without them.
   local stale = {}
   for k in pairs(WINDOW_STALE) do stale[#stale + 1] = k end
   if #stale > 0 then out[3] = reclaimed .. '\n' .. table.concat(stale, '\n') end
