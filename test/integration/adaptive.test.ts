@@ -157,6 +157,23 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     ).picks;
   };
 
+  /**
+   * A campaign's first dispatch, and `calls(n, call)`: ends the first running call `n` times,
+   * each after `call` (ms alone: an unqueued answer), its finish dispatching its replacement.
+   */
+  const started = async () => {
+    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    return {
+      running: () => running,
+      calls: async (n: number, call: number | CallSample) => {
+        for (let k = 0; k < n; k++) {
+          const [p, ...rest] = running;
+          running = [...rest, ...(await complete(p!, typeof call === 'number' ? { ms: call, overload: false } : call))];
+        }
+      },
+    };
+  };
+
   /** Campaign `b` of `n` Alloy targets under one adaptive limit on key `k`, not yet dispatched. */
   const enqueueAdaptive = (adaptive: { min: number; max: number; initial: number }, n: number) =>
     enqueueCampaign(
@@ -231,16 +248,9 @@ describe('adaptive concurrency in the scheduler scripts', () => {
 
   it('climbs by rounds while calls are unqueued, holds in the band, and cuts only on a second queued round', async () => {
     await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
-    let running = (await t.scripts.dispatch(100, LEASE)).picks;
-    expect(running).toHaveLength(10);
+    const { calls, running } = await started();
+    expect(running()).toHaveLength(10);
     const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    /** Ends `n` running calls, each after `ms`; the finishes dispatch their replacements. */
-    const calls = async (n: number, ms: number) => {
-      for (let i = 0; i < n; i++) {
-        const [p, ...rest] = running;
-        running = [...rest, ...(await complete(p!, { ms, overload: false }))];
-      }
-    };
     // No-load latency 10 ms: the hold line is 10 x 1.2 + 2 = 14 ms, the rise line 10 x 1.5 + 2 = 17 ms.
     const hold = 10 * DEFAULTS.adaptiveHoldRatio + DEFAULTS.adaptiveSlackMs;
     const rise = 10 * DEFAULTS.adaptiveRiseRatio + DEFAULTS.adaptiveSlackMs;
@@ -250,7 +260,7 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     await calls(1, 10);
     expect(await c()).toBe(10 * DEFAULTS.adaptiveSlowStartFactor);
     const up = await c();
-    expect(running).toHaveLength(Math.floor(up));
+    expect(running()).toHaveLength(Math.floor(up));
     // A round in the band (queued a little): held.
     await calls(Math.floor(up), (hold + rise) / 2);
     expect(await c()).toBe(up);
@@ -276,14 +286,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
 
   it('puts a latency cut back when the next round is no faster: that latency was not its queue', async () => {
     await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
-    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const { calls } = await started();
     const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    const calls = async (n: number, ms: number) => {
-      for (let i = 0; i < n; i++) {
-        const [p, ...rest] = running;
-        running = [...rest, ...(await complete(p!, { ms, overload: false }))];
-      }
-    };
     await calls(10, 10); // base 10 ms; slow start: 15
     const before = await c();
     // Two rounds whose fastest call is 10 x the base: cut.
@@ -297,14 +301,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
 
   it('after an overload answer, climbs back to just under the figure that drew it', async () => {
     await enqueueAdaptive({ min: 1, max: 100, initial: 40 }, 1000);
-    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const { calls } = await started();
     const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    const calls = async (n: number, call: CallSample) => {
-      for (let i = 0; i < n; i++) {
-        const [p, ...rest] = running;
-        running = [...rest, ...(await complete(p!, call))];
-      }
-    };
     await calls(1, { ms: 0, overload: true });
     expect(await c()).toBeCloseTo(40 * DEFAULTS.adaptiveDecreaseFactor, 9);
     // Unqueued rounds (calls sent after the cut: 0 ms) climb, but no further than the margin.
@@ -321,14 +319,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
 
   it('forgets the figure that drew an overload answer adaptiveOverloadMemoryMs after it, and climbs past it', async () => {
     await enqueueAdaptive({ min: 1, max: 100, initial: 40 }, 1000);
-    let running = (await t.scripts.dispatch(100, LEASE)).picks;
+    const { calls } = await started();
     const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    const calls = async (n: number, call: CallSample) => {
-      for (let i = 0; i < n; i++) {
-        const [p, ...rest] = running;
-        running = [...rest, ...(await complete(p!, call))];
-      }
-    };
     await calls(1, { ms: 0, overload: true });
     expect(await t.redis.hget(adaptKey(), 'top')).toBe('40');
     // The overload was answered longer ago than the memory lasts.

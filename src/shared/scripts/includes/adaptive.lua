@@ -83,6 +83,17 @@ local function adaptive_bounds(k, a, was)
   return lo, hi
 end
 
+-- Adds the fields `k1` (and `k2`) to the HSET `fields` while `v1` holds a value; once it does
+-- not, drops them from `state`, only if they were there (`had`): no HDEL on every call.
+local function put_or_drop(state, fields, had, k1, v1, k2, v2)
+  if v1 ~= nil then
+    fields[#fields + 1] = k1; fields[#fields + 1] = v1
+    if k2 then fields[#fields + 1] = k2; fields[#fields + 1] = v2 end
+  elseif had then
+    redis.call('HDEL', state, k1, k2 or k1)
+  end
+end
+
 -- A call of campaign `c` on a group with limit keys `keys` ended after `callMs` (ms, as the
 -- worker measured it); `overload` is true for a 429, a 503 or a timeout. The campaign's status
 -- hash shows each adaptive key's figure as 'limit:<key>'.
@@ -181,24 +192,10 @@ local function adapt(c, keys, callMs, overload, now)
       end
       figure = math.max(lo, math.min(hi, figure))
       local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0', 'skip', skip }
-      if base then fields[#fields + 1] = 'base'; fields[#fields + 1] = base end
-      if top then
-        fields[#fields + 1] = 'top'; fields[#fields + 1] = top
-        fields[#fields + 1] = 'topAt'; fields[#fields + 1] = topAt
-      elseif v[8] then
-        redis.call('HDEL', state, 'top', 'topAt')
-      end
-      if pre then
-        fields[#fields + 1] = 'pre'; fields[#fields + 1] = pre
-        fields[#fields + 1] = 'chk'; fields[#fields + 1] = chk
-      elseif v[9] then
-        redis.call('HDEL', state, 'pre', 'chk')
-      end
-      if least then
-        fields[#fields + 1] = 'min'; fields[#fields + 1] = least
-      elseif v[6] then
-        redis.call('HDEL', state, 'min')
-      end
+      put_or_drop(state, fields, false, 'base', base)
+      put_or_drop(state, fields, v[8], 'top', top, 'topAt', topAt)
+      put_or_drop(state, fields, v[9], 'pre', pre, 'chk', chk)
+      put_or_drop(state, fields, v[6], 'min', least)
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)
       -- What dispatch applies for this campaign (its read of the figure, within the key's max).
