@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConnections, readStatus, type CampaignStatus } from '../../src/shared/index.js';
-import { AUTH, startTestApi, TOKEN, until, type TestApi } from '../api/support.js';
+import { AUTH, TOKEN, until, type TestApi } from '../api/support.js';
+import { openDashboard, type OpenDashboard } from '../support/dashboard.js';
 import { setupDeployment } from '../support/deployment.js';
 import { alloyFleet } from '../support/fleet.js';
 import { waitForCompletion } from '../support/harness.js';
@@ -22,7 +23,6 @@ interface DomNode {
 declare const document: { querySelector(selector: string): DomNode | null; readonly body: DomNode };
 
 /** Debian's chromium package (`.ci/run` installs it when missing). */
-const CHROMIUM = '/usr/bin/chromium';
 const CAMPAIGN = 'dash';
 const card = `[data-campaign-id="${CAMPAIGN}"]`;
 const fieldOf = (name: string) => `${card} [data-field="${name}"]`;
@@ -74,6 +74,7 @@ describe('dashboard in a real browser', () => {
   let api: TestApi;
   let browser: Browser;
   let url: string;
+  let dashboard: OpenDashboard | undefined;
   // A webhook receiver (200 to everything): the campaign's card lists its deliveries.
   let hook: Server;
   const HOOK_SECRET_REF = 'UPSHIFT_TEST_DASH_HOOK_SECRET';
@@ -87,16 +88,11 @@ describe('dashboard in a real browser', () => {
     const registry = parseConnections({ connections: t.connections.connections, notifiers }, 'test registry');
     // One more worker, the one that can send to the receiver.
     await t.startWorker({ connections: registry, concurrency: 1 });
-    api = await startTestApi({ ...t.producer, connections: registry });
-    await api.app.listen({ port: 0, host: '127.0.0.1' });
-    url = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: install Debian's chromium (apt-get install chromium)`);
-    // --no-sandbox: Chromium's sandbox cannot start as root (CI containers).
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    dashboard = await openDashboard({ ...t.producer, connections: registry });
+    ({ api, browser, url } = dashboard);
   });
   afterAll(async () => {
-    await browser?.close();
-    await api?.close();
+    await dashboard?.close();
     hook?.closeAllConnections();
     if (hook) await new Promise((resolve) => hook.close(resolve));
     vi.unstubAllEnvs();

@@ -1,16 +1,14 @@
-import { existsSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readStatus } from '../../src/shared/index.js';
 import { DAYS, openInterval, type Window } from '../../src/shared/windows.js';
-import { AUTH, startTestApi, TOKEN, until, type TestApi } from '../api/support.js';
+import { AUTH, TOKEN, until, type TestApi } from '../api/support.js';
+import { openDashboard, type OpenDashboard } from '../support/dashboard.js';
 import { setupDeployment } from '../support/deployment.js';
 
 // The page callback below runs in the browser; this project compiles without the DOM library.
 declare const document: { querySelector(selector: string): { readonly textContent: string | null; readonly hidden: boolean } | null };
 
-const CHROMIUM = '/usr/bin/chromium';
 const CAMPAIGN = 'win-dash';
 const card = `[data-campaign-id="${CAMPAIGN}"]`;
 
@@ -19,17 +17,14 @@ describe('dashboard: maintenance windows', () => {
   let api: TestApi;
   let browser: Browser;
   let url: string;
+  let dashboard: OpenDashboard | undefined;
 
   beforeAll(async () => {
-    api = await startTestApi(t.producer);
-    await api.app.listen({ port: 0, host: '127.0.0.1' });
-    url = `http://127.0.0.1:${(api.app.server.address() as AddressInfo).port}`;
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: install Debian's chromium (apt-get install chromium)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    dashboard = await openDashboard(t.producer);
+    ({ api, browser, url } = dashboard);
   });
   afterAll(async () => {
-    await browser?.close();
-    await api?.close();
+    await dashboard?.close();
   });
 
   it('shows how many targets wait for their window and when the next opens', async () => {
