@@ -68,16 +68,24 @@ export class Finisher {
       this.inFlight--;
       if (this.queue.length > 0 && this.inFlight < this.maxCalls) void this.send();
     }
-    // The picks no run of the group took go to BullMQ before the runs go on, as `finish`'s
-    // did; the next group is sent meanwhile. The runs' ends are recorded whatever becomes of
-    // that: a pick not added keeps its lease, which expires and requeues it.
-    // A step without picks left still says when it is due again and which window zones passed:
-    // delivered without holding the runs up.
+    // A run the step claimed a pick for goes on with it at once: it does not need BullMQ, and
+    // holding it for `addBulk`'s round trip left its slot of the worker idle for that long.
+    let waiting = 0;
+    for (let i = 0; i < group.length; i++) {
+      if (continues(step.runs[i]!)) group[i]!.resolve({ ...step.runs[i]!, sentAt });
+      else waiting++;
+    }
+    // The picks no run of the group took go to BullMQ before the other runs return to BullMQ,
+    // so that its fetch finds them there; the next group is sent meanwhile. The runs' ends are
+    // recorded whatever becomes of that: a pick not added keeps its lease, which expires and
+    // requeues it. A step without picks left still says when it is due again and which window
+    // zones passed: delivered without holding the runs up.
     const delivered = this.dispatcher
       .deliver(step)
       .catch((err: Error) => this.log.warn({ err: err.message, picks: step.picks.length }, 'could not hand picks to BullMQ; their leases will requeue them'));
     if (step.picks.length > 0) await delivered;
-    group.forEach((g, i) => g.resolve({ ...step.runs[i]!, sentAt }));
+    if (waiting === 0) return;
+    for (let i = 0; i < group.length; i++) if (!continues(step.runs[i]!)) group[i]!.resolve({ ...step.runs[i]!, sentAt });
   }
 
   private async sendAlone(g: (typeof this.queue)[number], sentAt: number): Promise<void> {
@@ -90,4 +98,9 @@ export class Finisher {
       g.reject(err);
     }
   }
+}
+
+/** A run that will run the pick the step claimed for it next (settle.ts `handOn`). */
+function continues(r: FinishedRun): boolean {
+  return !('error' in r) && r.own !== undefined && r.ownClaim !== undefined;
 }

@@ -45,7 +45,6 @@ export interface SettleDeps {
   readonly archiver: Pick<Archiver, 'add'>;
   /** False once the worker is closing: a run then hands its next target to BullMQ. */
   readonly continuing: () => boolean;
-  readonly dispatchBatch: number;
 }
 
 /** One claimed run of a target. */

@@ -138,7 +138,6 @@ export async function startWorker(
     dispatcher,
     archiver,
     finisher: new Finisher(scripts, dispatcher, channel, opts.dispatchBatch, opts.leaseMs, opts.finishGroupMax, log, opts.finishCallsInFlight),
-    dispatchBatch: opts.dispatchBatch,
     continuing: () => closing === undefined,
     metrics,
   });
