@@ -50,9 +50,11 @@ export async function refreshWindows(
       if (json === null) continue; // gone: nothing waits for it
       const schedule = (JSON.parse(json) as { schedule?: Schedule }).schedule;
       if (schedule === undefined) throw new Error('its stored spec has no schedule');
-      if (zones.has('')) throw new Error('a group of this per-target-zone campaign has no zone (z:<gid> in :groups); it waits');
+      // A group without its zone must not hold back the campaign's other zones.
+      const known = [...zones].filter((z) => z !== '');
       // A refusal (the campaign ended) leaves nothing waiting.
-      await scripts.setWindows(campaignId, windowFields(schedule, zones, now));
+      if (known.length > 0) await scripts.setWindows(campaignId, windowFields(schedule, known, now));
+      if (zones.has('')) throw new Error('a group of this per-target-zone campaign has no zone (z:<gid> in :groups); it waits');
     } catch (err) {
       failures.push(`campaign ${campaignId}, zones ${[...zones].join(', ')}: ${(err as Error).message}`);
     }
