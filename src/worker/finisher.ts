@@ -68,6 +68,11 @@ export class Finisher {
       this.inFlight--;
       if (this.queue.length > 0 && this.inFlight < this.maxCalls) void this.send();
     }
+    await this.handOn(group, step, sentAt);
+  }
+
+  /** Hands a step's runs back and its left-over picks to BullMQ, in the order below. */
+  private async handOn(group: readonly (typeof this.queue)[number][], step: DispatchResult & { readonly runs: readonly FinishedRun[] }, sentAt: number): Promise<void> {
     // A run the step claimed a pick for goes on with it at once: it does not need BullMQ, and
     // holding it for `addBulk`'s round trip left its slot of the worker idle for that long.
     let waiting = 0;
@@ -90,10 +95,7 @@ export class Finisher {
 
   private async sendAlone(g: (typeof this.queue)[number], sentAt: number): Promise<void> {
     try {
-      const step = await this.scripts.finishMany([g.run], this.channel, this.maxPicks, this.leaseMs);
-      const delivered = this.dispatcher.deliver(step).catch((err: Error) => this.log.warn({ err: err.message }, 'could not hand picks to BullMQ; their leases will requeue them'));
-      if (step.picks.length > 0) await delivered;
-      g.resolve({ ...step.runs[0]!, sentAt });
+      await this.handOn([g], await this.scripts.finishMany([g.run], this.channel, this.maxPicks, this.leaseMs), sentAt);
     } catch (err) {
       g.reject(err);
     }
