@@ -131,7 +131,7 @@ async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, in
         .then(([c, avg, base, ss]) => {
           const figure = c === null ? null : Math.floor(Number(c));
           const now = Date.now();
-          const stats = sandbox.stats();
+          const stats = sandbox.counters();
           if (figure !== null && nearMs === null && figure >= 0.9 * CAPACITY) nearMs = now - t0;
           if (figure !== null && convergedMs === null && figure >= CAPACITY) convergedMs = now - t0;
           if (v.halveAt !== undefined && halvedAt === null && stats.requests - stats.overCapacity >= TARGETS * v.halveAt) {

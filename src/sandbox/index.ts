@@ -26,4 +26,4 @@ export { startSandbox, type Sandbox } from './server.js';
 export { configIssue, configKeys, defaultConfig, SANDBOX_KEYS, type SandboxConfig, type SandboxKeys, type SandboxOptions } from './options.js';
 export { registerSandboxPlatform, SANDBOX_PLATFORMS, type SandboxFixtures, type SandboxPlatformName } from './platforms.js';
 export { compositeKey, type HandlerEnv, type Operation, type PlatformRequest, type Reply, type Route, type SandboxPlatform } from './http.js';
-export type { SandboxStats } from './stats.js';
+export type { SandboxCounters, SandboxStats } from './stats.js';

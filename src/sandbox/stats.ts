@@ -28,6 +28,9 @@ export interface SandboxStats {
   overCapacity: number;
 }
 
+/** The scalar part of `SandboxStats`, read without a copy of the per-target maps. */
+export type SandboxCounters = Pick<SandboxStats, 'requests' | 'inFlight' | 'maxInFlight' | 'overCapacity'>;
+
 const bump = (counts: Record<string, number>, key: string, by = 1): number => (counts[key] = (counts[key] ?? 0) + by);
 
 export class StatsRecorder {
@@ -117,6 +120,11 @@ export class StatsRecorder {
   /** Platform requests so far, without copying the rest. */
   snapshotRequests(): number {
     return this.s.requests;
+  }
+
+  counters(): SandboxCounters {
+    const { requests, inFlight, maxInFlight, overCapacity } = this.s;
+    return { requests, inFlight, maxInFlight, overCapacity };
   }
 
   snapshot(): SandboxStats {
