@@ -89,7 +89,7 @@ interface VariantResult {
 
 async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, index: number): Promise<VariantResult> {
   const prefix = `bench-adapt-${index}`;
-  const sandbox = await startSandbox({ latencyMs: LATENCY_MS, capacity: CAPACITY });
+  const sandbox = await startSandbox({ latencyMs: LATENCY_MS, capacity: CAPACITY, record: !!process.env.BENCH_ADAPT_GAPS });
   const workers: Child[] = [];
   const users = Array.from({ length: TARGETS }, (_, i) => `ad${i}`);
   sandbox.load({ alloy: { workflows: { 'wf-ad': { latestVersion: 2 } }, installs: users.map((userId) => ({ workflowId: 'wf-ad', userId, version: 1 })) } });
@@ -168,6 +168,15 @@ async function runVariant({ redis, redisUrl, env }: BenchContext, v: Variant, in
     const stats = sandbox.stats();
     const recorded = status.upgraded + status.failed + status.skipped;
     const c = await redis.hget(schedulerKeys(prefix).adapt(KEY), 'c');
+    if (sandbox.received && typeof v.concurrency === 'number') {
+      // Diagnosis (BENCH_ADAPT_GAPS=1): at a fixed figure F, the k-th call took the slot the (k - F)-th answer freed.
+      const starts = sandbox.received.map((r) => r.at).sort((a, b) => a - b);
+      const ends = sandbox.received.flatMap((r) => (r.answeredAt === undefined ? [] : [r.answeredAt])).sort((a, b) => a - b);
+      const held = sandbox.received.flatMap((r) => (r.answeredAt === undefined ? [] : [r.answeredAt - r.at])).sort((a, b) => a - b);
+      const gaps = starts.slice(v.concurrency).map((x, i) => x - ends[i]!).sort((a, b) => a - b);
+      const q = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+      process.stderr.write(`${v.name}: gap answer->next call p10/p50/p90/p99 ${q(gaps, 0.1)}/${q(gaps, 0.5)}/${q(gaps, 0.9)}/${q(gaps, 0.99)} ms, mean ${(gaps.reduce((a, b) => a + b, 0) / gaps.length).toFixed(2)}; call held p50/p90 ${q(held, 0.5)}/${q(held, 0.9)} ms\n`);
+    }
     return {
       name: v.name,
       targets: TARGETS,
