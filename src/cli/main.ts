@@ -11,26 +11,34 @@ import {
   type UpshiftConfig,
 } from '../shared/index.js';
 import { escapeControlChars } from '../shared/text.js';
-import * as cancel from './commands/cancel.js';
-import * as enqueue from './commands/enqueue.js';
-import * as list from './commands/list.js';
-import * as notifications from './commands/notifications.js';
-import * as pause from './commands/pause.js';
-import * as promote from './commands/promote.js';
-import * as report from './commands/report.js';
-import * as resume from './commands/resume.js';
-import * as retry from './commands/retry.js';
-import * as sandbox from './commands/sandbox.js';
-import * as serve from './commands/serve.js';
-import * as status from './commands/status.js';
-import * as undo from './commands/undo.js';
-import * as worker from './commands/worker.js';
 
 /** One `upshift <name>` command (src/cli/commands/<name>.ts): its --help text and its handler. */
 interface Command {
   readonly help: string;
   run(argv: string[], config: UpshiftConfig): Promise<void>;
 }
+
+/**
+ * Each command's module, loaded when it runs: a worker that imported the API server, the
+ * dashboard and the sandbox it never starts paid for them in start-up CPU and in resident memory
+ * for its whole life (measured: an idle worker at 97-99 MB RSS before, see BENCHMARKS.md).
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  enqueue: () => import('./commands/enqueue.js'),
+  worker: () => import('./commands/worker.js'),
+  status: () => import('./commands/status.js'),
+  report: () => import('./commands/report.js'),
+  list: () => import('./commands/list.js'),
+  pause: () => import('./commands/pause.js'),
+  resume: () => import('./commands/resume.js'),
+  cancel: () => import('./commands/cancel.js'),
+  promote: () => import('./commands/promote.js'),
+  retry: () => import('./commands/retry.js'),
+  undo: () => import('./commands/undo.js'),
+  notifications: () => import('./commands/notifications.js'),
+  sandbox: () => import('./commands/sandbox.js'),
+  serve: () => import('./commands/serve.js'),
+};
 
 const USAGE = `upshift <command> [options]
 
@@ -52,8 +60,6 @@ Environment: REDIS_URL (default redis://127.0.0.1:6379), UPSHIFT_PREFIX (default
 UPSHIFT_RETENTION_MS (how long an ended campaign's data is kept; default 7 days).
 Run "upshift <command> --help" for examples.`;
 
-
-const COMMANDS: Readonly<Record<string, Command>> = { enqueue, worker, status, report, list, pause, resume, cancel, promote, retry, undo, notifications, sandbox, serve };
 
 /** Commands that emit spans when OTEL_EXPORTER_OTLP_ENDPOINT is set, with their service name. */
 const TRACED: Record<string, ServiceName> = { enqueue: 'upshift-producer', undo: 'upshift-producer', worker: 'upshift-worker', serve: 'upshift-api' };
@@ -108,14 +114,15 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined ? EXIT.input : EXIT.ok;
   }
-  const found = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-  if (!found) {
+  const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (!load) {
     console.error(`upshift: unknown command "${escapeControlChars(command)}"; run "upshift --help" for the list of commands`);
     return EXIT.input;
   }
   try {
     const service = TRACED[command];
     if (service) await initTracing(service);
+    const found = await load();
     await found.run(rest, loadConfig());
     return EXIT.ok;
   } catch (err) {

@@ -27,6 +27,7 @@ export { CAMPAIGN_ID, cohortOf, isCohortStep, parseSpec, parseTargetLine, rollou
 export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, type Marker, type MarkedRecord, type OutboxRecord } from './records.js';
 export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';
 export { scrubError } from './scrub.js';
+export { LightSignal, type AbortSignalLike } from './signal.js';
 export { readStatus, type CampaignStatus, type RolloutStepStatus } from './status.js';
 export { createApiMetrics, createServedMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics, type ServedMetricsOptions } from './metrics.js';
 export { flushTracing, initTracing, shutdownTracing, TRACER_NAME, tracingActive, upshiftTracer, withSpan, type ServiceName } from './tracing.js';

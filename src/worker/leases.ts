@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { Logger, Scripts } from '../shared/index.js';
+import { LightSignal, type AbortSignalLike, type Logger, type Scripts } from '../shared/index.js';
 
 interface Held {
   readonly token: string;
-  readonly abort: AbortController;
-  deadline: NodeJS.Timeout;
+  readonly signal: LightSignal;
+  /** `performance.now()` past which the run is aborted, unless a renewal moves it first. */
+  deadline: number;
 }
 
 /**
@@ -12,11 +13,16 @@ interface Held {
  * worker's registration) every third of the lease. A run whose lease cannot be renewed is
  * aborted before the lease could expire on the server, so once Redis may hand its slot to
  * someone else, the run's platform call is already cut off: a slot is never used twice.
+ * The deadlines share one timer, armed at the earliest: a timer per run, set at its claim and
+ * set again at every renewal, cost a timer's allocation and two heap operations per target.
  */
 export class LeaseKeeper {
   private readonly held = new Map<string, Held>();
   private readonly timer: NodeJS.Timeout;
   private renewing: Promise<void> | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  /** When `deadlineTimer` fires (Infinity: not armed). */
+  private deadlineAt = Infinity;
   private readonly tokenBase = `${randomBytes(6).toString('hex')}.`;
   private tokenSeq = 0;
   /** Cut-off before the server-side expiry, for clock drift and the renewal's own round trip. */
@@ -48,17 +54,16 @@ export class LeaseKeeper {
   }
 
   /** Starts tracking a claimed run; its signal aborts when the lease is lost. */
-  hold(holder: string, token: string, claimedAt: number): AbortSignal {
-    const abort = new AbortController();
-    const entry: Held = { token, abort, deadline: this.deadlineTimer(holder, abort, claimedAt) };
-    this.held.set(holder, entry);
-    return abort.signal;
+  hold(holder: string, token: string, claimedAt: number): AbortSignalLike {
+    const signal = new LightSignal();
+    const deadline = claimedAt + this.leaseMs - this.marginMs;
+    this.held.set(holder, { token, signal, deadline });
+    if (deadline < this.deadlineAt) this.armDeadline(deadline);
+    return signal;
   }
 
+  /** The run ended. Its deadline stays armed if it was the earliest: the timer then finds it gone. */
   drop(holder: string): void {
-    const h = this.held.get(holder);
-    if (!h) return;
-    clearTimeout(h.deadline);
     this.held.delete(holder);
   }
 
@@ -71,20 +76,35 @@ export class LeaseKeeper {
   /** Deregisters the worker; its remaining leases (none after a graceful close) expire. */
   async leave(): Promise<void> {
     clearInterval(this.timer);
-    for (const h of this.held.values()) clearTimeout(h.deadline);
+    clearTimeout(this.deadlineTimer);
+    this.deadlineAt = Infinity;
     await this.scripts.renew(this.leaseMs, this.workerId, 0, []);
   }
 
-  private deadlineTimer(holder: string, abort: AbortController, sentAt: number): NodeJS.Timeout {
-    const t = setTimeout(
-      () => {
+  private armDeadline(at: number): void {
+    clearTimeout(this.deadlineTimer);
+    this.deadlineAt = at;
+    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, at - performance.now()));
+    this.deadlineTimer.unref();
+  }
+
+  /** Aborts every run past its deadline, and arms the timer at the earliest one left. */
+  private expire(): void {
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+    this.deadlineAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [holder, h] of this.held) {
+      if (h.signal.aborted) continue;
+      if (h.deadline <= now) {
         this.log.warn({ holder }, 'lease could not be renewed in time; aborting the run');
-        abort.abort(new Error('lease lost'));
-      },
-      Math.max(0, sentAt + this.leaseMs - this.marginMs - performance.now()),
-    );
-    t.unref();
-    return t;
+        h.signal.abort(new Error('lease lost'));
+      } else if (h.deadline < next) {
+        next = h.deadline;
+      }
+    }
+    if (next < Infinity) this.armDeadline(next);
   }
 
   private async renewOnce(): Promise<void> {
@@ -101,12 +121,10 @@ export class LeaseKeeper {
     for (const [holder, token] of snapshot) {
       const h = this.held.get(holder);
       if (!h || h.token !== token) continue;
-      clearTimeout(h.deadline);
-      if (lostSet.has(holder)) {
-        h.abort.abort(new Error('lease lost'));
-      } else {
-        h.deadline = this.deadlineTimer(holder, h.abort, sentAt);
-      }
+      if (lostSet.has(holder)) h.signal.abort(new Error('lease lost'));
+      else h.deadline = sentAt + this.leaseMs - this.marginMs;
     }
+    // The renewed deadlines moved later: the timer moves to the earliest one now.
+    this.expire();
   }
 }

@@ -1,3 +1,5 @@
+import type { AbortSignalLike } from '../shared/index.js';
+
 /**
  * Retry-After pauses as this worker knows them, per connection, and the gate every platform
  * call passes at the moment undici writes it (`open`, see HttpClient's `SendGate`).
@@ -62,7 +64,7 @@ export class PauseBoard {
    * Resolves once `open(connection)` holds: waits out known pauses and asks Redis when the last
    * word is stale. Rejects with the signal's reason once `signal` aborts (the lease was lost).
    */
-  async clear(connection: string, signal?: AbortSignal): Promise<void> {
+  async clear(connection: string, signal?: AbortSignalLike): Promise<void> {
     for (;;) {
       if (signal?.aborted) throw signal.reason;
       const now = performance.now();

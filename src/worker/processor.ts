@@ -9,6 +9,7 @@ import {
   type HttpResponse,
   type Target,
   type TargetJobData,
+  type AbortSignalLike,
 } from '../shared/index.js';
 import type { ApplyResult } from '../shared/operations/types.js';
 import type { Campaign, CampaignCache } from './campaigns.js';
@@ -168,7 +169,7 @@ async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req
   });
 }
 
-async function holdWhilePaused(deps: ProcessorDeps, connection: string, signal: AbortSignal, run: TargetRun): Promise<void> {
+async function holdWhilePaused(deps: ProcessorDeps, connection: string, signal: AbortSignalLike, run: TargetRun): Promise<void> {
   const heldFrom = performance.now();
   await deps.pauses.clear(connection, signal);
   run.heldSince(heldFrom);

@@ -14,6 +14,7 @@ import {
   type Scripts,
   type Target,
   type TargetJob,
+  type AbortSignalLike,
 } from '../shared/index.js';
 import type { ApplyResult } from '../shared/operations/types.js';
 import type { Archiver } from './archiver.js';
@@ -56,7 +57,7 @@ export interface Attempt {
   readonly token: string;
   readonly claim: Extract<ClaimResult, { kind: 'claimed' }>;
   /** Aborted when the lease could not be renewed. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortSignalLike;
   readonly run: TargetRun;
 }
 
