@@ -23,6 +23,8 @@ export class LightSignal implements AbortSignalLike {
   private more: (() => void)[] | undefined;
 
   addEventListener(_type: 'abort', listener: () => void): void {
+    // As an EventTarget: the same listener added twice is one listener.
+    if (this.first === listener || this.more?.includes(listener)) return;
     if (this.first === undefined) this.first = listener;
     else (this.more ??= []).push(listener);
   }
@@ -43,7 +45,19 @@ export class LightSignal implements AbortSignalLike {
     const more = this.more;
     this.first = undefined;
     this.more = undefined;
-    first?.();
-    if (more) for (const l of more) l();
+    // A listener that throws must not keep the others from running, nor stop the caller (the
+    // lease keeper aborts every run past its deadline in one loop): rethrown on its own.
+    call(first);
+    if (more) for (const l of more) call(l);
+  }
+}
+
+function call(listener: (() => void) | undefined): void {
+  try {
+    listener?.();
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
+    });
   }
 }

@@ -62,9 +62,14 @@ export class LeaseKeeper {
     return signal;
   }
 
-  /** The run ended. Its deadline stays armed if it was the earliest: the timer then finds it gone. */
-  drop(holder: string): void {
-    this.held.delete(holder);
+  /**
+   * The run with this token ended. Only its own entry goes: a run aborted for a lost lease may
+   * still be unwinding when its holder, requeued, is claimed here again under a new token, whose
+   * entry must stay renewed and under its deadline. Its deadline stays armed if it was the
+   * earliest: the timer then finds it gone.
+   */
+  drop(holder: string, token: string): void {
+    if (this.held.get(holder)?.token === token) this.held.delete(holder);
   }
 
   /** One heartbeat; concurrent callers share it. */
@@ -73,11 +78,15 @@ export class LeaseKeeper {
     return this.renewing;
   }
 
-  /** Deregisters the worker; its remaining leases (none after a graceful close) expire. */
+  /**
+   * Deregisters the worker; its remaining leases (none after a graceful close) expire. Runs still
+   * going (a shutdown that timed out) are aborted: nothing renews their leases any more.
+   */
   async leave(): Promise<void> {
     clearInterval(this.timer);
     clearTimeout(this.deadlineTimer);
     this.deadlineAt = Infinity;
+    for (const h of this.held.values()) h.signal.abort(new Error('worker leaving'));
     await this.scripts.renew(this.leaseMs, this.workerId, 0, []);
   }
 

@@ -68,7 +68,7 @@ async function runTarget(deps: ProcessorDeps, { job, claimed }: Next): Promise<N
   try {
     return await settle(deps, attempt, await applyOperation(deps, attempt));
   } finally {
-    deps.leases.drop(job.holder);
+    deps.leases.drop(job.holder, token);
     run.end();
   }
 }

@@ -80,7 +80,7 @@ describe('LeaseKeeper', () => {
       throw new Error('redis unreachable');
     });
     const ended = k.hold('c.1', 't1', performance.now());
-    k.drop('c.1');
+    k.drop('c.1', 't1');
     await vi.advanceTimersByTimeAsync(LEASE_MS);
     expect(ended.aborted).toBe(false);
     const again = k.hold('c.1', 't2', performance.now());
@@ -89,5 +89,63 @@ describe('LeaseKeeper', () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(again.aborted).toBe(true);
     await k.leave().catch(() => undefined);
+  });
+
+  it("keeps a run held again under a new token when the earlier run of its holder ends late", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] });
+    let failing = false;
+    const renewed: string[][] = [];
+    const k = keeper(async (_ms, _w, _c, held) => {
+      if (failing) throw new Error('redis unreachable');
+      renewed.push(held.map(([h, t]) => `${h}/${t}`));
+      return [];
+    });
+    k.hold('c.1', 't1', performance.now());
+    const again = k.hold('c.1', 't2', performance.now()); // requeued and claimed here again
+    k.drop('c.1', 't1'); // the first run unwinds only now
+    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
+    expect(renewed.at(-1)).toEqual(['c.1/t2']);
+    failing = true;
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    expect(again.aborted).toBe(true);
+    await k.leave().catch(() => undefined);
+  });
+
+  it('aborts every run past its deadline even when one abort listener throws', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance', 'queueMicrotask'] });
+    const k = keeper(async () => {
+      throw new Error('redis unreachable');
+    });
+    const a = k.hold('c.1', 't1', performance.now());
+    const b = k.hold('c.2', 't2', performance.now());
+    const heard: string[] = [];
+    a.addEventListener('abort', () => {
+      throw new Error('listener failed');
+    });
+    a.addEventListener('abort', () => heard.push('a'));
+    b.addEventListener('abort', () => heard.push('b'));
+    const rethrown = new Promise<unknown>((resolve) => {
+      vi.stubGlobal('queueMicrotask', (fn: () => void) => {
+        try {
+          fn();
+        } catch (err) {
+          resolve(err);
+        }
+      });
+    });
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    vi.unstubAllGlobals();
+    expect([a.aborted, b.aborted]).toEqual([true, true]);
+    expect(heard.sort()).toEqual(['a', 'b']);
+    expect(((await rethrown) as Error).message).toBe('listener failed');
+    await k.leave().catch(() => undefined);
+  });
+
+  it('aborts the runs still going when the worker leaves: nothing renews their leases any more', async () => {
+    const k = keeper(async () => []);
+    const a = k.hold('c.1', 't1', performance.now());
+    await k.leave();
+    expect(a.aborted).toBe(true);
+    expect((a.reason as Error).message).toBe('worker leaving');
   });
 });
