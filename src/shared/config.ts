@@ -183,18 +183,20 @@ export const DEFAULTS = Object.freeze({
   dispatchLooksPerPick: 4,
   dispatchExtraLooks: 64,
   // Adaptive concurrency (a limit's `concurrency: {adaptive: ...}`; src/shared/scripts/includes/adaptive.lua).
-  /** Adaptive: the no-load latency (the lowest round minimum seen) drifts 1/this of the way up toward each round's minimum, so a platform slower for good is re-learnt. */
-  adaptiveBaseDriftRounds: 100,
   /** Adaptive: a round whose fastest call is within this ratio of the no-load latency (plus `adaptiveSlackMs`) was unqueued: it raises the figure. */
-  adaptiveHoldRatio: 1.2,
+  adaptiveHoldRatio: 1.05,
   /** Adaptive: a round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) was queued: two in a row cut the figure; in between it holds. */
-  adaptiveRiseRatio: 1.5,
+  adaptiveRiseRatio: 1.2,
+  /** Adaptive: a queued round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) cuts at once, without waiting for a second one. */
+  adaptiveSureRiseRatio: 2,
   /** Adaptive: latency added to both thresholds, so jitter on a fast platform (a 1 ms base) is not read as a rise. */
-  adaptiveSlackMs: 2,
+  adaptiveSlackMs: 4,
   /** Adaptive: a round (one vote on the figure) is the figure's number of calls, at least this many. */
   adaptiveRoundMinCalls: 4,
-  /** Adaptive: a cut multiplies the figure by hold line / the round's fastest call, never by less than this. */
+  /** Adaptive: a latency cut takes the figure to this share of what the platform answers unqueued (figure x no-load latency / the round's fastest call), so the queue drains. */
   adaptiveRiseDecreaseFactor: 0.85,
+  /** Adaptive: a latency cut multiplies the figure by at least this (a 10x slower round is likelier a stall than a queue 10x the capacity). */
+  adaptiveRiseDecreaseMin: 0.3,
   /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */
   adaptiveDecreaseFactor: 0.7,
   /** Adaptive: in slow start (until the first round that was not unqueued) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
@@ -202,7 +204,7 @@ export const DEFAULTS = Object.freeze({
   /** Adaptive: after an overload answer the figure climbs to at most this share of the figure that drew it. */
   adaptiveOverloadMargin: 0.9,
   /** Adaptive: that figure rises 1/this per unqueued round spent at the margin, so a platform that grew is found again (x2 in about 70 rounds). */
-  adaptiveOverloadDriftRounds: 100,
+  adaptiveOverloadDriftRounds: 1000,
   /** Adaptive: and is forgotten this long after the overload answer (the climb may then probe past it). */
   adaptiveOverloadMemoryMs: 15 * 60_000,
   /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */
