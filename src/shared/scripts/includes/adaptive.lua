@@ -5,10 +5,13 @@
 
   State, global to every worker: <p>:sched:adapt:<key> HASH
     'c'    the figure (a float: proportional cuts and sqrt steps add up; dispatch uses its floor)
-    'base' the no-load latency, ms: the lowest round minimum seen, drifting up
-           1/adaptiveBaseDriftRounds of the way toward each later one (and set to it at `min`),
-           so a platform that got slower for good is re-learnt, not read as overloaded forever
-    'n', 'min'  the current round: calls counted, the fastest of them (ms)
+    'base' the no-load latency, ms: the lowest round minimum seen. It goes up only on evidence
+           that a latency is the platform's own (a cut that did not help, or the figure at `min`),
+           so a platform that got slower for good is re-learnt, but a queue the figure itself
+           causes is never taken for the platform's speed (it would then never be cut)
+    'n', 'min', 'sum'  the current round: calls counted, the fastest of them, and their latencies
+           added up (each at most at the sure-rise line), ms
+    'ah', 'ar'  the current round's calls above the hold line and above the rise line
     'q'    '1' when the last round was queued
     'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
@@ -16,8 +19,7 @@
     'top'  the figure that drew the last overload answer (absent: none, or forgotten)
     'topAt'  when that answer came (Redis clock, ms): `top` is forgotten
            CAPS.adaptiveOverloadMemoryMs after it
-    'pre', 'chk'  after a latency cut, until the next round checks it: the figure before the cut,
-           and the fastest call a round must beat for the cut to have helped
+    'pre'  after a latency cut, until the next round checks it: the figure before the cut
   It outlives the campaigns using the key (the next one starts from what was learned) and
   expires after CAPS.adaptiveIdleMs without a call ending on the key. No round trip of its own:
   the scripts that end a call (finish, retryLater, throttle) pass the call's latency and whether
@@ -25,12 +27,17 @@
 
   The rule (after TCP Vegas, HyStart and LEDBAT's base delay, and Netflix's Gradient2): calls are
   counted in rounds of `figure` (at least adaptiveRoundMinCalls), about one answer per call in
-  flight, and a round votes by its FASTEST call. The latency a worker measures includes its own
-  event loop and the machine's stalls; those only ever add, so the fastest call of a round is
-  the platform's own latency plus the least of that noise, while a platform queueing slows every
-  call of the round. Against hold = base x adaptiveHoldRatio + adaptiveSlackMs and rise = base x
-  adaptiveRiseRatio + adaptiveSlackMs:
-  - fastest <= hold (unqueued), with the key using at least half its figure (a key held back by
+  flight. Against base, three lines: hold = base x adaptiveHoldRatio + adaptiveSlackMs, rise =
+  base x adaptiveRiseRatio + slack, sure = base x adaptiveSureRiseRatio + slack.
+  A round votes by its MEDIAN call (more than half its calls above a line), and its fastest call
+  sets the base. Both, because the calls of a round are not sent at the same load: the figure
+  counts slots, and a slot also holds a call while a worker handles its answer and sends the
+  next, so the calls really in flight at the platform dip and swell within a round. The fastest
+  call comes from a dip: it stays near the no-load latency (it is the platform's latency plus the
+  least of the workers' own noise, which only ever adds: the base) even at 1.5 x the capacity,
+  where most calls queue. The median follows the load; the workers' noise moves it a little,
+  hence the slack and the second round asked for below.
+  - median <= hold (unqueued), with the key using at least half its figure (a key held back by
     something else learns nothing about a higher one: the tail of a campaign must not push it to
     max): up, x adaptiveSlowStartFactor in slow start, + sqrt(figure) after it (quick while far
     from the capacity, finer near it), but not past adaptiveOverloadMargin x `top`: an overload
@@ -38,13 +45,21 @@
     drew one is not probed again soon
     (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin, and is forgotten
     adaptiveOverloadMemoryMs after the overload: a platform that grew is found again).
-  - hold < fastest <= rise: held (the platform queues a little: the figure is where it should
+  - hold < median <= rise: held (the platform queues a little: the figure is where it should
     be). Slow start, which could overshoot by half, ends here.
-  - fastest > rise (queued): a second queued round in a row cuts in proportion, figure x
-    max(adaptiveRiseDecreaseFactor, hold / fastest); one alone may be a stall of the workers.
-    The round after a cut checks it instead of voting: a queue of ours shrinks with the figure,
-    so a fastest call not down by half the cut means the latency was not ours, and the figure
-    goes back (short of the overload margin).
+  - median > rise (queued): a second queued round in a row cuts (one alone may be a stall of the
+    workers), or this one at once when even its fastest call is past sure (a stall that slows
+    every call of a round that much is unlikely; a halved capacity does). Above its capacity a
+    platform's latency grows with the calls in flight, so it answers about figure x base / mean
+    latency of them unqueued: the cut lands at adaptiveRiseDecreaseFactor of that (never below
+    adaptiveRiseDecreaseMin x the figure), under the capacity, so the queue drains and the climb
+    finds the capacity again from below. A call counts in that mean at most at the sure line: a
+    stalled call does not deepen the cut.
+    The round after a cut checks it instead of voting: the cut took the figure under what the
+    platform answers unqueued, so a queue of ours is gone. A median still above rise means the
+    latency was not ours: the platform got slower (its fastest call, made under the cut, is the
+    new base) or the workers stalled (the next faster round takes the base back down); the
+    figure goes back to where it was (short of the overload margin).
   - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once.
   Only calls that started after the last cut count: the others were sent under the old figure,
   and a burst of them answered together is one signal, not one per call. When a call started is
