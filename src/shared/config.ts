@@ -193,8 +193,8 @@ export const DEFAULTS = Object.freeze({
   adaptiveSlackMs: 4,
   /** Adaptive: a round (one vote on the figure) is the figure's number of calls, at least this many. */
   adaptiveRoundMinCalls: 4,
-  /** Adaptive: a latency cut takes the figure to this share of what the platform answers unqueued (figure x no-load latency / the round's mean latency), under the capacity, so the queue drains. */
-  adaptiveRiseDecreaseFactor: 0.85,
+  /** Adaptive: a latency cut takes the figure to this share of what the platform answers unqueued (figure x no-load latency / the round's mean latency), under the capacity, so the queue drains. Well under 1: the figure counts slots, and a slot also holds a call while its worker handles the answer and sends the next (the platform sees about 0.75-0.8 of the figure in flight on a busy 2-core machine), so that estimate is itself above the capacity. */
+  adaptiveRiseDecreaseFactor: 0.7,
   /** Adaptive: a latency cut multiplies the figure by at least this (on a fast platform the sure-rise line's clamp alone would allow deeper). */
   adaptiveRiseDecreaseMin: 0.3,
   /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */

@@ -53,7 +53,9 @@
     platform's latency grows with the calls in flight, so it answers about figure x base / mean
     latency of them unqueued: the cut lands at adaptiveRiseDecreaseFactor of that (never below
     adaptiveRiseDecreaseMin x the figure), under the capacity, so the queue drains and the climb
-    finds the capacity again from below. A call counts in that mean at most at the sure line: a
+    finds the capacity again from below. (That estimate counts slots, and a slot also holds a
+    call while its worker handles the answer and sends the next: it is above the platform's
+    own capacity, hence a factor well under 1.) A call counts in that mean at most at the sure line: a
     stalled call does not deepen the cut.
     The round after a cut checks it instead of voting: the cut took the figure under what the
     platform answers unqueued, so a queue of ours is gone. A median still above rise means the
