@@ -183,26 +183,28 @@ export const DEFAULTS = Object.freeze({
   dispatchLooksPerPick: 4,
   dispatchExtraLooks: 64,
   // Adaptive concurrency (a limit's `concurrency: {adaptive: ...}`; src/shared/scripts/includes/adaptive.lua).
-  /** Adaptive: the no-load latency (the lowest round minimum seen) drifts 1/this of the way up toward each round's minimum, so a platform slower for good is re-learnt. */
-  adaptiveBaseDriftRounds: 100,
-  /** Adaptive: a round whose fastest call is within this ratio of the no-load latency (plus `adaptiveSlackMs`) was unqueued: it raises the figure. */
-  adaptiveHoldRatio: 1.2,
-  /** Adaptive: a round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) was queued: two in a row cut the figure; in between it holds. */
-  adaptiveRiseRatio: 1.5,
-  /** Adaptive: latency added to both thresholds, so jitter on a fast platform (a 1 ms base) is not read as a rise. */
-  adaptiveSlackMs: 2,
+  /** Adaptive: a round whose median call is within this ratio of the no-load latency (plus `adaptiveSlackMs`) was unqueued: it raises the figure. */
+  adaptiveHoldRatio: 1.05,
+  /** Adaptive: a round whose median call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) was queued: two in a row cut the figure; in between it holds. */
+  adaptiveRiseRatio: 1.2,
+  /** Adaptive: a queued round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) cuts at once, without waiting for a second one; a call counts in the mean that sizes a cut at most at this line. */
+  adaptiveSureRiseRatio: 2,
+  /** Adaptive: latency added to every line, so the workers' own jitter (a few ms on a busy machine; all of it on a 1 ms platform) is not read as a rise. */
+  adaptiveSlackMs: 4,
   /** Adaptive: a round (one vote on the figure) is the figure's number of calls, at least this many. */
   adaptiveRoundMinCalls: 4,
-  /** Adaptive: a cut multiplies the figure by hold line / the round's fastest call, never by less than this. */
-  adaptiveRiseDecreaseFactor: 0.85,
+  /** Adaptive: a latency cut takes the figure to this share of what the platform answers unqueued (figure x no-load latency / the round's mean latency), under the capacity, so the queue drains. Well under 1: the figure counts slots, and a slot also holds a call while its worker handles the answer and sends the next (the platform sees about 0.75-0.8 of the figure in flight on a busy 2-core machine), so that estimate is itself above the capacity. */
+  adaptiveRiseDecreaseFactor: 0.7,
+  /** Adaptive: a latency cut multiplies the figure by at least this (on a fast platform the sure-rise line's clamp alone would allow deeper). */
+  adaptiveRiseDecreaseMin: 0.3,
   /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */
   adaptiveDecreaseFactor: 0.7,
   /** Adaptive: in slow start (until the first round that was not unqueued) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
   adaptiveSlowStartFactor: 1.5,
   /** Adaptive: after an overload answer the figure climbs to at most this share of the figure that drew it. */
   adaptiveOverloadMargin: 0.9,
-  /** Adaptive: that figure rises 1/this per unqueued round spent at the margin, so a platform that grew is found again (x2 in about 70 rounds). */
-  adaptiveOverloadDriftRounds: 100,
+  /** Adaptive: that figure rises 1/this per unqueued round spent at the margin, so a platform that grew is found again (x2 in about 700 rounds: a 20 ms platform runs 25 rounds a second, and 100 would forget a 429 in seconds). */
+  adaptiveOverloadDriftRounds: 1000,
   /** Adaptive: and is forgotten this long after the overload answer (the climb may then probe past it). */
   adaptiveOverloadMemoryMs: 15 * 60_000,
   /** Adaptive: a key's learned figure is forgotten after this long with no call ending on it. */

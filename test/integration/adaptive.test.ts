@@ -67,6 +67,28 @@ describe('adaptive concurrency against the sandbox', () => {
     await pauseCampaign('ad', t.producer);
   });
 
+  it('comes under a halved capacity: the cut lands under what the platform now answers unqueued', async () => {
+    // max 10 = 2 x the capacity it ends at: no call is shed, only the latency says the platform
+    // got smaller (above its capacity it answers 30 ms x calls in flight / capacity).
+    const sandbox = await t.startSandbox({ latencyMs: 30, capacity: 10, limitKeyPattern: PATTERN });
+    await enqueue(t, sandbox, 'half', users('h', 5000), adaptive(1, 10, 2));
+    await t.startWorker({ concurrency: 20 });
+    await vi.waitFor(async () => expect(await figure(t)).toBe(10), { timeout: 90_000, interval: 20 });
+
+    sandbox.configure({ capacity: 5 });
+    // Within the next 400 calls the figure gets to the new capacity (a figure that settles above
+    // it, as one whose cuts stop at its hold line would, never does).
+    let least = 10;
+    for (let seen = sandbox.stats().requests, end = seen + 400; seen < end && least > 5; seen += 5) {
+      await sandbox.requestsReached(seen + 5);
+      least = Math.min(least, (await figure(t))!);
+    }
+    expect(least).toBeGreaterThanOrEqual(1);
+    expect(least).toBeLessThanOrEqual(5);
+    expect(sandbox.stats().overCapacity).toBe(0);
+    await pauseCampaign('half', t.producer);
+  });
+
   it('is one figure for every worker: 3 worker processes together stay at max', async () => {
     // No capacity: only the figure bounds the key. Per worker, 3 x 10 slots could hold 18.
     const sandbox = await t.startSandbox({ latencyMs: 100, limitKeyPattern: PATTERN });
@@ -251,9 +273,12 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     const { calls, running } = await started();
     expect(running()).toHaveLength(10);
     const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    // No-load latency 10 ms: the hold line is 10 x 1.2 + 2 = 14 ms, the rise line 10 x 1.5 + 2 = 17 ms.
+    // No-load latency 10 ms: the hold line is 10 x 1.05 + 4 = 14.5 ms, the rise line 10 x 1.2 + 4 =
+    // 16 ms, the sure-rise line 10 x 2 + 4 = 24 ms.
     const hold = 10 * DEFAULTS.adaptiveHoldRatio + DEFAULTS.adaptiveSlackMs;
     const rise = 10 * DEFAULTS.adaptiveRiseRatio + DEFAULTS.adaptiveSlackMs;
+    const sure = 10 * DEFAULTS.adaptiveSureRiseRatio + DEFAULTS.adaptiveSlackMs;
+    const queuedMs = (rise + sure) / 2;
     // One round (a call per slot) of unqueued calls: slow start multiplies.
     await calls(9, 10);
     expect(await c()).toBe(10); // not before the round is complete
@@ -264,14 +289,14 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     // A round in the band (queued a little): held.
     await calls(Math.floor(up), (hold + rise) / 2);
     expect(await c()).toBe(up);
-    // One queued round (a stall of the workers' own looks the same): still held.
-    await calls(Math.floor(up), 60_000);
+    // One queued round under the sure-rise line (a stall of the workers' own looks the same): still held.
+    await calls(Math.floor(up), queuedMs);
     expect(await c()).toBe(up);
-    // A second one in a row: cut in proportion, by at most adaptiveRiseDecreaseFactor.
-    await calls(Math.floor(up), 60_000);
+    // A second one in a row: cut to adaptiveRiseDecreaseFactor x what the platform answers
+    // unqueued, figure x no-load latency / the round's mean.
+    await calls(Math.floor(up), queuedMs);
     const cut = await c();
-    expect(cut).toBeLessThan(up);
-    expect(cut).toBeGreaterThanOrEqual(up * DEFAULTS.adaptiveRiseDecreaseFactor - 1e-9);
+    expect(cut).toBeCloseTo(up * DEFAULTS.adaptiveRiseDecreaseFactor * (10 / queuedMs), 9);
     // Answers to calls sent before that cut (60 s ago) cut no further, however many.
     await calls(3 * Math.floor(up), 60_000);
     expect(await c()).toBe(cut);
@@ -284,19 +309,49 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(await c()).toBeCloseTo(cut + Math.sqrt(cut), 9);
   });
 
-  it('puts a latency cut back when the next round is no faster: that latency was not its queue', async () => {
+  it('cuts at once on a round whose fastest call is past the sure-rise line, as deep as its mean says', async () => {
     await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
     const { calls } = await started();
     const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
     await calls(10, 10); // base 10 ms; slow start: 15
     const before = await c();
-    // Two rounds whose fastest call is 10 x the base: cut.
-    await calls(2 * Math.floor(before), 100);
+    // Every call 3 x the base, past the sure-rise line: no second round needed. A call counts in
+    // the mean at most at that line (a stall must not size the cut).
+    const sure = 10 * DEFAULTS.adaptiveSureRiseRatio + DEFAULTS.adaptiveSlackMs;
+    await calls(Math.floor(before), 30);
+    expect(await c()).toBeCloseTo(before * Math.max(DEFAULTS.adaptiveRiseDecreaseMin, (DEFAULTS.adaptiveRiseDecreaseFactor * 10) / sure), 9);
+  });
+
+  it('puts a latency cut back when the next round is no faster: the platform got slower, and its latency is re-learnt', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
+    const { calls } = await started();
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    await calls(10, 10); // base 10 ms; slow start: 15
+    const before = await c();
+    // A round whose fastest call is 10 x the base: cut at once.
+    await calls(Math.floor(before), 100);
     expect(await c()).toBeLessThan(before);
-    // The round after (calls sent after the cut, none owed from before it) is as slow: a stall, not the key's queue.
+    // The round after (calls sent after the cut, none owed from before it) is as slow: not the key's queue.
     await t.redis.hset(adaptKey(), 'cut', 0, 'skip', 0);
     await calls(Math.floor(await c()), 100);
     expect(await c()).toBe(before);
+    expect(Number(await t.redis.hget(adaptKey(), 'base'))).toBe(100);
+    // From there 100 ms is unqueued: the figure climbs again.
+    await calls(Math.floor(before), 100);
+    expect(await c()).toBeCloseTo(before + Math.sqrt(before), 9);
+  });
+
+  it('does not re-learn a latency its own figure causes as the platform\'s: the base stays while rounds hold', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 4000);
+    const { calls } = await started();
+    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+    await calls(10, 10); // base 10 ms; slow start: 15
+    const held = await c();
+    // 150 rounds between the hold and rise lines (the platform queues a little at this figure).
+    const between = (10 * DEFAULTS.adaptiveHoldRatio + 10 * DEFAULTS.adaptiveRiseRatio) / 2 + DEFAULTS.adaptiveSlackMs;
+    await calls(150 * Math.floor(held), between);
+    expect(await c()).toBe(held);
+    expect(Number(await t.redis.hget(adaptKey(), 'base'))).toBe(10);
   });
 
   it('after an overload answer, climbs back to just under the figure that drew it', async () => {
@@ -313,8 +368,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     }
     expect(await c()).toBeGreaterThanOrEqual(ceiling);
     // ... and that figure rises while the rounds there stay unqueued, so a platform that grew is
-    // found again: by 1/adaptiveOverloadDriftRounds a round, over 10% in the ~18 rounds spent there.
-    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40 * 1.1);
+    // found again: by 1/adaptiveOverloadDriftRounds a round spent there.
+    expect(Number(await t.redis.hget(adaptKey(), 'top'))).toBeGreaterThan(40 * (1 + 1 / DEFAULTS.adaptiveOverloadDriftRounds) ** 10);
   });
 
   it('forgets the figure that drew an overload answer adaptiveOverloadMemoryMs after it, and climbs past it', async () => {

@@ -5,10 +5,13 @@
 
   State, global to every worker: <p>:sched:adapt:<key> HASH
     'c'    the figure (a float: proportional cuts and sqrt steps add up; dispatch uses its floor)
-    'base' the no-load latency, ms: the lowest round minimum seen, drifting up
-           1/adaptiveBaseDriftRounds of the way toward each later one (and set to it at `min`),
-           so a platform that got slower for good is re-learnt, not read as overloaded forever
-    'n', 'min'  the current round: calls counted, the fastest of them (ms)
+    'base' the no-load latency, ms: the lowest round minimum seen. It goes up only on evidence
+           that a latency is the platform's own (a cut that did not help, or the figure at `min`),
+           so a platform that got slower for good is re-learnt, but a queue the figure itself
+           causes is never taken for the platform's speed (it would then never be cut)
+    'n', 'min', 'sum'  the current round: calls counted, the fastest of them, and their latencies
+           added up (each at most at the sure-rise line), ms
+    'ah', 'ar'  the current round's calls above the hold line and above the rise line
     'q'    '1' when the last round was queued
     'ss'   '0' once slow start has ended (absent: still in it)
     'cut'  when the figure was last cut (Redis clock, ms)
@@ -16,8 +19,7 @@
     'top'  the figure that drew the last overload answer (absent: none, or forgotten)
     'topAt'  when that answer came (Redis clock, ms): `top` is forgotten
            CAPS.adaptiveOverloadMemoryMs after it
-    'pre', 'chk'  after a latency cut, until the next round checks it: the figure before the cut,
-           and the fastest call a round must beat for the cut to have helped
+    'pre'  after a latency cut, until the next round checks it: the figure before the cut
   It outlives the campaigns using the key (the next one starts from what was learned) and
   expires after CAPS.adaptiveIdleMs without a call ending on the key. No round trip of its own:
   the scripts that end a call (finish, retryLater, throttle) pass the call's latency and whether
@@ -25,12 +27,17 @@
 
   The rule (after TCP Vegas, HyStart and LEDBAT's base delay, and Netflix's Gradient2): calls are
   counted in rounds of `figure` (at least adaptiveRoundMinCalls), about one answer per call in
-  flight, and a round votes by its FASTEST call. The latency a worker measures includes its own
-  event loop and the machine's stalls; those only ever add, so the fastest call of a round is
-  the platform's own latency plus the least of that noise, while a platform queueing slows every
-  call of the round. Against hold = base x adaptiveHoldRatio + adaptiveSlackMs and rise = base x
-  adaptiveRiseRatio + adaptiveSlackMs:
-  - fastest <= hold (unqueued), with the key using at least half its figure (a key held back by
+  flight. Against base, three lines: hold = base x adaptiveHoldRatio + adaptiveSlackMs, rise =
+  base x adaptiveRiseRatio + slack, sure = base x adaptiveSureRiseRatio + slack.
+  A round votes by its MEDIAN call (more than half its calls above a line), and its fastest call
+  sets the base. Both, because the calls of a round are not sent at the same load: the figure
+  counts slots, and a slot also holds a call while a worker handles its answer and sends the
+  next, so the calls really in flight at the platform dip and swell within a round. The fastest
+  call comes from a dip: it stays near the no-load latency (it is the platform's latency plus the
+  least of the workers' own noise, which only ever adds: the base) even at 1.5 x the capacity,
+  where most calls queue. The median follows the load; the workers' noise moves it a little,
+  hence the slack and the second round asked for below.
+  - median <= hold (unqueued), with the key using at least half its figure (a key held back by
     something else learns nothing about a higher one: the tail of a campaign must not push it to
     max): up, x adaptiveSlowStartFactor in slow start, + sqrt(figure) after it (quick while far
     from the capacity, finer near it), but not past adaptiveOverloadMargin x `top`: an overload
@@ -38,13 +45,23 @@
     drew one is not probed again soon
     (`top` rises 1/adaptiveOverloadDriftRounds per round spent at the margin, and is forgotten
     adaptiveOverloadMemoryMs after the overload: a platform that grew is found again).
-  - hold < fastest <= rise: held (the platform queues a little: the figure is where it should
+  - hold < median <= rise: held (the platform queues a little: the figure is where it should
     be). Slow start, which could overshoot by half, ends here.
-  - fastest > rise (queued): a second queued round in a row cuts in proportion, figure x
-    max(adaptiveRiseDecreaseFactor, hold / fastest); one alone may be a stall of the workers.
-    The round after a cut checks it instead of voting: a queue of ours shrinks with the figure,
-    so a fastest call not down by half the cut means the latency was not ours, and the figure
-    goes back (short of the overload margin).
+  - median > rise (queued): a second queued round in a row cuts (one alone may be a stall of the
+    workers), or this one at once when even its fastest call is past sure (a stall that slows
+    every call of a round that much is unlikely; a halved capacity does). Above its capacity a
+    platform's latency grows with the calls in flight, so it answers about figure x base / mean
+    latency of them unqueued: the cut lands at adaptiveRiseDecreaseFactor of that (never below
+    adaptiveRiseDecreaseMin x the figure), under the capacity, so the queue drains and the climb
+    finds the capacity again from below. (That estimate counts slots, and a slot also holds a
+    call while its worker handles the answer and sends the next: it is above the platform's
+    own capacity, hence a factor well under 1.) A call counts in that mean at most at the sure line: a
+    stalled call does not deepen the cut.
+    The round after a cut checks it instead of voting: the cut took the figure under what the
+    platform answers unqueued, so a queue of ours is gone. A median still above rise means the
+    latency was not ours: the platform got slower (its fastest call, made under the cut, is the
+    new base) or the workers stalled (the next faster round takes the base back down); the
+    figure goes back to where it was (short of the overload margin).
   - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once.
   Only calls that started after the last cut count: the others were sent under the old figure,
   and a burst of them answered together is one signal, not one per call. When a call started is
@@ -102,13 +119,14 @@ local function adapt(c, keys, callMs, overload, now)
     local a = k[6]
     if type(a) == 'table' then
       local state = S .. 'adapt:' .. k[1]
-      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'chk', 'skip', 'topAt')
+      local v = redis.call('HMGET', state, 'c', 'base', 'ss', 'cut', 'n', 'min', 'q', 'top', 'pre', 'sum', 'skip', 'topAt', 'ah', 'ar')
       local lo, hi = adaptive_bounds(k, a, tonumber(v[1]) or a[3])
       local figure = tonumber(v[1]) or a[3]
       local base = tonumber(v[2])
       local slow, cut = v[3] ~= '0', tonumber(v[4]) or 0
       local n, least, queued = tonumber(v[5]) or 0, tonumber(v[6]), v[7] == '1'
-      local top, pre, chk = tonumber(v[8]), tonumber(v[9]), tonumber(v[10])
+      local top, pre = tonumber(v[8]), tonumber(v[9])
+      local sum, above_hold, above_rise = tonumber(v[10]) or 0, tonumber(v[13]) or 0, tonumber(v[14]) or 0
       local skip = tonumber(v[11]) or 0
       -- State from before 'topAt' was kept: the overload came at the last cut or before.
       local topAt = tonumber(v[12]) or cut
@@ -125,46 +143,60 @@ local function adapt(c, keys, callMs, overload, now)
           -- A 429 shed at once says nothing of the platform's speed: the round goes on without it.
           top, topAt = figure, now
           figure = figure * CAPS.adaptiveDecreaseFactor
-          cut, slow, queued, n, least, pre = now, false, false, 0, nil, nil
+          cut, slow, queued, pre = now, false, false, nil
+          n, least, sum, above_hold, above_rise = 0, nil, 0, 0, 0
           -- The caller released this call's slot already: the others were all sent before the cut.
           skip = redis.call('ZCARD', S .. 'slot:' .. k[1])
         else
           n = n + 1
           if least == nil or callMs < least then least = callMs end
+          if base == nil then
+            sum = sum + callMs
+          else
+            -- The mean that sizes a cut: a call stalled far past the sure-rise line counts as on it.
+            sum = sum + math.min(callMs, base * CAPS.adaptiveSureRiseRatio + CAPS.adaptiveSlackMs)
+            if callMs > base * CAPS.adaptiveHoldRatio + CAPS.adaptiveSlackMs then above_hold = above_hold + 1 end
+            if callMs > base * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs then above_rise = above_rise + 1 end
+          end
           -- A round: about one call per slot, so about one answer from each call in flight.
           if n >= math.max(CAPS.adaptiveRoundMinCalls, math.floor(figure)) then
-            if base == nil or least < base or figure <= lo then
-              -- At the floor the latency is the platform's own: nothing lower to compare it with.
-              base = least
-            else
-              base = base + (least - base) / CAPS.adaptiveBaseDriftRounds
-            end
-            local hold = base * CAPS.adaptiveHoldRatio + CAPS.adaptiveSlackMs
+            -- The base only goes down, but at the floor (nothing lower to compare with: the
+            -- latency is the platform's own) and after a cut that did not help (below): a round
+            -- above it is read as a queue of ours, never re-learnt as the platform's speed.
+            if base == nil or least < base or figure <= lo then base = least end
+            -- The round's median call against the lines: more than half its calls above one.
+            local over_hold, over_rise = above_hold * 2 > n, above_rise * 2 > n
             if pre ~= nil then
-              -- The first round after a latency cut checks it: a queue of ours shrinks with the
-              -- figure. A latency that stayed up was not ours (a stall of the workers or the
-              -- machine): the figure goes back to where it was, short of any overload margin.
-              if least > chk then
+              -- The first round after a latency cut checks it: the cut landed under what the
+              -- platform answers unqueued, so a queue of ours is gone. One that stayed was not
+              -- ours: the platform got slower (its new latency is this round's fastest call,
+              -- made under the cut) or the workers stalled (the next faster round takes the
+              -- base back down). The figure goes back to where it was, short of any overload
+              -- margin.
+              if over_rise then
+                if least > base then base = least end
                 local back = pre
                 if top then back = math.min(back, top * CAPS.adaptiveOverloadMargin) end
                 figure = math.max(figure, back)
               end
               pre = nil
-            elseif least > base * CAPS.adaptiveRiseRatio + CAPS.adaptiveSlackMs then
-              -- A queued round cuts only when the one before was queued too: a stall of the
-              -- workers' own (their latency includes their event loop) can delay a whole round.
-              if queued then
-                local f = math.max(CAPS.adaptiveRiseDecreaseFactor, hold / least)
-                -- Above its capacity a platform's latency grows with the calls in flight: a cut by
-                -- f takes it down by about f; half of that counts as the cut having helped.
-                pre, chk = figure, least * (1 + f) / 2
-                figure = figure * f
+            elseif over_rise then
+              -- A queued round cuts when the one before was queued too (a stall of the workers'
+              -- own, their latency including their event loop, can delay a whole round), or at
+              -- once when even its fastest call is too far up for a stall to be likely.
+              if queued or least > base * CAPS.adaptiveSureRiseRatio + CAPS.adaptiveSlackMs then
+                -- Above its capacity a platform's latency grows with the calls in flight: it
+                -- answers about figure x base / the round's mean latency unqueued. The cut lands
+                -- under that, so the queue built meanwhile drains and the climb finds the
+                -- capacity again from below.
+                pre = figure
+                figure = figure * math.max(CAPS.adaptiveRiseDecreaseMin, CAPS.adaptiveRiseDecreaseFactor * base * n / sum)
                 cut, slow, queued = now, false, false
                 skip = redis.call('ZCARD', S .. 'slot:' .. k[1])
               else
                 queued = true
               end
-            elseif least > hold then
+            elseif over_hold then
               -- The platform started queueing: slow start, which could overshoot by half, is over.
               queued, slow = false, false
             -- The caller released this call's slot already: +1 counts it.
@@ -173,9 +205,8 @@ local function adapt(c, keys, callMs, overload, now)
               local was = figure
               if slow then figure = figure * CAPS.adaptiveSlowStartFactor else figure = figure + math.sqrt(figure) end
               -- An overload answer costs a retry (and a Retry-After, a pause of the whole
-              -- connection): the climb stops short of
-              -- the figure that drew the last one, which rises slowly so a platform that grew is
-              -- found again.
+              -- connection): the climb stops short of the figure that drew the last one, which
+              -- rises slowly so a platform that grew is found again.
               if top then
                 local ceiling = top * CAPS.adaptiveOverloadMargin
                 if figure >= ceiling then
@@ -186,15 +217,18 @@ local function adapt(c, keys, callMs, overload, now)
             else
               queued = false
             end
-            n, least = 0, nil
+            n, least, sum, above_hold, above_rise = 0, nil, 0, 0, 0
           end
         end
       end
       figure = math.max(lo, math.min(hi, figure))
-      local fields = { 'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0', 'skip', skip }
+      local fields = {
+        'c', figure, 'cut', cut, 'ss', slow and '1' or '0', 'n', n, 'q', queued and '1' or '0', 'skip', skip,
+        'sum', sum, 'ah', above_hold, 'ar', above_rise,
+      }
       put_or_drop(state, fields, false, 'base', base)
       put_or_drop(state, fields, v[8], 'top', top, 'topAt', topAt)
-      put_or_drop(state, fields, v[9], 'pre', pre, 'chk', chk)
+      put_or_drop(state, fields, v[9], 'pre', pre)
       put_or_drop(state, fields, v[6], 'min', least)
       redis.call('HSET', state, unpack(fields))
       redis.call('PEXPIRE', state, CAPS.adaptiveIdleMs)

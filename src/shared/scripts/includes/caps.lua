@@ -3,8 +3,9 @@
   much is due (DEFAULTS in src/shared/config.ts; the loader passes them to every script that
   includes this as ARGV[2], JSON: wakeCampaignsPerSlot, wakeGroupsPerCampaign, reclaimBatch,
   wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
-  tunables (adaptive.lua: adaptiveBaseDriftRounds, adaptiveHoldRatio, adaptiveRiseRatio,
-  adaptiveSlackMs, adaptiveRoundMinCalls, adaptiveRiseDecreaseFactor, adaptiveDecreaseFactor,
+  tunables (adaptive.lua: adaptiveHoldRatio, adaptiveRiseRatio, adaptiveSureRiseRatio,
+  adaptiveSlackMs, adaptiveRoundMinCalls, adaptiveRiseDecreaseFactor, adaptiveRiseDecreaseMin,
+  adaptiveDecreaseFactor,
   adaptiveSlowStartFactor, adaptiveOverloadMargin, adaptiveOverloadDriftRounds, adaptiveOverloadMemoryMs,
   adaptiveIdleMs),
   and the maintenance windows' clock offset (windows.lua: windowClockOffsetMs, 0 but in tests
