@@ -11,6 +11,11 @@ import { keysUnder } from '../support/harness.js';
 export const TOKEN = 'test-token-0123456789abcdef';
 export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
 
+/** `POST /campaigns` with a JSON body, authorised, as a caller of the API sends it. */
+export function postCampaign(app: FastifyInstance, body: unknown) {
+  return app.inject({ method: 'POST', url: '/campaigns', headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+}
+
 export interface TestApi {
   readonly app: FastifyInstance;
   readonly redis: Redis;

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConnections, readStatus, type CampaignStatus } from '../../src/shared/index.js';
-import { AUTH, TOKEN, until, type TestApi } from '../api/support.js';
+import { AUTH, postCampaign, TOKEN, until, type TestApi } from '../api/support.js';
 import { openDashboard, type OpenDashboard } from '../support/dashboard.js';
 import { setupDeployment } from '../support/deployment.js';
 import { alloyFleet } from '../support/fleet.js';
@@ -105,34 +105,24 @@ describe('dashboard in a real browser', () => {
     // table has a row to check, and the first step a failure ratio.
     const ghosts = [{ userId: 'ghost-1', tier: 'internal' }, { userId: 'ghost-2', tier: 'internal' }];
     const targets = [...ghosts, ...fleet.targets].map((t) => ({ ...t, tenant: 'acme' }));
-    const created = await api.app.inject({
-      method: 'POST',
-      url: '/campaigns',
-      headers: { ...AUTH, 'content-type': 'application/json' },
-      payload: JSON.stringify({
-        id: CAMPAIGN,
-        name: 'Dashboard <b>check</b>',
-        connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
-        operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
-        limits: [{ key: 'tenant-${target.tenant}', concurrency: 2 }],
-        rollout: { steps: [{ where: { tier: 'internal' } }] },
-        notify: [{ to: 'hook', events: ['paused', 'cancelled'] }],
-        targets,
-      }),
+    const created = await postCampaign(api.app, {
+      id: CAMPAIGN,
+      name: 'Dashboard <b>check</b>',
+      connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+      operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
+      limits: [{ key: 'tenant-${target.tenant}', concurrency: 2 }],
+      rollout: { steps: [{ where: { tier: 'internal' } }] },
+      notify: [{ to: 'hook', events: ['paused', 'cancelled'] }],
+      targets,
     });
     expect(created.statusCode).toBe(201);
 
     // A campaign without `notify`: the page never asks for its deliveries.
-    const quiet = await api.app.inject({
-      method: 'POST',
-      url: '/campaigns',
-      headers: { ...AUTH, 'content-type': 'application/json' },
-      payload: JSON.stringify({
-        id: 'quiet',
-        connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
-        operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
-        targets: fleet.targets.slice(0, 2),
-      }),
+    const quiet = await postCampaign(api.app, {
+      id: 'quiet',
+      connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY', timeoutMs: 5000 },
+      operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' },
+      targets: fleet.targets.slice(0, 2),
     });
     expect(quiet.statusCode).toBe(201);
 

@@ -2,7 +2,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readStatus } from '../../src/shared/index.js';
 import { DAYS, openInterval, type Window } from '../../src/shared/windows.js';
-import { AUTH, TOKEN, until, type TestApi } from '../api/support.js';
+import { postCampaign, TOKEN, until, type TestApi } from '../api/support.js';
 import { openDashboard, type OpenDashboard } from '../support/dashboard.js';
 import { setupDeployment } from '../support/deployment.js';
 
@@ -32,17 +32,12 @@ describe('dashboard: maintenance windows', () => {
     const day = DAYS[(new Date().getUTCDay() + 3) % 7]!;
     const windows: Window[] = [{ days: [day], from: '00:00', to: '01:00' }];
     t.sandbox.load({ tallyfy: { runs: ['r1', 'r2', 'r3'].map((id) => ({ orgId: 'org', id, name: 'old', summary: '', tags: [], folders: [] })) } });
-    const created = await api.app.inject({
-      method: 'POST',
-      url: '/campaigns',
-      headers: { ...AUTH, 'content-type': 'application/json' },
-      payload: JSON.stringify({
-        id: CAMPAIGN,
-        connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_TALLYFY_KEY', timeoutMs: 5000 },
-        operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'new' } },
-        schedule: { timezone: 'UTC', windows },
-        targets: [{ runId: 'r1' }, { runId: 'r2' }, { runId: 'r3' }],
-      }),
+    const created = await postCampaign(api.app, {
+      id: CAMPAIGN,
+      connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_TALLYFY_KEY', timeoutMs: 5000 },
+      operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'new' } },
+      schedule: { timezone: 'UTC', windows },
+      targets: [{ runId: 'r1' }, { runId: 'r2' }, { runId: 'r3' }],
     });
     expect(created.statusCode).toBe(201);
     const s = (await until(() => readStatus(api.redis, api.prefix, CAMPAIGN), (v) => v?.waitingForWindow === 3, 'targets waiting'))!;

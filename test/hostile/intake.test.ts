@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { enqueueCampaign, enqueueSourced, readNdjsonTargets } from '../../src/producer/index.js';
 import { DEFAULTS, InputError, validateSpec } from '../../src/shared/index.js';
-import { AUTH, startTestApi } from '../api/support.js';
+import { AUTH, postCampaign, startTestApi } from '../api/support.js';
 import { setupDeployment } from '../support/deployment.js';
 import { keysUnder, redisUrl } from '../support/harness.js';
 import { testConnections, testConnectionsFile } from '../support/connections.js';
@@ -178,12 +178,7 @@ describe('control characters are refused where they would reach a terminal or a 
       const res = await api.app.inject({ method: 'POST', url: '/campaigns', headers: { ...AUTH, 'content-type': 'application/x-ndjson' }, payload: body });
       expect(res.statusCode).toBe(400);
       expect(res.json()).toMatchObject({ error: 'invalid_input', source: 'request body', line: 3, field: 'limits[0].key' });
-      const named = await api.app.inject({
-        method: 'POST',
-        url: '/campaigns',
-        headers: { ...AUTH, 'content-type': 'application/json' },
-        payload: JSON.stringify(spec('ctl-http-name', { name: 'x\u001b[2Jy', targets: [{ userId: 'a' }] })),
-      });
+      const named = await postCampaign(api.app, spec('ctl-http-name', { name: 'x\u001b[2Jy', targets: [{ userId: 'a' }] }));
       expect(named.statusCode).toBe(400);
       expect(named.json()).toMatchObject({ error: 'invalid_input', field: 'name' });
     } finally {

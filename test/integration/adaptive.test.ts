@@ -196,6 +196,20 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     };
   };
 
+  /** The key's figure as stored (a float). */
+  const figureOfK = async () => Number(await t.redis.hget(adaptKey(), 'c'));
+
+  /**
+   * Campaign `b` of `n` targets at initial 10 (min 1, max 100), dispatched, and one round of
+   * 10 ms calls behind it: the base is 10 ms and slow start has taken the figure to 15.
+   */
+  const atBase10 = async (n: number) => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, n);
+    const s = await started();
+    await s.calls(10, 10);
+    return s;
+  };
+
   /** Campaign `b` of `n` Alloy targets under one adaptive limit on key `k`, not yet dispatched. */
   const enqueueAdaptive = (adaptive: { min: number; max: number; initial: number }, n: number) =>
     enqueueCampaign(
@@ -310,10 +324,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
   });
 
   it('cuts at once on a round whose fastest call is past the sure-rise line, as deep as its mean says', async () => {
-    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
-    const { calls } = await started();
-    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    await calls(10, 10); // base 10 ms; slow start: 15
+    const { calls } = await atBase10(400);
+    const c = figureOfK;
     const before = await c();
     // Every call 3 x the base, past the sure-rise line: no second round needed. A call counts in
     // the mean at most at that line (a stall must not size the cut).
@@ -323,10 +335,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
   });
 
   it('puts a latency cut back when the next round is no faster: the platform got slower, and its latency is re-learnt', async () => {
-    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 400);
-    const { calls } = await started();
-    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    await calls(10, 10); // base 10 ms; slow start: 15
+    const { calls } = await atBase10(400);
+    const c = figureOfK;
     const before = await c();
     // A round whose fastest call is 10 x the base: cut at once.
     await calls(Math.floor(before), 100);
@@ -342,10 +352,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
   });
 
   it('does not re-learn a latency its own figure causes as the platform\'s: the base stays while rounds hold', async () => {
-    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 4000);
-    const { calls } = await started();
-    const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    await calls(10, 10); // base 10 ms; slow start: 15
+    const { calls } = await atBase10(4000);
+    const c = figureOfK;
     const held = await c();
     // 150 rounds between the hold and rise lines (the platform queues a little at this figure).
     const between = (10 * DEFAULTS.adaptiveHoldRatio + 10 * DEFAULTS.adaptiveRiseRatio) / 2 + DEFAULTS.adaptiveSlackMs;
