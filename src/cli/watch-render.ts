@@ -101,11 +101,14 @@ export interface TtyFrameOptions {
 }
 
 /**
- * The mark before step `n` (0-based), in `upshift status` and its `--watch` alike: `>` on the
- * running step only; an ended campaign has none.
+ * Step `n` (0-based) of a staged rollout, in `upshift status` and its `--watch` alike: its
+ * cohort, counts and failure ratio, marked `>` when it is the running step (an ended campaign
+ * has none).
  */
-export function stepMark(s: CampaignStatus, n: number): string {
-  return n === s.rolloutStep && !isFinal(s) ? '>' : ' ';
+export function stepLine(s: CampaignStatus, n: number): string {
+  const st = s.steps![n]!;
+  const mark = n === s.rolloutStep && !isFinal(s) ? '>' : ' ';
+  return `${mark} step ${n + 1}/${s.steps!.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, skipped ${st.skipped}, failed ${st.failed} (failure ratio ${st.failureRatio})`;
 }
 
 /** The lines of one terminal frame (redrawn in place by the caller). */
@@ -132,11 +135,10 @@ export function renderFrame(status: CampaignStatus, p: Progress, opts: TtyFrameO
   const steps = s.steps ?? [];
   const maxSteps = opts.maxSteps ?? 3;
   let listed = 0;
-  for (const [n, st] of steps.entries()) {
+  for (let n = 0; n < steps.length; n++) {
     if (n >= maxSteps && n !== s.rolloutStep) continue;
     listed++;
-    const line = `${stepMark(s, n)} step ${n + 1}/${steps.length} ${st.cohort}: ${st.targets} targets, upgraded ${st.upgraded}, skipped ${st.skipped}, failed ${st.failed} (failure ratio ${st.failureRatio})`;
-    lines.push(fit(line, opts.columns));
+    lines.push(fit(stepLine(s, n), opts.columns));
   }
   if (listed < steps.length) lines.push(fit(`  +${steps.length - listed} more steps (upshift status ${s.id})`, opts.columns));
   const reasons = sortedReasons(s);

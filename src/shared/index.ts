@@ -26,7 +26,7 @@ export {
 export { CAMPAIGN_ID, cohortOf, isCohortStep, parseSpec, parseTargetLine, rolloutLimits, rolloutPlan, type PlannedStep, specJsonSchema, validateSpec, validateTarget, type CampaignSpec, type DiscoverSpec, type RolloutSpec } from './spec.js';
 export { archiveRecords, flushOutbox, parseMarker, readRecordJson, scanRecords, type Marker, type MarkedRecord, type OutboxRecord } from './records.js';
 export { csvHeader, csvLine, REPORT_OUTCOMES, streamReport, type OutcomeRecord, type ReportLine } from './report.js';
-export { scrubError } from './scrub.js';
+export { redactValues, scrubError } from './scrub.js';
 export { LightSignal, type AbortSignalLike } from './signal.js';
 export { readStatus, type CampaignStatus, type RolloutStepStatus } from './status.js';
 export { createApiMetrics, createServedMetrics, FleetGauges, type FleetGaugeOptions, type MetricsEndpoint, type ServedMetrics, type ServedMetricsOptions } from './metrics.js';

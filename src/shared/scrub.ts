@@ -28,9 +28,15 @@ function tokenPatterns(): readonly [RegExp, string][] {
  * like a token removed. Platform error bodies can echo headers back.
  */
 export function scrubError(text: string, secrets: readonly string[], maxChars: number): string {
-  let out = text;
-  for (const s of secrets) if (s.length >= 4) out = out.split(s).join('[redacted]');
+  let out = redactValues(text, secrets);
   for (const [re, rep] of tokenPatterns()) out = out.replace(re, rep);
   // The ellipsis counts: a stored error is never longer than `maxChars`.
   return out.length > maxChars ? `${out.slice(0, maxChars - 1)}…` : out;
+}
+
+/** `text` with every occurrence of each of `values` (of 4 characters or more) replaced by `[redacted]`. */
+export function redactValues(text: string, values: readonly string[]): string {
+  let out = text;
+  for (const v of values) if (v.length >= 4) out = out.split(v).join('[redacted]');
+  return out;
 }

@@ -2,6 +2,7 @@ import {
   classifyError,
   EVENT_ID_HEADER,
   isSuccess,
+  redactValues,
   scrubError,
   SIGNATURE_HEADER,
   signatureHeader,
@@ -168,7 +169,7 @@ export class Notifier {
       // (or a proxy) that echoes the request puts this attempt's signature in its answer: stored
       // and shown by the API and dashboard, it could be replayed within the receiver's tolerance.
       // So the signature (and the secret) go before the cut, which could leave part of either.
-      const text = res.text ? redact(res.text, [signature, signature.slice(signature.indexOf('v1=') + 3), secret]) : '';
+      const text = res.text ? redactValues(res.text, [signature, signature.slice(signature.indexOf('v1=') + 3), secret]) : '';
       return { outcome: 'retry', error: `HTTP ${res.status}${text ? ` ${text.slice(0, 200)}` : ''}` };
     } catch (err) {
       const c = classifyError(err);
@@ -194,11 +195,4 @@ export class Notifier {
     clearTimeout(this.wake);
     await Promise.allSettled([...this.sending]);
   }
-}
-
-/** `text` with every occurrence of each of `values` replaced by `[redacted]`. */
-function redact(text: string, values: readonly string[]): string {
-  let out = text;
-  for (const v of values) if (v.length >= 4) out = out.split(v).join('[redacted]');
-  return out;
 }

@@ -19,7 +19,7 @@ import {
   renderPlainLine,
   renderSummary,
 } from '../../src/cli/watch.js';
-import { stepMark } from '../../src/cli/watch-render.js';
+import { stepLine } from '../../src/cli/watch-render.js';
 
 function status(over: Partial<CampaignStatus> = {}): CampaignStatus {
   return {
@@ -228,10 +228,10 @@ describe('terminal frame', () => {
       '> step 8/12 8%: 10 targets, upgraded 0, skipped 0, failed 0 (failure ratio 0)',
       '  +8 more steps (upshift status onboarding-v3)',
     ]);
-    // Ended: no mark, in the frame and in `upshift status` (stepMark) alike.
+    // Ended: no mark, in the frame and in `upshift status` (stepLine) alike.
     const ended = status({ state: 'cancelled', finishedAt: 9, rolloutStep: 7, rolloutSteps: 12, steps });
-    expect(stepMark(ended, 7)).toBe(' ');
-    expect(stepMark(status({ state: 'paused', rolloutStep: 7, steps }), 7)).toBe('>');
+    expect(stepLine(ended, 7)[0]).toBe(' ');
+    expect(stepLine(status({ state: 'paused', rolloutStep: 7, steps }), 7)[0]).toBe('>');
     expect(renderFrame(ended, { ratePerS: 1, etaMs: 0 }, { columns: 200, color: false }).filter((l) => l.startsWith('>'))).toEqual([]);
   });
 

@@ -3,7 +3,7 @@ import { jsonForTerminal } from '../../shared/text.js';
 import { numberFlag, parseFlags } from '../flags.js';
 import { noCampaign, withRedis } from '../io.js';
 import { printableStatus, watchCampaign, WATCH_DEFAULTS } from '../watch.js';
-import { stepMark } from '../watch-render.js';
+import { stepLine } from '../watch-render.js';
 
 export const help = `upshift status <id> [--json] [--watch [--interval-ms N]]
 
@@ -29,10 +29,7 @@ function formatStatus(status: CampaignStatus): string {
       ? `  dry run, ${done}/${s.total} done (${pct}%): would upgrade ${s.wouldUpgrade}, would skip ${s.wouldSkip}, would fail ${s.wouldFail}`
       : `  ${done}/${s.total} done (${pct}%): upgraded ${s.upgraded}, skipped ${s.skipped}, failed ${s.failed}`,
     `  pending ${s.pending}, active ${s.active}; retries ${s.retries}, Retry-After waits ${s.retryAfterWaits}, conflicts ${s.conflicts}, reclaimed ${s.reclaimed}`,
-    ...(s.steps ?? []).map(
-      (step, n) =>
-        `  ${stepMark(s, n)} step ${n + 1}/${s.steps!.length} ${step.cohort}: ${step.targets} targets, upgraded ${step.upgraded}, skipped ${step.skipped}, failed ${step.failed} (failure ratio ${step.failureRatio})`,
-    ),
+    ...(s.steps ?? []).map((_, n) => `  ${stepLine(s, n)}`),
     ...(s.waitingForWindow ? [`  waiting for a maintenance window: ${s.waitingForWindow} targets${s.nextWindowAt === undefined ? '' : `; next window opens ${new Date(s.nextWindowAt).toISOString()}`}`] : []),
     ...(s.pausedReason ? [`  paused: ${s.pausedReason}${s.breach?.step === undefined ? '' : ` (step ${s.breach.step + 1})`}`] : []),
     ...(s.cancelReason ? [`  cancelled: ${s.cancelReason}`] : []),
