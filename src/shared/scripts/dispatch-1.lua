@@ -29,4 +29,6 @@
 ]]
 -- @include "dispatch"
 
-return dispatch_step(tonumber(ARGV[3]), tonumber(ARGV[4]), now_ms(), true)
+local out = dispatch_step(tonumber(ARGV[3]), tonumber(ARGV[4]), now_ms(), true)
+flush_counts()
+return out

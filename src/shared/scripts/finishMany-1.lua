@@ -62,14 +62,14 @@ local function settle_one(holder, token, c, targetKey, outcome, recordJson, reas
     local held
     gid, held = parse_inflight(v)
     if held == token then
-      release(holder)
+      release(holder, v)
       released = true
     end
   end
   -- Nothing in this call deletes a status hash: asked once per campaign.
   if live[c] == nil then live[c] = redis.call('EXISTS', status) == 1 end
   if not live[c] then return CODES.STATUS_GONE end
-  if released then redis.call('HINCRBY', status, 'active', -1) end
+  if released then count_later(c, 'active', -1) end
   conflicts = tonumber(conflicts) or 0
   if conflicts > 0 then redis.call('HINCRBY', status, 'conflicts', conflicts) end
   if keptUndo == '1' then redis.call('HDEL', ck(c, 'attempts'), 'u:' .. targetKey) end
@@ -80,16 +80,18 @@ local function settle_one(holder, token, c, targetKey, outcome, recordJson, reas
   return record_outcome(c, holder_seq(holder), targetKey, outcome, reason, recordJson, now, channel, touched)
 end
 
-local seqs, wanting = {}, 0
+-- The tokens of the runs that ask for a next target, in order: the step's first picks go to
+-- them, and are written claimed by them.
+local seqs, tokens = {}, {}
 for i = 1, n do
   local b = 6 + (i - 1) * STRIDE
   seqs[i] = settle_one(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11])
-  if ARGV[b + 8] ~= '' and seqs[i] ~= CODES.STATUS_GONE then wanting = wanting + 1 end
+  if ARGV[b + 8] ~= '' and seqs[i] ~= CODES.STATUS_GONE then tokens[#tokens + 1] = ARGV[b + 8] end
 end
 
 touch_campaigns(touched, now)
 
-local step = dispatch_step(math.max(tonumber(ARGV[4]), wanting), leaseMs, now, false)
+local step = dispatch_step(math.max(tonumber(ARGV[4]), #tokens), leaseMs, now, false, tokens)
 -- The step's next due time (now, when its looks ran out on parked groups with ready ones left)
 -- and its reclaimed element (which carries the maintenance-window zones found passed) go back
 -- as dispatch-1.lua's do: the worker's dispatcher acts on both.
@@ -111,4 +113,5 @@ for i = 1, n do
   end
 end
 for j = nextPick, #step do out[#out + 1] = step[j] end
+flush_counts()
 return out

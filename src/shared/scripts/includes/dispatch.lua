@@ -1,7 +1,7 @@
 --[[
   dispatch: the dispatch step, shared by dispatch-1.lua and finishMany-1.lua (a finished target's
   slot goes to the next one in the same call).
-  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive, steps, windows.
+  Provides: dispatch_step. Needs: keys, caps, meta, groups, slots, adaptive, steps, windows, counters.
 ]]
 -- @include "keys"
 -- @include "caps"
@@ -11,12 +11,16 @@
 -- @include "adaptive"
 -- @include "steps"
 -- @include "windows"
+-- @include "counters"
 
 -- Returns { now, nextWakeMs, reclaimed, holder, entry, ... }. `maintain` runs the housekeeping
 -- first (reclaim, due retries and delays) and reports the next due time; finishMany-1.lua leaves it
 -- to the dispatcher's timer and only picks (nextWakeMs -1), as every command in a script counts
--- on the hot path.
-local function dispatch_step(maxPicks, leaseMs, now, maintain)
+-- on the hot path. `tokens` (optional): the run tokens of the runs that will claim the first
+-- picks, in order (finishMany-1.lua), written into the picks' inflight entries at once, so the
+-- claim in the same call need not read and write them again. The caller flushes the counts
+-- (counters.lua).
+local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
   local reclaimed = 0
   if maintain then
     -- 1. Expired leases: the holder died, froze, or its job never started. Its slots return now.
@@ -70,7 +74,11 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
   -- free while a group that could use it sleeps. A scoped key's figures are its capacity
   -- record's (the strictest among live campaigns); on a registry key the group keeps to its own
   -- concurrency, and its key's clock runs at the registry's rate ('=s').
-  local function try_group(c, gid)
+  -- Per campaign, read once per step: its connection's pause and window zone (nothing in a
+  -- step records a pause) and the status fields the loop reads (only `admitted` moves in a
+  -- step, by its own picks, and is kept up to date here).
+  local paused, seen = {}, {}
+  local function try_group(c, gid, st, token)
     local gstate = ck(c, 'gstate')
     local status = ck(c, 'status')
     local keys = group_keys(c, gid)
@@ -79,7 +87,13 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
       for j = 1, upto do wake_one(keys[j][1]) end
     end
 
-    local pausedUntil, _, sched = pause_of(c)
+    local p = paused[c]
+    if not p then
+      local pausedUntil, _, sched = pause_of(c)
+      p = { pausedUntil, sched }
+      paused[c] = p
+    end
+    local pausedUntil, sched = p[1], p[2]
     if pausedUntil > now then
       redis.call('HSET', gstate, gid, 'd')
       redis.call('ZADD', S .. 'delayed', pausedUntil, tag)
@@ -152,11 +166,11 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
       if limit[i][2] > 0 then advance(S .. 'rate:' .. k[1], limit[i][2], k[4]) end
       if limit[i][3] > 0 then advance(ck(c, 'rate:' .. k[1]), limit[i][3], k[4]) end
     end
-    redis.call('HSET', S .. 'inflight', holder, gid .. '||' .. entry)
+    redis.call('HSET', S .. 'inflight', holder, gid .. '|' .. token .. '|' .. entry)
     redis.call('ZADD', S .. 'leases', expiry, holder)
-    redis.call('HINCRBY', status, 'pending', -1)
-    redis.call('HINCRBY', status, 'active', 1)
-    redis.call('HINCRBY', status, 'admitted', 1)
+    count_later(c, 'pending', -1)
+    count_later(c, 'active', 1)
+    st[3] = redis.call('HINCRBY', status, 'admitted', 1)
     if redis.call('LLEN', list) == 0 then
       redis.call('HDEL', gstate, gid)
       return holder, entry
@@ -179,10 +193,16 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
   while picked < budget and looks < budget * CAPS.dispatchLooksPerPick + CAPS.dispatchExtraLooks do
     local c = redis.call('LPOP', S .. 'ring')
     if not c then break end
-    redis.call('SREM', S .. 'inring', c)
+    -- The campaign stays in `inring` while it is looked at, so a group of it woken meanwhile
+    -- (a slot freed, make_ready) does not put it on the ring a second time; it leaves `inring`
+    -- below unless it goes back on the ring.
+    local st = seen[c]
+    if not st then
+      st = redis.call('HMGET', ck(c, 'status'), 'state', 'rolloutLimit', 'admitted', 'rolloutAt', 'rolloutRest')
+      seen[c] = st
+    end
     -- A campaign that is not running leaves the ring with its groups as they are; resuming it
     -- puts it back. Its targets wait in Redis, costing no worker and no BullMQ place.
-    local st = redis.call('HMGET', ck(c, 'status'), 'state', 'rolloutLimit', 'admitted', 'rolloutAt', 'rolloutRest')
     -- A rollout step's targets are all admitted: the rest wait for the step to finish.
     local running = st[1] == 'running' and (not st[2] or tonumber(st[3] or '0') < tonumber(st[2]))
     local gid = running and redis.call('LPOP', ck(c, 'ready'))
@@ -191,14 +211,18 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain)
       park(c, gid)
     elseif gid then
       looks = looks + 1
-      local holder, entry = try_group(c, gid)
+      local holder, entry = try_group(c, gid, st, tokens and tokens[picked + 1] or '')
       if holder then
         out[#out + 1] = holder
         out[#out + 1] = entry
         picked = picked + 1
       end
     end
-    if running then back_on_ring(c) end
+    if running and redis.call('LLEN', ck(c, 'ready')) > 0 then
+      redis.call('RPUSH', S .. 'ring', c)
+    else
+      redis.call('SREM', S .. 'inring', c)
+    end
   end
   -- The step spent every look it may take without filling its picks (groups parked for a
   -- window, a later step, a delay) and campaigns with ready groups remain: it is due again at

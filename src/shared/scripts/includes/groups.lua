@@ -6,11 +6,19 @@
 ]]
 -- @include "keys"
 
--- A group's limit keys: [[key, concurrency, rateMax, ratePerMs, scope], ...].
+-- A group's limit keys: [[key, concurrency, rateMax, ratePerMs, scope], ...]. Read and decoded
+-- once per script call (callers only read the table): no script writes :groups (the producer
+-- does, before the group has targets), and the hot path asks for the same group's keys at a run's
+-- release, its adaptive sample and the next pick (finishMany-1.lua).
+local group_keys_read = {}
 local function group_keys(c, gid)
+  local id = c .. '|' .. gid
+  local keys = group_keys_read[id]
+  if keys then return keys end
   local json = redis.call('HGET', ck(c, 'groups'), gid)
-  if not json then return {} end
-  return cjson.decode(json)
+  keys = json and cjson.decode(json) or {}
+  group_keys_read[id] = keys
+  return keys
 end
 
 -- Puts the campaign at the back of the round robin unless it is on it already.

@@ -23,8 +23,9 @@
 -- an outcome, the next step opens (`gate: auto`) or the campaign waits in `gated` (`gate: manual`).
 local rollout_meta = {}
 
+-- Returns true when it wrote the status hash (a breach, a gate, the next step).
 local function rollout_check(c, now, channel, st)
-  if st.state ~= 'running' then return end
+  if st.state ~= 'running' then return false end
   local status = ck(c, 'status')
   local up, sk, fa = tonumber(st.upgraded or '0'), tonumber(st.skipped or '0'), tonumber(st.failed or '0')
   -- The producer wrote these; nothing changes them during a script call, which may judge many
@@ -60,14 +61,14 @@ local function rollout_check(c, now, channel, st)
         notify(c, 'paused', now, { reason = 'FAILURE_BUDGET_EXCEEDED' })
         redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'paused', reason = 'FAILURE_BUDGET_EXCEEDED' }))
       end
-      return
+      return true
     end
   end
   local limit = tonumber(st.rolloutLimit or '')
-  if not limit or up + sk + fa < limit then return end
+  if not limit or up + sk + fa < limit then return false end
   local steps = cjson.decode(g[4])
   local step = tonumber(st.rolloutStep or '0')
-  if step + 1 >= #steps then return end
+  if step + 1 >= #steps then return false end
   if g[3] == 'manual' then
     redis.call('HSET', status, 'state', 'gated', 'updatedAt', now)
     -- A step ends the same way behind a gate as without one; `gated` says it is held too.
@@ -80,6 +81,7 @@ local function rollout_check(c, now, channel, st)
     notify(c, 'step-completed', now, { step = step })
     redis.call('PUBLISH', channel, cjson.encode({ id = c, state = 'running', step = step + 1 }))
   end
+  return true
 end
 
 -- The status fields the completion and rollout checks read, in one HMGET (they run after every
@@ -122,6 +124,12 @@ local function complete_if_done(c, now, channel, st)
   return true
 end
 
+-- A grouping caller's campaigns' status fields (STATUS_FIELDS), read at their first outcome of
+-- the call and kept up to date from there: between that caller's records nothing else writes
+-- these fields, and when a record's checks write the hash (the end, a breach, a step), the copy
+-- is dropped.
+local status_read = {}
+
 -- Records a target's outcome once and counts it, and every outcome but an upgrade by its reason
 -- too (`r:<CODE>`), so a dashboard shows why targets failed or were skipped without reading the
 -- report. The marker (which targets have an outcome: the dedup, and what `retry` and the report
@@ -130,7 +138,8 @@ end
 -- orders the records of a campaign, so a late copy of an older record never replaces a newer one.
 -- Returns the record's seq if new, 0 if recorded before. `touched` (optional): a caller that
 -- records many outcomes in one call (finishMany-1.lua) gets each campaign marked there (added
--- to `sched:outboxes` once per call), and sets its `updatedAt` once itself (touch_campaigns).
+-- to `sched:outboxes` once per call), and sets its `updatedAt` once itself (touch_campaigns);
+-- its campaigns' status fields are read once per call (status_read).
 local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, now, channel, touched)
   if redis.call('HSETNX', ck(c, 'outcomes'), targetKey, seq .. '|' .. outcome .. '|' .. reason) == 0 then return 0 end
   redis.call('HSET', ck(c, 'outbox'), seq, recordJson .. '\n' .. targetKey)
@@ -139,14 +148,20 @@ local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, no
   -- this write, and a record outside `sched:outboxes` would wait for another of its campaign's.
   if not (touched and touched[c]) then redis.call('SADD', S .. 'outboxes', c) end
   if touched then touched[c] = true end
-  redis.call('HINCRBY', status, outcome, 1)
+  local counted = redis.call('HINCRBY', status, outcome, 1)
   if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
   if not touched then redis.call('HSET', status, 'updatedAt', now) end
-  local st = read_status(c)
+  local st = touched and status_read[c]
+  if st then
+    st[outcome] = counted
+  else
+    st = read_status(c)
+  end
+  status_read[c] = touched and st or nil
   -- Every target with an outcome ran in the current step: a step opens only once all the
   -- targets admitted before it have theirs.
   if st.rolloutStep then redis.call('HINCRBY', status, 'step:' .. st.rolloutStep .. ':' .. outcome, 1) end
-  if not complete_if_done(c, now, channel, st) then rollout_check(c, now, channel, st) end
+  if complete_if_done(c, now, channel, st) or rollout_check(c, now, channel, st) then status_read[c] = nil end
   return seq
 end
 

@@ -36,8 +36,9 @@ end
 
 -- Frees the holder's slots (waking a waiter per slot) and forgets the holder.
 -- Returns gid, token, entry of the released holder, or nil when it was not held.
-local function release(holder)
-  local v = redis.call('HGET', S .. 'inflight', holder)
+-- `v`: its inflight value, when the caller has just read it.
+local function release(holder, v)
+  v = v or redis.call('HGET', S .. 'inflight', holder)
   redis.call('ZREM', S .. 'leases', holder)
   if not v then return nil end
   local gid, token, entry = parse_inflight(v)
