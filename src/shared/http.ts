@@ -156,7 +156,7 @@ export class HttpClient {
         bodyTimeout: timeoutMs,
         ...(gate ? { gate } : {}),
       } as Parameters<typeof request>[1]);
-      const { text, truncated } = await readBounded(res.body, this.maxResponseBytes);
+      const { text, truncated } = await readBounded(res.body, this.maxResponseBytes, res.headers['content-length']);
       return { status: res.statusCode, headers: res.headers, text, truncated };
     } finally {
       clearTimeout(timer);
@@ -189,7 +189,14 @@ export function buildUrl(
 async function readBounded(
   body: Dispatcher.ResponseData['body'],
   limit: number,
+  contentLength?: string | string[],
 ): Promise<{ text: string; truncated: boolean }> {
+  // A declared length within the bound is read whole by undici's own consumer: its parser ends
+  // the body at that length, so it cannot grow past it. The chunk loop below (an async iterator
+  // and its stream plumbing per call) is for a chunked answer or a longer one.
+  if (typeof contentLength === 'string' && /^\d+$/.test(contentLength) && Number(contentLength) <= limit) {
+    return { text: await body.text(), truncated: false };
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {

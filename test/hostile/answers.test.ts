@@ -45,6 +45,18 @@ function huge(status: number, prefix: string, suffix: string, pad = ' '): Behavi
   };
 }
 
+/** The same 5 MB, chunked: no length declared, so only the bounded read's own count stops it. */
+function hugeChunked(prefix: string, suffix: string): Behaviour {
+  const body = Buffer.alloc(FIVE_MB, ' ');
+  body.write(prefix, 0);
+  body.write(suffix, FIVE_MB - suffix.length);
+  return (_req, res) => {
+    res.on('error', () => undefined);
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.end(body);
+  };
+}
+
 /** Headers at once, then the body one byte every 200 ms: done only long after the timeout. */
 function drip(body: string): Behaviour {
   const padded = ' '.repeat(60) + body; // leading whitespace is valid JSON; ~15 s in all
@@ -109,6 +121,7 @@ const ALLOY: Record<string, Case> = {
   // Documented (docs/REASONS.md, README): only an explicit `upgraded: false` means nothing was done.
   'error-body': { behaviour: json(200, ERROR_BODY), outcome: 'upgraded', reason: 'UPGRADED' },
   huge: { behaviour: huge(200, '{"upgraded":true,"pad":"', '"}', 'x'), outcome: 'failed', reason: 'UNEXPECTED_RESPONSE', error: /over the size bound/, attempts: 1 },
+  'huge-chunked': { behaviour: hugeChunked('{"upgraded":true,"pad":"', '"}'), outcome: 'failed', reason: 'UNEXPECTED_RESPONSE', error: /over the size bound/, attempts: 1 },
   'huge-error': { behaviour: huge(500, '', '', 'e'), outcome: 'failed', reason: 'RETRIES_EXHAUSTED', error: /^SERVER_ERROR: alloy upgrade: HTTP 500 e{300}$/, attempts: ATTEMPTS },
   drip: { behaviour: drip('{"upgraded":true}'), outcome: 'failed', reason: 'RETRIES_EXHAUSTED', error: /^TIMEOUT: /, attempts: ATTEMPTS },
   silent: { behaviour: silent, outcome: 'failed', reason: 'RETRIES_EXHAUSTED', error: /^TIMEOUT: /, attempts: ATTEMPTS },
