@@ -69,8 +69,10 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
   local capacity = tonumber(redis.call('GET', S .. 'capacity') or '0')
   local budget = math.min(maxPicks, capacity - redis.call('HLEN', S .. 'inflight'))
 
-  -- Tries one ready group. Returns the picked entry, or nil after moving the group where it
-  -- waits. Keys that had room but were not used wake one waiter each, so a slot is never left
+  -- Tries one ready group, which the loop has rotated to the back of its campaign's ready list.
+  -- Returns the holder and picked entry, and true when the group stays in the ready list (it has
+  -- more and room for them); or nil after moving the group where it waits (the loop then takes it
+  -- out of the ready list). Keys that had room but were not used wake one waiter each, so a slot is never left
   -- free while a group that could use it sleeps. A scoped key's figures are its capacity
   -- record's (the strictest among live campaigns); on a registry key the group keeps to its own
   -- concurrency, and its key's clock runs at the registry's rate ('=s').
@@ -170,7 +172,8 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
     redis.call('ZADD', S .. 'leases', expiry, holder)
     count_later(c, 'pending', -1)
     count_later(c, 'active', 1)
-    st[3] = redis.call('HINCRBY', status, 'admitted', 1)
+    count_later(c, 'admitted', 1)
+    st[3] = tonumber(st[3] or '0') + 1
     if redis.call('LLEN', list) == 0 then
       redis.call('HDEL', gstate, gid)
       return holder, entry
@@ -183,19 +186,23 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
         return holder, entry
       end
     end
-    redis.call('RPUSH', ck(c, 'ready'), gid)
-    return holder, entry
+    return holder, entry, true
   end
 
   local out = { now, -1, reclaimed }
   local picked = 0
   local looks = 0
+  -- Round robin by rotation: the campaign looked at moves from the front of the ring to the back
+  -- in one command (LMOVE), and its group from the front of its ready list to the back, where
+  -- they stay when they have more (the common case: one command each instead of a pop and a
+  -- push); one that has not leaves from the back (LREM from the tail: the element just moved,
+  -- or a few behind it that a wake-up pushed meanwhile).
   while picked < budget and looks < budget * CAPS.dispatchLooksPerPick + CAPS.dispatchExtraLooks do
-    local c = redis.call('LPOP', S .. 'ring')
+    local c = redis.call('LMOVE', S .. 'ring', S .. 'ring', 'LEFT', 'RIGHT')
     if not c then break end
     -- The campaign stays in `inring` while it is looked at, so a group of it woken meanwhile
-    -- (a slot freed, make_ready) does not put it on the ring a second time; it leaves `inring`
-    -- below unless it goes back on the ring.
+    -- (a slot freed, make_ready) does not put it on the ring a second time; it leaves the ring
+    -- and `inring` below unless it stays.
     local st = seen[c]
     if not st then
       st = redis.call('HMGET', ck(c, 'status'), 'state', 'rolloutLimit', 'admitted', 'rolloutAt', 'rolloutRest')
@@ -205,22 +212,26 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
     -- puts it back. Its targets wait in Redis, costing no worker and no BullMQ place.
     -- A rollout step's targets are all admitted: the rest wait for the step to finish.
     local running = st[1] == 'running' and (not st[2] or tonumber(st[3] or '0') < tonumber(st[2]))
-    local gid = running and redis.call('LPOP', ck(c, 'ready'))
+    local ready = ck(c, 'ready')
+    local gid = running and redis.call('LMOVE', ready, ready, 'LEFT', 'RIGHT')
+    local stays = false
     if gid and not step_serves(c, gid, st[4], st[5]) then
       looks = looks + 1
+      redis.call('LREM', ready, -1, gid)
       park(c, gid)
     elseif gid then
       looks = looks + 1
-      local holder, entry = try_group(c, gid, st, tokens and tokens[picked + 1] or '')
+      local holder, entry
+      holder, entry, stays = try_group(c, gid, st, tokens and tokens[picked + 1] or '')
       if holder then
         out[#out + 1] = holder
         out[#out + 1] = entry
         picked = picked + 1
       end
+      if not stays then redis.call('LREM', ready, -1, gid) end
     end
-    if running and redis.call('LLEN', ck(c, 'ready')) > 0 then
-      redis.call('RPUSH', S .. 'ring', c)
-    else
+    if not (running and (stays or redis.call('LLEN', ready) > 0)) then
+      redis.call('LREM', S .. 'ring', -1, c)
       redis.call('SREM', S .. 'inring', c)
     end
   end
