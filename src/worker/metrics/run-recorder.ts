@@ -122,7 +122,7 @@ export class OperationRun implements TargetRun {
     this.leasesLost.inc();
   }
 
-  // Not counted apart: the pause itself is (pauses), and the target's next claim is.
+  // Not counted apart: the pause that held the call is (pauses).
   gaveBack(): void {}
 
   end(): void {}
