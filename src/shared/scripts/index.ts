@@ -109,6 +109,7 @@ const CAPS = {
   adaptiveRiseDecreaseFactor: DEFAULTS.adaptiveRiseDecreaseFactor,
   adaptiveRiseDecreaseMin: DEFAULTS.adaptiveRiseDecreaseMin,
   adaptiveDecreaseFactor: DEFAULTS.adaptiveDecreaseFactor,
+  adaptiveRetryAfterRestartFactor: DEFAULTS.adaptiveRetryAfterRestartFactor,
   adaptiveSlowStartFactor: DEFAULTS.adaptiveSlowStartFactor,
   adaptiveOverloadMargin: DEFAULTS.adaptiveOverloadMargin,
   adaptiveOverloadDriftRounds: DEFAULTS.adaptiveOverloadDriftRounds,
