@@ -199,6 +199,15 @@ export const DEFAULTS = Object.freeze({
   adaptiveRiseDecreaseMin: 0.3,
   /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */
   adaptiveDecreaseFactor: 0.7,
+  /**
+   * Adaptive: after an overload answer with Retry-After (which pauses the whole connection) the cut
+   * figure is multiplied by this too and the climb starts again in slow start. At the pause's end
+   * the key would otherwise start its whole cut figure at once, with no latency to warn first: a
+   * platform that shrank (or whose 429 came at well over its capacity) answers a second 429 and
+   * a second pause. Slow start is back at the cut figure in a round or two when the platform
+   * takes it, and a rise in latency cuts before anything is shed when it does not.
+   */
+  adaptiveRetryAfterRestartFactor: 0.5,
   /** Adaptive: in slow start (until the first round that was not unqueued) an unqueued round multiplies the figure by this; after it, one adds sqrt(figure). */
   adaptiveSlowStartFactor: 1.5,
   /** Adaptive: after an overload answer the figure climbs to at most this share of the figure that drew it. */

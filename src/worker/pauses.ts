@@ -63,14 +63,22 @@ export class PauseBoard {
   /**
    * Resolves once `open(connection)` holds: waits out known pauses and asks Redis when the last
    * word is stale. Rejects with the signal's reason once `signal` aborts (the lease was lost).
+   * `onPaused`, if given, is awaited once, the first time a known pause holds the call, before
+   * the wait; a rejection ends the wait with it (the processor gives its target back there).
    */
-  async clear(connection: string, signal?: AbortSignalLike): Promise<void> {
+  async clear(connection: string, signal?: AbortSignalLike, onPaused?: () => Promise<void>): Promise<void> {
     for (;;) {
       if (signal?.aborted) throw signal.reason;
       const now = performance.now();
       const until = this.until.get(connection);
       if (until !== undefined) {
         if (until > now) {
+          if (onPaused) {
+            const first = onPaused;
+            onPaused = undefined;
+            await first();
+            continue;
+          }
           await sleep(until - now);
           continue;
         }
@@ -103,6 +111,19 @@ export class PauseBoard {
   private prune(): void {
     const now = performance.now();
     for (const [c, at] of this.word) if (now - at > this.gateMs) this.word.delete(c);
+  }
+}
+
+/**
+ * Thrown at the send gate by a run that gave its target back while a Retry-After pause held its
+ * call (giveBack-1.lua: its key held more slots than its cut adaptive figure), or that found it
+ * no longer held the target: the target is back in its group, the run sends nothing more and
+ * settle.ts records nothing.
+ */
+export class GivenBack extends Error {
+  constructor(readonly how: 'given-back' | 'lost') {
+    super(how === 'given-back' ? 'target given back during a Retry-After pause' : 'target no longer held');
+    this.name = 'GivenBack';
   }
 }
 

@@ -15,7 +15,7 @@ import type { ApplyResult } from '../shared/operations/types.js';
 import type { Campaign, CampaignCache } from './campaigns.js';
 import type { LeaseKeeper } from './leases.js';
 import type { TargetRun, WorkerMetrics } from './metrics/index.js';
-import type { PauseBoard } from './pauses.js';
+import { GivenBack, type PauseBoard } from './pauses.js';
 import { settle, type Attempt, type AttemptEnd, type Next, type SettleDeps } from './settle.js';
 
 export interface ProcessorDeps extends SettleDeps {
@@ -141,12 +141,16 @@ function wouldWrite(campaign: Campaign): ApplyResult {
  * paused within `pauseGateMs`; then the gate is asked again at the write itself, so a call that
  * waited meanwhile (a busy event loop, a socket being opened) is held, not sent.
  */
-async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req: HttpRequest, took: (ms: number, answered: boolean) => void): Promise<HttpResponse> {
+async function send(deps: ProcessorDeps, a: Attempt, req: HttpRequest, took: (ms: number, answered: boolean) => void): Promise<HttpResponse> {
+  const { campaign, signal, run } = a;
   const endpoint = endpointOf(campaign);
   if (campaign.spec.dryRun && req.method !== 'GET') throw new DryRunWrite();
   const { connection } = campaign;
   const gate = () => deps.pauses.open(connection);
-  await holdWhilePaused(deps, connection, signal, run);
+  // Only an adaptive limit's figure moves under the runs holding its slots (a 429 cuts it): a
+  // fixed limit's runs are all within it, and wait out the pause as they always did.
+  const onPaused = campaign.adaptive ? () => giveBackIfOver(deps, a) : undefined;
+  await holdWhilePaused(deps, connection, signal, run, onPaused);
   return run.call(req.method, async () => {
     for (;;) {
       // From the send to the answer (or the error). Only the platform's own answers are latency
@@ -164,15 +168,30 @@ async function send(deps: ProcessorDeps, { campaign, signal, run }: Attempt, req
           throw err;
         }
       }
-      await holdWhilePaused(deps, connection, signal, run);
+      await holdWhilePaused(deps, connection, signal, run, onPaused);
     }
   });
 }
 
-async function holdWhilePaused(deps: ProcessorDeps, connection: string, signal: AbortSignalLike, run: TargetRun): Promise<void> {
+async function holdWhilePaused(deps: ProcessorDeps, connection: string, signal: AbortSignalLike, run: TargetRun, onPaused?: () => Promise<void>): Promise<void> {
   const heldFrom = performance.now();
-  await deps.pauses.clear(connection, signal);
-  run.heldSince(heldFrom);
+  try {
+    await deps.pauses.clear(connection, signal, onPaused);
+  } finally {
+    run.heldSince(heldFrom);
+  }
+}
+
+/**
+ * A Retry-After pause holds this run's call, and the 429 that drew it cut its keys' adaptive
+ * figures: were every run holding a slot to send at the pause's end, as many calls as the old
+ * figure would leave at once and overload the platform again (a second 429, a second pause). A
+ * run beyond a key's figure gives its target back instead (giveBack-1.lua), so dispatch admits
+ * after the pause only up to the figure; the others keep their slots and send at the pause's end.
+ */
+async function giveBackIfOver(deps: ProcessorDeps, a: Attempt): Promise<void> {
+  const r = await deps.scripts.giveBack(a.job.holder, a.token);
+  if (r !== 'kept') throw new GivenBack(r);
 }
 
 /** The worker's own registry entry for the campaign, or the refusal every call of it ends in. */

@@ -20,6 +20,7 @@ import type { ApplyResult } from '../shared/operations/types.js';
 import type { Archiver } from './archiver.js';
 import type { Campaign } from './campaigns.js';
 import type { Dispatcher } from './dispatcher.js';
+import { GivenBack } from './pauses.js';
 import type { Finished, Finisher } from './finisher.js';
 import type { LeaseKeeper } from './leases.js';
 import type { TargetRun } from './metrics/index.js';
@@ -107,6 +108,12 @@ export async function settle(deps: SettleDeps, a: Attempt, end: AttemptEnd): Pro
     if (a.signal.aborted) {
       a.run.leaseLost();
       return undefined; // the lease is gone: the target was requeued; record nothing
+    }
+    // Given back at the send gate (processor.ts): already in its group again; record nothing.
+    if (end.error instanceof GivenBack) {
+      if (end.error.how === 'lost') a.run.leaseLost();
+      else a.run.gaveBack();
+      return undefined;
     }
     return await settleFailure(deps, a, end, finish);
   } finally {

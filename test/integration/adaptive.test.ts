@@ -31,6 +31,19 @@ async function figure(t: Deployment, key = KEY): Promise<number | null> {
   return c === null ? null : Math.floor(Number(c));
 }
 
+/** The most requests in flight together (arrival to answer, ms) among `calls`. */
+function mostAtOnce(calls: readonly { at: number; answeredAt?: number }[]): number {
+  // An end sorts before a start at the same ms: a slot freed and taken in one ms is one call.
+  // A call answered in the ms it arrived (a 429 is shed at once) held nothing.
+  const events = calls
+    .flatMap((r) => (r.answeredAt === undefined || r.answeredAt <= r.at ? [] : [[r.at, 1] as const, [r.answeredAt, -1] as const]))
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let most = 0;
+  for (const [, d] of events) most = Math.max(most, (now += d));
+  return most;
+}
+
 /** Installs `targets` on the sandbox, then enqueues campaign `id` of them under `limits`. */
 async function enqueue(t: Deployment, sandbox: Sandbox, id: string, targets: { userId: string }[], limits: unknown[], extra: Record<string, unknown> = {}) {
   sandbox.load(installs(targets));
@@ -122,6 +135,47 @@ describe('adaptive concurrency against the sandbox', () => {
     expect(await t.redis.hlen(schedulerKeys(t.prefix).pause)).toBe(1);
     // ... and the figure left 8 behind: it is under what the first 429 saw.
     expect((await figure(t))!).toBeLessThan(8);
+  });
+
+  it('after a Retry-After pause sends at once only what the cut figure allows: the runs held beyond it give their targets back', async () => {
+    // Capacity 5: above 10 calls in flight the platform answers 429 Retry-After 1. Each target
+    // is a GET then a PUT (Tallyfy). 12 start at once: 2 GETs are shed and pause the connection
+    // (the figure goes to 12 x 0.7 x 0.5, restarting under the cut), and the runs whose GET was
+    // answered find their PUT held by the pause, 10 slots on the key against a figure of 4. Were
+    // they all to leave at the pause's end, 10 calls would be in flight at once.
+    const sandbox = await t.startSandbox({ latencyMs: 20, capacity: 5, record: true });
+    const ids = Array.from({ length: 12 }, (_, i) => `run-${i}`);
+    sandbox.load({ tallyfy: { runs: ids.map((id) => ({ orgId: 'org', id, name: 'old', summary: '', tags: [], folders: [] })) } });
+    await enqueueCampaign(
+      {
+        id: 'held',
+        connection: 'UPSHIFT_TEST_TALLYFY_KEY',
+        operation: { type: 'tallyfy.updateRun', orgId: 'org', changes: { name: 'new' } },
+        limits: adaptive(1, 12, 12),
+      },
+      ids.map((runId) => ({ runId })),
+      t.producer,
+    );
+    await t.startWorker({ concurrency: 30 });
+
+    const status = await waitForCompletion(t.prefix, 'held', 60_000);
+    expect(status).toMatchObject({ state: 'completed', total: 12, upgraded: 12, failed: 0, skipped: 0, pending: 0, active: 0 });
+    expect(Number(await t.redis.hget(campaignKeys(t.prefix, 'held').status, 'admitted'))).toBe(12);
+    // Every run written exactly once: nothing given back was also sent, nothing was lost.
+    expect(sandbox.stats().appliedByTarget).toEqual(Object.fromEntries(ids.map((id) => [`tallyfy:org:${id}`, 1])));
+
+    const calls = sandbox.received!;
+    const shed = calls.filter((r) => r.status === 429);
+    expect(shed.length).toBeGreaterThanOrEqual(1);
+    // Every call that arrived after the first one shed: the pause's end and what followed (the
+    // calls in flight at the cut answer first, and move the figure no further meanwhile). The
+    // most of them in flight together is within the figure as the 429 cut it.
+    const after = calls.filter((r) => r.at > shed[0]!.at);
+    const most = mostAtOnce(after);
+    expect(most).toBeGreaterThanOrEqual(1);
+    expect(most).toBeLessThanOrEqual(Math.floor(12 * DEFAULTS.adaptiveDecreaseFactor * DEFAULTS.adaptiveRetryAfterRestartFactor));
+    // Each 429 was one Retry-After wait, counted once.
+    expect(status.retryAfterWaits).toBe(shed.length);
   });
 
   it('learns its no-load latency only from the platform\'s answers: connection resets (0 ms) do not set it', async () => {
@@ -431,6 +485,40 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(await c()).toBe(cut);
     // Dispatch still runs `wide` at the key's max, under its own min: so does its status.
     expect(await shown('wide')).toBe('3');
+  });
+
+  it('gives back, during a Retry-After pause, only the held runs beyond the cut figure, each once and counted exactly', async () => {
+    await enqueueAdaptive({ min: 1, max: 100, initial: 10 }, 20);
+    const running = (await t.scripts.dispatch(100, LEASE)).picks;
+    expect(running).toHaveLength(10);
+    for (const p of running) await t.scripts.claim(p.holder, 'run', LEASE, userOf(p), eventsChannel(t.prefix));
+    const status = () => t.redis.hmget(campaignKeys(t.prefix, 'b').status, 'pending', 'active', 'admitted');
+    // No pause: a run keeps its slots, whatever the figure.
+    expect(await t.scripts.giveBack(running[0]!.holder, 'run')).toBe('kept');
+    // A 429 pauses the connection and cuts the figure (10 x 0.7, then x 0.5 for the pause: 3);
+    // 9 runs hold slots.
+    const [shed, ...held] = running;
+    const until = await t.scripts.throttle(shed!.holder, 'run', userOf(shed!), 5000, 'THROTTLED: 429', eventsChannel(t.prefix), 0, { ms: 0, overload: true });
+    expect(await figureOfK()).toBeCloseTo(10 * DEFAULTS.adaptiveDecreaseFactor * DEFAULTS.adaptiveRetryAfterRestartFactor, 9);
+    const cut = Math.floor(await figureOfK());
+    expect(await t.redis.hget(adaptKey(), 'ss')).toBe('1'); // the climb restarts in slow start
+    // Not this run's lease (another token): nothing changes, and it must not send.
+    expect(await t.scripts.giveBack(held[0]!.holder, 'other')).toBe('lost');
+    const answers = [];
+    for (const p of held) answers.push(await t.scripts.giveBack(p.holder, 'run'));
+    expect(answers).toEqual([...Array<string>(9 - cut).fill('given-back'), ...Array<string>(cut).fill('kept')]);
+    expect(await t.redis.zcard(schedulerKeys(t.prefix).slot('K/k'))).toBe(cut);
+    // A given-back run's holder is gone: asked again, or delivered again, it is lost.
+    expect(await t.scripts.giveBack(held[0]!.holder, 'run')).toBe('lost');
+    expect(await t.scripts.claim(held[0]!.holder, 'again', LEASE, userOf(held[0]!), eventsChannel(t.prefix))).toEqual({ kind: 'lost' });
+    // 20 targets: `cut` running, the rest pending (10 never started, the shed one, those given back).
+    const counts = [String(20 - cut), String(cut), String(cut)];
+    expect(await status()).toEqual(counts);
+    // During the pause nothing is dispatched; its groups wake at its end.
+    const r = await t.scripts.dispatch(100, LEASE);
+    expect(r.picks).toHaveLength(0);
+    expect(r.nextWakeMs).toBe(until);
+    expect(await status()).toEqual(counts);
   });
 
   it('does not climb while the key uses under half its figure (the tail of a campaign)', async () => {

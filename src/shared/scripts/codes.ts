@@ -14,7 +14,10 @@ export const CODES = Object.freeze({
   CLAIMED: 1,
   /** Another run holds the holder and its lease is live: this delivery is a duplicate. */
   DUPLICATE: 2,
-  /** The connection is paused by a Retry-After, or the campaign is paused or gated. */
+  /**
+   * The connection is paused by a Retry-After, or the campaign is paused or gated (also
+   * giveBack-1.lua: a run held by the pause gave its target back).
+   */
   PAUSED: 3,
   /** The target has an outcome already (or was just recorded skipped/CANCELLED). */
   DONE: 4,
@@ -41,6 +44,8 @@ export const CODES = Object.freeze({
   NOT_RECORDED: 16,
   /** setWindows-1.lua: the maintenance-window intervals were stored. */
   STORED: 17,
+  /** giveBack-1.lua: the run held by a Retry-After pause keeps its slots and sends once the pause is over. */
+  KEPT: 18,
   // Refusals.
   NO_SUCH_CAMPAIGN: -1,
   /** The campaign's state forbids the action (which state, and why, is in the message). */

@@ -73,6 +73,7 @@ const FILES = {
   finishMany: 'finishMany-1.lua',
   retryLater: 'retryLater-1.lua',
   throttle: 'throttle-1.lua',
+  giveBack: 'giveBack-1.lua',
   control: 'control-1.lua',
   cancelPending: 'cancelPending-1.lua',
   retryFailed: 'retryFailed-1.lua',
@@ -108,6 +109,7 @@ const CAPS = {
   adaptiveRiseDecreaseFactor: DEFAULTS.adaptiveRiseDecreaseFactor,
   adaptiveRiseDecreaseMin: DEFAULTS.adaptiveRiseDecreaseMin,
   adaptiveDecreaseFactor: DEFAULTS.adaptiveDecreaseFactor,
+  adaptiveRetryAfterRestartFactor: DEFAULTS.adaptiveRetryAfterRestartFactor,
   adaptiveSlowStartFactor: DEFAULTS.adaptiveSlowStartFactor,
   adaptiveOverloadMargin: DEFAULTS.adaptiveOverloadMargin,
   adaptiveOverloadDriftRounds: DEFAULTS.adaptiveOverloadDriftRounds,
@@ -301,6 +303,13 @@ export interface Scripts {
   setWindows(campaignId: string, fields: readonly string[]): Promise<boolean>;
   /** Redis's clock and the connection's Retry-After pause end (paused while `untilMs > nowMs`). */
   pauseOf(connection: string): Promise<{ nowMs: number; untilMs: number }>;
+  /**
+   * A run of a campaign with an adaptive limit whose call is held by a Retry-After pause:
+   * `given-back` when one of its keys holds more slots than its figure (the target went back to
+   * its group, to wake at the pause's end), `kept` when it keeps its slots, `lost` when it no
+   * longer holds the target. After `given-back` or `lost` the run must send nothing more.
+   */
+  giveBack(holder: string, token: string): Promise<'given-back' | 'kept' | 'lost'>;
   /** The pause end, or null when the lease was lost meanwhile. */
   throttle(holder: string, token: string, targetKey: string, waitMs: number, error: string, channel: string, conflicts?: number, call?: CallSample): Promise<number | null>;
 }
@@ -397,6 +406,7 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
   const finishMany = cmd('finishMany');
   const retryLater = cmd('retryLater');
   const throttle = cmd('throttle');
+  const giveBack = cmd('giveBack');
   const control = cmd('control');
   const cancelPending = cmd('cancelPending');
   const retryFailed = cmd('retryFailed');
@@ -543,6 +553,10 @@ export function loadScripts(redis: RedisClient, prefix: string): Scripts {
     async pauseOf(connection) {
       const [nowMs, untilMs] = (await pauseOf(connection)) as [number, number];
       return { nowMs: Number(nowMs), untilMs: Number(untilMs) };
+    },
+    async giveBack(holder, token) {
+      const code = Number(((await giveBack(holder, token)) as number[])[0]);
+      return code === CODES.PAUSED ? 'given-back' : code === CODES.KEPT ? 'kept' : 'lost';
     },
     async throttle(holder, token, targetKey, waitMs, error, channel, conflicts = 0, call) {
       const res = (await throttle(holder, token, targetKey, waitMs, error, channel, conflicts, callArgs(call)[0])) as number[];

@@ -17,7 +17,8 @@
     ARGV[9] optional: the attempt's checksum conflicts, added to the status hash's `conflicts`
     ARGV[10] optional: the attempt's slowest platform call, ms, when the campaign has an
              adaptive limit ('' otherwise): an overload answer, which cuts the adaptive figures
-             of its keys (adaptive.lua) on top of the pause
+             of its keys (adaptive.lua) on top of the pause, and restarts their climb in slow
+             start from under the cut
 
   Output:
     { THROTTLED, pausedUntil }  requeued; the connection is paused until then (a later pause wins)
@@ -43,7 +44,7 @@ redis.call('PUBLISH', ARGV[8], cjson.encode({ pause = conn, ['until'] = untilMs,
 local gid, _, entry = release(holder)
 local status = ck(c, 'status')
 if redis.call('EXISTS', status) == 0 then return { CODES.LOST } end
-if (ARGV[10] or '') ~= '' then adapt(c, group_keys(c, gid), tonumber(ARGV[10]), true, now) end
+if (ARGV[10] or '') ~= '' then adapt(c, group_keys(c, gid), tonumber(ARGV[10]), true, now, true) end
 redis.call('HINCRBY', ck(c, 'attempts'), 'ra:' .. targetKey, 1)
 redis.call('HSET', ck(c, 'attempts'), 'e:' .. targetKey, ARGV[7])
 redis.call('HINCRBY', status, 'retryAfterWaits', 1)

@@ -23,6 +23,8 @@ export interface TargetRun {
   settled(outcome: RecordedOutcome, reason: ReasonCode, recorded: boolean): void;
   /** The lease could not be renewed: the call was aborted and the target requeued by Redis. */
   leaseLost(): void;
+  /** A Retry-After pause held a call and the run gave its target back (its key was over its cut adaptive figure). */
+  gaveBack(): void;
   end(): void;
 }
 
@@ -120,6 +122,9 @@ export class OperationRun implements TargetRun {
     this.leasesLost.inc();
   }
 
+  // Not counted apart: the pause that held the call is (pauses).
+  gaveBack(): void {}
+
   end(): void {}
 }
 
@@ -175,6 +180,11 @@ export class TracedRun implements TargetRun {
   leaseLost(): void {
     this.m.leaseLost();
     this.span.setAttribute('upshift.decision', 'lease-lost');
+  }
+
+  gaveBack(): void {
+    this.m.gaveBack();
+    this.span.setAttribute('upshift.decision', 'give-back');
   }
 
   end(): void {

@@ -62,13 +62,19 @@
     latency was not ours: the platform got slower (its fastest call, made under the cut, is the
     new base) or the workers stalled (the next faster round takes the base back down); the
     figure goes back to where it was (short of the overload margin).
-  - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once.
+  - An overload answer (429, 503, timeout): figure x adaptiveDecreaseFactor at once. One with
+    Retry-After (throttle-1.lua: the whole connection pauses) also restarts the climb: x
+    adaptiveRetryAfterRestartFactor more, in slow start (still under the overload margin). At
+    the pause's end nothing is in flight, and the key would start its whole cut figure at once
+    with no latency to warn first: a platform that shrank, or whose 429 came far over its
+    capacity, would answer a second 429 and a second pause. Slow start gets back to the cut
+    figure within a round or two, and a latency rise on the way cuts before anything is shed.
   Only calls that started after the last cut count: the others were sent under the old figure,
   and a burst of them answered together is one signal, not one per call. When a call started is
   an estimate (Redis now minus the latency the worker measured, which misses the time between
   the answer and this script, and a 429 shed at once takes 0 ms), so a cut also notes the calls
   then in flight on the key ('skip'), and that many answers after it count for nothing. A cut
-  ends slow start.
+  ends slow start (a Retry-After's restarts it).
   The figure stays under the finishing campaign's max and the key's (adaptive_bounds), and its
   cuts stop at the campaign's min. The campaign's status shows 'limit:<key>' as dispatch applies
   it to that campaign.
@@ -112,9 +118,10 @@ local function put_or_drop(state, fields, had, k1, v1, k2, v2)
 end
 
 -- A call of campaign `c` on a group with limit keys `keys` ended after `callMs` (ms, as the
--- worker measured it); `overload` is true for a 429, a 503 or a timeout. The campaign's status
--- hash shows each adaptive key's figure as 'limit:<key>'.
-local function adapt(c, keys, callMs, overload, now)
+-- worker measured it); `overload` is true for a 429, a 503 or a timeout, `paused` when that
+-- answer paused the connection (Retry-After, throttle-1.lua). The campaign's status hash shows
+-- each adaptive key's figure as 'limit:<key>'.
+local function adapt(c, keys, callMs, overload, now, paused)
   for _, k in ipairs(keys) do
     local a = k[6]
     if type(a) == 'table' then
@@ -144,6 +151,8 @@ local function adapt(c, keys, callMs, overload, now)
           top, topAt = figure, now
           figure = figure * CAPS.adaptiveDecreaseFactor
           cut, slow, queued, pre = now, false, false, nil
+          -- The connection pauses: its end starts from under the cut, in slow start.
+          if paused then figure, slow = figure * CAPS.adaptiveRetryAfterRestartFactor, true end
           n, least, sum, above_hold, above_rise = 0, nil, 0, 0, 0
           -- The caller released this call's slot already: the others were all sent before the cut.
           skip = redis.call('ZCARD', S .. 'slot:' .. k[1])

@@ -5,7 +5,7 @@
   wakeDueBatch, dispatchLooksPerPick, dispatchExtraLooks), and the adaptive concurrency's
   tunables (adaptive.lua: adaptiveHoldRatio, adaptiveRiseRatio, adaptiveSureRiseRatio,
   adaptiveSlackMs, adaptiveRoundMinCalls, adaptiveRiseDecreaseFactor, adaptiveRiseDecreaseMin,
-  adaptiveDecreaseFactor,
+  adaptiveDecreaseFactor, adaptiveRetryAfterRestartFactor,
   adaptiveSlowStartFactor, adaptiveOverloadMargin, adaptiveOverloadDriftRounds, adaptiveOverloadMemoryMs,
   adaptiveIdleMs),
   and the maintenance windows' clock offset (windows.lua: windowClockOffsetMs, 0 but in tests
