@@ -85,6 +85,9 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
   let kept = earlier;
   let slowestCallMs: number | undefined;
   let sentCallMs: number | undefined;
+  // Set once this run may have written (a call other than a GET left): it no longer gives its
+  // target back at a pause (giveBackIfOver), as a run again would find its own write.
+  const sent = { wrote: false };
   // No spreads: this runs for every target.
   const end = (how: { result: ApplyResult } | { error: unknown }): AttemptEnd => {
     const e: { result?: ApplyResult; error?: unknown; conflicts: number; secrets: string[]; kept: unknown; slowestCallMs?: number; sentCallMs?: number } =
@@ -98,7 +101,7 @@ async function applyOperation(deps: ProcessorDeps, a: Attempt): Promise<AttemptE
       operation: campaign.spec.operation,
       target: a.target,
       send: (req) =>
-        send(deps, a, req, (ms, answered) => {
+        send(deps, a, req, sent, (ms, answered) => {
           sentCallMs = Math.max(sentCallMs ?? 0, ms);
           if (answered) slowestCallMs = Math.max(slowestCallMs ?? 0, ms);
         }),
@@ -141,7 +144,7 @@ function wouldWrite(campaign: Campaign): ApplyResult {
  * paused within `pauseGateMs`; then the gate is asked again at the write itself, so a call that
  * waited meanwhile (a busy event loop, a socket being opened) is held, not sent.
  */
-async function send(deps: ProcessorDeps, a: Attempt, req: HttpRequest, took: (ms: number, answered: boolean) => void): Promise<HttpResponse> {
+async function send(deps: ProcessorDeps, a: Attempt, req: HttpRequest, sent: { wrote: boolean }, took: (ms: number, answered: boolean) => void): Promise<HttpResponse> {
   const { campaign, signal, run } = a;
   const endpoint = endpointOf(campaign);
   if (campaign.spec.dryRun && req.method !== 'GET') throw new DryRunWrite();
@@ -149,7 +152,7 @@ async function send(deps: ProcessorDeps, a: Attempt, req: HttpRequest, took: (ms
   const gate = () => deps.pauses.open(connection);
   // Only an adaptive limit's figure moves under the runs holding its slots (a 429 cuts it): a
   // fixed limit's runs are all within it, and wait out the pause as they always did.
-  const onPaused = campaign.adaptive ? () => giveBackIfOver(deps, a) : undefined;
+  const onPaused = campaign.adaptive ? () => (sent.wrote ? Promise.resolve() : giveBackIfOver(deps, a)) : undefined;
   await holdWhilePaused(deps, connection, signal, run, onPaused);
   return run.call(req.method, async () => {
     for (;;) {
@@ -159,6 +162,7 @@ async function send(deps: ProcessorDeps, a: Attempt, req: HttpRequest, took: (ms
       // then reading as queued; a 429, a 503 or a timeout is an overload, not a latency.
       const sentAt = performance.now();
       try {
+        if (req.method !== 'GET') sent.wrote = true;
         const res = await deps.http.send(endpoint, req, campaign.spec.connection.timeoutMs, signal, gate);
         took(performance.now() - sentAt, res.status < 500 && res.status !== 429);
         return res;
@@ -190,7 +194,15 @@ async function holdWhilePaused(deps: ProcessorDeps, connection: string, signal: 
  * after the pause only up to the figure; the others keep their slots and send at the pause's end.
  */
 async function giveBackIfOver(deps: ProcessorDeps, a: Attempt): Promise<void> {
-  const r = await deps.scripts.giveBack(a.job.holder, a.token);
+  let r: Awaited<ReturnType<ProcessorDeps['scripts']['giveBack']>>;
+  try {
+    r = await deps.scripts.giveBack(a.job.holder, a.token);
+  } catch (err) {
+    // Redis could not be asked (a failover): the run keeps its target and waits the pause out,
+    // as every run did before give-backs; failing the call would spend an attempt on nothing sent.
+    deps.log.warn({ err: (err as Error).message, holder: a.job.holder }, 'could not ask whether to give the target back; waiting out the pause');
+    return;
+  }
   if (r !== 'kept') throw new GivenBack(r);
 }
 

@@ -502,12 +502,17 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     expect(await figureOfK()).toBeCloseTo(10 * DEFAULTS.adaptiveDecreaseFactor * DEFAULTS.adaptiveRetryAfterRestartFactor, 9);
     const cut = Math.floor(await figureOfK());
     expect(await t.redis.hget(adaptKey(), 'ss')).toBe('1'); // the climb restarts in slow start
+    // The cut passes over the answers of the 9 calls then in flight ('skip').
+    expect(await t.redis.hget(adaptKey(), 'skip')).toBe('9');
     // Not this run's lease (another token): nothing changes, and it must not send.
     expect(await t.scripts.giveBack(held[0]!.holder, 'other')).toBe('lost');
     const answers = [];
     for (const p of held) answers.push(await t.scripts.giveBack(p.holder, 'run'));
     expect(answers).toEqual([...Array<string>(9 - cut).fill('given-back'), ...Array<string>(cut).fill('kept')]);
     expect(await t.redis.zcard(schedulerKeys(t.prefix).slot('K/k'))).toBe(cut);
+    // The runs given back will never answer: only the kept ones' answers are passed over, so the
+    // first answer of a target admitted after the pause counts (a 429 among them cuts again).
+    expect(await t.redis.hget(adaptKey(), 'skip')).toBe(String(cut));
     // A given-back run's holder is gone: asked again, or delivered again, it is lost.
     expect(await t.scripts.giveBack(held[0]!.holder, 'run')).toBe('lost');
     expect(await t.scripts.claim(held[0]!.holder, 'again', LEASE, userOf(held[0]!), eventsChannel(t.prefix))).toEqual({ kind: 'lost' });

@@ -132,6 +132,11 @@ export function createFamilies(registry: Registry) {
       'Runs aborted because their lease could not be renewed in time (the target is run again).',
       ['operation'],
     ),
+    giveBacks: counter(
+      'upshift_worker_give_backs_total',
+      "Runs that gave their target back unsent while a Retry-After pause held their call, their adaptive key holding more slots than its cut figure (the target runs again after the pause).",
+      ['operation'],
+    ),
   };
 }
 

@@ -41,6 +41,7 @@ export class OperationRun implements TargetRun {
   private readonly holds: CounterChild;
   private readonly holdSeconds: CounterChild;
   private readonly leasesLost: CounterChild;
+  private readonly giveBacks: CounterChild;
   // Outcome/reason, method/status and retry codes are fixed catalogues, bound on first use.
   private readonly outcomes = new Map<string, CounterChild>();
   private readonly calls = new Map<string, CallChild>();
@@ -60,6 +61,7 @@ export class OperationRun implements TargetRun {
     this.holds = f.holds.tally({ operation });
     this.holdSeconds = f.holdSeconds.tally({ operation });
     this.leasesLost = f.leasesLost.tally({ operation });
+    this.giveBacks = f.giveBacks.tally({ operation });
   }
 
   claimed(claim: ClaimResult): void {
@@ -122,8 +124,9 @@ export class OperationRun implements TargetRun {
     this.leasesLost.inc();
   }
 
-  // Not counted apart: the pause that held the call is (pauses).
-  gaveBack(): void {}
+  gaveBack(): void {
+    this.giveBacks.inc();
+  }
 
   end(): void {}
 }
