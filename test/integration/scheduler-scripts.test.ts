@@ -88,6 +88,22 @@ describe('scheduler scripts', () => {
     expect((await finish('cont.99', 'x', 'cont', 'zz')).ownClaim).toBeUndefined();
   });
 
+  it('keeps the counters exact when a group commit stops on an error: the runs recorded before it are counted', async () => {
+    await enqueueCampaign(spec('err'), users(2), { redis, prefix, connections });
+    const picks = (await scripts.dispatch(100, LEASE)).picks;
+    for (const p of picks) await scripts.claim(p.holder, 'run', LEASE, ids([p])[0]!, eventsChannel(prefix));
+    expect(await readStatus(redis, prefix, 'err')).toMatchObject({ pending: 0, active: 2 });
+    const run = { token: 'run', campaignId: 'err', outcome: 'upgraded', reason: 'UPGRADED', recordJson: '{}' } as const;
+    // The second run's holder has no number: recording it fails in Lua, after the first was recorded.
+    await expect(
+      scripts.finishMany([{ ...run, holder: picks[0]!.holder, targetKey: 'u0' }, { ...run, holder: 'err.x', targetKey: 'u1' }], eventsChannel(prefix), 100, LEASE),
+    ).rejects.toThrow();
+    // Redis kept the first run's record and release; its `active -1` (counted once per call at the
+    // call's end, counters.lua) was written with them.
+    expect(await readStatus(redis, prefix, 'err')).toMatchObject({ upgraded: 1, pending: 0, active: 1 });
+    expect(await redis.hexists(schedulerKeys(prefix).inflight, picks[0]!.holder)).toBe(0);
+  });
+
   it('round-robins campaigns: a small campaign after a big one is served next', async () => {
     await scripts.renew(LEASE, 'w1', 6, []);
     await enqueueCampaign(spec('big'), users(100), { redis, prefix, connections });

@@ -29,6 +29,4 @@
 ]]
 -- @include "dispatch"
 
-local out = dispatch_step(tonumber(ARGV[3]), tonumber(ARGV[4]), now_ms(), true)
-flush_counts()
-return out
+return counted(dispatch_step, tonumber(ARGV[3]), tonumber(ARGV[4]), now_ms(), true)

@@ -80,38 +80,43 @@ local function settle_one(holder, token, c, targetKey, outcome, recordJson, reas
   return record_outcome(c, holder_seq(holder), targetKey, outcome, reason, recordJson, now, channel, touched)
 end
 
--- The tokens of the runs that ask for a next target, in order: the step's first picks go to
--- them, and are written claimed by them.
-local seqs, tokens = {}, {}
-for i = 1, n do
-  local b = 6 + (i - 1) * STRIDE
-  seqs[i] = settle_one(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11])
-  if ARGV[b + 8] ~= '' and seqs[i] ~= CODES.STATUS_GONE then tokens[#tokens + 1] = ARGV[b + 8] end
-end
-
-touch_campaigns(touched, now)
-
-local step = dispatch_step(math.max(tonumber(ARGV[4]), #tokens), leaseMs, now, false, tokens)
--- The step's next due time (now, when its looks ran out on parked groups with ready ones left)
--- and its reclaimed element (which carries the maintenance-window zones found passed) go back
--- as dispatch-1.lua's do: the worker's dispatcher acts on both.
-local out = { now, step[2], step[3], n }
-local nextPick = 4
-for i = 1, n do
-  local b = 6 + (i - 1) * STRIDE
-  local token = ARGV[b + 8]
-  local own, entry = step[nextPick], step[nextPick + 1]
-  out[#out + 1] = seqs[i]
-  if token ~= '' and seqs[i] ~= CODES.STATUS_GONE and own then
-    nextPick = nextPick + 2
-    local claim = claim_run(own, token, leaseMs, target_key(campaign_of(own), entry), channel, now, true)
-    for j = 1, 5 do out[#out + 1] = claim[j] or 0 end
-    out[#out + 1] = own
-    out[#out + 1] = entry
-  else
-    for _, x in ipairs({ CODES.NOT_CLAIMED, 0, 0, '', '', '', '' }) do out[#out + 1] = x end
+-- Settles the runs, then one dispatch step for them; its counts are written even if it stops on
+-- an error (counted, counters.lua).
+local function finish_all()
+  -- The tokens of the runs that ask for a next target, in order: the step's first picks go to
+  -- them, and are written claimed by them.
+  local seqs, tokens = {}, {}
+  for i = 1, n do
+    local b = 6 + (i - 1) * STRIDE
+    seqs[i] = settle_one(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11])
+    if ARGV[b + 8] ~= '' and seqs[i] ~= CODES.STATUS_GONE then tokens[#tokens + 1] = ARGV[b + 8] end
   end
+
+  touch_campaigns(touched, now)
+
+  local step = dispatch_step(math.max(tonumber(ARGV[4]), #tokens), leaseMs, now, false, tokens)
+  -- The step's next due time (now, when its looks ran out on parked groups with ready ones left)
+  -- and its reclaimed element (which carries the maintenance-window zones found passed) go back
+  -- as dispatch-1.lua's do: the worker's dispatcher acts on both.
+  local out = { now, step[2], step[3], n }
+  local nextPick = 4
+  for i = 1, n do
+    local b = 6 + (i - 1) * STRIDE
+    local token = ARGV[b + 8]
+    local own, entry = step[nextPick], step[nextPick + 1]
+    out[#out + 1] = seqs[i]
+    if token ~= '' and seqs[i] ~= CODES.STATUS_GONE and own then
+      nextPick = nextPick + 2
+      local claim = claim_run(own, token, leaseMs, target_key(campaign_of(own), entry), channel, now, true)
+      for j = 1, 5 do out[#out + 1] = claim[j] or 0 end
+      out[#out + 1] = own
+      out[#out + 1] = entry
+    else
+      for _, x in ipairs({ CODES.NOT_CLAIMED, 0, 0, '', '', '', '' }) do out[#out + 1] = x end
+    end
+  end
+  for j = nextPick, #step do out[#out + 1] = step[j] end
+  return out
 end
-for j = nextPick, #step do out[#out + 1] = step[j] end
-flush_counts()
-return out
+
+return counted(finish_all)

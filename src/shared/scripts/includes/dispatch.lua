@@ -21,6 +21,11 @@
 -- claim in the same call need not read and write them again. The caller flushes the counts
 -- (counters.lua).
 local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
+  -- The loop reads `admitted` from Redis at a campaign's first look and then keeps its own
+  -- count: any this call deferred so far goes to Redis first (none, as the scripts are; a
+  -- second step in one call would need it). A settled run's `active -1` stays deferred, to
+  -- cancel the next pick's `+1`.
+  flush_counts('admitted')
   local reclaimed = 0
   if maintain then
     -- 1. Expired leases: the holder died, froze, or its job never started. Its slots return now.

@@ -148,12 +148,12 @@ local function record_outcome(c, seq, targetKey, outcome, reason, recordJson, no
   -- this write, and a record outside `sched:outboxes` would wait for another of its campaign's.
   if not (touched and touched[c]) then redis.call('SADD', S .. 'outboxes', c) end
   if touched then touched[c] = true end
-  local counted = redis.call('HINCRBY', status, outcome, 1)
+  local count = redis.call('HINCRBY', status, outcome, 1)
   if reason ~= 'UPGRADED' then redis.call('HINCRBY', status, 'r:' .. reason, 1) end
   if not touched then redis.call('HSET', status, 'updatedAt', now) end
   local st = touched and status_read[c]
   if st then
-    st[outcome] = counted
+    st[outcome] = count
   else
     st = read_status(c)
   end
