@@ -89,7 +89,6 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
     local gstate = ck(c, 'gstate')
     local status = ck(c, 'status')
     local keys = group_keys(c, gid)
-    local tag = c .. '|' .. gid
     local function wake_unused(upto)
       for j = 1, upto do wake_one(keys[j][1]) end
     end
@@ -102,12 +101,11 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
     end
     local pausedUntil, sched = p[1], p[2]
     if pausedUntil > now then
-      redis.call('HSET', gstate, gid, 'd')
-      redis.call('ZADD', S .. 'delayed', pausedUntil, tag)
+      delay_group(c, gid, pausedUntil)
       return nil
     end
     -- Maintenance windows: only a campaign with a schedule pays for the check.
-    if sched and not window_gate(c, gid, sched, now, tag) then return nil end
+    if sched and not window_gate(c, gid, sched, now) then return nil end
 
     local limit = {}
     for i, k in ipairs(keys) do
@@ -142,8 +140,7 @@ local function dispatch_step(maxPicks, leaseMs, now, maintain, tokens)
         local tat = tonumber(redis.call('GET', S .. 'rate:' .. key) or '0')
         if own > 0 then tat = math.max(tat, tonumber(redis.call('GET', ck(c, 'rate:' .. key)) or '0')) end
         if tat > now then
-          redis.call('HSET', gstate, gid, 'd')
-          redis.call('ZADD', S .. 'delayed', math.ceil(tat), tag)
+          delay_group(c, gid, math.ceil(tat))
           wake_unused(i - 1)
           return nil
         end

@@ -1,7 +1,7 @@
 --[[
   groups: where a campaign's groups wait to run, and the ring of campaigns with ready groups.
-  Provides: group_keys, ring_push, back_on_ring, unpark_window, make_ready, ensure_scheduled,
-  wait_on.
+  Provides: group_keys, ring_push, back_on_ring, unpark_window, make_ready, delay_group,
+  ensure_scheduled, wait_on.
   Needs: keys.
 ]]
 -- @include "keys"
@@ -63,6 +63,13 @@ local function make_ready(c, gid)
   return windowed
 end
 
+-- A group waits in sched:delayed until `at` (gstate 'd'): a rate clock, a Retry-After pause or
+-- a maintenance window. The dispatch step's housekeeping makes it ready when `at` passes.
+local function delay_group(c, gid, at)
+  redis.call('HSET', ck(c, 'gstate'), gid, 'd')
+  redis.call('ZADD', S .. 'delayed', at, c .. '|' .. gid)
+end
+
 -- A group that still has pending entries but is in no structure gets put somewhere.
 -- Its one caller (requeue, slots.lua) has just pushed one entry back: in a group waiting for
 -- its maintenance window (:winpark), that entry is counted with the group's.
@@ -76,8 +83,7 @@ local function ensure_scheduled(c, gid, wakeAt, now)
     return
   end
   if wakeAt > now then
-    redis.call('HSET', ck(c, 'gstate'), gid, 'd')
-    redis.call('ZADD', S .. 'delayed', wakeAt, c .. '|' .. gid)
+    delay_group(c, gid, wakeAt)
   else
     make_ready(c, gid)
   end

@@ -4,10 +4,11 @@
   store it in <p>:campaign:<c>:win (zone -> '<from>|<until>', ms on the window clock); here it is
   only compared with the window clock, Redis's TIME + CAPS.windowClockOffsetMs (0 but in tests
   and drills), the same clock for every worker.
-  Provides: WINDOW_STALE, window_gate, window_next. Needs: keys, caps.
+  Provides: WINDOW_STALE, window_gate, window_next. Needs: keys, caps, groups.
 ]]
 -- @include "keys"
 -- @include "caps"
+-- @include "groups"
 
 -- '<c>\t<zone>' -> true: zones whose stored interval has passed (or is missing). The dispatch
 -- step returns them; the worker computes and stores their next interval (setWindows-1.lua) and
@@ -28,7 +29,7 @@ local WINDOW_STALE = {}
 -- groups again and again as it picks (nothing in a call changes them).
 local window_zones, window_intervals = {}, {}
 
-local function window_gate(c, gid, sched, now, tag)
+local function window_gate(c, gid, sched, now)
   local zone = sched
   if zone == '*' then
     zone = window_zones[c .. '|' .. gid]
@@ -52,9 +53,8 @@ local function window_gate(c, gid, sched, now, tag)
   local from, till = iv and iv[1], iv and iv[2]
   if not till or wnow >= till then
     WINDOW_STALE[c .. '\t' .. zone] = true
-    redis.call('HSET', ck(c, 'gstate'), gid, 'd')
+    delay_group(c, gid, now + (CAPS.windowRecheckMs or 60000))
     redis.call('HSET', ck(c, 'winwait'), gid, zone)
-    redis.call('ZADD', S .. 'delayed', now + (CAPS.windowRecheckMs or 60000), tag)
     return false
   end
   if wnow >= from then return true end
@@ -66,9 +66,8 @@ local function window_gate(c, gid, sched, now, tag)
   local status = ck(c, 'status')
   -- Still counted: an earlier worker woke it (it only knows 'd') and left the count.
   local was = redis.call('HGET', ck(c, 'winpark'), gid)
-  redis.call('HSET', ck(c, 'gstate'), gid, 'd')
+  delay_group(c, gid, from - offset)
   redis.call('HSET', ck(c, 'winpark'), gid, n)
-  redis.call('ZADD', S .. 'delayed', from - offset, tag)
   redis.call('HINCRBY', status, 'waitingForWindow', n - tonumber(was or '0'))
   local next = tonumber(redis.call('HGET', status, 'nextWindowAt') or '0')
   if next <= wnow or from < next then redis.call('HSET', status, 'nextWindowAt', from) end
