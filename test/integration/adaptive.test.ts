@@ -163,6 +163,9 @@ describe('adaptive concurrency against the sandbox', () => {
     expect(Number(await t.redis.hget(campaignKeys(t.prefix, 'held').status, 'admitted'))).toBe(12);
     // Every run written exactly once: nothing given back was also sent, nothing was lost.
     expect(sandbox.stats().appliedByTarget).toEqual(Object.fromEntries(ids.map((id) => [`tallyfy:org:${id}`, 1])));
+    // No holder left behind by a give-back: no lease, no inflight entry, no slot.
+    expect(await t.redis.zcard(schedulerKeys(t.prefix).leases)).toBe(0);
+    expect(await t.redis.hlen(schedulerKeys(t.prefix).inflight)).toBe(0);
 
     const calls = sandbox.received!;
     const shed = calls.filter((r) => r.status === 429);
