@@ -52,15 +52,7 @@ for _, k in ipairs(group_keys(c, gid)) do
 end
 if not over then return { CODES.KEPT } end
 
--- The cut that drew the pause counted this run's slot among the answers to pass over ('skip',
--- adaptive.lua); it will never answer, so it leaves that count, or the first answers after the
--- pause (a 429 among them) would be passed over in its place.
-for _, k in ipairs(group_keys(c, gid)) do
-  if type(k[6]) == 'table' then
-    local state = S .. 'adapt:' .. k[1]
-    if tonumber(redis.call('HGET', state, 'skip') or '0') > 0 then redis.call('HINCRBY', state, 'skip', -1) end
-  end
-end
+adapt_unanswered(group_keys(c, gid))
 release(holder, v)
 requeue(c, gid, entry, pausedUntil, now)
 return { CODES.PAUSED, pausedUntil }

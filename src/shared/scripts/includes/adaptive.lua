@@ -1,7 +1,7 @@
 --[[
   adaptive: a key value's adaptive concurrency (a limit's `concurrency: {adaptive: {min, max,
   initial}}`), moved by the calls that end on it and read by dispatch as the key's concurrency.
-  Provides: adaptive_figure, adapt. Needs: keys, caps.
+  Provides: adaptive_figure, adapt, adapt_unanswered. Needs: keys, caps.
 
   State, global to every worker: <p>:sched:adapt:<key> HASH
     'c'    the figure (a float: proportional cuts and sqrt steps add up; dispatch uses its floor)
@@ -86,6 +86,18 @@
 local function adaptive_figure(key, a)
   local f = tonumber(redis.call('HGET', S .. 'adapt:' .. key, 'c')) or a[3]
   return math.max(a[1], math.min(a[2], math.floor(f)))
+end
+
+-- A call on the keys that will never answer (its run gave its target back unsent,
+-- giveBack-1.lua): the last cut counted it among the answers to pass over ('skip'); it leaves
+-- that count, or the first answers after it (a 429 among them) would be passed over in its place.
+local function adapt_unanswered(keys)
+  for _, k in ipairs(keys) do
+    if type(k[6]) == 'table' then
+      local state = S .. 'adapt:' .. k[1]
+      if tonumber(redis.call('HGET', state, 'skip') or '0') > 0 then redis.call('HINCRBY', state, 'skip', -1) end
+    end
+  end
 end
 
 -- The bounds a call of a campaign with adaptive limit `a` on key `k` (its group table entry)
