@@ -1,13 +1,13 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { DEFAULTS } from './config.js';
 import { guardedConnector } from './egress.js';
 import { UpshiftError } from './errors.js';
 import type { ReasonCode } from './reasons.js';
-import { LightSignal, type AbortSignalLike } from './signal.js';
+import type { AbortSignalLike } from './signal.js';
 
 /**
- * HTTP for platform calls: undici `request` over one keep-alive Agent per process (it pools per
- * origin), a hard per-call timeout, and answer bodies read only up to a bound.
+ * HTTP for platform calls: undici's `dispatch` over one keep-alive Agent per process (it pools
+ * per origin), a hard per-call timeout, and answer bodies read only up to a bound.
  */
 
 export interface HttpRequest {
@@ -54,41 +54,93 @@ export class NotSentError extends Error {
  */
 export type SendGate = () => boolean;
 
-/** Wraps a request's handler so the gate is asked in `onRequestStart`, the last step before the write. */
-class GatedHandler implements Dispatcher.DispatchHandler {
+/**
+ * One call's undici handler: asks the send gate right before the write, and keeps the answer's
+ * body up to the bound. It is undici's `dispatch` API, not `request`: `request` makes a
+ * Readable stream, its listeners and an abort-signal binding per answer, then the body is read
+ * back out of it; this handler takes the chunks as they come (measured in BENCHMARKS.md).
+ */
+class CallHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  /** Set by `abort` before undici started the request: it is then dropped at its start. */
+  private abortReason: Error | undefined;
+  private settled = false;
+  private status = 0;
+  private headers: Record<string, string | string[] | undefined> = {};
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private truncated = false;
+
   constructor(
-    private readonly handler: Dispatcher.DispatchHandler,
-    private readonly gate: SendGate,
+    private readonly limit: number,
+    private readonly gate: SendGate | undefined,
+    private readonly resolve: (res: HttpResponse) => void,
+    private readonly reject: (err: unknown) => void,
   ) {}
-  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+
+  /** Ends the call with `reason` (timeout, lease lost), at once, whether or not it has started. */
+  abort(reason: Error): void {
+    if (this.settled) return;
+    if (this.controller) {
+      this.controller.abort(reason);
+      return;
+    }
+    this.abortReason = reason;
+    this.settle(undefined, reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.abortReason) throw this.abortReason;
     // Thrown, not `controller.abort()`: undici then fails the request before writing it and
     // keeps the socket (an abort would destroy it).
-    if (!this.gate()) throw new NotSentError();
-    this.handler.onRequestStart?.(controller, context);
+    if (this.gate && !this.gate()) throw new NotSentError();
   }
-  onRequestUpgrade(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestUpgrade']>>): void {
-    this.handler.onRequestUpgrade?.(...args);
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    this.status = statusCode;
+    this.headers = headers;
   }
-  onResponseStart(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>): void {
-    this.handler.onResponseStart?.(...args);
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.truncated) return;
+    if (this.size + chunk.length > this.limit) {
+      // Kept up to the bound; the rest is never read (the socket goes with the abort).
+      this.chunks.push(chunk.subarray(0, this.limit - this.size));
+      this.truncated = true;
+      this.settle(this.answer(), undefined);
+      controller.abort(new Error('answer body over the size bound'));
+      return;
+    }
+    this.chunks.push(chunk);
+    this.size += chunk.length;
   }
-  onResponseData(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseData']>>): void {
-    this.handler.onResponseData?.(...args);
+
+  onResponseEnd(): void {
+    this.settle(this.answer(), undefined);
   }
-  onResponseEnd(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseEnd']>>): void {
-    this.handler.onResponseEnd?.(...args);
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.settle(undefined, err);
   }
-  onResponseError(...args: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseError']>>): void {
-    this.handler.onResponseError?.(...args);
+
+  fail(err: unknown): void {
+    this.settle(undefined, err);
+  }
+
+  private answer(): HttpResponse {
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    return { status: this.status, headers: this.headers, text: body.toString('utf8'), truncated: this.truncated };
+  }
+
+  private settle(res: HttpResponse | undefined, err: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.chunks = [];
+    if (res) this.resolve(res);
+    else this.reject(err);
   }
 }
-
-type GatedOptions = Dispatcher.DispatchOptions & { readonly gate?: SendGate };
-
-const gateInterceptor: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
-  const { gate } = opts as GatedOptions;
-  return dispatch(opts, gate ? new GatedHandler(handler, gate) : handler);
-};
 
 /** Where a call goes: the registered connection's base URL and whether it may reach private addresses. */
 export interface Endpoint {
@@ -101,21 +153,17 @@ export class HttpClient {
   private readonly guarded: Agent;
   /** For connections the operator registered with `privateNetwork: true`; made when first needed. */
   private open: Agent | undefined;
-  /** The same two, with the send gate in front of every write (`send`'s `gate`). */
-  private readonly guardedGated: Dispatcher;
-  private openGated: Dispatcher | undefined;
   private readonly agentOptions: Agent.Options;
   private readonly maxResponseBytes: number;
 
   constructor(opts: Partial<HttpClientOptions> = {}) {
-    // Redirects are never followed (undici's request does not, and no redirect interceptor is
-    // added): a 3xx is an answer like any other, so a platform cannot send the credential on.
+    // Redirects are never followed (the handler below reads a 3xx as the answer it is, and no
+    // redirect interceptor is added), so a platform cannot send the credential on.
     this.agentOptions = {
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs,
       connections: opts.connections ?? null,
     };
     this.guarded = new Agent({ ...this.agentOptions, connect: guardedConnector() });
-    this.guardedGated = this.guarded.compose(gateInterceptor);
     this.maxResponseBytes = opts.maxResponseBytes ?? DEFAULTS.maxResponseBytes;
   }
 
@@ -124,44 +172,51 @@ export class HttpClient {
    * `gate`, when given, is asked at the moment of the write (see `SendGate`); a call it holds
    * rejects with `NotSentError`.
    */
-  async send(endpoint: Endpoint, req: HttpRequest, timeoutMs: number, signal?: AbortSignalLike, gate?: SendGate): Promise<HttpResponse> {
-    const url = buildUrl(endpoint.baseUrl, req.segments, req.query);
-    let dispatcher: Dispatcher;
-    if (endpoint.privateNetwork) {
-      this.open ??= new Agent(this.agentOptions);
-      dispatcher = gate ? (this.openGated ??= this.open.compose(gateInterceptor)) : this.open;
-    } else {
-      dispatcher = gate ? this.guardedGated : this.guarded;
-    }
+  send(endpoint: Endpoint, req: HttpRequest, timeoutMs: number, signal?: AbortSignalLike, gate?: SendGate): Promise<HttpResponse> {
+    // Parsed as undici's `request` parses it: the origin picks the pool, the path is normalised.
+    const url = new URL(buildUrl(endpoint.baseUrl, req.segments, req.query));
+    const dispatcher = endpoint.privateNetwork ? (this.open ??= new Agent(this.agentOptions)) : this.guarded;
     const headers: Record<string, string> = { ...req.headers };
     let body: string | undefined;
     if (req.json !== undefined || req.rawJson !== undefined) {
       body = req.json !== undefined ? JSON.stringify(req.json) : req.rawJson;
       headers['content-type'] = 'application/json';
     }
-    // One light signal and one timer per call (signal.ts says what the DOM ones cost).
-    const call = new LightSignal();
-    const timer = setTimeout(() => call.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
-    const onAbort = () => call.abort(signal!.reason);
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const res = await request(url, {
-        dispatcher,
-        method: req.method,
-        headers,
-        body,
-        signal: call,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        ...(gate ? { gate } : {}),
-      } as Parameters<typeof request>[1]);
-      const { text, truncated } = await readBounded(res.body, this.maxResponseBytes, res.headers['content-length']);
-      return { status: res.statusCode, headers: res.headers, text, truncated };
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    }
+    return new Promise<HttpResponse>((resolve, reject) => {
+      // One timer per call, and a listener on the run's light signal (signal.ts says what the DOM ones cost).
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const handler = new CallHandler(
+        this.maxResponseBytes,
+        gate,
+        (res) => {
+          done();
+          resolve(res);
+        },
+        (err) => {
+          done();
+          reject(err);
+        },
+      );
+      const timer = setTimeout(() => handler.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError') as Error), timeoutMs);
+      const onAbort = () => handler.abort(signal!.reason as Error);
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        dispatcher.dispatch(
+          { origin: url.origin, path: url.pathname + url.search, method: req.method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
+          handler,
+        );
+      } catch (err) {
+        // A request undici refuses outright (a header value it will not send): no byte left.
+        handler.fail(err);
+      }
+    });
   }
 
   async close(): Promise<void> {
@@ -184,32 +239,6 @@ export function buildUrl(
   let url = segments.length === 0 ? baseUrl : base + '/' + segments.map((s) => encodeURIComponent(s)).join('/');
   if (query && Object.keys(query).length > 0) url += '?' + new URLSearchParams(query).toString();
   return url;
-}
-
-async function readBounded(
-  body: Dispatcher.ResponseData['body'],
-  limit: number,
-  contentLength?: string | string[],
-): Promise<{ text: string; truncated: boolean }> {
-  // A declared length within the bound is read whole by undici's own consumer: its parser ends
-  // the body at that length, so it cannot grow past it. The chunk loop below (an async iterator
-  // and its stream plumbing per call) is for a chunked answer or a longer one.
-  if (typeof contentLength === 'string' && /^\d+$/.test(contentLength) && Number(contentLength) <= limit) {
-    return { text: await body.text(), truncated: false };
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const buf = chunk as Buffer;
-    if (size + buf.length > limit) {
-      chunks.push(buf.subarray(0, limit - size));
-      body.destroy();
-      return { text: Buffer.concat(chunks).toString('utf8'), truncated: true };
-    }
-    chunks.push(buf);
-    size += buf.length;
-  }
-  return { text: Buffer.concat(chunks).toString('utf8'), truncated: false };
 }
 
 /** Retry-After is delta-seconds or an HTTP-date (RFC 9110 §10.2.3); anything else is ignored. */

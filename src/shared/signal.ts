@@ -1,6 +1,6 @@
 /**
- * The part of an abort signal that Upshift's own code and undici read: `aborted`, `reason`, and
- * 'abort' listeners (undici: lib/api/api-request.js, lib/core/util.js). A DOM `AbortSignal` is one.
+ * The part of an abort signal that Upshift's own code reads (a run's lease signal, which
+ * HttpClient.send listens to): `aborted`, `reason`, and 'abort' listeners. A DOM `AbortSignal` is one.
  */
 export interface AbortSignalLike {
   readonly aborted: boolean;
@@ -10,7 +10,8 @@ export interface AbortSignalLike {
 }
 
 /**
- * An abort signal without EventTarget: one per platform call and one per run is on the hot path,
+ * An abort signal without EventTarget: one per run is on the hot path (a platform call needs none:
+ * HttpClient.send aborts its own handler),
  * and an AbortController (an EventTarget, its signal made on first read) cost a twentieth of the
  * worker's CPU per target in the throughput profile, AbortSignal.timeout + AbortSignal.any a
  * tenth (weak references, GC). Listeners run once, in the order added; it aborts at most once.
@@ -18,7 +19,7 @@ export interface AbortSignalLike {
 export class LightSignal implements AbortSignalLike {
   aborted = false;
   reason: unknown = undefined;
-  // Nearly always one listener (undici's, or the call's own): no array until a second comes.
+  // Nearly always one listener (the run's call in flight): no array until a second comes.
   private first: (() => void) | undefined;
   private more: (() => void)[] | undefined;
 
