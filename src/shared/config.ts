@@ -189,12 +189,19 @@ export const DEFAULTS = Object.freeze({
   adaptiveRiseRatio: 1.2,
   /** Adaptive: a queued round whose fastest call is above this ratio of the no-load latency (plus `adaptiveSlackMs`) cuts at once, without waiting for a second one; a call counts in the mean that sizes a cut at most at this line. */
   adaptiveSureRiseRatio: 2,
-  /** Adaptive: latency added to every line, so the workers' own jitter (a few ms on a busy machine; all of it on a 1 ms platform) is not read as a rise. */
-  adaptiveSlackMs: 4,
+  /**
+   * Adaptive: latency added to every line, so the workers' own jitter (a few ms on a busy machine;
+   * all of it on a 1 ms platform) is not read as a rise. 2, not the 4 it was: at 4 a 20 ms
+   * platform's rise line sat at 1.45 x its capacity (the capacity model's latency grows with the
+   * excess), so the figure climbed that far before a cut, and spent a third of its time under
+   * the capacity climbing back (bench: adaptive 0.67-0.83 of ideal; with 2 and the cut factor
+   * below, 0.86-0.87, fixed 40 0.88-0.89; BENCHMARKS.md).
+   */
+  adaptiveSlackMs: 2,
   /** Adaptive: a round (one vote on the figure) is the figure's number of calls, at least this many. */
   adaptiveRoundMinCalls: 4,
-  /** Adaptive: a latency cut takes the figure to this share of what the platform answers unqueued (figure x no-load latency / the round's mean latency), under the capacity, so the queue drains. Well under 1: the figure counts slots, and a slot also holds a call while its worker handles the answer and sends the next (the platform sees about 0.75-0.8 of the figure in flight on a busy 2-core machine), so that estimate is itself above the capacity. */
-  adaptiveRiseDecreaseFactor: 0.7,
+  /** Adaptive: a latency cut takes the figure to this share of what the platform answers unqueued (figure x no-load latency / the round's mean latency), under the capacity, so the queue drains. Under 1: the figure counts slots, and a slot also holds a call while its worker handles the answer and sends the next (the platform sees about 0.8-0.95 of the figure in flight on a busy 2-core machine), so that estimate is itself above the capacity. 0.85, not the 0.7 it was: 0.7 landed at about 0.7 of the capacity, and the climb back from there was time under it. */
+  adaptiveRiseDecreaseFactor: 0.85,
   /** Adaptive: a latency cut multiplies the figure by at least this (on a fast platform the sure-rise line's clamp alone would allow deeper). */
   adaptiveRiseDecreaseMin: 0.3,
   /** Adaptive: the figure is multiplied by this on a 429, a 503 or a timeout (never below `min`). */

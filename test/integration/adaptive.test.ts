@@ -344,8 +344,8 @@ describe('adaptive concurrency in the scheduler scripts', () => {
     const { calls, running } = await started();
     expect(running()).toHaveLength(10);
     const c = async () => Number(await t.redis.hget(adaptKey(), 'c'));
-    // No-load latency 10 ms: the hold line is 10 x 1.05 + 4 = 14.5 ms, the rise line 10 x 1.2 + 4 =
-    // 16 ms, the sure-rise line 10 x 2 + 4 = 24 ms.
+    // No-load latency 10 ms: the hold line is 10 x 1.05 + 2 = 12.5 ms, the rise line 10 x 1.2 + 2 =
+    // 14 ms, the sure-rise line 10 x 2 + 2 = 22 ms (with the defaults' 2 ms slack).
     const hold = 10 * DEFAULTS.adaptiveHoldRatio + DEFAULTS.adaptiveSlackMs;
     const rise = 10 * DEFAULTS.adaptiveRiseRatio + DEFAULTS.adaptiveSlackMs;
     const sure = 10 * DEFAULTS.adaptiveSureRiseRatio + DEFAULTS.adaptiveSlackMs;
