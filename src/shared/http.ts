@@ -63,7 +63,8 @@ export type SendGate = () => boolean;
 class CallHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
   /** Set by `abort` before undici started the request: it is then dropped at its start. */
-  private abortReason: Error | undefined;
+  private abortedEarly = false;
+  private abortReason: unknown;
   private settled = false;
   private status = 0;
   private headers: Record<string, string | string[] | undefined> = {};
@@ -85,19 +86,22 @@ class CallHandler implements Dispatcher.DispatchHandler {
       this.controller.abort(reason);
       return;
     }
+    this.abortedEarly = true;
     this.abortReason = reason;
     this.settle(undefined, reason);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.abortReason) throw this.abortReason;
+    if (this.abortedEarly) throw this.abortReason;
     // Thrown, not `controller.abort()`: undici then fails the request before writing it and
     // keeps the socket (an abort would destroy it).
     if (this.gate && !this.gate()) throw new NotSentError();
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // An informational answer (103 Early Hints) is not the answer: the final one follows.
+    if (statusCode < 200) return;
     this.status = statusCode;
     this.headers = headers;
   }
@@ -124,9 +128,6 @@ class CallHandler implements Dispatcher.DispatchHandler {
     this.settle(undefined, err);
   }
 
-  fail(err: unknown): void {
-    this.settle(undefined, err);
-  }
 
   private answer(): HttpResponse {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
@@ -173,16 +174,18 @@ export class HttpClient {
    * rejects with `NotSentError`.
    */
   send(endpoint: Endpoint, req: HttpRequest, timeoutMs: number, signal?: AbortSignalLike, gate?: SendGate): Promise<HttpResponse> {
-    // Parsed as undici's `request` parses it: the origin picks the pool, the path is normalised.
-    const url = new URL(buildUrl(endpoint.baseUrl, req.segments, req.query));
-    const dispatcher = endpoint.privateNetwork ? (this.open ??= new Agent(this.agentOptions)) : this.guarded;
-    const headers: Record<string, string> = { ...req.headers };
-    let body: string | undefined;
-    if (req.json !== undefined || req.rawJson !== undefined) {
-      body = req.json !== undefined ? JSON.stringify(req.json) : req.rawJson;
-      headers['content-type'] = 'application/json';
-    }
+    // Everything runs inside the executor: a URL or a body that cannot be made rejects the
+    // call, as an async function's throw would, instead of throwing at the caller.
     return new Promise<HttpResponse>((resolve, reject) => {
+      // Parsed as undici's `request` parses it: the origin picks the pool, the path is normalised.
+      const url = new URL(buildUrl(endpoint.baseUrl, req.segments, req.query));
+      const dispatcher = endpoint.privateNetwork ? (this.open ??= new Agent(this.agentOptions)) : this.guarded;
+      const headers: Record<string, string> = { ...req.headers };
+      let body: string | undefined;
+      if (req.json !== undefined || req.rawJson !== undefined) {
+        body = req.json !== undefined ? JSON.stringify(req.json) : req.rawJson;
+        headers['content-type'] = 'application/json';
+      }
       // One timer per call, and a listener on the run's light signal (signal.ts says what the DOM ones cost).
       const done = () => {
         clearTimeout(timer);
@@ -201,21 +204,19 @@ export class HttpClient {
         },
       );
       const timer = setTimeout(() => handler.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError') as Error), timeoutMs);
-      const onAbort = () => handler.abort(signal!.reason as Error);
+      // A reason-less abort still ends the call (and is still an error to the caller).
+      const onAbort = () => handler.abort((signal!.reason as Error | undefined) ?? new DOMException('aborted', 'AbortError'));
       if (signal?.aborted) {
         onAbort();
         return;
       }
       signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        dispatcher.dispatch(
-          { origin: url.origin, path: url.pathname + url.search, method: req.method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
-          handler,
-        );
-      } catch (err) {
-        // A request undici refuses outright (a header value it will not send): no byte left.
-        handler.fail(err);
-      }
+      // A request undici refuses outright (a header value it will not send, a closed agent)
+      // comes back through the handler's onResponseError, not as a throw (DispatcherBase.dispatch).
+      dispatcher.dispatch(
+        { origin: url.origin, path: url.pathname + url.search, method: req.method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
+        handler,
+      );
     });
   }
 

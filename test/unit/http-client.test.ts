@@ -101,4 +101,27 @@ describe('HttpClient', () => {
     await expect(call).rejects.toMatchObject({ name: 'TimeoutError' });
     await http.close();
   });
+  it('a signal aborted without a reason still ends the call before anything is sent', async () => {
+    const http = new HttpClient();
+    const before = seen.length;
+    const signal = new LightSignal();
+    signal.abort(undefined);
+    await expect(http.send(endpoint(), { method: 'PUT', segments: ['x'], headers: {} }, 2000, signal)).rejects.toMatchObject({ name: 'AbortError' });
+    // A later call on the same client goes out: the refused one never did.
+    expect((await http.send(endpoint(), { method: 'GET', segments: ['x'], headers: {} }, 2000)).status).toBe(200);
+    expect(seen.length).toBe(before + 1);
+    expect(seen.at(-1)!.method).toBe('GET');
+    await http.close();
+  });
+
+  it('rejects, never throws at the caller, a call it cannot make (a bad base URL, a header undici will not send)', async () => {
+    const http = new HttpClient();
+    let call: Promise<unknown> | undefined;
+    expect(() => (call = http.send({ baseUrl: 'not a url', privateNetwork: true }, { method: 'GET', segments: ['x'], headers: {} }, 2000))).not.toThrow();
+    await expect(call).rejects.toThrow();
+    expect(() => (call = http.send(endpoint(), { method: 'GET', segments: ['x'], headers: { 'x-bad': 'a\r\nx-injected: 1' } }, 2000))).not.toThrow();
+    await expect(call).rejects.toThrow();
+    expect(seen.some((r) => 'x-injected' in r.headers)).toBe(false);
+    await http.close();
+  });
 });
