@@ -63,8 +63,7 @@ export type SendGate = () => boolean;
 class CallHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
   /** Set by `abort` before undici started the request: it is then dropped at its start. */
-  private abortedEarly = false;
-  private abortReason: unknown;
+  private abortReason: Error | undefined;
   private settled = false;
   private status = 0;
   private headers: Record<string, string | string[] | undefined> = {};
@@ -86,14 +85,13 @@ class CallHandler implements Dispatcher.DispatchHandler {
       this.controller.abort(reason);
       return;
     }
-    this.abortedEarly = true;
     this.abortReason = reason;
     this.settle(undefined, reason);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.abortedEarly) throw this.abortReason;
+    if (this.abortReason !== undefined) throw this.abortReason;
     // Thrown, not `controller.abort()`: undici then fails the request before writing it and
     // keeps the socket (an abort would destroy it).
     if (this.gate && !this.gate()) throw new NotSentError();
@@ -127,7 +125,6 @@ class CallHandler implements Dispatcher.DispatchHandler {
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     this.settle(undefined, err);
   }
-
 
   private answer(): HttpResponse {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
@@ -180,11 +177,12 @@ export class HttpClient {
       // Parsed as undici's `request` parses it: the origin picks the pool, the path is normalised.
       const url = new URL(buildUrl(endpoint.baseUrl, req.segments, req.query));
       const dispatcher = endpoint.privateNetwork ? (this.open ??= new Agent(this.agentOptions)) : this.guarded;
-      const headers: Record<string, string> = { ...req.headers };
+      // undici copies the headers into its request; a copy of ours only when one is added.
+      let headers = req.headers;
       let body: string | undefined;
       if (req.json !== undefined || req.rawJson !== undefined) {
         body = req.json !== undefined ? JSON.stringify(req.json) : req.rawJson;
-        headers['content-type'] = 'application/json';
+        headers = { ...req.headers, 'content-type': 'application/json' };
       }
       // One timer per call, and a listener on the run's light signal (signal.ts says what the DOM ones cost).
       const done = () => {
