@@ -5,7 +5,8 @@ import { campaignKeys, createApiMetrics, DEFAULTS, eventsChannel, readStatus, sc
 import { readLimitUsage } from '../../src/producer/api/limits.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
 import { setupDeployment, type Deployment } from '../support/deployment.js';
-import { waitForCompletion } from '../support/harness.js';
+import { newRedis, waitForCompletion } from '../support/harness.js';
+import { nectedGraph } from '../support/fleet.js';
 
 /**
  * Adaptive concurrency (`concurrency: {adaptive: {min, max, initial}}`): one figure per key
@@ -179,6 +180,51 @@ describe('adaptive concurrency against the sandbox', () => {
     expect(most).toBeLessThanOrEqual(Math.floor(12 * DEFAULTS.adaptiveDecreaseFactor * DEFAULTS.adaptiveRetryAfterRestartFactor));
     // Each 429 was one Retry-After wait, counted once.
     expect(status.retryAfterWaits).toBe(shed.length);
+  });
+
+  it('a run held by a pause after its write keeps its target, even beyond the cut figure: given back, it would run again and count its own write as current', async () => {
+    // Nected with `verify`: a GET, the PATCH, a GET reading it back. `undo: false`, so a second
+    // run has no kept pre-image to recognise its own write by: it would find the patch in place
+    // and record ALREADY_CURRENT (skipped) for a target this campaign upgraded.
+    const sandbox = await t.startSandbox({ latencyMs: 200, record: true });
+    const ids = ['w-0', 'w-1', 'w-2'];
+    sandbox.load({ nected: { workflows: ids.map((entityId) => ({ entityId, graph: nectedGraph(entityId) })) } });
+    // The third PATCH is shed at once (capacity 1: over 2 calls in flight), after the other two
+    // were taken: the connection pauses while their answers are on the way, so both read-backs
+    // meet the pause, 2 slots held against the figure the 429 cut from 3 to 1. The capacity goes
+    // back to unlimited as the pause is announced, so the rest is answered.
+    const sub = newRedis();
+    t.defer(() => sub.quit());
+    await sub.subscribe(eventsChannel(t.prefix));
+    sub.on('message', (_channel, message: string) => {
+      if ('pause' in (JSON.parse(message) as object)) sandbox.configure({ capacity: null });
+    });
+    void sandbox.requestsReached(6).then(() => sandbox.configure({ capacity: 1 }));
+    await enqueueCampaign(
+      {
+        id: 'wrote',
+        connection: 'UPSHIFT_TEST_NECTED_KEY',
+        operation: { type: 'nected.updateWorkflow', patch: [{ op: 'replace', path: '/settings/auditIO', value: true }] },
+        verify: true,
+        undo: false,
+        limits: adaptive(1, 3, 3),
+      },
+      ids.map((entityId) => ({ entityId })),
+      t.producer,
+    );
+    await t.startWorker({ concurrency: 10 });
+
+    const status = await waitForCompletion(t.prefix, 'wrote', 60_000);
+    const calls = sandbox.received!;
+    const shed = calls.filter((r) => r.status === 429);
+    expect(shed.map((r) => r.method)).toEqual(['PATCH']);
+    expect(status).toMatchObject({ state: 'completed', total: 3, upgraded: 3, skipped: 0, failed: 0, retryAfterWaits: 1 });
+    // Each target written once; the two held read-backs were sent after the pause, not into it.
+    expect(sandbox.stats().appliedByTarget).toEqual(Object.fromEntries(ids.map((id) => [`nected::${id}`, 1])));
+    const heldReads = calls.filter((r) => r.method === 'GET' && r.at > shed[0]!.at && r.at < shed[0]!.at + 1000);
+    expect(heldReads).toEqual([]);
+    // 3 GETs, 3 PATCHes (one shed), 2 read-backs, then the shed target again: GET, PATCH, GET.
+    expect(calls).toHaveLength(11);
   });
 
   it('learns its no-load latency only from the platform\'s answers: connection resets (0 ms) do not set it', async () => {
