@@ -1,20 +1,24 @@
 /**
  * scaleout: alloy targets, no limits, 1 / 2 / 4 worker processes at concurrency 50, in steady
- * state. Each point is two runs with the same process count: the machine's CPU ceiling (sandbox
- * at 0 ms, BENCH_SCALE_CEILING_SECONDS of steady state, default 10) and the point itself (sandbox
- * at 50 ms, BENCH_SCALE_SECONDS of steady state, default 30). Throughput is outcomes counted in
+ * state. Each point is three runs with the same process count: the machine's CPU ceiling (sandbox
+ * at 0 ms, BENCH_SCALE_CEILING_SECONDS of steady state, default 10), the point itself (sandbox
+ * at 50 ms, BENCH_SCALE_SECONDS of steady state, default 30), and the bare BullMQ + undici
+ * pipeline in the point's shape (the same window). Throughput is outcomes counted in
  * the status hash over a steady-state window: from BENCH_SCALE_WARMUP_SECONDS (default 3) after
  * the enqueue ended to the window's end, with targets enough that the campaign is still running
  * then (start-up and drain are outside the window; the workers are stopped after it). The point
  * is reported against min(ideal, ceiling): the ideal processes x concurrency / latency, the
  * ceiling what the same processes reach when the platform costs nothing. The ratio then says what
- * Upshift costs, not what two cores cost.
+ * Upshift costs, not what two cores cost. At 50 ms a target costs more CPU than at 0 ms (fewer
+ * answers share each wake-up of the event loop), so on a slow machine the 0 ms ceiling overstates
+ * what the cores allow at 50 ms; the bare pipeline beside it says what they allow any pipeline.
  */
 import { cpus } from 'node:os';
+import { Queue } from 'bullmq';
 import { enqueueCampaign } from '../../src/producer/index.js';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { SANDBOX_KEYS, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { campaignKeys, readStatus } from '../../src/shared/index.js';
-import { benchConnections, benchConnectionsFile, cpuMs, describeStatuses, dropPrefix, round2, spawnWorker, stop, type BenchContext, type Child, type Scenario } from '../helpers.js';
+import { bare as bareWorker, benchConnections, benchConnectionsFile, cpuMs, describeStatuses, dropPrefix, round2, spawnUntil, spawnWorker, stop, type BenchContext, type Child, type Scenario } from '../helpers.js';
 
 const SCALE_SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? 30);
 const SCALE_CEILING_SECONDS = Number(process.env.BENCH_SCALE_CEILING_SECONDS ?? 10);
@@ -29,6 +33,8 @@ const SCALE_LATENCY_MS = 50;
 const SCALE_WORKER_CONCURRENCY = 50;
 const SCALE_PROCESSES = (process.env.BENCH_SCALE_PROCESSES ?? '1,2,4').split(",").map(Number);
 const SAMPLE_MS = 250;
+const BARE_QUEUE = 'bare';
+const BARE_WORKFLOW = 'wf-bench';
 
 interface Window {
   /** Outcomes per second over the steady-state window. */
@@ -49,8 +55,13 @@ interface Window {
   redisScriptMsPerCall: number | null;
 }
 
-/** One campaign of `n` targets on `processes` fresh workers, measured over the steady-state window. */
-async function measure(ctx: BenchContext, processes: number, latencyMs: number, windowS: number, n: number, tag: string): Promise<Window> {
+/**
+ * One campaign of `n` targets on `processes` fresh workers, measured over the steady-state window.
+ * `bare`: the same targets as jobs of a plain BullMQ queue on as many bench/bare-worker.ts
+ * processes (a BullMQ Worker and one undici call a job, nothing recorded): the pipeline Upshift
+ * is measured against in the throughput scenario, here in the same shape as the point.
+ */
+async function measure(ctx: BenchContext, processes: number, latencyMs: number, windowS: number, n: number, tag: string, bare = false): Promise<Window> {
   const { redis, env } = ctx;
   const prefix = `bench-scale-${tag}`;
   const id = `scale-${tag}`;
@@ -59,10 +70,17 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
   const sandbox: Sandbox = await startSandbox({ latencyMs });
   const workers: Child[] = [];
   try {
-    sandbox.load({ alloy: { workflows: { [workflowId]: { latestVersion: 2 } }, installs: users.map((userId) => ({ workflowId, userId, version: 1 })) } });
+    // bare-worker.ts calls workflow wf-bench.
+    const installed = bare ? BARE_WORKFLOW : workflowId;
+    sandbox.load({ alloy: { workflows: { [installed]: { latestVersion: 2 } }, installs: users.map((userId) => ({ workflowId: installed, userId, version: 1 })) } });
     await dropPrefix(redis, prefix);
     for (let i = 0; i < processes; i++) {
-      workers.push(await spawnWorker(SCALE_WORKER_CONCURRENCY, { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) }));
+      workers.push(
+        bare
+          ? // Each process counts only its own jobs: it never reaches this count, and is stopped after the window.
+            await spawnUntil([bareWorker, sandbox.url, BARE_QUEUE, prefix, String(SCALE_WORKER_CONCURRENCY), String(n + 1), SANDBOX_KEYS.alloy], env, 'bare worker ready')
+          : await spawnWorker(SCALE_WORKER_CONCURRENCY, { ...env, UPSHIFT_PREFIX: prefix, UPSHIFT_CONNECTIONS: benchConnectionsFile(sandbox.url) }),
+      );
     }
     const t0 = Date.now();
     // CPU used by the pipeline (the workers, Redis, and this process, which serves the sandbox).
@@ -76,14 +94,25 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       const m = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(await redis.info('commandstats'));
       return [Number(m?.[1] ?? 0), Number(m?.[2] ?? 0)];
     };
-    await enqueueCampaign(
-      { id, connection: { baseUrl: sandbox.url, credentialRef: 'BENCH_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId } },
-      users.map((userId) => ({ userId })),
-      { redis, prefix, connections: benchConnections(sandbox.url) },
-    );
+    const queue = bare ? new Queue(BARE_QUEUE, { connection: redis, prefix }) : undefined;
+    if (queue) {
+      // Completed jobs are kept (no removeOnComplete): their count is the bare pipeline's outcomes.
+      for (let i = 0; i < users.length; i += 1000) await queue.addBulk(users.slice(i, i + 1000).map((userId) => ({ name: 'u', data: { userId } })));
+      await queue.close();
+    } else {
+      await enqueueCampaign(
+        { id, connection: { baseUrl: sandbox.url, credentialRef: 'BENCH_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId } },
+        users.map((userId) => ({ userId })),
+        { redis, prefix, connections: benchConnections(sandbox.url) },
+      );
+    }
     const enqueued = Date.now();
     const statusKey = campaignKeys(prefix, id).status;
     const outcomes = async (): Promise<{ at: number; done: number; failed: number }> => {
+      if (bare) {
+        const [done, failed] = await Promise.all([redis.zcard(`${prefix}:${BARE_QUEUE}:completed`), redis.zcard(`${prefix}:${BARE_QUEUE}:failed`)]);
+        return { at: Date.now(), done: done + failed, failed };
+      }
       const [u, s, f] = await redis.hmget(statusKey, 'upgraded', 'skipped', 'failed');
       const failed = Number(f ?? 0);
       return { at: Date.now(), done: Number(u ?? 0) + Number(s ?? 0) + failed, failed };
@@ -139,7 +168,7 @@ async function measure(ctx: BenchContext, processes: number, latencyMs: number, 
       if (s.at >= until) break;
     }
     if (first === undefined || last.at <= first.at) {
-      throw new Error(`scaleout ${tag}: the campaign ran out of targets before a steady-state window (${n} targets): ${describeStatuses([await readStatus(redis, prefix, id)])}`);
+      throw new Error(`scaleout ${tag}: the campaign ran out of targets before a steady-state window (${n} targets)${bare ? '' : `: ${describeStatuses([await readStatus(redis, prefix, id)])}`}`);
     }
     const windowMs = last.at - first.at;
     const [calls, usec] = await scripts();
@@ -190,6 +219,10 @@ interface ScalePoint {
    */
   cpuBoundTargetsPerS: number;
   ratioToCpuBound: number;
+  /** The bare BullMQ + undici pipeline in the same shape (processes, concurrency, latency, window). */
+  bare: Window;
+  /** Upshift / bare: what Upshift costs against the pipeline without its bookkeeping, on the same machine state. */
+  ratioToBare: number;
 }
 
 async function run(ctx: BenchContext) {
@@ -200,7 +233,9 @@ async function run(ctx: BenchContext) {
     const idealPerS = (processes * SCALE_WORKER_CONCURRENCY) / (SCALE_LATENCY_MS / 1000);
     const span = SCALE_MAX_WARMUP_SECONDS + 3;
     const ceiling = await measure(ctx, processes, 0, SCALE_CEILING_SECONDS, Math.ceil(SCALE_CEILING_SIZING_PER_S * (SCALE_CEILING_SECONDS + span)), `${processes}-ceiling`);
-    const point = await measure(ctx, processes, SCALE_LATENCY_MS, SCALE_SECONDS, Math.ceil(idealPerS * 1.1 * (SCALE_SECONDS + span)), `${processes}-${SCALE_LATENCY_MS}ms`);
+    const pointTargets = Math.ceil(idealPerS * 1.1 * (SCALE_SECONDS + span));
+    const point = await measure(ctx, processes, SCALE_LATENCY_MS, SCALE_SECONDS, pointTargets, `${processes}-${SCALE_LATENCY_MS}ms`);
+    const bare = await measure(ctx, processes, SCALE_LATENCY_MS, SCALE_SECONDS, pointTargets, `${processes}-${SCALE_LATENCY_MS}ms-bare`, true);
     // More busy processes than cores take CPU from Redis (one thread, the pipeline's shared
     // stage), so at 0 ms four processes can do less than one: "at most p processes" is the
     // ceiling p processes could have had, the same-count one the issue's bound.
@@ -223,6 +258,8 @@ async function run(ctx: BenchContext) {
       ratioToIdeal: round2(point.targetsPerS / idealPerS),
       cpuBoundTargetsPerS: cpuBound,
       ratioToCpuBound: round2(point.targetsPerS / Math.min(idealPerS, cpuBound)),
+      bare,
+      ratioToBare: round2(point.targetsPerS / bare.targetsPerS),
     });
   }
   return {
@@ -243,6 +280,6 @@ export const scaleout: Scenario<Awaited<ReturnType<typeof run>>> = {
   rows: (so) =>
     so.points.map(
       (p) =>
-        `| scale-out, ${p.processes} worker process${p.processes > 1 ? 'es' : ''} x ${p.concurrency}, ${so.latencyMs} ms, steady state over ${p.point.windowS} s after ${p.point.warmupS} s${p.point.ranOut ? ' (ran out early)' : ''} (targets/s; ceiling at 0 ms, same processes: ${p.ceiling.targetsPerS}/s; vs min(ideal, best ceiling with <= ${p.processes}): ${p.ratioToBestBound}; vs ideal ${p.ratioToIdeal}; CPU ${p.point.cpuMsPerTarget} ms a target, so min(ideal, cores' bound ${p.cpuBoundTargetsPerS}/s): ${p.ratioToCpuBound}; goal >= 0.9) | ${p.targetsPerS} | ${p.boundTargetsPerS} (${p.boundIs === 'ideal' ? `ideal ${p.processes} x ${p.concurrency} / ${so.latencyMs} ms` : `ceiling; ideal ${p.idealTargetsPerS}`}) | ${p.ratio} |`,
+        `| scale-out, ${p.processes} worker process${p.processes > 1 ? 'es' : ''} x ${p.concurrency}, ${so.latencyMs} ms, steady state over ${p.point.windowS} s after ${p.point.warmupS} s${p.point.ranOut ? ' (ran out early)' : ''} (targets/s; ceiling at 0 ms, same processes: ${p.ceiling.targetsPerS}/s; vs min(ideal, best ceiling with <= ${p.processes}): ${p.ratioToBestBound}; vs ideal ${p.ratioToIdeal}; CPU ${p.point.cpuMsPerTarget} ms a target, so min(ideal, cores' bound ${p.cpuBoundTargetsPerS}/s): ${p.ratioToCpuBound}; bare BullMQ + undici in the same shape ${p.bare.targetsPerS}/s (CPU ${p.bare.cpuMsPerTarget} ms a target), Upshift / bare ${p.ratioToBare}; goal >= 0.9) | ${p.targetsPerS} | ${p.boundTargetsPerS} (${p.boundIs === 'ideal' ? `ideal ${p.processes} x ${p.concurrency} / ${so.latencyMs} ms` : `ceiling; ideal ${p.idealTargetsPerS}`}) | ${p.ratio} |`,
     ),
 };
