@@ -103,13 +103,20 @@ export async function spawnUntil(args: string[], env: Record<string, string>, re
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const queue: string[] = [];
   let wake: (() => void) | undefined;
+  let ended = false;
   proc.stdout!.on('data', (d: Buffer) => {
     queue.push(...d.toString().split('\n').filter(Boolean));
+    wake?.();
+  });
+  // A child that dies before it is ready ends the lines, so the wait below throws instead of hanging.
+  proc.stdout!.once('close', () => {
+    ended = true;
     wake?.();
   });
   async function* lines() {
     for (;;) {
       while (queue.length) yield queue.shift()!;
+      if (ended) return;
       await new Promise<void>((r) => (wake = r));
     }
   }

@@ -106,8 +106,9 @@ async function run({ redis, redisUrl, sandboxUrl: url, env }: BenchContext) {
     const b = await spawnUntil([...cpuProfFlags(`bare-${round}`), bare, url, 'bare', barePrefix, String(CONCURRENCY), String(TARGETS), SANDBOX_KEYS.alloy], env, 'bare worker ready');
     const it = b.lines[Symbol.asyncIterator]();
     for (;;) {
-      const { value } = await it.next();
-      if (value?.startsWith('done ')) {
+      const { value, done } = await it.next();
+      if (done) throw new Error(`bare worker ended before its ${TARGETS} completions`);
+      if (value.startsWith('done ')) {
         bareMs.push(Number(value.slice(5)));
         break;
       }

@@ -35,8 +35,12 @@ function slope(xs: readonly number[], ys: readonly number[]): number {
  * 300-character string per target grows by several hundred (measured: see RELIABILITY.md).
  */
 const HELD_BYTES_PER_TARGET = 32;
-/** RSS also counts what native code keeps outside V8's view; it is noisier (pages V8 keeps mapped). */
-const RSS_BYTES_PER_TARGET = 100;
+/**
+ * RSS also counts what native code keeps outside V8's view. It is noisier (pages V8 or the
+ * allocator keep mapped after a collection: one such step of 20 MB at the last reading moves
+ * the slope by about 100 bytes a target), so its bound is wider.
+ */
+const RSS_BYTES_PER_TARGET = 250;
 
 describe('worker memory', () => {
   const t = setupDeployment({ sandbox: {} });
@@ -46,9 +50,19 @@ describe('worker memory', () => {
     const fleet = alloyFleet(n);
     t.sandbox.load(fleet.fixtures);
     const connections = testConnections(t.sandbox.url);
-    const worker = await t.spawnWorker(['--concurrency', '50'], { NODE_OPTIONS: '--inspect=127.0.0.1:0' });
-    const url = inspectorUrl(worker.stderr());
-    expect(url, 'the worker printed its inspector address').toBeDefined();
+    // Node prints the inspector's address on stderr as it starts; stdout (where the worker says
+    // it is ready) is another pipe, so the address is waited for, not assumed to be there.
+    let seen: (url: string) => void = () => undefined;
+    const addressPrinted = new Promise<string>((resolve) => (seen = resolve));
+    const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim();
+    await t.spawnWorker(['--concurrency', '50'], { NODE_OPTIONS: nodeOptions }, (all) => {
+      const found = inspectorUrl(all);
+      if (found !== undefined) seen(found);
+    });
+    const url = await Promise.race([
+      addressPrinted,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the worker printed no inspector address within 30 s')), 30_000).unref()),
+    ]);
     const spec = { id: 'mem', connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } };
     const startedAt = Date.now();
     await enqueueCampaign(spec, fleet.targets, { redis: t.redis, prefix: t.prefix, connections });
@@ -57,7 +71,7 @@ describe('worker memory', () => {
     const rss: number[] = [];
     for (const at of points) {
       await t.sandbox.requestsReached(at);
-      const m = await retainedMemory(url!);
+      const m = await retainedMemory(url);
       held.push((m.heapUsedMb + m.externalMb) * 2 ** 20);
       rss.push(m.rssMb * 2 ** 20);
     }
