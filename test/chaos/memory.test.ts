@@ -4,7 +4,7 @@ import { alloyFleet } from '../support/fleet.js';
 import { waitForCompletion } from '../support/harness.js';
 import { testConnections } from '../support/connections.js';
 import { setupDeployment } from '../support/deployment.js';
-import { inspectorUrl, retainedMemory } from '../support/inspector.js';
+import { inspectorAddress, retainedMemory } from '../support/inspector.js';
 import { recordFigures } from './figures.js';
 
 /** 180 s beside a CPU hog on a two-core machine (`elapsedS` in RELIABILITY.md); the bound is for a worse one. */
@@ -50,19 +50,10 @@ describe('worker memory', () => {
     const fleet = alloyFleet(n);
     t.sandbox.load(fleet.fixtures);
     const connections = testConnections(t.sandbox.url);
-    // Node prints the inspector's address on stderr as it starts; stdout (where the worker says
-    // it is ready) is another pipe, so the address is waited for, not assumed to be there.
-    let seen: (url: string) => void = () => undefined;
-    const addressPrinted = new Promise<string>((resolve) => (seen = resolve));
+    const inspector = inspectorAddress();
     const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim();
-    await t.spawnWorker(['--concurrency', '50'], { NODE_OPTIONS: nodeOptions }, (all) => {
-      const found = inspectorUrl(all);
-      if (found !== undefined) seen(found);
-    });
-    const url = await Promise.race([
-      addressPrinted,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the worker printed no inspector address within 30 s')), 30_000).unref()),
-    ]);
+    await t.spawnWorker(['--concurrency', '50'], { NODE_OPTIONS: nodeOptions }, inspector.onStderr);
+    const url = await inspector.address();
     const spec = { id: 'mem', connection: { baseUrl: t.sandbox.url, credentialRef: 'UPSHIFT_TEST_ALLOY_KEY' }, operation: { type: 'alloy.upgradeWorkflow', workflowId: 'wf-1' } };
     const startedAt = Date.now();
     await enqueueCampaign(spec, fleet.targets, { redis: t.redis, prefix: t.prefix, connections });
